@@ -1,0 +1,27 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="tap-autopilot",
+    version="1.0.0",
+    description="Singer tap for the Autopilot API: contacts, lists, smart segments and their memberships",
+    author="tap-autopilot contributors",
+    url="https://github.com/singer-io/tap-autopilot",
+    license="Apache-2.0",
+    classifiers=["Programming Language :: Python :: 3 :: Only"],
+    python_requires=">=3.11",
+    py_modules=[],
+    install_requires=[
+        "singer-python>=6.8,<7",
+        "requests>=2.32,<3",
+        "backoff>=2.2,<3",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "jsonschema"],
+    },
+    entry_points={
+        "console_scripts": ["tap-autopilot=tap_autopilot:main"],
+    },
+    packages=find_packages(exclude=["tests", "tests.*"]),
+    package_data={"tap_autopilot": ["schemas/*.json"]},
+    include_package_data=True,
+)
