@@ -1,2 +1,229 @@
-def main():
-    raise SystemExit("not built yet")
+"""tap-autopilot: a Singer tap for the Autopilot API.
+
+main() parses arguments, validates the config, and runs discovery or a sync.
+Every failure the user can fix ends in one CRITICAL line on stderr and exit 1;
+tracebacks are only logged with --debug.
+"""
+import argparse
+import datetime
+import json
+import logging
+import os
+import sys
+from importlib import metadata as importlib_metadata
+from urllib.parse import urlparse
+
+from tap_autopilot.client import DEFAULT_BASE_URL, AutopilotClient, RetryableError, TapError
+
+LOGGER = logging.getLogger("tap_autopilot")
+
+NAME = "tap-autopilot"
+DESCRIPTION = "Singer tap for Autopilot: contacts, lists, smart segments and their memberships."
+CAPABILITIES = ["catalog", "discover", "state", "properties", "about"]
+
+# The settings users can give, for validation, --about and the Meltano plugin file.
+SETTINGS = [
+    {"name": "api_key", "kind": "password", "type": "string", "required": True, "secret": True,
+     "description": "Autopilot API key, sent as the autopilotapikey header."},
+    {"name": "start_date", "kind": "date_iso8601", "type": "string", "required": True, "secret": False,
+     "description": "RFC 3339 time; contacts updated before it are not replicated on the first run."},
+    {"name": "base_url", "kind": "string", "type": "string", "required": False, "secret": False,
+     "default": DEFAULT_BASE_URL, "description": "API root URL."},
+    {"name": "user_agent", "kind": "string", "type": "string", "required": False, "secret": False,
+     "description": "Sent as the User-Agent header."},
+    {"name": "request_timeout", "kind": "integer", "type": "number", "required": False, "secret": False,
+     "default": 300, "description": "Seconds to wait for each HTTP response before retrying."},
+    {"name": "max_requests_per_second", "kind": "integer", "type": "number", "required": False,
+     "secret": False, "default": 5,
+     "description": "Client-side request rate ceiling; Autopilot documents 5 per second."},
+]
+
+
+def version():
+    try:
+        return importlib_metadata.version(NAME)
+    except importlib_metadata.PackageNotFoundError:
+        return "unknown"
+
+
+class ConfigError(TapError):
+    pass
+
+
+class _RedactSecrets(logging.Filter):
+    """Belt and braces: no log line may carry the API key, whatever produced it."""
+
+    def __init__(self):
+        super().__init__()
+        self.secrets = []
+
+    def filter(self, record):
+        if self.secrets:
+            message = record.getMessage()
+            redacted = message
+            for secret in self.secrets:
+                redacted = redacted.replace(secret, "<redacted>")
+            if redacted != message:
+                record.msg, record.args = redacted, None
+        return True
+
+
+_REDACTOR = _RedactSecrets()
+
+
+def _setup_logging(debug):
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    handler.addFilter(_REDACTOR)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    LOGGER.setLevel(logging.DEBUG if debug else logging.INFO)
+
+
+def _parse_args(argv):
+    parser = argparse.ArgumentParser(prog=NAME, description=DESCRIPTION)
+    parser.add_argument("-c", "--config", help="config JSON file")
+    parser.add_argument("-s", "--state", help="state JSON file from the last run")
+    parser.add_argument("--catalog", help="catalog JSON file with the selected streams")
+    parser.add_argument("-p", "--properties", help="legacy name for --catalog")
+    parser.add_argument("-d", "--discover", action="store_true", help="print the catalog and exit")
+    parser.add_argument("--about", action="store_true", help="print what this tap is and takes, as JSON")
+    parser.add_argument("--version", action="store_true", help="print the version")
+    parser.add_argument("--debug", action="store_true", help="verbose logs, with tracebacks")
+    return parser.parse_args(argv)
+
+
+def _load_json(path, what, flag):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"The {what} file {path} does not exist. Check the {flag} path.") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"The {what} file {path} cannot be read ({type(error).__name__}). "
+                          f"Check the {flag} path.") from None
+    except ValueError as error:
+        raise ConfigError(f"The {what} file {path} is not valid JSON ({error}). Fix the file.") from None
+
+
+def _positive_number(config, key):
+    value = config.get(key)
+    if value is None:
+        return
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = None
+    if isinstance(value, bool) or number is None or not number > 0 or number == float("inf"):
+        raise ConfigError(f"Config '{key}' must be a positive number of "
+                          f"{'seconds' if key == 'request_timeout' else 'requests per second'}, "
+                          f"not {value!r}.")
+
+
+def validate_config(config):
+    if not isinstance(config, dict):
+        raise ConfigError("The config file must hold a JSON object with api_key and start_date.")
+    api_key = config.get("api_key")
+    if not isinstance(api_key, str) or not api_key.strip():
+        raise ConfigError("Config 'api_key' is missing or empty. Set it to your Autopilot API key "
+                          "(Settings > Autopilot API).")
+    start_date = config.get("start_date")
+    if not isinstance(start_date, str) or not start_date.strip():
+        raise ConfigError("Config 'start_date' is missing. Set it to an RFC 3339 time such as "
+                          "2020-01-01T00:00:00Z.")
+    try:
+        parsed = datetime.datetime.fromisoformat(start_date)
+    except ValueError:
+        parsed = None
+    if parsed is None or "T" not in start_date.upper() or parsed.tzinfo is None:
+        raise ConfigError(f"Config 'start_date' {start_date!r} is not an RFC 3339 time. Use a form such "
+                          "as 2020-01-01T00:00:00Z.")
+    base_url = config.get("base_url", DEFAULT_BASE_URL)
+    parts = urlparse(base_url) if isinstance(base_url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"Config 'base_url' {base_url!r} is not an http(s) URL. Leave it out to use "
+                          f"{DEFAULT_BASE_URL}.")
+    _positive_number(config, "request_timeout")
+    _positive_number(config, "max_requests_per_second")
+    return config
+
+
+def about():
+    return {
+        "name": NAME,
+        "version": version(),
+        "description": DESCRIPTION,
+        "capabilities": CAPABILITIES,
+        "settings": [{k: v for k, v in s.items() if k != "kind"} for s in SETTINGS],
+        "required_settings": [s["name"] for s in SETTINGS if s["required"]],
+        "secret_settings": [s["name"] for s in SETTINGS if s["secret"]],
+        "streams": ["contacts", "lists", "lists_contacts", "smart_segments", "smart_segments_contacts"],
+    }
+
+
+def run(args):
+    if args.version:
+        print(f"{NAME} {version()}")
+        return
+    if args.about:
+        json.dump(about(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    if not args.config:
+        raise ConfigError("No config given. Run: tap-autopilot --config config.json [--discover | --catalog "
+                          "catalog.json [--state state.json]]")
+    config = validate_config(_load_json(args.config, "config", "--config"))
+    _REDACTOR.secrets = [config["api_key"]]
+    catalog_path = args.catalog or args.properties
+    catalog = None
+    state = {}
+    if not args.discover:
+        if not catalog_path:
+            raise ConfigError("Nothing to do: give --discover to write a catalog, or --catalog catalog.json "
+                              "to sync the streams selected in it.")
+        catalog = _load_json(catalog_path, "catalog", "--catalog" if args.catalog else "--properties")
+        if not isinstance(catalog, dict) or not isinstance(catalog.get("streams"), list):
+            raise ConfigError(f"The catalog file {catalog_path} has no 'streams' list. Create it with "
+                              "tap-autopilot --config config.json --discover.")
+        if args.state:
+            state = _load_json(args.state, "state", "--state")
+            if not isinstance(state, dict):
+                raise ConfigError(f"The state file {args.state} must hold a JSON object.")
+
+    client = AutopilotClient(config)
+    if args.discover:
+        from tap_autopilot.discover import discover
+        json.dump(discover(client), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        from tap_autopilot.sync import sync
+        sync(client, config, state, catalog)
+
+
+def main(argv=None):
+    args = _parse_args(sys.argv[1:] if argv is None else argv)
+    _setup_logging(args.debug or os.environ.get("LOG_LEVEL", "").upper() == "DEBUG")
+    try:
+        run(args)
+    except TapError as error:
+        LOGGER.debug("Details:", exc_info=True)
+        LOGGER.critical("%s", error)
+        sys.exit(1)
+    except RetryableError as error:
+        LOGGER.debug("Details:", exc_info=True)
+        LOGGER.critical("Autopilot could not be reached or kept failing, retries exhausted: %s. Check base_url and the "
+                        "network, then run again with the last state.", error)
+        sys.exit(1)
+    except BrokenPipeError:
+        # The target exited: whatever it accepted is covered by the STATE it saw.
+        sys.stderr.write("CRITICAL The output pipe closed (did the target exit?). Stopping.\n")
+        os._exit(1)  # stdout is gone: skip flushing it at exit
+    except KeyboardInterrupt:
+        LOGGER.critical("Interrupted. Run again with the last state to continue.")
+        sys.exit(130)
+    except Exception as error:  # pylint: disable=broad-except
+        LOGGER.debug("Details:", exc_info=True)
+        LOGGER.critical("Unexpected error (%s): %s. Run with --debug for details and report it.",
+                        type(error).__name__, error)
+        sys.exit(1)

@@ -1,0 +1,232 @@
+"""The one HTTP client: session, auth header, timeout, rate limiter, retries and
+error mapping, and the bookmark pagination loop.
+
+Every request of the tap goes through AutopilotClient.get(), from any thread.
+"""
+import json
+import logging
+import random
+import threading
+import time
+from urllib.parse import quote
+
+import backoff
+import requests
+from singer import metrics
+
+LOGGER = logging.getLogger("tap_autopilot")
+
+DEFAULT_BASE_URL = "https://api2.autopilothq.com/v1"
+PAGE_SIZE = 100
+
+# How long a run keeps retrying before it gives up. Throttling is normal and
+# expected, so 429s get a generous budget; anything else gets a few tries.
+RATE_LIMIT_RETRY_SECONDS = 600
+TRANSIENT_MAX_TRIES = 5
+BACKOFF_CAP_SECONDS = 60
+
+
+class TapError(Exception):
+    """A fatal error with a message fit for the user's eyes (no key, no traceback)."""
+
+
+class AuthError(TapError):
+    pass
+
+
+class NotFoundError(TapError):
+    pass
+
+
+class RetryableError(Exception):
+    """A failure worth retrying: 5xx, transport error, unusable 200 body."""
+
+    retry_after = None
+
+
+class RateLimitedError(RetryableError):
+    def __init__(self, message, retry_after=None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RateLimiter:
+    """Spaces request starts evenly so that no one-second window ever holds
+    more than `rate` requests, however many threads share it."""
+
+    # A little slack so that jitter between our clock and the server's does
+    # not push two requests into the same window.
+    SAFETY = 1.03
+
+    def __init__(self, rate):
+        self.interval = self.SAFETY / float(rate)
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def acquire(self):
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        delay = start - now
+        if delay > 0:
+            time.sleep(delay)
+
+    def pause(self, seconds):
+        """Hold every thread back: the server asked us to slow down."""
+        with self._lock:
+            self._next = max(self._next, time.monotonic() + seconds)
+
+
+def _wait_times(base=1.0, cap=BACKOFF_CAP_SECONDS):
+    """backoff wait generator: the server's Retry-After when it gave one,
+    else exponential backoff with full jitter."""
+    error = yield
+    attempt = 0
+    while True:
+        if getattr(error, "retry_after", None) is not None:
+            wait = error.retry_after
+        else:
+            wait = random.uniform(0, min(cap, base * 2 ** attempt))
+        attempt += 1
+        error = yield wait
+
+
+def _parse_retry_after(value):
+    try:
+        return max(0.0, float(value))
+    except (TypeError, ValueError):
+        return None  # an HTTP date or garbage: fall back to our own backoff
+
+
+def _log_retry(details):
+    error = details["exception"]
+    LOGGER.warning("%s; retrying in %.1f s (attempt %d)", error, details["wait"], details["tries"])
+    client = details["args"][0]
+    client.stats.count("retries")
+
+
+class RequestStats:
+    """Thread-safe counters for the end-of-run summary and progress lines."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.counts = {"requests": 0, "retries": 0, "rate_limited": 0}
+
+    def count(self, name, amount=1):
+        with self._lock:
+            self.counts[name] = self.counts.get(name, 0) + amount
+
+    def __getitem__(self, name):
+        return self.counts.get(name, 0)
+
+
+class AutopilotClient:
+    def __init__(self, config, stats=None):
+        self.base_url = config.get("base_url", DEFAULT_BASE_URL).rstrip("/")
+        self.timeout = float(config.get("request_timeout", 300))
+        self.limiter = RateLimiter(float(config.get("max_requests_per_second", 5)))
+        self.stats = stats or RequestStats()
+        self._headers = {"autopilotapikey": config["api_key"], "Accept": "application/json"}
+        if config.get("user_agent"):
+            self._headers["User-Agent"] = config["user_agent"]
+        # requests.Session is not documented as thread-safe: one per thread.
+        self._local = threading.local()
+
+    def _session(self):
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+            session.headers.update(self._headers)
+        return session
+
+    @backoff.on_exception(_wait_times, RetryableError, max_tries=TRANSIENT_MAX_TRIES,
+                          giveup=lambda e: isinstance(e, RateLimitedError), jitter=None,
+                          on_backoff=_log_retry, logger=None)
+    @backoff.on_exception(_wait_times, RateLimitedError, max_time=RATE_LIMIT_RETRY_SECONDS,
+                          jitter=None, on_backoff=_log_retry, logger=None)
+    def get(self, path, data_key=None):
+        """GET base_url + path and return its JSON body. With data_key, the
+        body must be an object holding that key (else the 200 is retried)."""
+        self.limiter.acquire()
+        self.stats.count("requests")
+        endpoint = _endpoint_name(path)
+        started = time.monotonic()
+        status = "failed"
+        try:
+            try:
+                response = self._session().get(self.base_url + path, timeout=self.timeout)
+            except requests.exceptions.Timeout:
+                raise RetryableError(f"GET {path} timed out after {self.timeout:g} s") from None
+            except requests.exceptions.RequestException as error:
+                raise RetryableError(f"GET {path} failed ({type(error).__name__})") from None
+            status = response.status_code
+            return self._decode(path, response, data_key)
+        finally:
+            metrics.log(LOGGER, metrics.Point("timer", metrics.Metric.http_request_duration,
+                                              time.monotonic() - started,
+                                              {"endpoint": endpoint, "http_status_code": status}))
+
+    def _decode(self, path, response, data_key):
+        status = response.status_code
+        if status == 429:
+            self.stats.count("rate_limited")
+            retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+            if retry_after is not None:
+                self.limiter.pause(retry_after)
+            raise RateLimitedError(f"Autopilot throttled GET {path} (429)", retry_after)
+        if status in (400, 401, 403):
+            raise AuthError(f"Autopilot rejected the API key ({status}). Check api_key.")
+        if status == 404:
+            raise NotFoundError(f"Autopilot has no {path} (404).")
+        if status >= 500:
+            raise RetryableError(f"Autopilot answered {status} to GET {path}")
+        if status != 200:
+            raise TapError(f"Autopilot answered {status} to GET {path}: {_error_message(response)}")
+        try:
+            body = json.loads(response.content)
+        except ValueError:
+            raise RetryableError(f"GET {path} returned a body that is not valid JSON") from None
+        if data_key is not None and not (isinstance(body, dict) and data_key in body):
+            raise RetryableError(f"GET {path} returned no '{data_key}' in its body")
+        return body
+
+    def paginate(self, path, data_key, bookmark=None):
+        """Yield (items, next_bookmark, total) for each page of a bookmark-paged
+        endpoint, starting after `bookmark` if given. next_bookmark is None on
+        the last page. A bookmark the API has already given is an error: the
+        published tap looped forever on that."""
+        seen = set()
+        while True:
+            page_path = path if bookmark is None else f"{path}/{quote(str(bookmark), safe='')}"
+            body = self.get(page_path, data_key)
+            items = body.get(data_key) or []
+            next_bookmark = body.get("bookmark") or None
+            if next_bookmark is not None:
+                if next_bookmark in seen or next_bookmark == bookmark:
+                    raise TapError(f"Autopilot repeated the page bookmark {next_bookmark} on {path}; "
+                                   "stopping to avoid an endless loop.")
+                seen.add(next_bookmark)
+            yield items, next_bookmark, body.get("total_contacts")
+            if next_bookmark is None:
+                return
+            bookmark = next_bookmark
+
+
+def _endpoint_name(path):
+    """A low-cardinality name for metrics: '/list/contactlist_x/contacts/p' -> 'list_contacts'."""
+    parts = path.strip("/").split("/")
+    if parts[0] == "list":
+        return "list_contacts"
+    if parts[0] == "smart_segments" and len(parts) > 1:
+        return "smart_segment_contacts"
+    if parts[0] == "contacts" and len(parts) > 1 and parts[1] == "custom_fields":
+        return "custom_fields"
+    return parts[0]
+
+
+def _error_message(response):
+    try:
+        return str(response.json().get("message"))[:200]
+    except (ValueError, AttributeError):
+        return response.text[:200]

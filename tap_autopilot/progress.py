@@ -1,0 +1,91 @@
+"""Progress people can read on stderr: a line every few seconds while the sync
+runs, one when each stream ends, and a summary table at the end."""
+import logging
+import threading
+import time
+
+LOGGER = logging.getLogger("tap_autopilot")
+
+PROGRESS_INTERVAL_SECONDS = 10
+
+
+class _StreamProgress:
+    __slots__ = ("records", "pages", "read", "total", "done")
+
+    def __init__(self):
+        self.records = self.pages = self.read = 0
+        self.total = None
+        self.done = False
+
+
+class Progress:
+    """Counters are updated under the sync's output lock; the reporter thread
+    only reads them (a line slightly stale is fine)."""
+
+    def __init__(self, stream_ids, request_stats, interval=PROGRESS_INTERVAL_SECONDS):
+        self.streams = {stream_id: _StreamProgress() for stream_id in stream_ids}
+        self.requests = request_stats
+        self.interval = interval
+        self.started = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = None
+
+    def start(self):
+        self._thread = threading.Thread(target=self._report_loop, name="progress", daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+
+    def page(self, stream_id, records, items_read, total):
+        stream = self.streams[stream_id]
+        stream.records += records
+        stream.pages += 1
+        stream.read += items_read
+        if total is not None:
+            stream.total = total
+
+    def stream_done(self, stream_id):
+        stream = self.streams[stream_id]
+        stream.done = True
+        LOGGER.info("%s: done, %s records from %s pages in %.1f s.", stream_id, f"{stream.records:,}",
+                    f"{stream.pages:,}", time.monotonic() - self.started)
+
+    def _report_loop(self):
+        while not self._stop.wait(self.interval):
+            LOGGER.info("Progress: %s", self.line())
+
+    def line(self):
+        elapsed = time.monotonic() - self.started
+        parts = []
+        for stream_id, stream in self.streams.items():
+            if stream.done:
+                continue
+            text = f"{stream_id} {stream.records:,} records, {stream.pages:,} pages"
+            if stream.total:
+                fraction = min(1.0, stream.read / stream.total)
+                text += f" ({fraction:.0%} of {stream.total:,}"
+                if fraction > 0:
+                    text += f", ETA {_duration(elapsed * (1 - fraction) / fraction)}"
+                text += ")"
+            parts.append(text)
+        parts.append(self._requests_text())
+        return " | ".join(parts)
+
+    def _requests_text(self):
+        return (f"{self.requests['requests']:,} requests, {self.requests['rate_limited']:,} throttled (429), "
+                f"{self.requests['retries']:,} retries")
+
+    def summary(self):
+        self.stop()
+        elapsed = time.monotonic() - self.started
+        LOGGER.info("Sync summary (%s):", _duration(elapsed))
+        LOGGER.info("  %-26s %12s %8s", "stream", "records", "pages")
+        for stream_id, stream in self.streams.items():
+            LOGGER.info("  %-26s %12s %8s", stream_id, f"{stream.records:,}", f"{stream.pages:,}")
+        LOGGER.info("  %s", self._requests_text())
+
+
+def _duration(seconds):
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

@@ -1,0 +1,276 @@
+"""Sync: selection, output, state and dispatch.
+
+Streams put their page-sized units of work on one small thread pool, so that
+requests overlap (a 100 ms round trip would otherwise cap a sequential tap
+near 10 requests/s) while the shared rate limiter keeps the API's pace.
+Every page's RECORDs and the STATE that accounts for them are written together
+under one lock: a STATE message never describes a record not yet written.
+"""
+import json
+import logging
+import sys
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+import singer
+from singer import metadata
+
+from tap_autopilot.client import TapError
+from tap_autopilot.discover import CUSTOM_FIELD_KEY
+from tap_autopilot.progress import Progress
+from tap_autopilot.streams import STREAMS
+from tap_autopilot.transform import ContactTransformer, to_datetime_string
+
+LOGGER = logging.getLogger("tap_autopilot")
+
+# Concurrent requests in flight. The rate limiter, not this, sets the pace;
+# this only has to cover (rate x round trip) with some room.
+DEFAULT_WORKERS = 4
+
+
+class Cancelled(Exception):
+    """Raised in workers once another unit has failed."""
+
+
+class State:
+    """The Singer state document: bookmarks per stream and currently_syncing."""
+
+    def __init__(self, raw):
+        raw = raw if isinstance(raw, dict) else {}
+        bookmarks = raw.get("bookmarks")
+        self.bookmarks = {k: dict(v) for k, v in bookmarks.items() if isinstance(v, dict)} \
+            if isinstance(bookmarks, dict) else {}
+        self.currently_syncing = raw.get("currently_syncing")
+
+    def bookmark(self, stream_id):
+        return self.bookmarks.setdefault(stream_id, {})
+
+    def to_dict(self):
+        return {"currently_syncing": self.currently_syncing, "bookmarks": self.bookmarks}
+
+
+class SelectedStream:
+    """A catalog entry the user selected, reduced to what the sync needs."""
+
+    def __init__(self, entry):
+        self.tap_stream_id = entry["tap_stream_id"]
+        self.stream = STREAMS[self.tap_stream_id]
+        mdata = metadata.to_map(entry.get("metadata") or [])
+        schema = entry.get("schema") or {}
+        properties = schema.get("properties") or {}
+        self.columns = {}
+        self.custom_field_kinds = {}
+        for column, column_schema in properties.items():
+            if _column_selected(mdata, column, column_schema):
+                self.columns[column] = column_schema
+                kind = metadata.get(mdata, ("properties", column), CUSTOM_FIELD_KEY)
+                if kind:
+                    self.custom_field_kinds[column] = kind
+        for key in list(self.stream.key_properties) + [self.stream.replication_key]:
+            if key and key not in self.columns:
+                self.columns[key] = properties.get(key, {"type": ["null", "string"]})
+        self.schema = dict(schema, properties=self.columns)
+        self.schema.pop("selected", None)
+
+
+def _column_selected(mdata, column, column_schema):
+    breadcrumb = ("properties", column)
+    inclusion = metadata.get(mdata, breadcrumb, "inclusion")
+    if inclusion == "automatic":
+        return True
+    if inclusion == "unsupported":
+        return False
+    selected = metadata.get(mdata, breadcrumb, "selected")
+    if selected is None and isinstance(column_schema, dict):
+        selected = column_schema.get("selected")  # legacy --properties style
+    if selected is None:
+        selected = metadata.get(mdata, breadcrumb, "selected-by-default")
+    return selected is not False
+
+
+def _stream_selected(entry):
+    mdata = metadata.to_map(entry.get("metadata") or [])
+    selected = metadata.get(mdata, (), "selected")
+    if selected is None:
+        selected = (entry.get("schema") or {}).get("selected")  # legacy --properties style
+    return bool(selected)
+
+
+def selected_streams(catalog):
+    """The selected catalog entries, known streams only, in canonical order."""
+    chosen = {}
+    for entry in catalog.get("streams") or []:
+        stream_id = entry.get("tap_stream_id") or entry.get("stream")
+        if stream_id not in STREAMS:
+            LOGGER.warning("The catalog names an unknown stream %r; ignoring it.", stream_id)
+            continue
+        if _stream_selected(dict(entry, tap_stream_id=stream_id)):
+            chosen[stream_id] = SelectedStream(dict(entry, tap_stream_id=stream_id))
+    return [chosen[stream_id] for stream_id in STREAMS if stream_id in chosen]
+
+
+class SyncContext:
+    def __init__(self, client, config, state, selected, workers=DEFAULT_WORKERS, out=None):
+        self.client = client
+        self.state = state
+        self.start_date = to_datetime_string(config["start_date"])
+        self.selected = {s.tap_stream_id: s for s in selected}
+        self.order = [s.tap_stream_id for s in selected]
+        self.completed = set()
+        self.out = out or sys.stdout
+        self.lock = threading.RLock()
+        self.workers = workers
+        self._pool = None
+        self._futures = []
+        self._parents = {}
+        self._stopping = threading.Event()
+        self.progress = Progress(self.order, client.stats)
+        contacts = self.selected.get("contacts")
+        self.contact_transformer = ContactTransformer(contacts.columns, contacts.custom_field_kinds) \
+            if contacts else None
+
+    # --- helpers for streams -------------------------------------------
+
+    @staticmethod
+    def normalize_timestamp(value):
+        return to_datetime_string(value) if value else None
+
+    def selected_columns(self, stream_id):
+        return list(self.selected[stream_id].columns)
+
+    def parents(self, parent_stream):
+        """The parent listing (lists or segments), fetched once per run."""
+        stream_id = parent_stream.tap_stream_id
+        with self.lock:
+            cached = self._parents.get(stream_id)
+        if cached is None:
+            cached = parent_stream.fetch(self.client)
+            with self.lock:
+                self._parents.setdefault(stream_id, cached)
+        return cached
+
+    def record_line_maker(self, stream_id, version=None):
+        """A function row -> one RECORD line, the same shape singer-python
+        writes, without its per-message overhead."""
+        head = '{"type":"RECORD","stream":%s,"record":' % json.dumps(stream_id)
+        tail = ',"version":%d' % version if version is not None else ""
+        tail += ',"time_extracted":%s}\n' % json.dumps(singer.utils.strftime(singer.utils.now()))
+        dumps = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode
+        return lambda row: head + dumps(row) + tail
+
+    def begin_version(self, stream_id):
+        """The table version of a full-table pass: resumed from state when the
+        last pass did not complete, else new. The very first pass activates
+        its version up front so the target creates the table at once."""
+        with self.lock:
+            entry = self.state.bookmark(stream_id)
+            if entry.get("version") and not entry.get("complete", True):
+                return entry["version"]
+            first_ever = "version" not in entry
+            version = int(time.time() * 1000)
+            entry.clear()
+            entry.update({"version": version, "complete": False})
+            if first_ever:
+                self._write_message(singer.ActivateVersionMessage(stream_id, version))
+            return version
+
+    def commit(self, stream_id, lines, items_read, total, update_entry=None):
+        """Write a page's records, then the state that accounts for them."""
+        with self.lock:
+            if lines:
+                self.out.write("".join(lines))
+            if update_entry is not None:
+                update_entry(self.state.bookmark(stream_id))
+            self._write_state()
+            self.progress.page(stream_id, len(lines), items_read, total)
+
+    def complete(self, stream_id, update_entry=None, activate=None):
+        with self.lock:
+            entry = self.state.bookmark(stream_id)
+            if update_entry is not None:
+                update_entry(entry)
+            if activate is not None:
+                entry["complete"] = True
+                self._write_message(singer.ActivateVersionMessage(stream_id, activate))
+            self.completed.add(stream_id)
+            self._write_state()
+            self.progress.stream_done(stream_id)
+
+    def check_stopping(self):
+        if self._stopping.is_set():
+            raise Cancelled()
+
+    def submit(self, stream, function, *args):
+        self._futures.append(self._pool.submit(function, self, *args))
+
+    # --- output ----------------------------------------------------------
+
+    def _write_message(self, message):
+        self.out.write(singer.format_message(message) + "\n")
+
+    def _write_state(self):
+        remaining = [s for s in self.order if s not in self.completed]
+        self.state.currently_syncing = remaining[0] if remaining else None
+        self._write_message(singer.StateMessage(self.state.to_dict()))
+        self.out.flush()
+
+    # --- dispatch --------------------------------------------------------
+
+    def run(self):
+        for stream_id in self.order:
+            selected = self.selected[stream_id]
+            self._write_message(singer.SchemaMessage(
+                stream=stream_id, schema=selected.schema, key_properties=selected.stream.key_properties,
+                bookmark_properties=[selected.stream.replication_key] if selected.stream.replication_key else None))
+        self.out.flush()
+        self.progress.start()
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="autopilot") as pool:
+            self._pool = pool
+            try:
+                for stream_id in self.order:
+                    self.selected[stream_id].stream.sync(self)
+                    self._raise_first_failure(block=False)
+                self._raise_first_failure(block=True)
+            except BaseException:
+                self._stopping.set()
+                self.progress.stop()
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
+        with self.lock:
+            self._write_state()
+        self.progress.summary()
+
+    def _raise_first_failure(self, block):
+        """Re-raise the first worker error; with block, wait for every unit
+        (units may submit more units, so loop until none is pending)."""
+        while True:
+            futures = list(self._futures)
+            done, pending = wait(futures, timeout=None if block else 0, return_when=FIRST_EXCEPTION)
+            for future in done:
+                error = future.exception()
+                if error is not None and not isinstance(error, Cancelled):
+                    raise error
+            if not block or (not pending and len(futures) == len(self._futures)):
+                return
+
+
+def sync(client, config, state, catalog):
+    selected = selected_streams(catalog)
+    if not selected:
+        LOGGER.warning("No streams are selected in the catalog: nothing to sync. "
+                       "Mark streams with metadata 'selected': true.")
+        return
+    state = State(state)
+    interrupted = state.currently_syncing
+    if interrupted:
+        ids = [s.tap_stream_id for s in selected]
+        if interrupted in ids:
+            LOGGER.info("Resuming with %s, which the last run did not finish.", interrupted)
+            selected.sort(key=lambda s: s.tap_stream_id != interrupted)
+        else:
+            LOGGER.warning("State names %r as currently syncing, which is not a selected stream; "
+                           "ignoring it.", interrupted)
+    workers = int(config.get("max_concurrent_requests", DEFAULT_WORKERS))
+    ctx = SyncContext(client, config, state, selected, workers=workers)
+    ctx.run()
