@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# End-to-end demo: Autopilot API sandbox -> tap-autopilot -> target-jsonl.
+#
+#   make demo            (or: bash scripts/demo.sh, after `make venv tools`)
+#
+# Starts the sandbox on a free local port, discovers, selects every stream,
+# syncs into demo-output/data/<stream>.jsonl, prints rows per stream and the
+# final state, and stops the sandbox on exit (whatever happens).
+#
+# Everything lands in demo-output/ (recreated on each run):
+#   config.json catalog.json tap-output.jsonl state.json data/ *.log
+#
+# Knobs (environment): DEMO_OUTPUT (dir), DEMO_CONTACTS, DEMO_LISTS,
+# DEMO_SEGMENTS, DEMO_SEED, DEMO_STATE (a state file to start from, e.g. the
+# state.json of a previous run, to show an incremental sync).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+PY=${PY:-$ROOT/.venv/bin/python}
+TAP=${TAP:-$ROOT/.venv/bin/tap-autopilot}
+TARGET_JSONL=${TARGET_JSONL:-$ROOT/.tools/target-jsonl/bin/target-jsonl}
+OUT=${DEMO_OUTPUT:-$ROOT/demo-output}
+CONTACTS=${DEMO_CONTACTS:-500}
+LISTS=${DEMO_LISTS:-4}
+SEGMENTS=${DEMO_SEGMENTS:-3}
+SEED=${DEMO_SEED:-42}
+
+for exe in "$PY" "$TAP" "$TARGET_JSONL"; do
+    [[ -x $exe ]] || { echo "demo: $exe not found; run 'make venv tools' first" >&2; exit 1; }
+done
+
+# Keep a starting state (it may live inside the output dir we are about to wipe).
+STATE_IN=
+if [[ -n ${DEMO_STATE:-} ]]; then
+    STATE_IN=$(mktemp)
+    cp "$DEMO_STATE" "$STATE_IN"
+fi
+
+rm -rf "$OUT"
+mkdir -p "$OUT/data"
+
+SANDBOX_PID=
+cleanup() {
+    local rc=$?
+    if [[ -n $SANDBOX_PID ]] && kill -0 "$SANDBOX_PID" 2>/dev/null; then
+        kill "$SANDBOX_PID" 2>/dev/null || true
+        wait "$SANDBOX_PID" 2>/dev/null || true
+    fi
+    [[ -n $STATE_IN ]] && rm -f "$STATE_IN"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+fail() {
+    echo "demo: $1" >&2
+    shift
+    for log in "$@"; do
+        [[ -s $log ]] && { echo "---- last lines of $log" >&2; tail -n 30 "$log" >&2; }
+    done
+    exit 1
+}
+
+# ---- 1. sandbox ----------------------------------------------------------------
+# Unbuffered, so its first stdout line (the base URL) reaches the file at once.
+PYTHONUNBUFFERED=1 "$PY" -m tap_autopilot.sandbox --port 0 \
+    --contacts "$CONTACTS" --lists "$LISTS" --segments "$SEGMENTS" --seed "$SEED" \
+    >"$OUT/sandbox.out" 2>"$OUT/sandbox.log" &
+SANDBOX_PID=$!
+
+BASE_URL=
+for _ in $(seq 600); do   # up to 60 s
+    if [[ $(wc -l <"$OUT/sandbox.out") -ge 1 ]]; then
+        BASE_URL=$(head -n 1 "$OUT/sandbox.out" | tr -d '\r')
+        break
+    fi
+    kill -0 "$SANDBOX_PID" 2>/dev/null || fail "sandbox exited before printing its URL" "$OUT/sandbox.out" "$OUT/sandbox.log"
+    sleep 0.1
+done
+[[ $BASE_URL == http* ]] || fail "sandbox did not print a base URL (got: '${BASE_URL}')" "$OUT/sandbox.out" "$OUT/sandbox.log"
+echo "sandbox: $BASE_URL (pid $SANDBOX_PID; $CONTACTS contacts, $LISTS lists, $SEGMENTS segments, seed $SEED)"
+
+# ---- 2. config, discovery, selection ---------------------------------------------
+"$PY" - "$OUT/config.json" "$BASE_URL" <<'EOF'
+import json, sys
+path, url = sys.argv[1:3]
+with open(path, "w") as fh:
+    json.dump({"api_key": "sandbox-key", "start_date": "2015-01-01T00:00:00Z", "base_url": url}, fh, indent=2)
+EOF
+"$PY" - "$OUT/target-jsonl.json" "$OUT/data" <<'EOF'
+import json, sys
+path, dest = sys.argv[1:3]
+with open(path, "w") as fh:
+    json.dump({"destination_path": dest, "do_timestamp_file": False}, fh, indent=2)
+EOF
+
+"$TAP" --config "$OUT/config.json" --discover >"$OUT/catalog.discovered.json" 2>"$OUT/discover.log" \
+    || fail "tap --discover failed" "$OUT/discover.log"
+
+# Select every stream: metadata entry with breadcrumb [] gets selected: true.
+STREAMS=$("$PY" - "$OUT/catalog.discovered.json" "$OUT/catalog.json" <<'EOF'
+import json, sys
+src, dst = sys.argv[1:3]
+with open(src) as fh:
+    catalog = json.load(fh)
+for stream in catalog["streams"]:
+    metadata = stream.setdefault("metadata", [])
+    top = next((m for m in metadata if m.get("breadcrumb") == []), None)
+    if top is None:
+        top = {"breadcrumb": [], "metadata": {}}
+        metadata.insert(0, top)
+    top.setdefault("metadata", {})["selected"] = True
+    print(stream["tap_stream_id"])
+with open(dst, "w") as fh:
+    json.dump(catalog, fh, indent=2)
+EOF
+)
+[[ -n $STREAMS ]] || fail "discovery returned no streams" "$OUT/discover.log"
+echo "streams: $(echo $STREAMS)"
+
+# ---- 3. sync -------------------------------------------------------------------
+STATE_ARGS=()
+[[ -n $STATE_IN ]] && STATE_ARGS=(--state "$STATE_IN") && echo "starting from state: $DEMO_STATE"
+
+START=$(date +%s.%N)
+if ! "$TAP" --config "$OUT/config.json" --catalog "$OUT/catalog.json" "${STATE_ARGS[@]}" 2>"$OUT/tap.log" \
+        | tee "$OUT/tap-output.jsonl" \
+        | "$TARGET_JSONL" --config "$OUT/target-jsonl.json" >"$OUT/target-state.jsonl" 2>"$OUT/target.log"; then
+    fail "sync failed (tap | target-jsonl)" "$OUT/tap.log" "$OUT/target.log"
+fi
+END=$(date +%s.%N)
+
+# ---- 4. report -----------------------------------------------------------------
+"$PY" - "$OUT" "$START" "$END" $STREAMS <<'EOF'
+import collections, json, os, sys
+out, start, end, *streams = sys.argv[1:]
+records = collections.Counter()
+state = None
+n_state = 0
+with open(os.path.join(out, "tap-output.jsonl")) as fh:
+    for line in fh:
+        msg = json.loads(line)
+        if msg.get("type") == "RECORD":
+            records[msg["stream"]] += 1
+        elif msg.get("type") == "STATE":
+            state, n_state = msg["value"], n_state + 1
+print(f"\nsync took {float(end) - float(start):.2f}s; rows per stream (lines in {out}/data/<stream>.jsonl):")
+total = 0
+for name in streams:
+    path = os.path.join(out, "data", f"{name}.jsonl")
+    rows = sum(1 for _ in open(path)) if os.path.exists(path) else 0
+    total += rows
+    note = "" if rows == records[name] else f"  (tap emitted {records[name]} RECORD messages)"
+    print(f"  {name:<28} {rows:>8}{note}")
+print(f"  {'total':<28} {total:>8}")
+with open(os.path.join(out, "state.json"), "w") as fh:
+    json.dump(state, fh, indent=2)
+print(f"\nfinal state (last of {n_state} STATE messages; saved to {out}/state.json):")
+print(json.dumps(state, indent=2, sort_keys=True))
+EOF

@@ -1,0 +1,33 @@
+"""Fixtures for integration tests: a throw-away PostgreSQL server (`postgres`)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:  # so tests can `import pg` / `import tools` in any import mode
+    sys.path.insert(0, _HERE)
+
+import pg  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A running PostgreSQL (see pg.PostgresServer): host, port, user, password, dbname, query(sql).
+
+    Skips when the server binaries are missing and cannot be installed (they
+    are apt-installed only as root with CI=true; a failed install under CI fails).
+    """
+    try:
+        server = pg.start()
+    except pg.PostgresUnavailable as err:
+        if pg._in_ci() and pg._is_root():
+            pytest.fail(f"PostgreSQL unavailable in CI: {err}")
+        pytest.skip(f"PostgreSQL unavailable: {err}")
+    try:
+        yield server
+    finally:
+        server.stop()
