@@ -1,0 +1,513 @@
+"""The local Autopilot API sandbox: data, paging, membership, auth, faults, admin, CLI."""
+
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+import pytest
+
+from tap_autopilot.sandbox import Dataset, Sandbox
+
+KEY = "sandbox-key"
+ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+# ----- helpers ---------------------------------------------------------------
+
+def request(sb, path, key=KEY, method="GET", body=None, timeout=5):
+    """One request on a fresh connection: (status, headers, raw body)."""
+    conn = http.client.HTTPConnection("127.0.0.1", sb.port, timeout=timeout)
+    try:
+        headers = {} if key is None else {"autopilotapikey": key}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        conn.request(method, path, body=data, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), resp.read()
+    finally:
+        conn.close()
+
+
+def api(sb, path, **kw):
+    status, headers, body = request(sb, "/v1" + path, **kw)
+    return status, json.loads(body)
+
+
+def admin(sb, name, body=None):
+    status, _, raw = request(sb, "/_admin/" + name, key=None,
+                             method="GET" if body is None else "POST", body=body)
+    assert status == 200, raw
+    return json.loads(raw)
+
+
+def scan(sb, path):
+    """Follow the bookmark chain of a contacts endpoint: (pages, docs)."""
+    pages, docs, bookmark = [], [], None
+    while True:
+        status, page = api(sb, path + ("/" + bookmark if bookmark else ""))
+        assert status == 200, page
+        pages.append(page)
+        docs.extend(page["contacts"])
+        bookmark = page.get("bookmark")
+        if bookmark is None:
+            return pages, docs
+        assert len(pages) < 1000, "bookmark chain does not end"
+
+
+def epoch_ms(value):
+    if isinstance(value, int):
+        return value
+    return int(datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ")
+               .replace(tzinfo=timezone.utc).timestamp() * 1000)
+
+
+def field(doc, pascal, snake):
+    return doc[pascal] if pascal in doc else doc.get(snake)
+
+
+@pytest.fixture(scope="module")
+def sb():
+    with Sandbox(contacts=300, lists=3, segments=2, seed=7) as s:
+        yield s
+
+
+@pytest.fixture
+def fresh():
+    """A sandbox a test may mutate or fault."""
+    with Sandbox(contacts=250, lists=3, segments=2, seed=3) as s:
+        yield s
+
+
+# ----- the dataset ------------------------------------------------------------
+
+def test_same_seed_same_data_other_seed_other_data():
+    a = Dataset(contacts=150, seed=11).dump()
+    assert a == Dataset(contacts=150, seed=11).dump()
+    b = Dataset(contacts=150, seed=12).dump()
+    assert a["contacts"] != b["contacts"]
+    assert a["lists"] != b["lists"]
+
+
+def test_encoded_documents_equal_the_dicts():
+    ds = Dataset(contacts=2000, seed=5)
+    ds.touch(count=40)
+    ds.add_contacts(10)
+    for i in range(len(ds)):
+        assert json.loads(ds.doc_json(i)) == ds._doc(i)
+
+
+def test_documents_have_the_documented_shape_and_variety():
+    ds = Dataset(contacts=3000, seed=2)
+    seen = {"snake": 0, "epoch": 0, "extra": 0, "late": 0, "null": 0, "absent": 0,
+            "empty_map": 0, "non_ascii": 0}
+    ids = set()
+    for doc in ds.iter_contacts():
+        assert doc["contact_id"].startswith("person_") and doc["contact_id"] not in ids
+        ids.add(doc["contact_id"])
+        assert doc["type"] == "Contact" and isinstance(doc["company_priority"], bool)
+        created, updated = doc["created_at"], doc["updated_at"]
+        for t in (created, updated):
+            assert isinstance(t, int) or ISO.match(t)
+        assert epoch_ms(created) <= epoch_ms(updated)
+        assert 2019 <= datetime.fromtimestamp(epoch_ms(updated) / 1000, timezone.utc).year <= 2025
+        for key in ("first_visit_at", "first_conversion_at"):
+            assert doc.get(key) is None or ISO.match(doc[key])
+        for key in ("anywhere_page_visits", "anywhere_form_submits", "anywhere_utm"):
+            assert all(isinstance(v, bool) for v in doc[key].values())
+            seen["empty_map"] += not doc[key]
+        for key in ("mail_received", "mail_opened", "mail_clicked", "mail_bounced",
+                    "mail_unsubscribed", "mail_hardbounced"):
+            assert all(isinstance(v, int) for v in doc[key].values())
+        assert set(doc["mail_opened"]) <= set(doc["mail_received"])
+        for cf in doc["custom_fields"]:
+            assert set(cf) == {"kind", "value", "fieldType"}
+            expected = {"string": str, "integer": int, "float": float, "boolean": bool,
+                        "date": str}[cf["fieldType"]]
+            assert cf["value"] is None or type(cf["value"]) is expected
+        email = field(doc, "Email", "email")
+        assert email and email.isascii() and "@" in email
+        seen["snake"] += "first_name" in doc
+        assert ("first_name" in doc) != ("FirstName" in doc)
+        seen["epoch"] += isinstance(updated, int)
+        seen["extra"] += "ExtraNote" in doc
+        seen["late"] += any(cf["kind"] == "Late Field" for cf in doc["custom_fields"])
+        seen["null"] += field(doc, "Company", "company") is None and (
+            "Company" in doc or "company" in doc)
+        seen["absent"] += "Title" not in doc and "title" not in doc
+        seen["non_ascii"] += not json.dumps(field(doc, "FirstName", "first_name")).isascii() \
+            or not field(doc, "LastName", "last_name").isascii()
+    assert len(ids) == 3000
+    # ~3%, ~3%, ~2%, ~3% of 3000, plus the rest: all present, none dominant.
+    for key, (low, high) in {"snake": (40, 150), "epoch": (40, 150), "extra": (20, 110),
+                             "late": (40, 150)}.items():
+        assert low <= seen[key] <= high, (key, seen[key])
+    for key in ("null", "absent", "empty_map", "non_ascii"):
+        assert seen[key] > 30, key
+    names = {d.get("FirstName") for d in ds.iter_contacts()}
+    assert any(any(ord(c) > 0xFFFF for c in n) for n in names if n)   # emoji
+    assert any(any(0x4E00 <= ord(c) <= 0x9FFF for c in n) for n in names if n)  # CJK
+
+
+def test_large_dataset_is_lazy_and_quick():
+    t0 = time.perf_counter()
+    ds = Dataset(contacts=100_000, seed=1)
+    ids = ds.contact_ids()
+    assert ds.contact(ids[-1])["contact_id"] == ids[-1]
+    page = ds.contacts_page(ids[-150])
+    assert len(page.indexes) == 100 and page.bookmark is not None
+    assert time.perf_counter() - t0 < 3
+
+
+def test_custom_field_definitions():
+    defs = Dataset(contacts=1).custom_field_definitions()
+    assert sorted(d["fieldType"] for d in defs) == ["boolean", "date", "float", "integer",
+                                                   "string"]
+    assert all(set(d) == {"name", "fieldType"} for d in defs)
+    assert "Favorite Color" in {d["name"] for d in defs}
+
+
+# ----- paging over HTTP ---------------------------------------------------------
+
+def test_contacts_chain_returns_every_contact_once_in_order(sb):
+    pages, docs = scan(sb, "/contacts")
+    assert [len(p["contacts"]) for p in pages] == [100, 100, 100]
+    assert all(p["total_contacts"] == 300 for p in pages)
+    assert "bookmark" not in pages[-1] and all("bookmark" in p for p in pages[:-1])
+    assert [d["contact_id"] for d in docs] == sb.dataset.contact_ids()
+    assert pages[0]["bookmark"] == docs[99]["contact_id"]
+    assert docs[123] == sb.dataset.contact(docs[123]["contact_id"])
+    updated = [epoch_ms(d["updated_at"]) for d in docs]
+    assert updated != sorted(updated)                 # API order is not by updated_at
+
+
+@pytest.mark.parametrize("count,sizes", [(0, [0]), (100, [100]), (101, [100, 1]),
+                                         (250, [100, 100, 50])])
+def test_page_sizes_and_last_page(count, sizes):
+    with Sandbox(contacts=count, lists=1, segments=1) as s:
+        pages, docs = scan(s, "/contacts")
+        assert [len(p["contacts"]) for p in pages] == sizes
+        assert "bookmark" not in pages[-1]
+        assert len({d["contact_id"] for d in docs}) == count
+
+
+def test_list_and_segment_members_match_documents(sb):
+    ds = sb.dataset
+    status, body = api(sb, "/lists")
+    assert status == 200 and body["lists"] == ds.lists() and len(body["lists"]) == 3
+    assert all(x["list_id"].startswith("contactlist_") for x in body["lists"])
+    status, body = api(sb, "/smart_segments")
+    assert status == 200 and body["segments"] == ds.segments() and len(body["segments"]) == 2
+    assert all(x["segment_id"].startswith("contactlist_sseg") for x in body["segments"])
+
+    members = {}
+    for lst in ds.lists():
+        pages, docs = scan(sb, "/list/%s/contacts" % lst["list_id"])
+        ids = [d["contact_id"] for d in docs]
+        assert ids == ds.list_members(lst["list_id"])
+        assert all(p["total_contacts"] == len(ids) for p in pages)
+        assert all(lst["list_id"] in d["lists"] for d in docs)
+        members[lst["list_id"]] = set(ids)
+    sizes = sorted(len(m) for m in members.values())
+    assert sizes[0] == 0 and sizes[-1] > 100          # one empty, one over a page
+    for doc in ds.iter_contacts():
+        assert set(doc["lists"]) == {lid for lid, m in members.items()
+                                     if doc["contact_id"] in m}
+
+    seg_sizes = []
+    for seg in ds.segments():
+        _, docs = scan(sb, "/smart_segments/%s/contacts" % seg["segment_id"])
+        assert [d["contact_id"] for d in docs] == ds.segment_members(seg["segment_id"])
+        seg_sizes.append(len(docs))
+    assert max(seg_sizes) > 100 and min(seg_sizes) > 0
+
+
+def test_list_paging_resumes_from_any_contact(sb):
+    ds = sb.dataset
+    big = max(ds.lists(), key=lambda x: len(ds.list_members(x["list_id"])))["list_id"]
+    members = ds.list_members(big)
+    everyone = ds.contact_ids()
+    # A bookmark that is not itself a member still resumes right after it.
+    outsider = next(c for c in everyone[10:] if c not in members)
+    status, page = api(sb, "/list/%s/contacts/%s" % (big, outsider))
+    after = everyone.index(outsider)
+    assert status == 200
+    assert [d["contact_id"] for d in page["contacts"]] == \
+        [m for m in members if everyone.index(m) > after][:100]
+
+
+def test_custom_fields_endpoint(sb):
+    status, body = api(sb, "/contacts/custom_fields")
+    assert status == 200 and body == sb.dataset.custom_field_definitions()
+
+
+def test_keep_alive_and_content_length(sb):
+    conn = http.client.HTTPConnection("127.0.0.1", sb.port, timeout=5)
+    conn.connect()
+    first_sock = conn.sock
+    for path in ("/v1/lists", "/v1/contacts", "/v1/smart_segments"):
+        conn.request("GET", path, headers={"autopilotapikey": KEY})
+        resp = conn.getresponse()
+        body = resp.read()
+        assert resp.status == 200 and int(resp.getheader("Content-Length")) == len(body)
+        assert resp.getheader("Content-Type").startswith("application/json")
+        assert conn.sock is first_sock      # same socket: connection kept alive
+    conn.close()
+
+
+# ----- auth and errors ------------------------------------------------------------
+
+def test_auth_errors(sb):
+    assert api(sb, "/contacts", key=None) == (400, {
+        "error": "Bad Request", "message": "No autopilotapikey header provided."})
+    assert api(sb, "/lists", key="wrong") == (401, {
+        "error": "Unauthorized", "message": "Provided autopilotapikey not valid."})
+
+
+@pytest.mark.parametrize("path", [
+    "/nope", "/contacts/", "/contacts/person_00000000-0000-0000-0000-000000000000",
+    "/contacts/not-a-bookmark", "/list/contactlist_NOPE/contacts",
+    "/smart_segments/contactlist_ssegNOPE/contacts", "/list/x/contacts/y/z"])
+def test_not_found(sb, path):
+    status, body = api(sb, path)
+    assert status == 404 and body["error"] == "Not Found" and body["message"]
+
+
+def test_list_contacts_with_unknown_bookmark_is_404(sb):
+    lid = sb.dataset.lists()[0]["list_id"]
+    assert api(sb, "/list/%s/contacts/person_bogus" % lid)[0] == 404
+
+
+# ----- faults -----------------------------------------------------------------------
+
+def test_latency():
+    with Sandbox(contacts=5, latency_ms=150) as s:
+        t0 = time.perf_counter()
+        assert api(s, "/lists")[0] == 200
+        assert time.perf_counter() - t0 >= 0.15
+        t0 = time.perf_counter()
+        admin(s, "stats")                       # admin is never delayed
+        assert time.perf_counter() - t0 < 0.15
+
+
+@pytest.mark.parametrize("retry_after", [True, False])
+def test_rate_limit(retry_after):
+    with Sandbox(contacts=5, rate_limit=3, retry_after=retry_after) as s:
+        results = [request(s, "/v1/lists") for _ in range(5)]
+        assert [r[0] for r in results[:3]] == [200, 200, 200]
+        status, headers, body = results[3]
+        assert status == 429
+        assert json.loads(body) == {"error": "Too Many Requests",
+                                    "message": "You have exceeded your request rate of 3 r/s."}
+        assert headers.get("Retry-After") == ("1" if retry_after else None)
+        time.sleep(1.05)                         # the window slides: allowed again
+        assert request(s, "/v1/lists")[0] == 200
+        assert s.stats()["status"]["429"] == 2
+
+
+def test_error_every():
+    with Sandbox(contacts=5, error_every=3) as s:
+        statuses = [api(s, "/lists") for _ in range(6)]
+        assert [st for st, _ in statuses] == [200, 200, 500, 200, 200, 500]
+        assert statuses[2][1] == {"error": "Internal Server Error", "message": "sandbox fault"}
+
+
+def test_drop_every_closes_without_response():
+    with Sandbox(contacts=5, drop_every=2) as s:
+        assert api(s, "/lists")[0] == 200
+        with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
+            api(s, "/lists")
+        assert api(s, "/lists")[0] == 200         # the retry is not faulted
+        assert s.stats()["dropped"] == 1
+
+
+def test_truncate_every():
+    with Sandbox(contacts=50, truncate_every=1) as s:
+        status, headers, body = request(s, "/v1/contacts")
+        assert status == 200 and int(headers["Content-Length"]) == len(body)
+        with pytest.raises(ValueError):
+            json.loads(body)
+        s.set_faults(truncate_every=None)
+        _, _, whole = request(s, "/v1/contacts")
+        assert body == whole[:len(whole) // 2]
+        assert s.stats()["truncated"] == 1
+
+
+def test_missing_key_every():
+    with Sandbox(contacts=5, missing_key_every=2) as s:
+        assert "lists" in api(s, "/lists")[1]
+        assert api(s, "/lists") == (200, {"unexpected": True})
+        assert s.stats()["missing_key"] == 1
+
+
+def test_stall_every_outlasts_a_client_timeout():
+    with Sandbox(contacts=5, stall_every=2, stall_seconds=0.6) as s:
+        assert api(s, "/lists", timeout=0.3)[0] == 200
+        with pytest.raises((socket.timeout, TimeoutError)):
+            api(s, "/lists", timeout=0.3)
+        assert api(s, "/lists", timeout=0.3)[0] == 200
+        assert s.stats()["stalled"] == 1
+
+
+def test_admin_is_never_faulted_and_faults_change_at_runtime(fresh):
+    fresh.set_faults(error_every=1)
+    assert api(fresh, "/lists")[0] == 500
+    assert admin(fresh, "stats")["requests"] == 1
+    current = admin(fresh, "faults", {"error_every": None, "missing_key_every": 1})
+    assert current["error_every"] is None and current["missing_key_every"] == 1
+    assert api(fresh, "/lists") == (200, {"unexpected": True})
+    admin(fresh, "faults", {"missing_key_every": None})
+    assert api(fresh, "/lists")[0] == 200
+    assert request(fresh, "/_admin/faults", key=None, method="POST",
+                   body={"no_such_fault": 1})[0] == 400
+    with pytest.raises(ValueError):
+        fresh.set_faults(nonsense=True)
+
+
+# ----- mutations -------------------------------------------------------------------
+
+def test_touch_moves_updated_at_past_everything(fresh):
+    ds = fresh.dataset
+    before = {d["contact_id"]: d for d in ds.iter_contacts()}
+    newest = max(epoch_ms(d["updated_at"]) for d in before.values())
+    touched = admin(fresh, "touch", {"count": 5})["contact_ids"]
+    assert len(touched) == 5 and len(set(touched)) == 5
+    _, docs = scan(fresh, "/contacts")
+    for doc in docs:
+        cid = doc["contact_id"]
+        if cid in touched:
+            assert epoch_ms(doc["updated_at"]) > newest
+            assert "(touched 1)" in field(doc, "Title", "title")
+        else:
+            assert doc == before[cid]
+    again = ds.touch(contact_ids=[touched[0]])
+    assert again == [touched[0]]
+    doc = ds.contact(touched[0])
+    assert "(touched 2)" in field(doc, "Title", "title")
+    assert epoch_ms(doc["updated_at"]) > max(epoch_ms(ds.contact(c)["updated_at"])
+                                             for c in touched[1:])
+
+
+def test_add_contacts_appends_newest(fresh):
+    ds = fresh.dataset
+    newest = max(epoch_ms(d["updated_at"]) for d in ds.iter_contacts())
+    added = admin(fresh, "add_contacts", {"count": 60})["contact_ids"]
+    pages, docs = scan(fresh, "/contacts")
+    assert pages[0]["total_contacts"] == 310 and len(docs) == 310
+    assert [d["contact_id"] for d in docs[-60:]] == added
+    assert all(epoch_ms(d["updated_at"]) > newest for d in docs[-60:])
+    assert all(epoch_ms(d["created_at"]) <= epoch_ms(d["updated_at"]) for d in docs)
+    for lst in ds.lists():   # memberships stay consistent for the new contacts
+        ids = [d["contact_id"] for d in scan(fresh, "/list/%s/contacts" % lst["list_id"])[1]]
+        assert ids == [d["contact_id"] for d in docs if lst["list_id"] in d["lists"]]
+
+
+def test_delete_list(fresh):
+    ds = fresh.dataset
+    victim = max(ds.lists(), key=lambda x: len(ds.list_members(x["list_id"])))["list_id"]
+    first_page = api(fresh, "/list/%s/contacts" % victim)[1]
+    admin(fresh, "delete_list", {"list_id": victim})
+    assert victim not in [x["list_id"] for x in api(fresh, "/lists")[1]["lists"]]
+    assert api(fresh, "/list/%s/contacts" % victim)[0] == 404
+    assert api(fresh, "/list/%s/contacts/%s" % (victim, first_page["bookmark"]))[0] == 404
+    assert all(victim not in d["lists"] for d in scan(fresh, "/contacts")[1])
+    with pytest.raises(KeyError):
+        ds.list_members(victim)
+    assert request(fresh, "/_admin/delete_list", key=None, method="POST",
+                   body={"list_id": victim})[0] == 404
+
+
+def test_remove_from_list_and_segment(fresh):
+    ds = fresh.dataset
+    lid = max(ds.lists(), key=lambda x: len(ds.list_members(x["list_id"])))["list_id"]
+    sid = max(ds.segments(), key=lambda x: len(ds.segment_members(x["segment_id"])))["segment_id"]
+    gone = ds.list_members(lid)[:3]
+    admin(fresh, "remove_from_list", {"list_id": lid, "contact_ids": gone})
+    ids = [d["contact_id"] for d in scan(fresh, "/list/%s/contacts" % lid)[1]]
+    assert not set(gone) & set(ids) and ids == ds.list_members(lid)
+    assert all(lid not in ds.contact(c)["lists"] for c in gone)
+
+    seg_gone = ds.segment_members(sid)[-2:]
+    admin(fresh, "remove_from_segment", {"segment_id": sid, "contact_ids": seg_gone})
+    ids = [d["contact_id"] for d in scan(fresh, "/smart_segments/%s/contacts" % sid)[1]]
+    assert not set(seg_gone) & set(ids) and ids == ds.segment_members(sid)
+    assert request(fresh, "/_admin/remove_from_list", key=None, method="POST",
+                   body={"list_id": "contactlist_nope", "contact_ids": []})[0] == 404
+
+
+def test_dump(fresh):
+    dump = admin(fresh, "dump")
+    ds = fresh.dataset
+    assert [d["contact_id"] for d in dump["contacts"]] == ds.contact_ids()
+    assert dump["lists"] == ds.lists() and dump["segments"] == ds.segments()
+    assert dump["list_members"] == {x["list_id"]: ds.list_members(x["list_id"])
+                                    for x in ds.lists()}
+    assert dump["segment_members"] == {x["segment_id"]: ds.segment_members(x["segment_id"])
+                                       for x in ds.segments()}
+    assert dump["custom_fields"] == ds.custom_field_definitions()
+
+
+# ----- stats ---------------------------------------------------------------------------
+
+def test_stats_count_requests_per_endpoint_status_and_path(fresh):
+    fresh.reset_stats()
+    scan(fresh, "/contacts")
+    api(fresh, "/contacts/custom_fields")
+    api(fresh, "/lists")
+    api(fresh, "/smart_segments")
+    lid = fresh.dataset.lists()[0]["list_id"]
+    sid = fresh.dataset.segments()[0]["segment_id"]
+    api(fresh, "/list/%s/contacts" % lid)
+    api(fresh, "/smart_segments/%s/contacts" % sid)
+    api(fresh, "/lists", key="bad")
+    api(fresh, "/nope")
+    stats = admin(fresh, "stats")
+    assert stats["requests"] == 10
+    assert stats["by_endpoint"] == {"contacts": 3, "custom_fields": 1, "lists": 2,
+                                    "list_contacts": 1, "segments": 1, "segment_contacts": 1,
+                                    "other": 1}
+    assert stats["status"] == {"200": 8, "401": 1, "404": 1}
+    assert stats["paths"]["/v1/contacts"] == 1 and stats["paths"]["/v1/lists"] == 2
+    assert max(stats["paths"].values()) == 2
+    assert stats["paths_ok"]["/v1/lists"] == 1
+    assert stats["dropped"] == stats["truncated"] == stats["stalled"] == 0
+    admin(fresh, "reset_stats", {})
+    assert fresh.stats()["requests"] == 0 and fresh.stats()["paths"] == {}
+
+
+# ----- CLI --------------------------------------------------------------------------------
+
+def test_cli_prints_base_url_and_exits_on_sigterm():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tap_autopilot.sandbox", "--contacts", "120", "--seed", "4",
+         "--api-key", "k2", "--error-every", "2"],
+        cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline().strip()
+        match = re.fullmatch(r"http://127\.0\.0\.1:(\d+)/v1", line)
+        assert match, line
+        conn = http.client.HTTPConnection("127.0.0.1", int(match.group(1)), timeout=5)
+        conn.request("GET", "/v1/contacts", headers={"autopilotapikey": "k2"})
+        page = json.loads(conn.getresponse().read())
+        assert page["total_contacts"] == 120
+        assert page["contacts"][0] == Dataset(contacts=120, seed=4).contact(
+            page["contacts"][0]["contact_id"])
+        conn.request("GET", "/v1/contacts", headers={"autopilotapikey": "k2"})
+        assert conn.getresponse().status == 500        # --error-every 2
+        conn.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=5) == 0
+        assert proc.stdout.read() == ""                # the URL was the only stdout line
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
