@@ -1,12 +1,31 @@
 """Progress people can read on stderr: a line every few seconds while the sync
 runs, one when each stream ends, and a summary table at the end."""
 import logging
+import os
 import threading
 import time
 
 LOGGER = logging.getLogger("tap_autopilot")
 
 PROGRESS_INTERVAL_SECONDS = 10
+# Seconds between progress lines, overriding PROGRESS_INTERVAL_SECONDS (tests, very long runs).
+PROGRESS_INTERVAL_ENV = "TAP_AUTOPILOT_PROGRESS_SECONDS"
+
+
+def progress_interval():
+    """The progress interval: $TAP_AUTOPILOT_PROGRESS_SECONDS if it is a positive
+    number of seconds, else PROGRESS_INTERVAL_SECONDS."""
+    raw = os.environ.get(PROGRESS_INTERVAL_ENV)
+    if raw:
+        try:
+            seconds = float(raw)
+        except ValueError:
+            seconds = None
+        if seconds is not None and 0 < seconds < float("inf"):
+            return seconds
+        LOGGER.warning("Ignoring %s=%r: not a positive number of seconds; using %s.",
+                       PROGRESS_INTERVAL_ENV, raw, PROGRESS_INTERVAL_SECONDS)
+    return PROGRESS_INTERVAL_SECONDS
 
 
 class _StreamProgress:
@@ -22,10 +41,10 @@ class Progress:
     """Counters are updated under the sync's output lock; the reporter thread
     only reads them (a line slightly stale is fine)."""
 
-    def __init__(self, stream_ids, request_stats, interval=PROGRESS_INTERVAL_SECONDS):
+    def __init__(self, stream_ids, request_stats, interval=None):
         self.streams = {stream_id: _StreamProgress() for stream_id in stream_ids}
         self.requests = request_stats
-        self.interval = interval
+        self.interval = progress_interval() if interval is None else interval
         self.started = time.monotonic()
         self._stop = threading.Event()
         self._thread = None
