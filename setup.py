@@ -14,6 +14,7 @@ setup(
         "singer-python>=6.8,<7",
         "requests>=2.32,<3",
         "backoff>=2.2,<3",
+        "orjson>=3.10,<4",
     ],
     extras_require={
         "test": ["pytest>=8", "jsonschema"],

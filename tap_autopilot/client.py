@@ -3,14 +3,15 @@ error mapping, and the bookmark pagination loop.
 
 Every request of the tap goes through AutopilotClient.get(), from any thread.
 """
-import json
 import logging
+import os
 import random
 import threading
 import time
 from urllib.parse import quote
 
 import backoff
+import orjson
 import requests
 from singer import metrics
 
@@ -132,12 +133,22 @@ class AutopilotClient:
             self._headers["User-Agent"] = config["user_agent"]
         # requests.Session is not documented as thread-safe: one per thread.
         self._local = threading.local()
+        self._environment = {
+            "proxies": requests.utils.get_environ_proxies(self.base_url),
+            "verify": os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE"),
+        }
 
     def _session(self):
         session = getattr(self._local, "session", None)
         if session is None:
             session = self._local.session = requests.Session()
             session.headers.update(self._headers)
+            # Read proxy and CA settings from the environment once, not on
+            # every request (requests re-scans os.environ per call otherwise).
+            session.proxies.update(self._environment["proxies"])
+            if self._environment["verify"]:
+                session.verify = self._environment["verify"]
+            session.trust_env = False
         return session
 
     @backoff.on_exception(_wait_times, RetryableError, max_tries=TRANSIENT_MAX_TRIES,
@@ -184,7 +195,7 @@ class AutopilotClient:
         if status != 200:
             raise TapError(f"Autopilot answered {status} to GET {path}: {_error_message(response)}")
         try:
-            body = json.loads(response.content)
+            body = orjson.loads(response.content)
         except ValueError:
             raise RetryableError(f"GET {path} returned a body that is not valid JSON") from None
         if data_key is not None and not (isinstance(body, dict) and data_key in body):

@@ -13,6 +13,7 @@ import logging
 from urllib.parse import quote
 
 from tap_autopilot.client import NotFoundError
+from tap_autopilot.transform import format_datetime
 
 LOGGER = logging.getLogger("tap_autopilot")
 
@@ -46,7 +47,8 @@ class ContactsStream(Stream):
         entry = ctx.state.bookmark(stream_id)
         scan = entry.get("scan")
         if scan:
-            threshold, position, max_seen = scan["threshold"], scan.get("bookmark"), scan.get("max_updated_at")
+            threshold = ctx.normalize_timestamp(scan.get("threshold")) or ctx.start_date
+            position, max_seen = scan.get("bookmark"), ctx.normalize_timestamp(scan.get("max_updated_at"))
             LOGGER.info("contacts: resuming the interrupted scan after page bookmark %s (updated_at >= %s).",
                         position, threshold)
         else:
@@ -66,7 +68,8 @@ class ContactsStream(Stream):
                         lines.append(emit(row))
                         if updated_at is not None and (max_seen is None or updated_at > max_seen):
                             max_seen = updated_at
-                new_scan = {"threshold": threshold, "bookmark": next_position, "max_updated_at": max_seen}
+                new_scan = {"threshold": format_datetime(threshold), "bookmark": next_position,
+                            "max_updated_at": format_datetime(max_seen) if max_seen else None}
                 ctx.commit(stream_id, lines, len(items), total,
                            lambda e, s=new_scan: e.__setitem__("scan", s))
                 position = next_position
@@ -74,7 +77,7 @@ class ContactsStream(Stream):
             # The page bookmark we stopped at is gone: re-read from the start, same threshold.
             ctx.state.bookmark(stream_id).pop("scan", None)
             return self._scan(ctx)
-        final = max(threshold, max_seen) if max_seen else threshold
+        final = format_datetime(max(threshold, max_seen) if max_seen else threshold)
 
         def finish(entry):
             entry.pop("scan", None)

@@ -10,10 +10,15 @@ import json
 import logging
 import re
 
+import orjson
+
 LOGGER = logging.getLogger("tap_autopilot")
 
 _UTC = datetime.timezone.utc
-_EPOCH = datetime.datetime(1970, 1, 1)
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=_UTC)
+_fromisoformat = datetime.datetime.fromisoformat
+_INT64 = 2 ** 63
+_timedelta = datetime.timedelta
 # Epoch numbers above this are milliseconds (1e11 s would be the year 5138).
 _MS_THRESHOLD = 100_000_000_000
 
@@ -34,39 +39,53 @@ def custom_field_column(kind):
     return "custom_" + (snake_case(kind) or "field")
 
 
+def serialize(row):
+    """A row -> JSON bytes, datetimes as RFC 3339 UTC ('...Z'). The one
+    encoder of record payloads."""
+    return orjson.dumps(row, option=_ORJSON_OPTIONS)
+
+
+_ORJSON_OPTIONS = orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
+
+
 # --- value converters ----------------------------------------------------
 
-def _format_utc(value):
-    """A naive UTC datetime -> RFC 3339 with microseconds, the one format every
-    timestamp leaves the tap in (so they also compare as strings)."""
-    return value.isoformat(timespec="microseconds") + "Z"
+def format_datetime(value):
+    """An aware datetime -> RFC 3339 UTC text, for STATE bookmarks. Records
+    carry datetime objects, which the output's JSON encoder writes in the
+    same form (orjson: OPT_NAIVE_UTC | OPT_UTC_Z)."""
+    return value.astimezone(_UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
-def to_datetime_string(value):
-    """ISO-8601 string or epoch number (ms, or s) -> RFC 3339 UTC, else None."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
+def to_datetime(value):
+    """ISO-8601 string or epoch number (ms, or s) -> aware UTC datetime, else None."""
+    if value.__class__ is str:
         try:
-            parsed = datetime.datetime.fromisoformat(value)
+            parsed = _fromisoformat(value)
         except ValueError:
             if value.isdigit():
-                return to_datetime_string(int(value))
+                return to_datetime(int(value))
             return None
-        if parsed.tzinfo is not None:
-            if parsed.utcoffset():
-                parsed = parsed.astimezone(_UTC)
-            parsed = parsed.replace(tzinfo=None)
-        return _format_utc(parsed)
-    if isinstance(value, bool):
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=_UTC)
+        if parsed.tzinfo is not _UTC:
+            return parsed.astimezone(_UTC)
+        return parsed
+    if value is None or isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
         seconds = value / 1000.0 if abs(value) >= _MS_THRESHOLD else float(value)
         try:
-            return _format_utc(_EPOCH + datetime.timedelta(seconds=seconds))
+            return _EPOCH + datetime.timedelta(seconds=seconds)
         except OverflowError:
             return None
     return None
+
+
+def to_datetime_string(value):
+    """Same as to_datetime, as RFC 3339 text (config and state values)."""
+    parsed = to_datetime(value) if value is not None and value != "" else None
+    return format_datetime(parsed) if parsed is not None else None
 
 
 def to_string(value):
@@ -82,17 +101,17 @@ def to_string(value):
 def to_integer(value):
     if value is None or isinstance(value, bool):
         return None
-    if isinstance(value, int):
-        return value
     if isinstance(value, float):
-        return int(value) if value.is_integer() else None
-    if isinstance(value, str):
+        value = int(value) if value.is_integer() else None
+    elif isinstance(value, str):
         try:
-            return int(value.strip().replace(",", ""))
+            value = int(value.strip().replace(",", ""))
         except ValueError:
             number = to_number(value)
-            return int(number) if number is not None and number.is_integer() else None
-    return None
+            value = int(number) if number is not None and number.is_integer() else None
+    if isinstance(value, int) and -_INT64 <= value < _INT64:
+        return value
+    return None  # not a whole number, or too large for a 64-bit warehouse column
 
 
 def to_number(value):
@@ -137,28 +156,40 @@ def to_url_flags(value):
     """{url: bool} -> [{url, value}]."""
     if not isinstance(value, dict):
         return None
-    return [{"url": url, "value": to_boolean(flag)} for url, flag in value.items()]
+    return [{"url": url, "value": flag if flag is None or flag.__class__ is bool else to_boolean(flag)}
+            for url, flag in value.items()]
 
 
 def to_mail_events(value):
     """{mail id: epoch ms} -> [{id, timestamp}]."""
     if not isinstance(value, dict):
         return None
-    return [{"id": mail_id, "timestamp": to_datetime_string(at)} for mail_id, at in value.items()]
+    try:
+        # The common case in one expression: integer epoch milliseconds.
+        return [{"id": mail_id, "timestamp": _EPOCH + _timedelta(milliseconds=at)
+                 if at.__class__ is int and at >= _MS_THRESHOLD else to_datetime(at)}
+                for mail_id, at in value.items()]
+    except OverflowError:
+        return [{"id": mail_id, "timestamp": to_datetime(at) if at is not None else None}
+                for mail_id, at in value.items()]
 
 
 def to_custom_field_list(value):
     """Keep every custom field, typed or not, so one created after discovery is never lost."""
-    if not isinstance(value, list):
+    if value.__class__ is not list:
         return None
     out = []
     for field in value:
-        if isinstance(field, dict):
-            raw = field.get("value")
+        if field.__class__ is dict:
+            get = field.get
+            kind, raw, field_type = get("kind"), get("value"), get("fieldType")
+            if field_type is None:
+                field_type = get("field_type")
             out.append({
-                "kind": to_string(field.get("kind")),
-                "value": raw if raw is None or isinstance(raw, str) else _stringify(raw),
-                "field_type": to_string(field.get("fieldType", field.get("field_type"))),
+                "kind": kind if kind is None or kind.__class__ is str else to_string(kind),
+                "value": raw if raw is None or raw.__class__ is str else _stringify(raw),
+                "field_type": field_type if field_type is None or field_type.__class__ is str
+                else to_string(field_type),
             })
     return out
 
@@ -176,7 +207,7 @@ CUSTOM_FIELD_TYPES = {
     "float": ({"type": ["null", "number"]}, to_number),
     "number": ({"type": ["null", "number"]}, to_number),
     "boolean": ({"type": ["null", "boolean"]}, to_boolean),
-    "date": ({"type": ["null", "string"], "format": "date-time"}, to_datetime_string),
+    "date": ({"type": ["null", "string"], "format": "date-time"}, to_datetime),
 }
 
 
@@ -217,7 +248,7 @@ def converter_for(column, schema):
         return to_custom_field_list
     types = _types(schema)
     if schema.get("format") == "date-time":
-        return to_datetime_string
+        return to_datetime
     if "array" in types:
         return to_string_list
     if "integer" in types:
@@ -236,39 +267,62 @@ def _types(schema):
 
 class ContactTransformer:
     """Compiled once per sync: turns raw contact documents into rows holding
-    exactly the selected columns."""
+    exactly the selected columns.
+
+    The per-record function is generated as straight-line Python (one lookup
+    and one conversion per column, no loops over the schema): several times
+    faster than walking a column table per record, which matters at 100k+
+    contacts a run."""
 
     def __init__(self, properties, custom_field_kinds):
         """properties: {column: schema} of the selected columns.
         custom_field_kinds: {column: Autopilot field name} for custom_* columns."""
-        self.standard = []   # (column, keys, converter)
         self.custom = {}     # Autopilot field name -> (column, converter)
+        standard = []        # (column, raw keys, converter)
         for column, schema in properties.items():
             if column in custom_field_kinds:
                 self.custom[custom_field_kinds[column]] = (column, converter_for(column, schema))
             else:
-                self.standard.append((column, source_keys(column), converter_for(column, schema)))
-        self.custom_columns = [column for column, _ in self.custom.values()]
+                standard.append((column, source_keys(column), converter_for(column, schema)))
+        self._transform = self._compile(standard)
 
     def __call__(self, doc):
-        row = {}
-        for column, keys, convert in self.standard:
-            value = None
-            for key in keys:
-                value = doc.get(key)
-                if value is not None:
-                    break
-            row[column] = convert(value) if value is not None else None
+        return self._transform(doc)
+
+    def _compile(self, standard):
+        namespace = {"to_string": to_string, "apply_custom": self._apply_custom, "str": str}
+        lines = ["def transform(doc):", "    get = doc.get"]
+        values = []
+        for index, (column, keys, convert) in enumerate(standard):
+            lines.append(f"    v = get({keys[0]!r})")
+            for key in keys[1:]:
+                lines += ["    if v is None:", f"        v = get({key!r})"]
+            if convert is to_string:
+                # Most values are already strings: skip the call for them.
+                lines.append(f"    c{index} = v if v is None or v.__class__ is str else to_string(v)")
+            elif convert in (to_mail_events, to_url_flags):
+                # Many of these maps are empty: no call for those.
+                namespace[f"convert{index}"] = convert
+                lines.append(f"    c{index} = None if v is None else [] if v == {{}} else convert{index}(v)")
+            else:
+                namespace[f"convert{index}"] = convert
+                lines.append(f"    c{index} = None if v is None else convert{index}(v)")
+            values.append(f"{column!r}: c{index}")
+        values += [f"{column!r}: None" for column, _ in self.custom.values()]
+        lines.append("    row = {" + ", ".join(values) + "}")
         if self.custom:
-            for column in self.custom_columns:
-                row[column] = None
-            fields = doc.get("custom_fields")
-            if isinstance(fields, list):
-                custom = self.custom
-                for field in fields:
-                    if isinstance(field, dict):
-                        target = custom.get(field.get("kind"))
-                        if target is not None:
-                            value = field.get("value")
-                            row[target[0]] = target[1](value) if value is not None else None
-        return row
+            lines += ["    fields = get('custom_fields')",
+                      "    if fields.__class__ is list:",
+                      "        apply_custom(row, fields)"]
+        lines.append("    return row")
+        exec("\n".join(lines), namespace)  # pylint: disable=exec-used
+        return namespace["transform"]
+
+    def _apply_custom(self, row, fields):
+        custom = self.custom
+        for field in fields:
+            if field.__class__ is dict:
+                target = custom.get(field.get("kind"))
+                if target is not None:
+                    value = field.get("value")
+                    row[target[0]] = None if value is None else target[1](value)

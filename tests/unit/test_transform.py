@@ -1,10 +1,16 @@
+import orjson
 import pytest
 import singer
 from singer.transform import Transformer
 
 from tap_autopilot.discover import custom_field_columns, load_schema
-from tap_autopilot.transform import (ContactTransformer, custom_field_column, snake_case,
+from tap_autopilot.transform import (ContactTransformer, custom_field_column, serialize, snake_case,
                                      to_boolean, to_datetime_string, to_integer, to_number)
+
+
+def as_written(row):
+    """The row as it leaves the tap: JSON, timestamps as RFC 3339 text."""
+    return orjson.loads(serialize(row))
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -102,7 +108,7 @@ def make_transformer(schema):
 
 
 def test_contact_row_values():
-    row = make_transformer(contacts_schema())(RAW)
+    row = as_written(make_transformer(contacts_schema())(RAW))
     assert row["email"] == "ann@example.com" and row["first_name"] == "Ann" and row["last_name"] == "Lée"
     assert row["number_of_employees"] == 250 and row["unsubscribed"] is False
     assert row["linkedin"] == "ann-lee" and row["mailing_country"] == "Österreich"
@@ -112,7 +118,7 @@ def test_contact_row_values():
     assert row["anywhere_utm"] == []
     assert row["anywhere_form_submits"] is None
     assert row["mail_opened"] == [{"id": "mail_1", "timestamp": "2015-04-29T23:15:25.347000Z"}]
-    assert row["custom_seats"] == 12 and row["custom_renewal_date"] == "2020-02-03T00:00:00.000000Z"
+    assert row["custom_seats"] == 12 and row["custom_renewal_date"] == "2020-02-03T00:00:00Z"
     assert row["custom_is_partner"] is None
     assert {"kind": "Late Field", "value": "7", "field_type": "float"} in row["custom_fields"]
     assert "UndocumentedThing" not in row and "FirstName" not in row
@@ -127,7 +133,7 @@ def test_snake_case_source_spellings_are_accepted():
 def test_only_selected_columns_are_produced():
     schema = contacts_schema()
     props = {k: schema["properties"][k] for k in ("contact_id", "updated_at", "email", "custom_seats")}
-    row = ContactTransformer(props, {"custom_seats": "Seats"})(RAW)
+    row = as_written(ContactTransformer(props, {"custom_seats": "Seats"})(RAW))
     assert row == {"contact_id": "person_1", "updated_at": "2016-01-02T03:04:05.678000Z",
                    "email": "ann@example.com", "custom_seats": 12}
 
@@ -139,7 +145,7 @@ def test_fast_transform_equals_generic_singer_transformer():
     ours = make_transformer(schema)
     odd = dict(RAW, NumberOfEmployees=None, Unsubscribed="true", first_visit_at="2019-05-05T05:05:05+00:00")
     for raw in (RAW, odd):
-        row = ours(raw)
+        row = as_written(ours(raw))
         with Transformer() as generic:
             checked = generic.transform(row, schema)
         for column, value in row.items():
