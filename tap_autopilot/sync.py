@@ -97,6 +97,15 @@ def _stream_selected(entry):
     return bool(selected)
 
 
+def _version_number(value):
+    """A table version from state as an int, or None if it is not a usable one."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not value.is_integer():
+        return None
+    return int(value) if value > 0 else None
+
+
 def selected_streams(catalog):
     """The selected catalog entries, known streams only, in canonical order."""
     chosen = {}
@@ -165,10 +174,14 @@ class SyncContext:
         its version up front so the target creates the table at once."""
         with self.lock:
             entry = self.state.bookmark(stream_id)
-            if entry.get("version") and not entry.get("complete", True):
-                return entry["version"]
+            previous = _version_number(entry.get("version"))
+            if previous is not None and not entry.get("complete", True):
+                return previous
             first_ever = "version" not in entry
-            version = int(time.time() * 1000)
+            # Versions only grow: a target activating a version drops the rows of lower
+            # ones, so a clock behind the one that wrote the state (set back, another
+            # machine) must not produce a version below the last.
+            version = max(int(time.time() * 1000), (previous or 0) + 1)
             entry.clear()
             entry.update({"version": version, "complete": False})
             if first_ever:
