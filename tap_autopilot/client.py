@@ -133,6 +133,8 @@ class AutopilotClient:
             self._headers["User-Agent"] = config["user_agent"]
         # requests.Session is not documented as thread-safe: one per thread.
         self._local = threading.local()
+        # Set by the first 400/401/403: no thread sends another request after it.
+        self._rejected = None
         self._environment = {
             "proxies": requests.utils.get_environ_proxies(self.base_url),
             "verify": os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE"),
@@ -156,10 +158,13 @@ class AutopilotClient:
                           on_backoff=_log_retry, logger=None)
     @backoff.on_exception(_wait_times, RateLimitedError, max_time=RATE_LIMIT_RETRY_SECONDS,
                           jitter=None, on_backoff=_log_retry, logger=None)
-    def get(self, path, data_key=None):
+    def get(self, path, data_key=None, expect_list=False):
         """GET base_url + path and return its JSON body. With data_key, the
-        body must be an object holding that key (else the 200 is retried)."""
+        body must be an object holding that key; with expect_list, a JSON
+        array (else the 200 is retried)."""
         self.limiter.acquire()
+        if self._rejected is not None:  # another thread's request was refused: fail at once
+            raise AuthError(self._rejected)
         self.stats.count("requests")
         endpoint = _endpoint_name(path)
         started = time.monotonic()
@@ -172,13 +177,13 @@ class AutopilotClient:
             except requests.exceptions.RequestException as error:
                 raise RetryableError(f"GET {path} failed ({type(error).__name__})") from None
             status = response.status_code
-            return self._decode(path, response, data_key)
+            return self._decode(path, response, data_key, expect_list)
         finally:
             metrics.log(LOGGER, metrics.Point("timer", metrics.Metric.http_request_duration,
                                               time.monotonic() - started,
                                               {"endpoint": endpoint, "http_status_code": status}))
 
-    def _decode(self, path, response, data_key):
+    def _decode(self, path, response, data_key, expect_list=False):
         status = response.status_code
         if status == 429:
             self.stats.count("rate_limited")
@@ -187,7 +192,8 @@ class AutopilotClient:
                 self.limiter.pause(retry_after)
             raise RateLimitedError(f"Autopilot throttled GET {path} (429)", retry_after)
         if status in (400, 401, 403):
-            raise AuthError(f"Autopilot rejected the API key ({status}). Check api_key.")
+            self._rejected = f"Autopilot rejected the API key ({status}). Check api_key."
+            raise AuthError(self._rejected)
         if status == 404:
             raise NotFoundError(f"Autopilot has no {path} (404).")
         if status >= 500:
@@ -200,6 +206,8 @@ class AutopilotClient:
             raise RetryableError(f"GET {path} returned a body that is not valid JSON") from None
         if data_key is not None and not (isinstance(body, dict) and data_key in body):
             raise RetryableError(f"GET {path} returned no '{data_key}' in its body")
+        if expect_list and not isinstance(body, list):
+            raise RetryableError(f"GET {path} returned a body of an unexpected shape (not a list)")
         return body
 
     def paginate(self, path, data_key, bookmark=None):

@@ -49,7 +49,7 @@ def custom_field_columns(definitions):
 
 
 def discover(client):
-    definitions = client.get("/contacts/custom_fields")
+    definitions = client.get("/contacts/custom_fields", expect_list=True)
     streams = []
     for stream in STREAMS.values():
         schema = load_schema(stream.tap_stream_id)
