@@ -31,3 +31,23 @@ def postgres():
         yield server
     finally:
         server.stop()
+
+
+# ---- the Autopilot sandbox (see helpers.py) -----------------------------------
+
+import contextlib  # noqa: E402
+
+import helpers  # noqa: E402
+
+
+@pytest.fixture
+def sandbox_factory():
+    """make(**Sandbox kwargs) -> a running sandbox; every one made is stopped at teardown."""
+    with contextlib.ExitStack() as stack:
+        yield lambda **kwargs: stack.enter_context(helpers.sandbox(**kwargs))
+
+
+@pytest.fixture
+def sandbox(sandbox_factory):
+    """A running sandbox with the default dataset (250 contacts, 3 lists, 2 segments)."""
+    return sandbox_factory()
