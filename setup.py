@@ -22,7 +22,7 @@ setup(
     entry_points={
         "console_scripts": ["tap-autopilot=tap_autopilot:main"],
     },
-    packages=find_packages(exclude=["tests", "tests.*"]),
+    packages=find_packages(exclude=["tests", "tests.*"]) + ["tap_autopilot.schemas"],
     package_data={"tap_autopilot": ["schemas/*.json"]},
     include_package_data=True,
 )

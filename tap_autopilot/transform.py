@@ -279,9 +279,14 @@ class ContactTransformer:
         custom_field_kinds: {column: Autopilot field name} for custom_* columns."""
         self.custom = {}     # Autopilot field name -> (column, converter)
         standard = []        # (column, raw keys, converter)
+        # custom_* columns whose catalog entry lost the field name (a tool rewrote
+        # the catalog): matched by column name when a field turns up.
+        self._unnamed_custom = {}
         for column, schema in properties.items():
             if column in custom_field_kinds:
                 self.custom[custom_field_kinds[column]] = (column, converter_for(column, schema))
+            elif column.startswith("custom_") and column != "custom_fields":
+                self._unnamed_custom[column] = (column, converter_for(column, schema))
             else:
                 standard.append((column, source_keys(column), converter_for(column, schema)))
         self._transform = self._compile(standard)
@@ -308,9 +313,10 @@ class ContactTransformer:
                 namespace[f"convert{index}"] = convert
                 lines.append(f"    c{index} = None if v is None else convert{index}(v)")
             values.append(f"{column!r}: c{index}")
-        values += [f"{column!r}: None" for column, _ in self.custom.values()]
+        custom_columns = [column for column, _ in self.custom.values()] + list(self._unnamed_custom)
+        values += [f"{column!r}: None" for column in custom_columns]
         lines.append("    row = {" + ", ".join(values) + "}")
-        if self.custom:
+        if custom_columns:
             lines += ["    fields = get('custom_fields')",
                       "    if fields.__class__ is list:",
                       "        apply_custom(row, fields)"]
@@ -322,7 +328,11 @@ class ContactTransformer:
         custom = self.custom
         for field in fields:
             if field.__class__ is dict:
-                target = custom.get(field.get("kind"))
+                kind = field.get("kind")
+                target = custom.get(kind)
+                if target is None and self._unnamed_custom and kind.__class__ is str:
+                    # Learn the field's column once; later contacts take the fast path.
+                    target = custom[kind] = self._unnamed_custom.pop(custom_field_column(kind), None)
                 if target is not None:
                     value = field.get("value")
                     row[target[0]] = None if value is None else target[1](value)

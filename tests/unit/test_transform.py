@@ -155,3 +155,14 @@ def test_fast_transform_equals_generic_singer_transformer():
                 assert singer.utils.strptime_to_utc(checked[column]) == singer.utils.strptime_to_utc(value)
             else:
                 assert checked[column] == value, column
+
+
+def test_custom_columns_without_field_names_in_the_catalog_still_fill():
+    """A tool that rewrites the catalog may drop the field-name metadata: the
+    column is then matched by its name."""
+    schema = contacts_schema()
+    props = {k: schema["properties"][k] for k in ("contact_id", "custom_seats", "custom_renewal_date")}
+    transform = ContactTransformer(props, {})
+    first, second = as_written(transform(RAW)), as_written(transform(RAW))
+    assert first == second == {"contact_id": "person_1", "custom_seats": 12,
+                               "custom_renewal_date": "2020-02-03T00:00:00Z"}
