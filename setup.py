@@ -5,7 +5,6 @@ setup(
     version="1.0.0",
     description="Singer tap for the Autopilot API: contacts, lists, smart segments and their memberships",
     author="tap-autopilot contributors",
-    url="https://github.com/singer-io/tap-autopilot",
     license="Apache-2.0",
     classifiers=["Programming Language :: Python :: 3 :: Only"],
     python_requires=">=3.11",
