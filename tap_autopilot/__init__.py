@@ -36,6 +36,9 @@ SETTINGS = [
     {"name": "max_requests_per_second", "kind": "integer", "type": "number", "required": False,
      "secret": False, "default": 5,
      "description": "Client-side request rate ceiling; Autopilot documents 5 per second."},
+    {"name": "max_concurrent_requests", "kind": "integer", "type": "integer", "required": False,
+     "secret": False, "default": 4,
+     "description": "Requests in flight at once; the rate limit, not this, sets the pace."},
 ]
 
 
@@ -146,6 +149,10 @@ def validate_config(config):
                           f"{DEFAULT_BASE_URL}.")
     _positive_number(config, "request_timeout")
     _positive_number(config, "max_requests_per_second")
+    workers = config.get("max_concurrent_requests")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"Config 'max_concurrent_requests' must be a whole number of at least 1, "
+                          f"not {workers!r}.")
     return config
 
 
