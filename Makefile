@@ -52,13 +52,16 @@ $(VENV)/.installed: setup.py
 	@touch $@
 
 # ---- external tools, one venv each -------------------------------------------
+# Created --without-pip and filled by the base interpreter's pip (--python):
+# skips ensurepip, which costs ~10 s per venv here. To add a package by hand:
+#   python3.11 -m pip --python .tools/<tool>/bin/python install ...
 tools: $(TOOL_STAMPS)
 
 $(TOOLS_DIR)/%/.installed: $(TOOL_REQS)/%.txt
 	@echo ">> $(TOOLS_DIR)/$*: pip install -r $<"
 	@rm -rf $(TOOLS_DIR)/$*
-	@$(PYTHON) -m venv $(TOOLS_DIR)/$*
-	@$(PIP_ENV) $(TOOLS_DIR)/$*/bin/python -m pip install -q -r $< $(QUIET)
+	@$(PYTHON) -m venv --without-pip $(TOOLS_DIR)/$*
+	@$(PIP_ENV) $(PYTHON) -m pip --python $(TOOLS_DIR)/$*/bin/python install -q -r $< $(QUIET)
 	@$(TOOLS_DIR)/$*/bin/$(SMOKE_$*) >/dev/null
 	@touch $@
 
