@@ -203,4 +203,5 @@ def test_meltano_plugin_definition_matches_about():
             assert setting.get("value") == about_settings[name]["default"], name
     assert settings["api_key"]["kind"] == "password" and settings["api_key"]["sensitive"] is True
     assert settings["start_date"]["kind"] == "date_iso8601"
-    assert {settings["request_timeout"]["kind"], settings["max_requests_per_second"]["kind"]} == {"integer"}
+    # fractions are valid (0.5 requests per second, a 2.5 s timeout)
+    assert {settings["request_timeout"]["kind"], settings["max_requests_per_second"]["kind"]} == {"decimal"}
