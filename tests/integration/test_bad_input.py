@@ -1,0 +1,205 @@
+"""Issue 3: bad input. Each gets exit code 1, exactly one CRITICAL line on stderr
+naming the problem and the fix, no traceback, and the API key never echoed.
+A catalog or state naming an unknown stream only gets a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from pathlib import Path
+
+import pytest
+
+import helpers
+
+API_KEY = "sk-badinput-2e7c5a9f0d3b6e18-NEVER-PRINT"
+START_DATE = "2000-01-01T00:00:00Z"
+
+
+# ----- helpers -----------------------------------------------------------------
+
+def good_config(sb):
+    return {"api_key": API_KEY, "start_date": START_DATE, "base_url": sb.base_url}
+
+
+def closed_port_url():
+    """A local URL nothing listens on: connections are refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def critical_lines(stderr):
+    return [line for line in stderr.splitlines() if line.startswith("CRITICAL")]
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory):
+    """A discovered catalog with every stream selected."""
+    tmp = tmp_path_factory.mktemp("catalog")
+    with helpers.sandbox(contacts=10, api_key=API_KEY) as sb:
+        config = helpers.write_json(tmp / "config.json", good_config(sb))
+        return helpers.select(helpers.discover(config))
+
+
+@pytest.fixture
+def sb(sandbox_factory):
+    return sandbox_factory(contacts=120, lists=2, segments=1, api_key=API_KEY)
+
+
+# ----- the table ------------------------------------------------------------------
+
+def with_config(**changes):
+    """Args for a sync whose config is the good one with `changes` (None removes a key)."""
+    def build(tmp, sb, catalog):
+        config = good_config(sb)
+        config.update(changes)
+        config = {k: v for k, v in config.items() if v is not None}
+        return ["--config", helpers.write_json(tmp / "config.json", config),
+                "--catalog", helpers.write_json(tmp / "catalog.json", catalog)]
+    return build
+
+
+def with_files(config=None, catalog=None, state=None, discover=False):
+    """Args whose files hold raw text (or are absent if the text is None and the
+    file is named); `True` means the good content."""
+    def build(tmp, sb, good_catalog):
+        def file(name, text, good):
+            path = tmp / name
+            if text is True:
+                path.write_text(json.dumps(good), encoding="utf-8")
+            elif text is not None:
+                path.write_text(text, encoding="utf-8")
+            return str(path)
+        args = ["--config", file("config.json", config, good_config(sb))]
+        if discover:
+            return args + ["--discover"]
+        args += ["--catalog", file("catalog.json", catalog, good_catalog)]
+        if state is not False:
+            args += ["--state", file("state.json", state, {})]
+        return args
+    return build
+
+
+def unreachable(discover):
+    def build(tmp, sb, catalog):
+        config = dict(good_config(sb), base_url=closed_port_url())
+        args = ["--config", helpers.write_json(tmp / "config.json", config)]
+        return args + (["--discover"] if discover else ["--catalog", helpers.write_json(tmp / "catalog.json", catalog)])
+    return build
+
+
+BROKEN_CONFIG = '{"api_key": "%s", "start_date": "%s",}' % (API_KEY, START_DATE)   # trailing comma
+
+# id -> (args builder, regex the CRITICAL line must match for the problem, and for the fix)
+CASES = {
+    "api_key-missing": (with_config(api_key=None), r"'api_key' is missing or empty",
+                        r"Set it to your Autopilot API key"),
+    "api_key-empty": (with_config(api_key=""), r"'api_key' is missing or empty",
+                      r"Set it to your Autopilot API key"),
+    "api_key-blank": (with_config(api_key="   "), r"'api_key' is missing or empty", r"Set it to"),
+    "api_key-not-a-string": (with_config(api_key=12345), r"'api_key' is missing or empty", r"Set it to"),
+    "start_date-missing": (with_config(start_date=None), r"'start_date' is missing", r"RFC 3339 time such as"),
+    "start_date-date-only": (with_config(start_date="2020-01-01"), r"'start_date' '2020-01-01' is not an RFC 3339",
+                             r"Use a form such as 2020-01-01T00:00:00Z"),
+    "start_date-yesterday": (with_config(start_date="yesterday"), r"'start_date' 'yesterday' is not an RFC 3339",
+                             r"Use a form such as"),
+    "start_date-no-zone": (with_config(start_date="2020-01-01T00:00:00"), r"'start_date' .* is not an RFC 3339",
+                           r"Use a form such as"),
+    "base_url-ftp": (with_config(base_url="ftp://api2.autopilothq.com/v1"), r"'base_url' 'ftp://\S+' is not an http",
+                     r"Leave it out"),
+    "base_url-bare-host": (with_config(base_url="localhost"), r"'base_url' 'localhost' is not an http",
+                           r"Leave it out"),
+    "request_timeout-zero": (with_config(request_timeout=0), r"'request_timeout' must be a positive number of seconds",
+                             r"not 0"),
+    "request_timeout-negative": (with_config(request_timeout=-1), r"'request_timeout' must be a positive number",
+                                 r"not -1"),
+    "request_timeout-text": (with_config(request_timeout="abc"), r"'request_timeout' must be a positive number",
+                             r"not 'abc'"),
+    "max_requests_per_second-zero": (with_config(max_requests_per_second=0),
+                                     r"'max_requests_per_second' must be a positive number of requests per second",
+                                     r"not 0"),
+    "config-missing": (with_files(config=None), r"config file \S+ does not exist", r"Check the --config path"),
+    "config-not-json": (with_files(config=BROKEN_CONFIG), r"config file \S+ is not valid JSON", r"Fix the file"),
+    "config-not-an-object": (with_files(config='["api_key"]'), r"must hold a JSON object", r"api_key and start_date"),
+    "catalog-missing": (with_files(config=True, catalog=None, state=False), r"catalog file \S+ does not exist",
+                        r"Check the --catalog path"),
+    "catalog-not-json": (with_files(config=True, catalog="streams: [contacts]", state=False),
+                         r"catalog file \S+ is not valid JSON", r"Fix the file"),
+    "state-missing": (with_files(config=True, catalog=True, state=None), r"state file \S+ does not exist",
+                      r"Check the --state path"),
+    "state-not-json": (with_files(config=True, catalog=True, state="{bookmarks"), r"state file \S+ is not valid JSON",
+                       r"Fix the file"),
+    "api-unreachable-sync": (unreachable(discover=False), r"could not be reached",
+                             r"Check base_url and the network"),
+    "api-unreachable-discover": (unreachable(discover=True), r"could not be reached",
+                                 r"Check base_url and the network"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_fails_with_one_clear_line(tmp_path, sb, catalog, case):
+    build, problem, fix = CASES[case]
+    args = build(Path(tmp_path), sb, catalog)
+    proc = helpers.run_cli(args, timeout=90)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    critical = critical_lines(proc.stderr)
+    assert len(critical) == 1, proc.stderr[-3000:]
+    assert re.search(problem, critical[0]), critical[0]
+    assert re.search(fix, critical[0]), critical[0]
+    assert "Traceback" not in output, proc.stderr[-3000:]
+    assert API_KEY not in output, "the API key was echoed"
+    if case.startswith("api-unreachable"):
+        # It retried with backoff before giving up, and said so.
+        assert [line for line in proc.stderr.splitlines()
+                if line.startswith("WARNING") and "retrying in" in line], proc.stderr[-3000:]
+    else:
+        # Refused before any request and before any output.
+        assert sb.stats()["requests"] == 0
+        assert proc.stdout == ""
+
+
+# ----- not fatal: unknown streams ---------------------------------------------------------
+
+def test_catalog_naming_an_unknown_stream_warns_and_runs_on(tmp_path, sb, catalog):
+    catalog = helpers.select(catalog, streams=["contacts", "lists"])
+    stranger = json.loads(json.dumps(next(s for s in catalog["streams"] if s["tap_stream_id"] == "lists")))
+    stranger["tap_stream_id"] = stranger["stream"] = "campaigns"
+    catalog["streams"].append(stranger)          # selected, like its model
+    config = helpers.write_json(tmp_path / "config.json", good_config(sb))
+    code, messages, stderr = helpers.run_tap(
+        ["--config", config, "--catalog", helpers.write_json(tmp_path / "catalog.json", catalog)])
+    assert code == 0, stderr[-3000:]
+    assert [line for line in stderr.splitlines() if line.startswith("WARNING") and "'campaigns'" in line], stderr
+    assert not critical_lines(stderr) and "Traceback" not in stderr
+    assert API_KEY not in stderr + json.dumps(messages)
+    records = helpers.records_by_stream(messages)
+    assert "campaigns" not in records
+    assert {r["contact_id"] for r in records["contacts"]} == set(sb.dataset.contact_ids())
+    assert {r["list_id"] for r in records["lists"]} == {item["list_id"] for item in sb.dataset.lists()}
+
+
+# ----- --debug ---------------------------------------------------------------------------
+
+CORRUPT_STATE = {"currently_syncing": "contacts", "bookmarks": {"contacts": {"scan": "not-an-object"}}}
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["quiet", "debug"])
+def test_unexpected_error_traceback_only_with_debug_and_never_the_key(tmp_path, sb, catalog, debug):
+    config = helpers.write_json(tmp_path / "config.json", good_config(sb))
+    args = ["--config", config, "--catalog", helpers.write_json(tmp_path / "catalog.json", catalog),
+            "--state", helpers.write_json(tmp_path / "state.json", CORRUPT_STATE)] + (["--debug"] if debug else [])
+    proc = helpers.run_cli(args, timeout=90)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    critical = critical_lines(proc.stderr)
+    assert len(critical) == 1 and "Unexpected error" in critical[0], proc.stderr[-3000:]
+    assert API_KEY not in output, "the API key was echoed"
+    if debug:
+        assert "Traceback" in proc.stderr, "--debug should show the traceback of an unexpected error"
+    else:
+        assert "Traceback" not in output
