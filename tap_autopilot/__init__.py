@@ -9,6 +9,7 @@ import datetime
 import json
 import logging
 import os
+import re
 import sys
 from importlib import metadata as importlib_metadata
 from urllib.parse import urlparse
@@ -124,6 +125,9 @@ def _positive_number(config, key):
                           f"not {value!r}.")
 
 
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)\Z")
+
+
 def validate_config(config):
     if not isinstance(config, dict):
         raise ConfigError("The config file must hold a JSON object with api_key and start_date.")
@@ -135,13 +139,16 @@ def validate_config(config):
     if not isinstance(start_date, str) or not start_date.strip():
         raise ConfigError("Config 'start_date' is missing. Set it to an RFC 3339 time such as "
                           "2020-01-01T00:00:00Z.")
-    try:
-        parsed = datetime.datetime.fromisoformat(start_date)
-    except ValueError:
-        parsed = None
-    if parsed is None or "T" not in start_date.upper() or parsed.tzinfo is None:
+    parsed = None
+    if _RFC3339.match(start_date):  # fromisoformat alone also takes basic and week forms
+        try:
+            parsed = datetime.datetime.fromisoformat(start_date.upper())
+        except ValueError:
+            pass
+    if parsed is None:
         raise ConfigError(f"Config 'start_date' {start_date!r} is not an RFC 3339 time. Use a form such "
                           "as 2020-01-01T00:00:00Z.")
+    config["start_date"] = start_date.upper()  # RFC 3339 allows 't' and 'z'; Python's parser does not
     base_url = config.get("base_url", DEFAULT_BASE_URL)
     parts = urlparse(base_url) if isinstance(base_url, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
