@@ -109,6 +109,12 @@ CASES = {
                              r"Use a form such as"),
     "start_date-no-zone": (with_config(start_date="2020-01-01T00:00:00"), r"'start_date' .* is not an RFC 3339",
                            r"Use a form such as"),
+    "start_date-basic-format": (with_config(start_date="20200101T000000Z"), r"'start_date' .* is not an RFC 3339",
+                                r"Use a form such as"),
+    "start_date-week-date": (with_config(start_date="2020-W01-1T00:00:00Z"), r"'start_date' .* is not an RFC 3339",
+                             r"Use a form such as"),
+    "start_date-no-seconds": (with_config(start_date="2020-01-01T00:00Z"), r"'start_date' .* is not an RFC 3339",
+                              r"Use a form such as"),
     "base_url-ftp": (with_config(base_url="ftp://api2.autopilothq.com/v1"), r"'base_url' 'ftp://\S+' is not an http",
                      r"Leave it out"),
     "base_url-bare-host": (with_config(base_url="localhost"), r"'base_url' 'localhost' is not an http",
@@ -122,6 +128,10 @@ CASES = {
     "max_requests_per_second-zero": (with_config(max_requests_per_second=0),
                                      r"'max_requests_per_second' must be a positive number of requests per second",
                                      r"not 0"),
+    "max_requests_per_second-negative": (with_config(max_requests_per_second=-2),
+                                         r"'max_requests_per_second' must be a positive number", r"not -2"),
+    "max_requests_per_second-text": (with_config(max_requests_per_second="fast"),
+                                     r"'max_requests_per_second' must be a positive number", r"not 'fast'"),
     "config-missing": (with_files(config=None), r"config file \S+ does not exist", r"Check the --config path"),
     "config-not-json": (with_files(config=BROKEN_CONFIG), r"config file \S+ is not valid JSON", r"Fix the file"),
     "config-not-an-object": (with_files(config='["api_key"]'), r"must hold a JSON object", r"api_key and start_date"),
@@ -161,6 +171,19 @@ def test_bad_input_fails_with_one_clear_line(tmp_path, sb, catalog, case):
         # Refused before any request and before any output.
         assert sb.stats()["requests"] == 0
         assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("start_date", ["2000-01-01T00:00:00Z", "2000-01-01t00:00:00z",
+                                        "2000-01-01T02:00:00.250+02:00", "1999-12-31T19:00:00-05:00"])
+def test_rfc3339_start_dates_are_accepted(tmp_path, sb, catalog, start_date):
+    """The other side of the table: every RFC 3339 form passes (lower-case t and z too)."""
+    config = helpers.write_json(tmp_path / "config.json", dict(good_config(sb), start_date=start_date))
+    code, messages, stderr = helpers.run_tap(
+        ["--config", config, "--catalog", helpers.write_json(tmp_path / "catalog.json",
+                                                             helpers.select(catalog, streams=["contacts"]))])
+    assert code == 0, stderr[-3000:]
+    contacts = helpers.records_by_stream(messages)["contacts"]
+    assert {r["contact_id"] for r in contacts} == set(sb.dataset.contact_ids())
 
 
 # ----- not fatal: unknown streams ---------------------------------------------------------
