@@ -378,6 +378,35 @@ def test_kill_mid_membership_scan_and_resume(tmp_path, sandbox_factory):
     assert final["bookmarks"]["lists_contacts"] == {"version": entry["version"], "complete": True}
 
 
+def test_list_deleted_between_kill_and_resume_is_dropped_cleanly(tmp_path, sandbox_factory):
+    sb = sandbox_factory(contacts=3000, lists=2, segments=1, seed=37, api_key=API_KEY)
+    catalog = catalog_for(sb, tmp_path, ["lists_contacts"])
+    expected = expected_data(sb)
+    sizes = Counter(gid for gid, _ in expected["lists_contacts"])
+    big = max(sizes, key=sizes.get)
+    sb.set_faults(latency_ms=60)
+    config = config_for(tmp_path, sb)
+    first = run_and_kill(tap_args(tmp_path, config, catalog, name="first"),
+                         _big_list_in_progress("lists_contacts", big, 300))
+    assert first.state["bookmarks"]["lists_contacts"]["in_progress"].get(big)
+    admin(sb, "delete_list", {"list_id": big})     # gone from /lists; its pages answer 404
+    sb.reset_stats()
+
+    second = run_tap(tap_args(tmp_path, config, catalog, state=first.state, name="second"))
+    assert second.returncode == 0, second
+    # The list is gone from /lists, so the resumed run has no reason to ask for it any more
+    # (a list that vanishes after /lists was read is test_faults' 404 case).
+    assert not [path for path in sb.stats()["paths"] if big in path], sb.stats()["paths"]
+    union = set(ids(first, "lists_contacts")) | set(ids(second, "lists_contacts"))
+    others = {pair for pair in expected["lists_contacts"] if pair[0] != big}
+    assert others <= union, f"{len(others - union)} pairs of the other list lost"
+    assert not {pair for pair in ids(second, "lists_contacts") if pair[0] == big}
+    final = second.state
+    assert final["currently_syncing"] is None
+    assert final["bookmarks"]["lists_contacts"] == {"version": first.state["bookmarks"]["lists_contacts"]["version"],
+                                                    "complete": True}, "stale progress left in the state"
+
+
 def test_resume_runs_the_interrupted_stream_first_then_every_other(tmp_path, sandbox_factory):
     streams = ["lists", "lists_contacts", "smart_segments", "smart_segments_contacts"]
     sb = sandbox_factory(contacts=3000, lists=2, segments=2, seed=35, api_key=API_KEY)
