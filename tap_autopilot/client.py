@@ -3,11 +3,14 @@ error mapping, and the bookmark pagination loop.
 
 Every request of the tap goes through AutopilotClient.get(), from any thread.
 """
+import datetime
+import email.utils
 import logging
 import os
 import random
 import threading
 import time
+from typing import NamedTuple, Optional
 from urllib.parse import quote
 
 import backoff
@@ -153,15 +156,20 @@ class AutopilotClient:
             session.trust_env = False
         return session
 
+    def get(self, path, data_key=None, expect_list=False):
+        """GET base_url + path and return its JSON body. With data_key, the
+        body must be an object holding that key; with expect_list, a JSON
+        array (else the 200 is retried)."""
+        return self.request(path, data_key, expect_list)[0]
+
     @backoff.on_exception(_wait_times, RetryableError, max_tries=TRANSIENT_MAX_TRIES,
                           giveup=lambda e: isinstance(e, RateLimitedError), jitter=None,
                           on_backoff=_log_retry, logger=None)
     @backoff.on_exception(_wait_times, RateLimitedError, max_time=RATE_LIMIT_RETRY_SECONDS,
                           jitter=None, on_backoff=_log_retry, logger=None)
-    def get(self, path, data_key=None, expect_list=False):
-        """GET base_url + path and return its JSON body. With data_key, the
-        body must be an object holding that key; with expect_list, a JSON
-        array (else the 200 is retried)."""
+    def request(self, path, data_key=None, expect_list=False):
+        """get(), also returning the server's clock: (body, Date header as an
+        aware datetime, or None)."""
         self.limiter.acquire()
         if self._rejected is not None:  # another thread's request was refused: fail at once
             raise AuthError(self._rejected)
@@ -177,7 +185,7 @@ class AutopilotClient:
             except requests.exceptions.RequestException as error:
                 raise RetryableError(f"GET {path} failed ({type(error).__name__})") from None
             status = response.status_code
-            return self._decode(path, response, data_key, expect_list)
+            return self._decode(path, response, data_key, expect_list), _server_time(response)
         finally:
             metrics.log(LOGGER, metrics.Point("timer", metrics.Metric.http_request_duration,
                                               time.monotonic() - started,
@@ -211,25 +219,40 @@ class AutopilotClient:
         return body
 
     def paginate(self, path, data_key, bookmark=None):
-        """Yield (items, next_bookmark, total) for each page of a bookmark-paged
+        """Yield a Page for each page of a bookmark-paged
         endpoint, starting after `bookmark` if given. next_bookmark is None on
         the last page. A bookmark the API has already given is an error: the
         published tap looped forever on that."""
         seen = set()
         while True:
             page_path = path if bookmark is None else f"{path}/{quote(str(bookmark), safe='')}"
-            body = self.get(page_path, data_key)
-            items = body.get(data_key) or []
+            body, server_time = self.request(page_path, data_key)
             next_bookmark = body.get("bookmark") or None
             if next_bookmark is not None:
                 if next_bookmark in seen or next_bookmark == bookmark:
                     raise TapError(f"Autopilot repeated the page bookmark {next_bookmark} on {path}; "
                                    "stopping to avoid an endless loop.")
                 seen.add(next_bookmark)
-            yield items, next_bookmark, body.get("total_contacts")
+            # Hand the page over without keeping it: a suspended scan holds no page.
+            yield Page(body.pop(data_key, None) or [], next_bookmark, body.get("total_contacts"), server_time)
             if next_bookmark is None:
                 return
             bookmark = next_bookmark
+
+
+class Page(NamedTuple):
+    items: list
+    next_bookmark: Optional[str]   # None on the last page
+    total: Optional[int]           # the API's total_contacts
+    server_time: Optional[datetime.datetime]
+
+
+def _server_time(response):
+    """The API's clock from the Date header, to bookmark scans in its time."""
+    try:
+        return email.utils.parsedate_to_datetime(response.headers["Date"]).astimezone(datetime.timezone.utc)
+    except (KeyError, TypeError, ValueError, IndexError):
+        return None
 
 
 def _endpoint_name(path):

@@ -9,10 +9,11 @@
 A stream's sync() schedules its work on the SyncContext (sync.py), which owns
 the output, the state, the thread pool and the HTTP client.
 """
+import datetime
 import logging
 from urllib.parse import quote
 
-from tap_autopilot.client import NotFoundError
+from tap_autopilot.client import PAGE_SIZE, NotFoundError
 from tap_autopilot.transform import format_datetime
 
 LOGGER = logging.getLogger("tap_autopilot")
@@ -40,26 +41,30 @@ class ContactsStream(Stream):
     data_key = "contacts"
 
     def sync(self, ctx):
-        ctx.submit(self, self._scan)
+        ctx.add_chain(self._scan(ctx))
 
     def _scan(self, ctx):
+        """A page chain (see scheduler.py): one page per step."""
         stream_id = self.tap_stream_id
         entry = ctx.state.bookmark(stream_id)
         scan = entry.get("scan")
         if scan:
             threshold = ctx.normalize_timestamp(scan.get("threshold")) or ctx.start_date
             position, max_seen = scan.get("bookmark"), ctx.normalize_timestamp(scan.get("max_updated_at"))
+            started = ctx.normalize_timestamp(scan.get("started_at"))
             LOGGER.info("contacts: resuming the interrupted scan after page bookmark %s (updated_at >= %s).",
                         position, threshold)
         else:
             threshold = ctx.normalize_timestamp(entry.get("updated_at")) or ctx.start_date
-            position, max_seen = None, None
+            position, max_seen, started = None, None, None
         transform = ctx.contact_transformer
         emit = ctx.record_line_maker(stream_id)
+        read = 0
         try:
             pages = ctx.client.paginate(self.path, self.data_key, position)
-            for items, next_position, total in _resuming(pages, position, stream_id):
-                ctx.check_stopping()
+            for items, next_position, total, server_time in _resuming(pages, position, stream_id):
+                if started is None:
+                    started = server_time or datetime.datetime.now(datetime.timezone.utc)
                 lines = []
                 for doc in items:
                     row = transform(doc)
@@ -69,15 +74,20 @@ class ContactsStream(Stream):
                         if updated_at is not None and (max_seen is None or updated_at > max_seen):
                             max_seen = updated_at
                 new_scan = {"threshold": format_datetime(threshold), "bookmark": next_position,
-                            "max_updated_at": format_datetime(max_seen) if max_seen else None}
+                            "max_updated_at": format_datetime(max_seen) if max_seen else None,
+                            "started_at": format_datetime(started)}
                 ctx.commit(stream_id, lines, len(items), total,
                            lambda e, s=new_scan: e.__setitem__("scan", s))
-                position = next_position
+                position, read = next_position, read + len(items)
+                items = lines = None  # hold no page while other chains run
+                yield _pages_left(total, read)
         except RestartScan:
             # The page bookmark we stopped at is gone: re-read from the start, same threshold.
-            ctx.state.bookmark(stream_id).pop("scan", None)
-            return self._scan(ctx)
-        final = format_datetime(max(threshold, max_seen) if max_seen else threshold)
+            with ctx.lock:
+                ctx.state.bookmark(stream_id).pop("scan", None)
+            yield from self._scan(ctx)
+            return
+        final = format_datetime(_next_threshold(threshold, max_seen, started))
 
         def finish(entry):
             entry.pop("scan", None)
@@ -85,8 +95,34 @@ class ContactsStream(Stream):
         ctx.complete(stream_id, finish)
 
 
+# How far the API's clock (the Date header) may be from the clock that stamps
+# updated_at: the next scan starts this much before this scan began.
+CLOCK_SKEW = datetime.timedelta(minutes=5)
+
+
+def _next_threshold(threshold, max_seen, started):
+    """The updated_at the next scan filters with, once this scan completed.
+
+    Not simply the newest updated_at seen: pages are not in updated_at order,
+    so a contact changed during the scan on a page already read would fall
+    below it while a later change on a page still ahead raised it. Anything
+    changed after the scan began is taken again next time (at-least-once)."""
+    if max_seen is None:
+        return threshold
+    if started is not None:
+        max_seen = min(max_seen, started - CLOCK_SKEW)
+    return max(threshold, max_seen)
+
+
 class RestartScan(Exception):
     pass
+
+
+def _pages_left(total, read):
+    """Pages a chain still has to fetch, from the API's total_contacts."""
+    if not isinstance(total, int) or isinstance(total, bool):
+        return None
+    return max(0, -(-(total - read) // PAGE_SIZE))
 
 
 def _resuming(pages, position, stream_id):
@@ -150,8 +186,8 @@ class MembershipStream(Stream):
         emit = ctx.record_line_maker(stream_id, version)
         remaining = {"count": len(todo)}
 
-        def scan_parent(ctx, parent_id):
-            self._scan_parent(ctx, parent_id, progress, emit)
+        def scan_parent(parent_id):
+            yield from self._scan_parent(ctx, parent_id, progress, emit)
             with ctx.lock:
                 remaining["count"] -= 1
                 last = remaining["count"] == 0
@@ -159,17 +195,18 @@ class MembershipStream(Stream):
                 ctx.complete(stream_id, progress.finish, activate=version)
 
         for parent_id in todo:
-            ctx.submit(self, scan_parent, parent_id)
+            ctx.add_chain(scan_parent(parent_id))
 
     def _scan_parent(self, ctx, parent_id, progress, emit):
+        """A page chain (see scheduler.py) over one parent's contacts."""
         stream_id = self.tap_stream_id
         position = progress.in_progress.get(parent_id)
         path = self.member_path.format(quote(parent_id, safe=""))
         key = self.parent_key
+        read = 0
         try:
-            for items, next_position, total in _resuming(ctx.client.paginate(path, "contacts", position),
-                                                         position, stream_id):
-                ctx.check_stopping()
+            for items, next_position, total, _ in _resuming(ctx.client.paginate(path, "contacts", position),
+                                                            position, stream_id):
                 lines = [emit({key: parent_id, "contact_id": doc.get("contact_id")})
                          for doc in items if isinstance(doc, dict) and doc.get("contact_id")]
                 if next_position is None:
@@ -177,9 +214,12 @@ class MembershipStream(Stream):
                 else:
                     update = lambda entry, p=next_position: progress.advance(parent_id, p, entry)
                 ctx.commit(stream_id, lines, len(items), None, update)
+                read += len(items)
+                items = lines = None  # hold no page while other chains run
+                yield _pages_left(total, read)
         except RestartScan:
             progress.in_progress.pop(parent_id, None)
-            return self._scan_parent(ctx, parent_id, progress, emit)
+            yield from self._scan_parent(ctx, parent_id, progress, emit)
         except NotFoundError:
             LOGGER.warning("%s: %s %s disappeared during the sync (404); skipping it.",
                            stream_id, self.parent_key, parent_id)

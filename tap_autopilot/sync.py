@@ -1,8 +1,9 @@
 """Sync: selection, output, state and dispatch.
 
-Streams put their page-sized units of work on one small thread pool, so that
-requests overlap (a 100 ms round trip would otherwise cap a sequential tap
-near 10 requests/s) while the shared rate limiter keeps the API's pace.
+Streams hand their bookmark-paged scans to a scheduler (scheduler.py) that
+advances several at once on a few worker threads, so that requests overlap (a
+100 ms round trip would otherwise cap a sequential tap near 10 requests/s)
+while the shared rate limiter keeps the API's pace.
 Every page's RECORDs and the STATE that accounts for them are written together
 under one lock: a STATE message never describes a record not yet written.
 """
@@ -10,7 +11,6 @@ import logging
 import sys
 import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 import orjson
 import singer
@@ -19,6 +19,7 @@ from singer import metadata
 from tap_autopilot.client import TapError
 from tap_autopilot.discover import CUSTOM_FIELD_KEY
 from tap_autopilot.progress import Progress
+from tap_autopilot.scheduler import Scheduler
 from tap_autopilot.streams import STREAMS
 from tap_autopilot.transform import ContactTransformer, serialize, to_datetime
 
@@ -27,10 +28,6 @@ LOGGER = logging.getLogger("tap_autopilot")
 # Concurrent requests in flight. The rate limiter, not this, sets the pace;
 # this only has to cover (rate x round trip) with some room.
 DEFAULT_WORKERS = 4
-
-
-class Cancelled(Exception):
-    """Raised in workers once another unit has failed."""
 
 
 class State:
@@ -130,10 +127,8 @@ class SyncContext:
         self.out = out or sys.stdout.buffer  # bytes: records are encoded by orjson
         self.lock = threading.RLock()
         self.workers = workers
-        self._pool = None
-        self._futures = []
+        self._scheduler = None
         self._parents = {}
-        self._stopping = threading.Event()
         self.progress = Progress(self.order, client.stats)
         contacts = self.selected.get("contacts")
         self.contact_transformer = ContactTransformer(contacts.columns, contacts.custom_field_kinds) \
@@ -210,12 +205,9 @@ class SyncContext:
             self._write_state()
             self.progress.stream_done(stream_id)
 
-    def check_stopping(self):
-        if self._stopping.is_set():
-            raise Cancelled()
-
-    def submit(self, stream, function, *args):
-        self._futures.append(self._pool.submit(function, self, *args))
+    def add_chain(self, chain):
+        """Run a page chain (a generator, see scheduler.py) on the workers."""
+        self._scheduler.add(chain)
 
     # --- output ----------------------------------------------------------
 
@@ -238,34 +230,22 @@ class SyncContext:
                 bookmark_properties=[selected.stream.replication_key] if selected.stream.replication_key else None))
         self.out.flush()
         self.progress.start()
-        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="autopilot") as pool:
-            self._pool = pool
-            try:
-                for stream_id in self.order:
-                    self.selected[stream_id].stream.sync(self)
-                    self._raise_first_failure(block=False)
-                self._raise_first_failure(block=True)
-            except BaseException:
-                self._stopping.set()
-                self.progress.stop()
-                pool.shutdown(wait=True, cancel_futures=True)
-                raise
+        self._scheduler = Scheduler(self.workers)
+        try:
+            for stream_id in self.order:
+                self.selected[stream_id].stream.sync(self)
+            self._scheduler.wait()
+        except BaseException as error:
+            self.progress.stop()
+            self._scheduler.fail(error)
+            # Workers finish their page and stop; hold the output lock from here
+            # to exit so that no worker starts a page we would cut off mid-line.
+            self.lock.acquire()  # pylint: disable=consider-using-with
+            self.out.flush()
+            raise
         with self.lock:
             self._write_state()
         self.progress.summary()
-
-    def _raise_first_failure(self, block):
-        """Re-raise the first worker error; with block, wait for every unit
-        (units may submit more units, so loop until none is pending)."""
-        while True:
-            futures = list(self._futures)
-            done, pending = wait(futures, timeout=None if block else 0, return_when=FIRST_EXCEPTION)
-            for future in done:
-                error = future.exception()
-                if error is not None and not isinstance(error, Cancelled):
-                    raise error
-            if not block or (not pending and len(futures) == len(self._futures)):
-                return
 
 
 def sync(client, config, state, catalog):

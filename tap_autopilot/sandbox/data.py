@@ -636,8 +636,10 @@ class Dataset:
     # ----- mutations ---------------------------------------------------------
 
     def _tick(self):
-        """Monotonic logical clock, always after every generated updated_at."""
-        self._clock_ms += 1000
+        """The time a mutation is stamped with: the wall clock, as the real API
+        stamps updated_at (so it agrees with the HTTP Date header), kept
+        strictly increasing and after every generated updated_at."""
+        self._clock_ms = max(self._clock_ms + 1, int(time.time() * 1000))
         return self._clock_ms
 
     def _indexes(self, contact_ids):

@@ -1,0 +1,79 @@
+"""Runs page chains concurrently, longest remaining chain first.
+
+A chain is a generator that fetches and writes one page each time it is
+advanced and then yields how many pages it still has to go (None while it
+does not know yet). Bookmark pagination is sequential within a chain, so the
+sync's length is bounded below by its longest chain: always advancing the
+chain with the most pages left keeps that chain busy and the others filling
+the rest of the rate limit, instead of leaving one long chain to run alone at
+the end. Workers hold at most one page each.
+"""
+import heapq
+import itertools
+import threading
+
+UNKNOWN = float("inf")  # a chain that has not fetched its first page yet goes first
+
+
+class Scheduler:
+    def __init__(self, workers):
+        self._heap = []
+        self._order = itertools.count()
+        self._cond = threading.Condition()
+        self._active = 0          # chains added and not finished
+        self._closed = False      # no more chains will be added
+        self._error = None
+        self._threads = [threading.Thread(target=self._work, name=f"autopilot-{n}", daemon=True)
+                         for n in range(workers)]
+        for thread in self._threads:
+            thread.start()
+
+    def add(self, chain):
+        with self._cond:
+            self._active += 1
+            self._push(UNKNOWN, chain)
+
+    def _push(self, remaining, chain):
+        heapq.heappush(self._heap, (-(UNKNOWN if remaining is None else remaining), next(self._order), chain))
+        self._cond.notify()
+
+    def _work(self):
+        while True:
+            with self._cond:
+                while not self._heap and self._error is None and not (self._closed and self._active == 0):
+                    self._cond.wait()
+                if self._error is not None or not self._heap:
+                    self._cond.notify_all()
+                    return
+                _, _, chain = heapq.heappop(self._heap)
+            try:
+                remaining = next(chain)
+            except StopIteration:
+                with self._cond:
+                    self._active -= 1
+                    self._cond.notify_all()
+                continue
+            except BaseException as error:  # pylint: disable=broad-except
+                self.fail(error)
+                return
+            with self._cond:
+                self._push(remaining, chain)
+
+    def fail(self, error):
+        """Stop every worker after its current page; wait() raises the first error."""
+        with self._cond:
+            if self._error is None:
+                self._error = error
+            self._cond.notify_all()
+
+    def wait(self):
+        """Block until every chain has finished, then raise the first error if any."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            while self._active and self._error is None:
+                self._cond.wait()
+        for thread in self._threads:
+            thread.join()
+        if self._error is not None:
+            raise self._error
