@@ -17,7 +17,6 @@ import orjson
 import singer
 from singer import metadata
 
-from tap_autopilot.client import TapError
 from tap_autopilot.discover import CUSTOM_FIELD_KEY
 from tap_autopilot.progress import Progress
 from tap_autopilot.scheduler import Scheduler

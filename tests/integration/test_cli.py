@@ -11,7 +11,6 @@ import subprocess
 from collections import Counter
 from importlib import metadata as importlib_metadata
 
-import pytest
 
 import helpers
 import tools

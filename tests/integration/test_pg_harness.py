@@ -4,7 +4,6 @@ import subprocess
 
 import pytest
 
-import pg
 
 
 def test_select_one(postgres):
