@@ -58,9 +58,9 @@ class RateLimiter:
     """Spaces request starts evenly so that no one-second window ever holds
     more than `rate` requests, however many threads share it."""
 
-    # A little slack so that jitter between our clock and the server's does
-    # not push two requests into the same window.
-    SAFETY = 1.03
+    # 5% slack: requests leave evenly spaced but can arrive bunched (network,
+    # a busy server or client), and one 429 costs a whole Retry-After pause.
+    SAFETY = 1.05
 
     def __init__(self, rate):
         self.interval = self.SAFETY / float(rate)
