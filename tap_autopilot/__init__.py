@@ -11,7 +11,6 @@ import logging
 import os
 import re
 import sys
-from importlib import metadata as importlib_metadata
 from urllib.parse import urlparse
 
 from tap_autopilot.client import DEFAULT_BASE_URL, AutopilotClient, RetryableError, TapError
@@ -44,9 +43,10 @@ SETTINGS = [
 
 
 def version():
+    from importlib import metadata  # pylint: disable=import-outside-toplevel  (slow import; rarely needed)
     try:
-        return importlib_metadata.version(NAME)
-    except importlib_metadata.PackageNotFoundError:
+        return metadata.version(NAME)
+    except metadata.PackageNotFoundError:
         return "unknown"
 
 
