@@ -58,13 +58,13 @@ class ContactsStream(Stream):
             threshold = ctx.normalize_timestamp(entry.get("updated_at")) or ctx.start_date
             position, max_seen, started = None, None, None
         transform = ctx.contact_transformer
-        emit = ctx.record_line_maker(stream_id)
         read = 0
         try:
             pages = ctx.client.paginate(self.path, self.data_key, position)
             for items, next_position, total, server_time in _resuming(pages, position, stream_id):
                 if started is None:
                     started = server_time or datetime.datetime.now(datetime.timezone.utc)
+                emit = ctx.record_line_maker(stream_id)  # per page: time_extracted is now
                 lines = []
                 for doc in items:
                     row = transform(doc)
@@ -183,11 +183,10 @@ class MembershipStream(Stream):
         if not todo:
             ctx.complete(stream_id, progress.finish, activate=version)
             return
-        emit = ctx.record_line_maker(stream_id, version)
         remaining = {"count": len(todo)}
 
         def scan_parent(parent_id):
-            yield from self._scan_parent(ctx, parent_id, progress, emit)
+            yield from self._scan_parent(ctx, parent_id, progress, version)
             with ctx.lock:
                 remaining["count"] -= 1
                 last = remaining["count"] == 0
@@ -197,7 +196,7 @@ class MembershipStream(Stream):
         for parent_id in todo:
             ctx.add_chain(scan_parent(parent_id))
 
-    def _scan_parent(self, ctx, parent_id, progress, emit):
+    def _scan_parent(self, ctx, parent_id, progress, version):
         """A page chain (see scheduler.py) over one parent's contacts."""
         stream_id = self.tap_stream_id
         position = progress.in_progress.get(parent_id)
@@ -207,6 +206,7 @@ class MembershipStream(Stream):
         try:
             for items, next_position, total, _ in _resuming(ctx.client.paginate(path, "contacts", position),
                                                             position, stream_id):
+                emit = ctx.record_line_maker(stream_id, version)  # per page: time_extracted is now
                 lines = [emit({key: parent_id, "contact_id": doc.get("contact_id")})
                          for doc in items if isinstance(doc, dict) and doc.get("contact_id")]
                 if next_position is None:
@@ -219,7 +219,7 @@ class MembershipStream(Stream):
                 yield _pages_left(total, read)
         except RestartScan:
             progress.in_progress.pop(parent_id, None)
-            yield from self._scan_parent(ctx, parent_id, progress, emit)
+            yield from self._scan_parent(ctx, parent_id, progress, version)
         except NotFoundError:
             LOGGER.warning("%s: %s %s disappeared during the sync (404); skipping it.",
                            stream_id, self.parent_key, parent_id)

@@ -8,6 +8,7 @@ the column's schema, or None when the source value cannot be made to.
 import datetime
 import json
 import logging
+import math
 import re
 
 import orjson
@@ -124,7 +125,7 @@ def to_number(value):
             number = float(value.strip().replace(",", ""))
         except ValueError:
             return None
-        return number if number == number and abs(number) != float("inf") else None
+        return number if math.isfinite(number) else None
     return None
 
 
