@@ -5,6 +5,8 @@ import os
 import threading
 import time
 
+from singer import metrics
+
 LOGGER = logging.getLogger("tap_autopilot")
 
 PROGRESS_INTERVAL_SECONDS = 10
@@ -29,10 +31,10 @@ def progress_interval():
 
 
 class _StreamProgress:
-    __slots__ = ("records", "pages", "read", "total", "done")
+    __slots__ = ("records", "pages", "read", "total", "done", "counted")
 
     def __init__(self):
-        self.records = self.pages = self.read = 0
+        self.records = self.pages = self.read = self.counted = 0
         self.total = None
         self.done = False
 
@@ -47,6 +49,7 @@ class Progress:
         self.interval = progress_interval() if interval is None else interval
         self.started = time.monotonic()
         self._stop = threading.Event()
+        self._count_lock = threading.Lock()
         self._thread = None
 
     def start(self):
@@ -67,12 +70,26 @@ class Progress:
     def stream_done(self, stream_id):
         stream = self.streams[stream_id]
         stream.done = True
+        self._log_record_count(stream_id, stream)
         LOGGER.info("%s: done, %s records from %s pages in %.1f s.", stream_id, f"{stream.records:,}",
                     f"{stream.pages:,}", time.monotonic() - self.started)
 
     def _report_loop(self):
         while not self._stop.wait(self.interval):
             LOGGER.info("Progress: %s", self.line())
+            for stream_id, stream in self.streams.items():
+                if not stream.done:
+                    self._log_record_count(stream_id, stream)
+
+    def _log_record_count(self, stream_id, stream):
+        """The standard Singer record_count metric: records since the last one.
+        (Both the reporter thread and a stream's end log it: one at a time.)"""
+        with self._count_lock:
+            records = stream.records
+            if records > stream.counted:
+                metrics.log(LOGGER, metrics.Point("counter", metrics.Metric.record_count,
+                                                  records - stream.counted, {metrics.Tag.endpoint: stream_id}))
+                stream.counted = records
 
     def line(self):
         elapsed = time.monotonic() - self.started
