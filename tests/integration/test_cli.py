@@ -119,6 +119,15 @@ def test_progress_and_summary_on_stderr_stdout_pure_singer(tmp_path):
     assert dict(records) == expected
     assert "Progress" not in proc.stdout and "summary" not in proc.stdout
 
+    # the standard Singer record_count metrics add up to the records of each stream
+    counted = Counter()
+    for line in proc.stderr.splitlines():
+        if line.startswith("INFO METRIC: "):
+            point = json.loads(line[len("INFO METRIC: "):])
+            if point["metric"] == "record_count":
+                counted[point["tags"]["endpoint"]] += point["value"]
+    assert dict(counted) == expected
+
     lines = [line for line in proc.stderr.splitlines() if "METRIC" not in line]
     # periodic progress lines, with percentage and ETA for contacts from total_contacts
     progress = [line for line in lines if line.startswith("INFO Progress: ")]
