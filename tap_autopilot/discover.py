@@ -49,11 +49,11 @@ def custom_field_columns(definitions):
 
 
 def discover(client):
-    definitions = client.get("/contacts/custom_fields", expect_list=True)
+    custom_columns = custom_field_columns(client.get("/contacts/custom_fields", expect_list=True))
     streams = []
     for stream in STREAMS.values():
         schema = load_schema(stream.tap_stream_id)
-        custom = custom_field_columns(definitions) if stream.tap_stream_id == "contacts" else []
+        custom = custom_columns if stream.tap_stream_id == "contacts" else []
         for column, _, column_schema in custom:
             schema["properties"][column] = column_schema
         mdata = metadata.to_map(metadata.get_standard_metadata(
@@ -78,5 +78,5 @@ def discover(client):
             "metadata": metadata.to_list(mdata),
         })
     LOGGER.info("Discovered %d streams, %d custom contact fields.", len(streams),
-                len(custom_field_columns(definitions)))
+                len(custom_columns))
     return {"streams": streams}

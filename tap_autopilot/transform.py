@@ -7,13 +7,11 @@ the column's schema, or None when the source value cannot be made to.
 """
 import datetime
 import json
-import logging
 import math
 import re
 
 import orjson
 
-LOGGER = logging.getLogger("tap_autopilot")
 
 _UTC = datetime.timezone.utc
 _fromisoformat = datetime.datetime.fromisoformat
@@ -81,12 +79,6 @@ def to_datetime(value):
         except _OUT_OF_RANGE:
             return None
     return None
-
-
-def to_datetime_string(value):
-    """Same as to_datetime, as RFC 3339 text (config and state values)."""
-    parsed = to_datetime(value) if value is not None and value != "" else None
-    return format_datetime(parsed) if parsed is not None else None
 
 
 def to_string(value):

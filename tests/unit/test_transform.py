@@ -4,8 +4,13 @@ import singer
 from singer.transform import Transformer
 
 from tap_autopilot.discover import custom_field_columns, load_schema
-from tap_autopilot.transform import (ContactTransformer, custom_field_column, serialize, snake_case,
-                                     to_boolean, to_datetime_string, to_integer, to_number)
+from tap_autopilot.transform import (ContactTransformer, custom_field_column, format_datetime, serialize,
+                                     snake_case, to_boolean, to_datetime, to_integer, to_number)
+
+
+def to_datetime_string(value):
+    parsed = to_datetime(value)
+    return None if parsed is None else format_datetime(parsed)
 
 
 def as_written(row):
