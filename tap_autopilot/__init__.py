@@ -164,6 +164,7 @@ def validate_config(config):
 
 
 def about():
+    from tap_autopilot.streams import STREAMS  # pylint: disable=import-outside-toplevel
     return {
         "name": NAME,
         "version": version(),
@@ -172,7 +173,7 @@ def about():
         "settings": [{k: v for k, v in s.items() if k != "kind"} for s in SETTINGS],
         "required_settings": [s["name"] for s in SETTINGS if s["required"]],
         "secret_settings": [s["name"] for s in SETTINGS if s["secret"]],
-        "streams": ["contacts", "lists", "lists_contacts", "smart_segments", "smart_segments_contacts"],
+        "streams": list(STREAMS),
     }
 
 
