@@ -14,7 +14,7 @@ import logging
 from urllib.parse import quote
 
 from tap_autopilot.client import PAGE_SIZE, NotFoundError
-from tap_autopilot.transform import format_datetime
+from tap_autopilot.transform import format_datetime, to_datetime, to_string
 
 LOGGER = logging.getLogger("tap_autopilot")
 
@@ -33,9 +33,10 @@ class Stream:
 class ContactsStream(Stream):
     """Incremental: a contact is emitted when its updated_at >= the threshold.
 
-    The bookmark `updated_at` only advances when a scan completes. While a scan
-    runs, state holds its page bookmark, its threshold and the max updated_at
-    seen so far, so a killed run resumes the same scan where it stopped."""
+    The bookmark `updated_at` only advances when a scan completes (see
+    _next_threshold). While a scan runs, state holds its page bookmark, its
+    threshold, the max updated_at seen so far and its start time, so a killed
+    run resumes the same scan where it stopped."""
 
     path = "/contacts"
     data_key = "contacts"
@@ -49,13 +50,13 @@ class ContactsStream(Stream):
         entry = ctx.state.bookmark(stream_id)
         scan = entry.get("scan")
         if scan:
-            threshold = ctx.normalize_timestamp(scan.get("threshold")) or ctx.start_date
-            position, max_seen = scan.get("bookmark"), ctx.normalize_timestamp(scan.get("max_updated_at"))
-            started = ctx.normalize_timestamp(scan.get("started_at"))
+            threshold = to_datetime(scan.get("threshold")) or ctx.start_date
+            position, max_seen = scan.get("bookmark"), to_datetime(scan.get("max_updated_at"))
+            started = to_datetime(scan.get("started_at"))
             LOGGER.info("contacts: resuming the interrupted scan after page bookmark %s (updated_at >= %s).",
                         position, threshold)
         else:
-            threshold = ctx.normalize_timestamp(entry.get("updated_at")) or ctx.start_date
+            threshold = to_datetime(entry.get("updated_at")) or ctx.start_date
             position, max_seen, started = None, None, None
         transform = ctx.contact_transformer
         read = 0
@@ -156,7 +157,8 @@ class ParentStream(Stream):
         version = ctx.begin_version(stream_id)
         emit = ctx.record_line_maker(stream_id, version)
         selected = ctx.selected_columns(stream_id)
-        rows = [{column: item.get(column) for column in selected} for item in ctx.parents(self)]
+        # Every column of lists and segments is a string (ids and titles).
+        rows = [{column: to_string(item.get(column)) for column in selected} for item in ctx.parents(self)]
         ctx.commit(stream_id, [emit(row) for row in rows], len(rows), len(rows))
         ctx.complete(stream_id, activate=version)
 

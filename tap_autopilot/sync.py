@@ -136,10 +136,6 @@ class SyncContext:
 
     # --- helpers for streams -------------------------------------------
 
-    @staticmethod
-    def normalize_timestamp(value):
-        return to_datetime(value) if value else None
-
     def selected_columns(self, stream_id):
         return list(self.selected[stream_id].columns)
 
