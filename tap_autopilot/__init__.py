@@ -54,31 +54,27 @@ class ConfigError(TapError):
     pass
 
 
-class _RedactSecrets(logging.Filter):
-    """Belt and braces: no log line may carry the API key, whatever produced it."""
+class _RedactingFormatter(logging.Formatter):
+    """Belt and braces: no log line may carry the API key, whatever produced
+    it. Redacts the whole formatted line, --debug tracebacks included."""
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, fmt):
+        super().__init__(fmt)
         self.secrets = []
 
-    def filter(self, record):
-        if self.secrets:
-            message = record.getMessage()
-            redacted = message
-            for secret in self.secrets:
-                redacted = redacted.replace(secret, "<redacted>")
-            if redacted != message:
-                record.msg, record.args = redacted, None
-        return True
+    def format(self, record):
+        text = super().format(record)
+        for secret in self.secrets:
+            text = text.replace(secret, "<redacted>")
+        return text
 
 
-_REDACTOR = _RedactSecrets()
+_FORMATTER = _RedactingFormatter("%(levelname)s %(message)s")
 
 
 def _setup_logging(debug):
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
-    handler.addFilter(_REDACTOR)
+    handler.setFormatter(_FORMATTER)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
@@ -189,7 +185,7 @@ def run(args):
         raise ConfigError("No config given. Run: tap-autopilot --config config.json [--discover | --catalog "
                           "catalog.json [--state state.json]]")
     config = validate_config(_load_json(args.config, "config", "--config"))
-    _REDACTOR.secrets = [config["api_key"]]
+    _FORMATTER.secrets = [config["api_key"]]
     catalog_path = args.catalog or args.properties
     catalog = None
     state = {}
