@@ -53,7 +53,7 @@ class Scheduler:
                     self._active -= 1
                     self._cond.notify_all()
                 continue
-            except BaseException as error:  # pylint: disable=broad-except
+            except BaseException as error:  # any failure stops the run; wait() re-raises it
                 self.fail(error)
                 return
             with self._cond:
