@@ -11,7 +11,7 @@ import os
 import random
 import threading
 import time
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 from urllib.parse import quote
 
 import orjson
@@ -128,6 +128,7 @@ class RetryPolicy:
         is called before each wait."""
         started = self._clock()
         tries = throttled = failed = 0
+        retrying: RetryableError
         while True:
             tries += 1
             try:
@@ -204,7 +205,7 @@ class AutopilotClient:
         self._local = threading.local()
         # Set by the first 400/401/403: no thread sends another request after it.
         self._rejected = None
-        self._environment = {
+        self._environment: dict[str, Any] = {
             "proxies": requests.utils.get_environ_proxies(self.base_url),
             "verify": os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE"),
         }

@@ -8,9 +8,20 @@ import pytest
 import requests
 
 from tap_autopilot import client as client_module
-from tap_autopilot.client import (BACKOFF_CAP_SECONDS, RATE_LIMIT_RETRY_SECONDS, TRANSIENT_MAX_TRIES,
-                                  AuthError, AutopilotClient, NotFoundError, RateLimitedError, RateLimiter,
-                                  RetryableError, RetryPolicy, TapError, backoff_base_seconds)
+from tap_autopilot.client import (
+    BACKOFF_CAP_SECONDS,
+    RATE_LIMIT_RETRY_SECONDS,
+    TRANSIENT_MAX_TRIES,
+    AuthError,
+    AutopilotClient,
+    NotFoundError,
+    RateLimitedError,
+    RateLimiter,
+    RetryableError,
+    RetryPolicy,
+    TapError,
+    backoff_base_seconds,
+)
 
 API_KEY = "unit-test-key"
 
@@ -44,6 +55,7 @@ class FakeResponse:
 
     def json(self):
         import json
+
         return json.loads(self.content)
 
 
@@ -64,21 +76,30 @@ class FakeSession:
 
 
 def make_client(session, fake_time, rate=5, uniform=None):
-    client = AutopilotClient({"api_key": API_KEY, "base_url": "http://autopilot.invalid/v1",
-                              "max_requests_per_second": rate}, clock=fake_time.clock, sleep=fake_time.sleep)
-    client._session = lambda: session
+    client = AutopilotClient(
+        {"api_key": API_KEY, "base_url": "http://autopilot.invalid/v1", "max_requests_per_second": rate},
+        clock=fake_time.clock,
+        sleep=fake_time.sleep,
+    )
+    client._session = lambda: session  # type: ignore[method-assign]  # the network, stubbed
     if uniform is not None:
         client.retry = RetryPolicy(base=1.0, clock=fake_time.clock, sleep=fake_time.sleep, uniform=uniform)
     return client
 
 
-def upper_bound(low, high):
-    """A 'random' jitter that always picks the top of its range: shows the backoff ceilings."""
-    assert low == 0
-    return high
+def recording(bounds, value=None):
+    """A stand-in for random.uniform that records the range it is asked for and returns
+    `value`, or the top of the range (which shows the backoff ceilings)."""
+
+    def uniform(low, high):
+        bounds.append((low, high))
+        return high if value is None else value
+
+    return uniform
 
 
 # ----- 429 -------------------------------------------------------------------------------
+
 
 def test_429_with_retry_after_waits_exactly_retry_after_then_succeeds():
     fake_time = FakeTime()
@@ -97,14 +118,14 @@ def test_429_with_retry_after_pauses_every_thread_through_the_limiter():
     with pytest.raises(RateLimitedError):
         client._decode("/lists", FakeResponse(429, b"", {"Retry-After": "30"}), "lists")
     paused_at = fake_time.now
-    other_thread_limiter = client.limiter          # shared by every thread of the client
+    other_thread_limiter = client.limiter  # shared by every thread of the client
     other_thread_limiter.acquire()
     assert fake_time.now >= paused_at + 30
 
 
 def test_429_without_retry_after_backs_off_exponentially_with_full_jitter_up_to_the_cap():
     fake_time = FakeTime()
-    bounds = []
+    bounds: list[tuple[float, float]] = []
 
     def uniform(low, high):
         bounds.append((low, high))
@@ -113,16 +134,27 @@ def test_429_without_retry_after_backs_off_exponentially_with_full_jitter_up_to_
     throttled = [FakeResponse(429, b"")] * 8
     client = make_client(FakeSession(*throttled, FakeResponse(200)), fake_time, uniform=uniform)
     client.get("/lists", "lists")
-    assert bounds == [(0, 1), (0, 2), (0, 4), (0, 8), (0, 16), (0, 32), (0, BACKOFF_CAP_SECONDS),
-                      (0, BACKOFF_CAP_SECONDS)]
+    assert bounds == [
+        (0, 1),
+        (0, 2),
+        (0, 4),
+        (0, 8),
+        (0, 16),
+        (0, 32),
+        (0, BACKOFF_CAP_SECONDS),
+        (0, BACKOFF_CAP_SECONDS),
+    ]
 
 
 @pytest.mark.parametrize("header", ["Wed, 21 Oct 2015 07:28:00 GMT", "soon", ""])
 def test_429_with_an_unusable_retry_after_falls_back_to_backoff(header):
     fake_time = FakeTime()
-    bounds = []
-    client = make_client(FakeSession(FakeResponse(429, b"", {"Retry-After": header}), FakeResponse(200)),
-                         fake_time, uniform=lambda low, high: bounds.append((low, high)) or high)
+    bounds: list[tuple[float, float]] = []
+    client = make_client(
+        FakeSession(FakeResponse(429, b"", {"Retry-After": header}), FakeResponse(200)),
+        fake_time,
+        uniform=recording(bounds),
+    )
     client.get("/lists", "lists")
     assert bounds == [(0, 1)]
 
@@ -214,22 +246,22 @@ def test_expect_list_retries_a_200_that_is_not_a_list():
 
 def test_transient_failures_back_off_exponentially_with_full_jitter():
     fake_time = FakeTime()
-    bounds = []
-    client = make_client(FakeSession(FakeResponse(500)), fake_time,
-                         uniform=lambda low, high: bounds.append((low, high)) or high)
+    bounds: list[tuple[float, float]] = []
+    client = make_client(FakeSession(FakeResponse(500)), fake_time, uniform=recording(bounds))
     with pytest.raises(RetryableError):
         client.get("/lists", "lists")
-    assert bounds == [(0, 2 ** n) for n in range(TRANSIENT_MAX_TRIES - 1)]
+    assert bounds == [(0, 2**n) for n in range(TRANSIENT_MAX_TRIES - 1)]
 
 
 def test_backoff_jitter_is_drawn_from_zero_to_the_ceiling():
-    draws = []
-    policy = RetryPolicy(base=1.0, uniform=lambda low, high: draws.append((low, high)) or 0.25)
+    draws: list[tuple[float, float]] = []
+    policy = RetryPolicy(base=1.0, uniform=recording(draws, 0.25))
     assert policy.wait(RetryableError("x"), 3) == 0.25
     assert draws == [(0, 8)]
 
 
 # ----- fatal answers ---------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("status", [400, 401, 403])
 def test_rejected_key_fails_at_once_without_retry(status):
@@ -270,14 +302,14 @@ def test_a_thread_waiting_to_retry_does_not_send_after_another_thread_is_rejecte
     session = FakeSession(FakeResponse(500), FakeResponse(401))
     client = make_client(session, fake_time)
 
-    def rejected_meanwhile():   # another request, made while the first waits for its retry
+    def rejected_meanwhile():  # another request, made while the first waits for its retry
         with pytest.raises(AuthError):
             client.get("/smart_segments", "segments")
 
     fake_time.on_sleep = rejected_meanwhile
     with pytest.raises(AuthError):
         client.get("/lists", "lists")
-    assert len(session.urls) == 2      # the 500 and the 401; the retry of /lists was never sent
+    assert len(session.urls) == 2  # the 500 and the 401; the retry of /lists was never sent
 
 
 def test_404_raises_not_found_at_once():
@@ -310,8 +342,8 @@ def test_an_unexpected_exception_is_not_retried():
 
 # ----- the backoff base for subprocess tests ----------------------------------------------
 
-@pytest.mark.parametrize("value, expected", [(None, 1.0), ("0.05", 0.05), ("0", 0.0), ("-1", 1.0),
-                                             ("fast", 1.0)])
+
+@pytest.mark.parametrize("value, expected", [(None, 1.0), ("0.05", 0.05), ("0", 0.0), ("-1", 1.0), ("fast", 1.0)])
 def test_backoff_base_comes_from_the_environment_when_valid(monkeypatch, value, expected):
     if value is None:
         monkeypatch.delenv(client_module.BACKOFF_BASE_ENV, raising=False)
@@ -322,6 +354,7 @@ def test_backoff_base_comes_from_the_environment_when_valid(monkeypatch, value, 
 
 
 # ----- the rate limiter -------------------------------------------------------------------
+
 
 def assert_no_window_over(starts, most, window=1.0):
     starts = sorted(starts)
@@ -384,10 +417,15 @@ def test_rate_limiter_pause_holds_every_later_request():
 def test_rate_limiter_pause_holds_a_thread_already_waiting_for_its_slot():
     fake_time = FakeTime()
     limiter = RateLimiter(5, clock=fake_time.clock, sleep=fake_time.sleep)
-    limiter.acquire()                                   # takes the slot at `now`
-    pauses = []
-    fake_time.on_sleep = lambda: pauses.append(fake_time.now) or limiter.pause(30)
-    limiter.acquire()                                   # waits for the next slot; a 429 pauses meanwhile
+    limiter.acquire()  # takes the slot at `now`
+    pauses: list[float] = []
+
+    def pause_meanwhile():
+        pauses.append(fake_time.now)
+        limiter.pause(30)
+
+    fake_time.on_sleep = pause_meanwhile
+    limiter.acquire()  # waits for the next slot; a 429 pauses meanwhile
     assert pauses, "the second acquire never waited"
     assert fake_time.now >= pauses[0] + 30
 

@@ -35,7 +35,7 @@ def gated(steps):
 
 def run_in_order(chains, workers=1):
     """Add chains while a gate holds the single worker, release it, return the order of steps."""
-    steps = []
+    steps: list[str] = []
     scheduler = Scheduler(workers)
     gate, started, release = gated(steps)
     scheduler.add(gate)
@@ -54,8 +54,8 @@ def test_new_chains_go_first_in_the_order_added():
 
 def test_the_chain_with_the_most_pages_left_goes_next():
     steps = run_in_order([("short", [2, 1, 0]), ("long", [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]), ("mid", [4, 3, 2, 1, 0])])
-    assert steps[:3] == ["short", "long", "mid"]                   # first pages: unknown length, in order
-    assert steps[3:10] == ["long"] * 5 + ["mid", "long"]           # 8..4 beats 4 (the older 4 wins a tie)
+    assert steps[:3] == ["short", "long", "mid"]  # first pages: unknown length, in order
+    assert steps[3:10] == ["long"] * 5 + ["mid", "long"]  # 8..4 beats 4 (the older 4 wins a tie)
     assert steps.count("long") == 10 and steps.count("mid") == 5 and steps.count("short") == 3
 
 
@@ -65,7 +65,7 @@ def test_a_chain_that_does_not_know_its_length_goes_before_known_ones():
 
 
 def test_every_chain_runs_to_its_end():
-    steps = []
+    steps: list[str] = []
     lock = threading.Lock()
 
     def counted(name, pages):
@@ -93,7 +93,7 @@ def test_wait_without_chains_returns():
 
 
 def test_first_error_stops_every_chain_and_wait_raises_it():
-    steps = []
+    steps: list[str] = []
     scheduler = Scheduler(1)
     gate, started, release = gated(steps)
     scheduler.add(gate)
@@ -113,7 +113,7 @@ def test_first_error_stops_every_chain_and_wait_raises_it():
 
 
 def test_workers_finish_their_current_page_and_take_no_other_after_an_error():
-    steps = []
+    steps: list[str] = []
     scheduler = Scheduler(2)
     in_page = threading.Event()
     finish_page = threading.Event()
@@ -141,10 +141,10 @@ def test_workers_finish_their_current_page_and_take_no_other_after_an_error():
 
     waiter = threading.Thread(target=wait)
     waiter.start()
-    finish_page.set()                       # the slow chain's page in flight completes ...
+    finish_page.set()  # the slow chain's page in flight completes ...
     waiter.join(TIMEOUT)
     assert not waiter.is_alive() and len(raised) == 1
-    assert steps == ["slow"]                # ... and no chain takes another step
+    assert steps == ["slow"]  # ... and no chain takes another step
 
 
 def test_wait_raises_the_first_of_several_errors():
@@ -158,7 +158,7 @@ def test_wait_raises_the_first_of_several_errors():
 
 
 def test_fail_from_outside_stops_the_workers():
-    steps = []
+    steps: list[str] = []
     scheduler = Scheduler(1)
     gate, started, release = gated(steps)
     scheduler.add(gate)
