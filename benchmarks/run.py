@@ -267,7 +267,7 @@ def expected(size):
                 "smart_segments_contacts": sum(max(1, math.ceil(n / PAGE)) for n in segment_sizes),
             },
         }
-    except Exception as error:  # pylint: disable=broad-except
+    except Exception as error:
         log(f"bench: cannot compute the expected counts from the sandbox dataset ({error!r})")
         result = None
     _EXPECTED[key] = result
@@ -1178,7 +1178,7 @@ def main(argv=None):
             try:
                 function(bench)
                 log(f"bench: scenario {number} ({name}) took {time.perf_counter() - scenario_started:.1f} s")
-            except Exception as error:  # pylint: disable=broad-except
+            except Exception as error:
                 log(f"bench: scenario {number} ({name}) failed: {error!r}")
                 bench.failed.append(f"scenario {number}")
                 bench.sections.append((f"Scenario {number} ({name})", [f"Failed: {error!r}"]))
