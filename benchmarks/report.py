@@ -93,6 +93,10 @@ def scenario_descriptions(mode):
         f"5. the published tap 0.3.0 and ours on one sandbox ({s['s5']['contacts']:,} contacts / "
         f"{s['s5']['lists']} lists / {s['s5']['segments']} segments, zero latency, no limit), same streams "
         "(0.3.0 has no lists_contacts and paces itself at 20 r/s).",
+        f"6. a list-heavy account ({s['s6']['contacts']:,} contacts / {s['s6']['lists']} lists / "
+        f"{s['s6']['segments']} segments, each contact on about three lists), 50 ms latency, 10 r/s on both sides, "
+        "all streams: memberships list by list, then from the contacts scan (`lists_contacts_source`), then "
+        "the published tap 0.3.0 on its four streams with the sandbox's limit lifted (its first 429 would end it).",
     ]
 
 

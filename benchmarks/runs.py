@@ -36,7 +36,7 @@ class Bench:
 
     # --- configs and catalogs ---------------------------------------------
 
-    def our_config(self, sandbox, rate):
+    def our_config(self, sandbox, rate, extra=None):
         config = {
             "api_key": API_KEY,
             "start_date": START_DATE,
@@ -46,6 +46,7 @@ class Bench:
         }
         if self.args.workers:
             config["max_concurrent_requests"] = self.args.workers
+        config.update(extra or {})
         name = f"config-{os.getpid()}-{len(self._catalogs)}-{rate}.json"
         return write_json(os.path.join(self.workdir, name), config)
 
@@ -103,14 +104,16 @@ class Bench:
             return Sink(validate_all_up_to=10**9)
         return Sink()
 
-    def run_ours(self, scenario, sandbox, streams, rate, limited, note=""):
-        config = self.our_config(sandbox, rate)
+    def run_ours(self, scenario, sandbox, streams, rate, limited, note="", extra_config=None, variant=""):
+        """One run of our tap; extra_config adds config keys, variant names the run apart from
+        others of the same streams (it shows in the streams column)."""
+        config = self.our_config(sandbox, rate, extra_config)
         catalog = self.our_catalog(sandbox, config)
         catalog_path = write_json(
             os.path.join(self.workdir, f"catalog-{scenario}-{len(self.runs)}.json"), select_catalog(catalog, streams)
         )
         cmd = [TAP, "--config", config, "--catalog", catalog_path]
-        return self._run(scenario, "ours", sandbox, streams, cmd, rate if limited else None, note)
+        return self._run(scenario, "ours", sandbox, streams, cmd, rate if limited else None, note, variant)
 
     def run_published(self, scenario, sandbox, streams, note=""):
         catalog = self.published_catalog(sandbox)
@@ -129,8 +132,10 @@ class Bench:
         ]
         return self._run(scenario, "0.3.0", sandbox, streams, cmd, None, note)
 
-    def _run(self, scenario, tap, sandbox, streams, cmd, rate, note):
+    def _run(self, scenario, tap, sandbox, streams, cmd, rate, note, variant=""):
         mix = MIX_LABELS.get(tuple(streams), "+".join(streams))
+        if variant:
+            mix = f"{mix} ({variant})"
         label = f"{scenario} {tap} {mix}"
         log(f"bench: {label}: {sandbox.size['contacts']:,} contacts ...")
         sandbox.reset_stats()

@@ -86,6 +86,10 @@ class Sandbox:
     def reset_stats(self):
         self._admin("POST", "reset_stats")
 
+    def set_faults(self, **faults):
+        """Change fault knobs (None restores a knob's default: off)."""
+        self._admin("POST", "faults", faults)
+
     def cpu_seconds(self):
         """user+sys CPU of the sandbox process so far (from /proc)."""
         if self.proc is None:

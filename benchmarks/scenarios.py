@@ -3,6 +3,7 @@
 import os
 from collections import Counter
 
+from expected import expected
 from profiling import scenario_profile
 from runs import valid_text
 from sandbox_process import Sandbox
@@ -129,11 +130,102 @@ def scenario_5(bench):
     bench.sections.append(("Scenario 5: CPU per record, ours vs the published tap 0.3.0", lines))
 
 
+# Issue 10's list-heavy account at 10 r/s with 50 ms round trips.
+LIST_HEAVY_RATE = 10
+LIST_HEAVY_LATENCY_MS = 50
+# Issue 10's floor counts the requests a sync of all five streams needs when memberships come
+# from the contacts scan: contact pages + segment pages + the three listings.
+LIST_HEAVY_LISTINGS = 3
+LIST_HEAVY_VARIANTS = (("lists", "memberships by list"), ("contacts", "memberships from scan"))
+
+
+def scenario_list_heavy(bench):
+    size = SIZES[bench.mode]["s6"]
+    rows = []
+    with Sandbox(bench.workdir, latency_ms=LIST_HEAVY_LATENCY_MS, rate_limit=LIST_HEAVY_RATE, **size) as sb:
+        exp = expected(sb.size)
+        for source, variant in LIST_HEAVY_VARIANTS:
+            rows.append(
+                bench.run_ours(
+                    "6",
+                    sb,
+                    ALL,
+                    LIST_HEAVY_RATE,
+                    limited=True,
+                    extra_config={"lists_contacts_source": source},
+                    variant=variant,
+                    note=f'lists_contacts_source "{source}"',
+                )
+            )
+        published = None
+        if os.path.exists(PUBLISHED_PY):
+            sb.set_faults(rate_limit=None)
+            published = bench.run_published("6", sb, PUBLISHED_ALL, note="0.3.0 with the sandbox's limit lifted")
+    needed = None
+    if exp is not None:
+        needed = exp["pages"]["contacts"] + exp["pages"]["smart_segments_contacts"] + LIST_HEAVY_LISTINGS
+    bench.sections.append(("Scenario 6: a list-heavy account (issue 10)", list_heavy_lines(needed, rows, published)))
+
+
+def list_heavy_lines(needed, rows, published):
+    floor = needed / LIST_HEAVY_RATE if needed else None
+    theirs_us = published["cpu"] / published["records"] * 1e6 if published and published["records"] else None
+    lines = [
+        f"Needed requests (contact pages + segment pages + {LIST_HEAVY_LISTINGS} listings): "
+        + (f"{needed:,}; floor {floor:.2f} s at {LIST_HEAVY_RATE} r/s." if needed else "unknown (no dataset)."),
+        "Until issue 10's tap is merged the tap ignores `lists_contacts_source` and both of our runs read "
+        "memberships list by list.",
+        "",
+        "| run | requests | needed | floor s | wall s | wall/floor | 429s | records | CPU µs/record | vs 0.3.0 "
+        "| valid |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
+    ]
+    for row in [*rows, published]:
+        if row is None:
+            lines.append(
+                "| 0.3.0 | skipped: .tools/tap-autopilot-0.3.0 is missing (run `make tools`) | | | | | | | | | |"
+            )
+            continue
+        limited = row["tap"] == "ours"
+        us = row["cpu"] / row["records"] * 1e6 if row["records"] else None
+        lines.append(
+            f"| {row['tap']} {row['mix']} | {row['requests']:,} | "
+            + (f"{needed:,} | {floor:.2f} | " if limited and needed else "n/a | n/a | ")
+            + f"{row['wall']:.2f} | "
+            + (f"{row['wall'] / floor:.3f}" if limited and floor else "n/a")
+            + f" | {row['429']} | {row['records']:,} | "
+            + (f"{us:.1f}" if us is not None else "n/a")
+            + " | "
+            + (f"{us / theirs_us:.2f}x" if us is not None and theirs_us else "n/a")
+            + f" | {valid_text(row)} |"
+        )
+    scan = rows[-1]
+    lines += ["", "Targets (issue 10), memberships from the scan:"]
+    if needed:
+        lines.append(
+            f"- requests {scan['requests']:,} <= needed + 2 = {needed + 2:,}: {mark(scan['requests'] <= needed + 2)}."
+        )
+        ratio = scan["wall"] / floor
+        lines.append(f"- wall/floor {ratio:.3f} <= 1.10: {mark(ratio <= 1.10)}.")
+    if theirs_us and scan["records"]:
+        ratio = scan["cpu"] / scan["records"] * 1e6 / theirs_us
+        lines.append(
+            f"- CPU per record {ratio:.2f}x the published tap's (ours all five streams, 0.3.0 its four) <= 0.5x: "
+            f"{mark(ratio <= 0.5)}."
+        )
+    return lines
+
+
+def mark(ok):
+    return "met" if ok else "NOT met"
+
+
 SCENARIOS = [
     ("1", "zero-latency-10k", scenario_1),
     ("2", "zero-latency-100k", scenario_2),
     ("3", "latency-20rps", scenario_3),
     ("4", "latency-5rps", scenario_4),
     ("5", "vs-0.3.0", scenario_5),
+    ("6", "list-heavy", scenario_list_heavy),
     ("profile", "profile", scenario_profile),
 ]

@@ -33,6 +33,7 @@ SIZES = {
         "s3": dict(contacts=5_000, lists=10, segments=5),
         "s4": dict(contacts=5_000, lists=10, segments=5),
         "s5": dict(contacts=10_000, lists=3, segments=2),
+        "s6": dict(contacts=3_000, lists=12, segments=3),  # issue 10's list-heavy account
     },
     "quick": {
         "s1": dict(contacts=1_000, lists=3, segments=2),
@@ -40,6 +41,7 @@ SIZES = {
         "s3": dict(contacts=500, lists=4, segments=2),
         "s4": dict(contacts=300, lists=3, segments=2),
         "s5": dict(contacts=1_000, lists=3, segments=2),
+        "s6": dict(contacts=600, lists=12, segments=3),
     },
 }
 SEED = 7
