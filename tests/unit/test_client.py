@@ -2,6 +2,7 @@
 waits, the 429 budget, and the rate limiter. A fake clock and sleep stand in for time
 (no test waits), a fake session for the network (no server)."""
 
+import json
 import threading
 
 import pytest
@@ -54,8 +55,6 @@ class FakeResponse:
         self.text = self.content.decode(errors="replace")
 
     def json(self):
-        import json
-
         return json.loads(self.content)
 
 
