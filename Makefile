@@ -1,14 +1,15 @@
 # tap-autopilot build/test plumbing.
 #
-#   make venv    .venv with the tap installed editable + test extras
+#   make venv    .venv with the tap installed editable + test and dev extras, pinned by constraints.txt
+#   make lint    ruff check, ruff format --check, mypy (config: ruff.toml, mypy.ini)
 #   make tools   one virtualenv per external Singer tool under .tools/ (they pin old singer-python)
-#   make test    venv + tools (installed in parallel), then pytest tests (unit + integration)
+#   make test    venv + tools (installed in parallel), make lint, then pytest tests (unit + integration)
 #   make demo    sandbox -> tap-autopilot -> target-jsonl into demo-output/ (scripts/demo.sh)
 #   make bench   benchmarks/run.py
 #   make clean   remove venvs, tool venvs, demo output and build debris
 #
 # Everything is stamp-based: a re-run with nothing changed does no pip work.
-# .venv is refreshed when setup.py changes; a tool venv is rebuilt from scratch
+# .venv is refreshed when setup.py or constraints.txt changes; a tool venv is rebuilt from scratch
 # when its pinned requirements file (scripts/tools/<tool>.txt) changes.
 
 SHELL := /bin/bash
@@ -38,17 +39,17 @@ SMOKE_target-postgres := target-postgres --version
 SMOKE_singer-tools := singer-check-tap --help
 SMOKE_tap-autopilot-0.3.0 := tap-autopilot --help
 
-.PHONY: all venv tools setup test demo bench clean
+.PHONY: all venv tools setup lint test demo bench clean
 
 all: test
 
 # ---- project virtualenv ------------------------------------------------------
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: setup.py
-	@echo ">> $(VENV): pip install -e '.[test]'"
+$(VENV)/.installed: setup.py constraints.txt
+	@echo ">> $(VENV): pip install -c constraints.txt -e '.[test,dev]'"
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	@$(PIP_ENV) $(VENV)/bin/python -m pip install -q -e '.[test]' $(QUIET)
+	@$(PIP_ENV) $(VENV)/bin/python -m pip install -q -c constraints.txt -e '.[test,dev]' $(QUIET)
 	@touch $@
 
 # ---- external tools, one venv each -------------------------------------------
@@ -70,7 +71,13 @@ setup:
 	@$(MAKE) --no-print-directory -j$(JOBS) --output-sync=target venv tools
 
 # ---- entry points ------------------------------------------------------------
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
 test: setup
+	@$(MAKE) --no-print-directory lint
 	$(VENV)/bin/python -m pytest tests -q
 
 demo: $(VENV)/.installed $(TOOLS_DIR)/target-jsonl/.installed

@@ -16,7 +16,9 @@ setup(
         "orjson>=3.10,<4",
     ],
     extras_require={
+        # make venv installs these at the exact versions in constraints.txt
         "test": ["pytest>=8", "jsonschema"],
+        "dev": ["pytest>=8", "jsonschema", "ruff>=0.17,<0.18", "mypy>=2.4,<3", "types-requests"],
     },
     entry_points={
         "console_scripts": ["tap-autopilot=tap_autopilot:main"],

@@ -8,6 +8,7 @@ remaining arguments. Run it with the published tap's own interpreter:
     .tools/tap-autopilot-0.3.0/bin/python benchmarks/published_tap.py \
         --base-url http://127.0.0.1:PORT/v1 -c config.json --properties props.json
 """
+
 import os
 import sys
 
@@ -35,6 +36,7 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
     import tap_autopilot  # the published 0.3.0 package
+
     tap_autopilot.BASE_URL = base_url.rstrip("/")
     sys.argv = [sys.argv[0]] + rest
     tap_autopilot.main()

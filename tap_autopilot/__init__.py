@@ -43,7 +43,7 @@ SETTINGS = [
 
 
 def version():
-    from importlib import metadata  # pylint: disable=import-outside-toplevel  (slow import; rarely needed)
+    from importlib import metadata  # imported here: slow, and only --version and --about need it
     try:
         return metadata.version(NAME)
     except metadata.PackageNotFoundError:
@@ -160,7 +160,7 @@ def validate_config(config):
 
 
 def about():
-    from tap_autopilot.streams import STREAMS  # pylint: disable=import-outside-toplevel
+    from tap_autopilot.streams import STREAMS
     return {
         "name": NAME,
         "version": version(),
@@ -233,7 +233,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         LOGGER.critical("Interrupted. Run again with the last state to continue.")
         sys.exit(130)
-    except Exception as error:  # pylint: disable=broad-except
+    except Exception as error:
         LOGGER.debug("Details:", exc_info=True)
         LOGGER.critical("Unexpected error (%s): %s. Run with --debug for details and report it.",
                         type(error).__name__, error)

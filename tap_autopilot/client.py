@@ -5,15 +5,15 @@ Every request of the tap goes through AutopilotClient.get(), from any thread.
 """
 import datetime
 import email.utils
+import functools
 import logging
 import os
 import random
 import threading
 import time
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 from urllib.parse import quote
 
-import backoff
 import orjson
 import requests
 from singer import metrics
@@ -28,6 +28,11 @@ PAGE_SIZE = 100
 RATE_LIMIT_RETRY_SECONDS = 600
 TRANSIENT_MAX_TRIES = 5
 BACKOFF_CAP_SECONDS = 60
+# The first backoff's ceiling (each next one doubles, up to the cap). Tests that run the
+# CLI as a subprocess set this environment variable to a small value so that they do not
+# wait seconds of real backoff; users have no reason to.
+BACKOFF_BASE_ENV = "TAP_AUTOPILOT_BACKOFF_SECONDS"
+BACKOFF_BASE_SECONDS = 1.0
 
 
 class TapError(Exception):
@@ -62,38 +67,96 @@ class RateLimiter:
     # a busy server or client), and one 429 costs a whole Retry-After pause.
     SAFETY = 1.05
 
-    def __init__(self, rate):
+    def __init__(self, rate, clock=time.monotonic, sleep=time.sleep):
         self.interval = self.SAFETY / float(rate)
+        self._clock = clock
+        self._sleep = sleep
         self._next = 0.0
+        self._paused_until = 0.0
         self._lock = threading.Lock()
 
     def acquire(self):
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next)
-            self._next = start + self.interval
-        delay = start - now
-        if delay > 0:
-            time.sleep(delay)
+        """Block until this thread may start a request."""
+        while True:
+            with self._lock:
+                now = self._clock()
+                start = max(now, self._next)
+                self._next = start + self.interval
+            if start > now:
+                self._sleep(start - now)
+            with self._lock:
+                # A pause that began while this thread waited for its slot holds it too:
+                # take a new slot after the pause instead of starting now.
+                if self._paused_until <= start:
+                    return
 
     def pause(self, seconds):
         """Hold every thread back: the server asked us to slow down."""
         with self._lock:
-            self._next = max(self._next, time.monotonic() + seconds)
+            until = self._clock() + seconds
+            self._paused_until = max(self._paused_until, until)
+            self._next = max(self._next, until)
 
 
-def _wait_times(base=1.0, cap=BACKOFF_CAP_SECONDS):
-    """backoff wait generator: the server's Retry-After when it gave one,
-    else exponential backoff with full jitter."""
-    error = yield
-    attempt = 0
-    while True:
-        if getattr(error, "retry_after", None) is not None:
-            wait = error.retry_after
-        else:
-            wait = random.uniform(0, min(cap, base * 2 ** attempt))
-        attempt += 1
-        error = yield wait
+class RetryPolicy:
+    """Which failures are retried, how often, and how long to wait between tries.
+
+    A RateLimitedError (429) is retried while the next try still falls within
+    RATE_LIMIT_RETRY_SECONDS of the first; any other RetryableError up to TRANSIENT_MAX_TRIES tries in all; every
+    other exception at once. The wait is the server's Retry-After when it gave one, else
+    exponential backoff with full jitter (429s and other failures each count their own
+    attempts). Clock, sleep and the jitter's random source are injectable for tests.
+
+    backoff (the library) calls time.sleep and datetime.now itself, so with it the
+    10-minute 429 budget could only be tested by waiting 10 minutes; this loop is small.
+    """
+
+    def __init__(self, base=None, clock=time.monotonic, sleep=time.sleep, uniform=random.uniform):
+        self.base = backoff_base_seconds() if base is None else base
+        self._clock = clock
+        self._sleep = sleep
+        self._uniform = uniform
+
+    def wait(self, error, attempt):
+        """Seconds to wait before retrying after `error`, the `attempt`-th such failure (from 0)."""
+        if error.retry_after is not None:
+            return error.retry_after
+        return self._uniform(0, min(BACKOFF_CAP_SECONDS, self.base * 2 ** attempt))
+
+    def call(self, attempt, on_retry=None):
+        """attempt() until it returns, retrying as the class says; on_retry(error, wait, tries)
+        is called before each wait."""
+        started = self._clock()
+        tries = throttled = failed = 0
+        retrying: RetryableError
+        while True:
+            tries += 1
+            try:
+                return attempt()
+            except RateLimitedError as error:
+                wait = self.wait(error, throttled)
+                if self._clock() - started + wait > RATE_LIMIT_RETRY_SECONDS:
+                    raise  # the next try would come after the budget
+                throttled += 1
+                retrying = error
+            except RetryableError as error:
+                failed += 1
+                if failed >= TRANSIENT_MAX_TRIES:
+                    raise
+                wait = self.wait(error, failed - 1)
+                retrying = error
+            if on_retry is not None:
+                on_retry(retrying, wait, tries)
+            self._sleep(wait)
+
+
+def backoff_base_seconds():
+    """BACKOFF_BASE_SECONDS, or $TAP_AUTOPILOT_BACKOFF_SECONDS when it is a non-negative number."""
+    try:
+        value = float(os.environ[BACKOFF_BASE_ENV])
+    except (KeyError, ValueError):
+        return BACKOFF_BASE_SECONDS
+    return value if value >= 0 else BACKOFF_BASE_SECONDS
 
 
 def _parse_retry_after(value):
@@ -103,11 +166,14 @@ def _parse_retry_after(value):
         return None  # an HTTP date or garbage: fall back to our own backoff
 
 
-def _log_retry(details):
-    error = details["exception"]
-    LOGGER.warning("%s; retrying in %.1f s (attempt %d)", error, details["wait"], details["tries"])
-    client = details["args"][0]
-    client.stats.count("retries")
+def _retried(method):
+    """Run a client method under the client's RetryPolicy."""
+
+    @functools.wraps(method)
+    def retrying(self, *args, **kwargs):
+        return self.retry.call(lambda: method(self, *args, **kwargs), self._log_retry)
+
+    return retrying
 
 
 class RequestStats:
@@ -126,10 +192,11 @@ class RequestStats:
 
 
 class AutopilotClient:
-    def __init__(self, config, stats=None):
+    def __init__(self, config, stats=None, clock=time.monotonic, sleep=time.sleep):
         self.base_url = config.get("base_url", DEFAULT_BASE_URL).rstrip("/")
         self.timeout = float(config.get("request_timeout", 300))
-        self.limiter = RateLimiter(float(config.get("max_requests_per_second", 5)))
+        self.limiter = RateLimiter(float(config.get("max_requests_per_second", 5)), clock=clock, sleep=sleep)
+        self.retry = RetryPolicy(clock=clock, sleep=sleep)
         self.stats = stats or RequestStats()
         self._headers = {"autopilotapikey": config["api_key"], "Accept": "application/json"}
         if config.get("user_agent"):
@@ -138,7 +205,7 @@ class AutopilotClient:
         self._local = threading.local()
         # Set by the first 400/401/403: no thread sends another request after it.
         self._rejected = None
-        self._environment = {
+        self._environment: dict[str, Any] = {
             "proxies": requests.utils.get_environ_proxies(self.base_url),
             "verify": os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE"),
         }
@@ -162,11 +229,11 @@ class AutopilotClient:
         array (else the 200 is retried)."""
         return self.request(path, data_key, expect_list)[0]
 
-    @backoff.on_exception(_wait_times, RetryableError, max_tries=TRANSIENT_MAX_TRIES,
-                          giveup=lambda e: isinstance(e, RateLimitedError), jitter=None,
-                          on_backoff=_log_retry, logger=None)
-    @backoff.on_exception(_wait_times, RateLimitedError, max_time=RATE_LIMIT_RETRY_SECONDS,
-                          jitter=None, on_backoff=_log_retry, logger=None)
+    def _log_retry(self, error, wait, tries):
+        LOGGER.warning("%s; retrying in %.1f s (attempt %d)", error, wait, tries)
+        self.stats.count("retries")
+
+    @_retried
     def request(self, path, data_key=None, expect_list=False):
         """get(), also returning the server's clock: (body, Date header as an
         aware datetime, or None)."""

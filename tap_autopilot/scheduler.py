@@ -8,6 +8,7 @@ chain with the most pages left keeps that chain busy and the others filling
 the rest of the rate limit, instead of leaving one long chain to run alone at
 the end. Workers hold at most one page each.
 """
+
 import heapq
 import itertools
 import threading
@@ -20,11 +21,12 @@ class Scheduler:
         self._heap = []
         self._order = itertools.count()
         self._cond = threading.Condition()
-        self._active = 0          # chains added and not finished
-        self._closed = False      # no more chains will be added
+        self._active = 0  # chains added and not finished
+        self._closed = False  # no more chains will be added
         self._error = None
-        self._threads = [threading.Thread(target=self._work, name=f"autopilot-{n}", daemon=True)
-                         for n in range(workers)]
+        self._threads = [
+            threading.Thread(target=self._work, name=f"autopilot-{n}", daemon=True) for n in range(workers)
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -53,7 +55,7 @@ class Scheduler:
                     self._active -= 1
                     self._cond.notify_all()
                 continue
-            except BaseException as error:  # pylint: disable=broad-except
+            except BaseException as error:  # any failure stops the run; wait() re-raises it
                 self.fail(error)
                 return
             with self._cond:

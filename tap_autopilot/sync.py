@@ -236,7 +236,7 @@ class SyncContext:
             self._scheduler.fail(error)
             # Workers finish their page and stop; hold the output lock from here
             # to exit so that no worker starts a page we would cut off mid-line.
-            self.lock.acquire()  # pylint: disable=consider-using-with
+            self.lock.acquire()
             self.out.flush()
             raise
         with self.lock:

@@ -314,7 +314,7 @@ class ContactTransformer:
                       "    if fields.__class__ is list:",
                       "        apply_custom(row, fields)"]
         lines.append("    return row")
-        exec("\n".join(lines), namespace)  # pylint: disable=exec-used
+        exec("\n".join(lines), namespace)
         return namespace["transform"]
 
     def _apply_custom(self, row, fields):

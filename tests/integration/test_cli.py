@@ -170,7 +170,7 @@ def test_progress_and_summary_on_stderr_stdout_pure_singer(tmp_path):
 def _load_yaml(path):
     """PyYAML from the project venv, or else from the target-postgres venv (it ships PyYAML)."""
     try:
-        import yaml  # noqa: PLC0415
+        import yaml
     except ImportError:
         tools.require(tools.TARGET_POSTGRES_PYTHON)
         proc = subprocess.run(

@@ -10,6 +10,7 @@ looping (the sandbox cannot repeat a bookmark, so a tiny local server does).
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import threading
@@ -66,8 +67,13 @@ class TapRun:
         return f"TapRun(rc={self.returncode}, stderr tail:\n{self.stderr[-3000:]})"
 
 
-def run_tap(*args, timeout=240) -> TapRun:
-    return TapRun(helpers.run_cli(list(args), timeout=timeout))
+def run_tap(*args, timeout=240, env=None) -> TapRun:
+    return TapRun(helpers.run_cli(list(args), timeout=timeout, env=env))
+
+
+# For tests whose retries are the point but whose backoff waits are not: the first backoff
+# is at most 50 ms instead of 1 s (see BACKOFF_BASE_ENV in tap_autopilot/client.py).
+SHORT_BACKOFF = dict(os.environ, TAP_AUTOPILOT_BACKOFF_SECONDS="0.05")
 
 
 def write_config(tmp_path: Path, base_url: str, **overrides) -> str:
@@ -85,8 +91,8 @@ def select(catalog, streams=ALL_STREAMS):
     return helpers.select(catalog, streams=list(streams))
 
 
-def discover(config) -> dict:
-    run = run_tap("--config", config, "--discover")
+def discover(config, env=None) -> dict:
+    run = run_tap("--config", config, "--discover", env=env)
     assert run.returncode == 0, run
     assert_clean(run)
     return json.loads(run.stdout)
@@ -187,7 +193,7 @@ def test_transient_fault_discovery_and_sync_deliver_everything(tmp_path, sandbox
     # Discovery: its one request (/contacts/custom_fields) is made the faulted one.
     api_get(sb, "/lists")                       # request 1
     sb.set_faults(**{fault: 2})                 # request 2, discovery's first try, is faulted
-    found = discover(config)
+    found = discover(config, env=SHORT_BACKOFF)
     assert counted(sb.stats()) == 1, "discovery did not meet the fault"
     contacts_schema = next(s for s in found["streams"] if s["tap_stream_id"] == "contacts")["schema"]
     assert CUSTOM_COLUMNS <= set(contacts_schema["properties"]), \
@@ -198,7 +204,7 @@ def test_transient_fault_discovery_and_sync_deliver_everything(tmp_path, sandbox
     sb.reset_stats()
     sb.set_faults(**{fault: 9})
     expected = expected_data(sb)
-    run = run_tap("--config", config, "--catalog", catalog_file(tmp_path, select(found)))
+    run = run_tap("--config", config, "--catalog", catalog_file(tmp_path, select(found)), env=SHORT_BACKOFF)
     stats = sb.stats()
     assert run.returncode == 0, run
     assert_clean(run)
@@ -216,7 +222,8 @@ def test_transient_fault_discovery_and_sync_deliver_everything(tmp_path, sandbox
 def test_retries_exhausted_fail_with_one_line_naming_the_path(tmp_path, sandbox, catalog):
     sb = sandbox(contacts=50, error_every=1)
     config = write_config(tmp_path, sb.base_url)
-    run = run_tap("--config", config, "--catalog", catalog_file(tmp_path, select(catalog, ["lists"])))
+    run = run_tap("--config", config, "--catalog", catalog_file(tmp_path, select(catalog, ["lists"])),
+                  env=SHORT_BACKOFF)
     assert run.returncode == 1, run
     assert_clean(run)
     critical = run.lines("CRITICAL")

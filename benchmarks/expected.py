@@ -1,0 +1,61 @@
+"""Expected records and the fewest requests per stream for a sandbox size (the dataset is
+deterministic: computed here, in-process)."""
+
+import math
+
+from settings import PAGE, log
+
+_EXPECTED: dict[tuple, dict | None] = {}
+
+
+def expected(size):
+    """Records per stream and the minimum requests per stream for a sandbox size,
+    or None when the dataset module cannot tell (it is another engineer's code)."""
+    key = tuple(sorted(size.items()))
+    if key in _EXPECTED:
+        return _EXPECTED[key]
+    try:
+        from tap_autopilot.sandbox.data import Dataset
+
+        ds = Dataset(contacts=size["contacts"], lists=size["lists"], segments=size["segments"], seed=size["seed"])
+        lists = ds.lists()
+        segments = ds.segments()
+        list_sizes = [len(ds.list_members(item["list_id"])) for item in lists]
+        segment_sizes = [len(ds.segment_members(item["segment_id"])) for item in segments]
+        result = {
+            "records": {
+                "contacts": len(ds),
+                "lists": len(lists),
+                "lists_contacts": sum(list_sizes),
+                "smart_segments": len(segments),
+                "smart_segments_contacts": sum(segment_sizes),
+            },
+            "pages": {
+                "contacts": max(1, math.ceil(len(ds) / PAGE)),
+                "lists_contacts": sum(max(1, math.ceil(n / PAGE)) for n in list_sizes),
+                "smart_segments_contacts": sum(max(1, math.ceil(n / PAGE)) for n in segment_sizes),
+            },
+        }
+    except Exception as error:
+        log(f"bench: cannot compute the expected counts from the sandbox dataset ({error!r})")
+        result = None
+    _EXPECTED[key] = result
+    return result
+
+
+def minimum_requests(streams, exp):
+    if exp is None:
+        return None
+    pages = exp["pages"]
+    total = 0
+    if "contacts" in streams:
+        total += pages["contacts"]
+    if "lists" in streams or "lists_contacts" in streams:
+        total += 1
+    if "lists_contacts" in streams:
+        total += pages["lists_contacts"]
+    if "smart_segments" in streams or "smart_segments_contacts" in streams:
+        total += 1
+    if "smart_segments_contacts" in streams:
+        total += pages["smart_segments_contacts"]
+    return total

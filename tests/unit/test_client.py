@@ -1,0 +1,444 @@
+"""The client's rules: which answers are retried and which fail at once, how long it
+waits, the 429 budget, and the rate limiter. A fake clock and sleep stand in for time
+(no test waits), a fake session for the network (no server)."""
+
+import json
+import threading
+
+import pytest
+import requests
+
+from tap_autopilot import client as client_module
+from tap_autopilot.client import (
+    BACKOFF_CAP_SECONDS,
+    RATE_LIMIT_RETRY_SECONDS,
+    TRANSIENT_MAX_TRIES,
+    AuthError,
+    AutopilotClient,
+    NotFoundError,
+    RateLimitedError,
+    RateLimiter,
+    RetryableError,
+    RetryPolicy,
+    TapError,
+    backoff_base_seconds,
+)
+
+API_KEY = "unit-test-key"
+
+
+class FakeTime:
+    """A clock that only moves when something sleeps. `on_sleep` runs inside a sleep,
+    to let a test act while a thread waits."""
+
+    def __init__(self, now=1000.0):
+        self.now = now
+        self.sleeps = []
+        self.on_sleep = None
+
+    def clock(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+        if self.on_sleep is not None:
+            hook, self.on_sleep = self.on_sleep, None
+            hook()
+
+
+class FakeResponse:
+    def __init__(self, status, body=b'{"lists": []}', headers=None):
+        self.status_code = status
+        self.content = body if isinstance(body, bytes) else body.encode()
+        self.headers = headers or {}
+        self.text = self.content.decode(errors="replace")
+
+    def json(self):
+        return json.loads(self.content)
+
+
+class FakeSession:
+    """Answers each GET with the next scripted response (or raises the scripted exception);
+    the last one repeats. Records every URL asked for."""
+
+    def __init__(self, *script):
+        self.script = list(script)
+        self.urls = []
+
+    def get(self, url, timeout=None):
+        self.urls.append(url)
+        answer = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+
+def make_client(session, fake_time, rate=5, uniform=None):
+    client = AutopilotClient(
+        {"api_key": API_KEY, "base_url": "http://autopilot.invalid/v1", "max_requests_per_second": rate},
+        clock=fake_time.clock,
+        sleep=fake_time.sleep,
+    )
+    client._session = lambda: session  # type: ignore[method-assign]  # the network, stubbed
+    if uniform is not None:
+        client.retry = RetryPolicy(base=1.0, clock=fake_time.clock, sleep=fake_time.sleep, uniform=uniform)
+    return client
+
+
+def recording(bounds, value=None):
+    """A stand-in for random.uniform that records the range it is asked for and returns
+    `value`, or the top of the range (which shows the backoff ceilings)."""
+
+    def uniform(low, high):
+        bounds.append((low, high))
+        return high if value is None else value
+
+    return uniform
+
+
+# ----- 429 -------------------------------------------------------------------------------
+
+
+def test_429_with_retry_after_waits_exactly_retry_after_then_succeeds():
+    fake_time = FakeTime()
+    session = FakeSession(FakeResponse(429, b"", {"Retry-After": "7"}), FakeResponse(200))
+    client = make_client(session, fake_time)
+    assert client.get("/lists", "lists") == {"lists": []}
+    assert len(session.urls) == 2
+    assert 7 in fake_time.sleeps
+    assert sum(fake_time.sleeps) == pytest.approx(7, abs=client.limiter.interval)
+    assert client.stats["rate_limited"] == 1 and client.stats["retries"] == 1
+
+
+def test_429_with_retry_after_pauses_every_thread_through_the_limiter():
+    fake_time = FakeTime()
+    client = make_client(FakeSession(FakeResponse(429, b"", {"Retry-After": "30"})), fake_time)
+    with pytest.raises(RateLimitedError):
+        client._decode("/lists", FakeResponse(429, b"", {"Retry-After": "30"}), "lists")
+    paused_at = fake_time.now
+    other_thread_limiter = client.limiter  # shared by every thread of the client
+    other_thread_limiter.acquire()
+    assert fake_time.now >= paused_at + 30
+
+
+def test_429_without_retry_after_backs_off_exponentially_with_full_jitter_up_to_the_cap():
+    fake_time = FakeTime()
+    bounds: list[tuple[float, float]] = []
+
+    def uniform(low, high):
+        bounds.append((low, high))
+        return high
+
+    throttled = [FakeResponse(429, b"")] * 8
+    client = make_client(FakeSession(*throttled, FakeResponse(200)), fake_time, uniform=uniform)
+    client.get("/lists", "lists")
+    assert bounds == [
+        (0, 1),
+        (0, 2),
+        (0, 4),
+        (0, 8),
+        (0, 16),
+        (0, 32),
+        (0, BACKOFF_CAP_SECONDS),
+        (0, BACKOFF_CAP_SECONDS),
+    ]
+
+
+@pytest.mark.parametrize("header", ["Wed, 21 Oct 2015 07:28:00 GMT", "soon", ""])
+def test_429_with_an_unusable_retry_after_falls_back_to_backoff(header):
+    fake_time = FakeTime()
+    bounds: list[tuple[float, float]] = []
+    client = make_client(
+        FakeSession(FakeResponse(429, b"", {"Retry-After": header}), FakeResponse(200)),
+        fake_time,
+        uniform=recording(bounds),
+    )
+    client.get("/lists", "lists")
+    assert bounds == [(0, 1)]
+
+
+def test_429_is_retried_until_the_rate_limit_budget_is_spent_then_raised():
+    fake_time = FakeTime()
+    session = FakeSession(FakeResponse(429, b"", {"Retry-After": "50"}))
+    client = make_client(session, fake_time)
+    started = fake_time.now
+    with pytest.raises(RateLimitedError):
+        client.get("/lists", "lists")
+    assert fake_time.now - started == pytest.approx(RATE_LIMIT_RETRY_SECONDS, abs=1)
+    assert len(session.urls) == RATE_LIMIT_RETRY_SECONDS // 50 + 1
+
+
+def test_429_budget_counts_from_the_first_try_not_from_the_last_transient_failure():
+    fake_time = FakeTime()
+    long_pause = FakeResponse(429, b"", {"Retry-After": str(RATE_LIMIT_RETRY_SECONDS - 10)})
+    session = FakeSession(long_pause, FakeResponse(500), FakeResponse(429, b"", {"Retry-After": "60"}))
+    client = make_client(session, fake_time)
+    started = fake_time.now
+    with pytest.raises(RateLimitedError):
+        client.get("/lists", "lists")
+    assert fake_time.now - started <= RATE_LIMIT_RETRY_SECONDS
+    assert len(session.urls) == 3
+
+
+def test_429_gives_up_when_retry_after_falls_beyond_the_budget():
+    fake_time = FakeTime()
+    session = FakeSession(FakeResponse(429, b"", {"Retry-After": str(RATE_LIMIT_RETRY_SECONDS + 1)}))
+    with pytest.raises(RateLimitedError):
+        make_client(session, fake_time).get("/lists", "lists")
+    assert len(session.urls) == 1
+
+
+def test_429s_do_not_use_up_the_transient_tries():
+    fake_time = FakeTime()
+    answers = [FakeResponse(429, b"", {"Retry-After": "1"})] * (TRANSIENT_MAX_TRIES + 3)
+    answers += [FakeResponse(500)] * (TRANSIENT_MAX_TRIES - 1) + [FakeResponse(200)]
+    session = FakeSession(*answers)
+    assert make_client(session, fake_time).get("/lists", "lists") == {"lists": []}
+    assert len(session.urls) == len(answers)
+
+
+# ----- transient failures ----------------------------------------------------------------
+
+TRANSIENT = {
+    "500": FakeResponse(500),
+    "502": FakeResponse(502),
+    "503": FakeResponse(503),
+    "599": FakeResponse(599),
+    "connection-error": requests.exceptions.ConnectionError("reset by peer"),
+    "timeout": requests.exceptions.ReadTimeout("read timed out"),
+    "connect-timeout": requests.exceptions.ConnectTimeout("connect timed out"),
+    "chunked-encoding": requests.exceptions.ChunkedEncodingError("broken body"),
+    "200-not-json": FakeResponse(200, b'{"lists": [tru'),
+    "200-without-its-key": FakeResponse(200, b'{"error": "busy"}'),
+    "200-not-an-object": FakeResponse(200, b'["lists"]'),
+}
+
+
+@pytest.mark.parametrize("answer", list(TRANSIENT.values()), ids=list(TRANSIENT))
+def test_transient_failure_is_tried_transient_max_tries_times_then_raised(answer):
+    fake_time = FakeTime()
+    session = FakeSession(answer)
+    client = make_client(session, fake_time)
+    with pytest.raises(RetryableError) as raised:
+        client.get("/lists", "lists")
+    assert not isinstance(raised.value, RateLimitedError)
+    assert "/lists" in str(raised.value)
+    assert len(session.urls) == TRANSIENT_MAX_TRIES
+    assert client.stats["retries"] == TRANSIENT_MAX_TRIES - 1
+
+
+@pytest.mark.parametrize("answer", list(TRANSIENT.values()), ids=list(TRANSIENT))
+def test_transient_failure_then_success_returns_the_body(answer):
+    fake_time = FakeTime()
+    session = FakeSession(answer, answer, FakeResponse(200))
+    assert make_client(session, fake_time).get("/lists", "lists") == {"lists": []}
+    assert len(session.urls) == 3
+
+
+def test_expect_list_retries_a_200_that_is_not_a_list():
+    fake_time = FakeTime()
+    session = FakeSession(FakeResponse(200, b'{"fields": []}'), FakeResponse(200, b"[]"))
+    assert make_client(session, fake_time).get("/contacts/custom_fields", expect_list=True) == []
+    assert len(session.urls) == 2
+
+
+def test_transient_failures_back_off_exponentially_with_full_jitter():
+    fake_time = FakeTime()
+    bounds: list[tuple[float, float]] = []
+    client = make_client(FakeSession(FakeResponse(500)), fake_time, uniform=recording(bounds))
+    with pytest.raises(RetryableError):
+        client.get("/lists", "lists")
+    assert bounds == [(0, 2**n) for n in range(TRANSIENT_MAX_TRIES - 1)]
+
+
+def test_backoff_jitter_is_drawn_from_zero_to_the_ceiling():
+    draws: list[tuple[float, float]] = []
+    policy = RetryPolicy(base=1.0, uniform=recording(draws, 0.25))
+    assert policy.wait(RetryableError("x"), 3) == 0.25
+    assert draws == [(0, 8)]
+
+
+# ----- fatal answers ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [400, 401, 403])
+def test_rejected_key_fails_at_once_without_retry(status):
+    fake_time = FakeTime()
+    session = FakeSession(FakeResponse(status, b'{"message": "nope"}'), FakeResponse(200))
+    client = make_client(session, fake_time)
+    with pytest.raises(AuthError) as raised:
+        client.get("/lists", "lists")
+    assert f"({status})" in str(raised.value) and API_KEY not in str(raised.value)
+    assert len(session.urls) == 1
+    assert fake_time.sleeps == []
+
+
+@pytest.mark.parametrize("status", [400, 401, 403])
+def test_after_a_rejected_key_no_thread_sends_another_request(status):
+    fake_time = FakeTime()
+    session = FakeSession(FakeResponse(status))
+    client = make_client(session, fake_time)
+    with pytest.raises(AuthError):
+        client.get("/lists", "lists")
+    errors = []
+
+    def other_thread():
+        try:
+            client.get("/smart_segments", "segments")
+        except TapError as error:
+            errors.append(error)
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    thread.join(10)
+    assert len(errors) == 1 and isinstance(errors[0], AuthError)
+    assert len(session.urls) == 1
+
+
+def test_a_thread_waiting_to_retry_does_not_send_after_another_thread_is_rejected():
+    fake_time = FakeTime()
+    session = FakeSession(FakeResponse(500), FakeResponse(401))
+    client = make_client(session, fake_time)
+
+    def rejected_meanwhile():  # another request, made while the first waits for its retry
+        with pytest.raises(AuthError):
+            client.get("/smart_segments", "segments")
+
+    fake_time.on_sleep = rejected_meanwhile
+    with pytest.raises(AuthError):
+        client.get("/lists", "lists")
+    assert len(session.urls) == 2  # the 500 and the 401; the retry of /lists was never sent
+
+
+def test_404_raises_not_found_at_once():
+    fake_time = FakeTime()
+    session = FakeSession(FakeResponse(404, b'{"message": "no such list"}'), FakeResponse(200))
+    with pytest.raises(NotFoundError) as raised:
+        make_client(session, fake_time).get("/list/contactlist_x/contacts", "contacts")
+    assert "/list/contactlist_x/contacts" in str(raised.value)
+    assert len(session.urls) == 1
+
+
+@pytest.mark.parametrize("status", [204, 301, 402, 405, 409, 418, 422])
+def test_other_statuses_fail_at_once_with_a_tap_error(status):
+    fake_time = FakeTime()
+    session = FakeSession(FakeResponse(status, b'{"message": "odd"}'), FakeResponse(200))
+    with pytest.raises(TapError) as raised:
+        make_client(session, fake_time).get("/lists", "lists")
+    assert type(raised.value) is TapError
+    assert str(status) in str(raised.value) and "odd" in str(raised.value)
+    assert len(session.urls) == 1
+
+
+def test_an_unexpected_exception_is_not_retried():
+    fake_time = FakeTime()
+    session = FakeSession(KeyError("bug"), FakeResponse(200))
+    with pytest.raises(KeyError):
+        make_client(session, fake_time).get("/lists", "lists")
+    assert len(session.urls) == 1
+
+
+# ----- the backoff base for subprocess tests ----------------------------------------------
+
+
+@pytest.mark.parametrize("value, expected", [(None, 1.0), ("0.05", 0.05), ("0", 0.0), ("-1", 1.0), ("fast", 1.0)])
+def test_backoff_base_comes_from_the_environment_when_valid(monkeypatch, value, expected):
+    if value is None:
+        monkeypatch.delenv(client_module.BACKOFF_BASE_ENV, raising=False)
+    else:
+        monkeypatch.setenv(client_module.BACKOFF_BASE_ENV, value)
+    assert backoff_base_seconds() == expected
+    assert RetryPolicy().base == expected
+
+
+# ----- the rate limiter -------------------------------------------------------------------
+
+
+def assert_no_window_over(starts, most, window=1.0):
+    starts = sorted(starts)
+    for i, first in enumerate(starts):
+        in_window = sum(1 for s in starts[i:] if s < first + window)
+        assert in_window <= most, f"{in_window} starts in the {window} s from {first}"
+
+
+@pytest.mark.parametrize("rate, window", [(1, 1), (5, 1), (10, 1), (20, 1), (100, 1), (2.5, 2), (0.5, 2)])
+def test_rate_limiter_no_one_second_window_holds_more_than_rate_starts(rate, window):
+    """For a fractional rate the bound holds over the shortest window with a whole number of requests."""
+    fake_time = FakeTime()
+    limiter = RateLimiter(rate, clock=fake_time.clock, sleep=fake_time.sleep)
+    starts = []
+    for _ in range(int(rate * 10) + 5):
+        limiter.acquire()
+        starts.append(fake_time.now)
+    assert_no_window_over(starts, rate * window, window)
+    assert starts[-1] - starts[0] < len(starts) / rate * 1.1, "the limiter is far slower than its rate"
+
+
+def test_rate_limiter_spaces_starts_across_threads():
+    """Many threads, one limiter: every start gets its own slot. The clock stands still and
+    each sleep records the time its thread will start at."""
+    starts = []
+    lock = threading.Lock()
+
+    def sleep(seconds):
+        with lock:
+            starts.append(1000.0 + seconds)
+
+    limiter = RateLimiter(10, clock=lambda: 1000.0, sleep=sleep)
+
+    def worker():
+        for _ in range(25):
+            limiter.acquire()
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    starts.append(1000.0)  # the first acquire did not sleep
+    assert len(starts) == 200 and len(set(starts)) == 200
+    assert_no_window_over(starts, 10)
+
+
+def test_rate_limiter_pause_holds_every_later_request():
+    fake_time = FakeTime()
+    limiter = RateLimiter(5, clock=fake_time.clock, sleep=fake_time.sleep)
+    limiter.acquire()
+    limiter.pause(12)
+    paused_at = fake_time.now
+    limiter.acquire()
+    assert fake_time.now >= paused_at + 12
+    limiter.acquire()
+    assert fake_time.now >= paused_at + 12 + limiter.interval
+
+
+def test_rate_limiter_pause_holds_a_thread_already_waiting_for_its_slot():
+    fake_time = FakeTime()
+    limiter = RateLimiter(5, clock=fake_time.clock, sleep=fake_time.sleep)
+    limiter.acquire()  # takes the slot at `now`
+    pauses: list[float] = []
+
+    def pause_meanwhile():
+        pauses.append(fake_time.now)
+        limiter.pause(30)
+
+    fake_time.on_sleep = pause_meanwhile
+    limiter.acquire()  # waits for the next slot; a 429 pauses meanwhile
+    assert pauses, "the second acquire never waited"
+    assert fake_time.now >= pauses[0] + 30
+
+
+def test_rate_limiter_a_shorter_pause_does_not_shorten_a_longer_one():
+    fake_time = FakeTime()
+    limiter = RateLimiter(5, clock=fake_time.clock, sleep=fake_time.sleep)
+    limiter.pause(20)
+    limiter.pause(1)
+    started = fake_time.now
+    limiter.acquire()
+    assert fake_time.now >= started + 20
+
+
+def test_client_rate_limiter_uses_max_requests_per_second():
+    client = make_client(FakeSession(FakeResponse(200)), FakeTime(), rate=8)
+    assert client.limiter.interval == pytest.approx(RateLimiter.SAFETY / 8)

@@ -1,0 +1,171 @@
+"""The scheduler's rules: chains that have not started go first, then the chain with the
+most pages left; the first error stops every worker and wait() raises it; without an
+error every chain runs to its end. No server; threads wait on events, never on time."""
+
+import threading
+
+import pytest
+
+from tap_autopilot.scheduler import Scheduler
+
+TIMEOUT = 10  # a safety net against a hung test, never a measured duration
+
+
+def chain(name, remaining, steps, before_step=None):
+    """A page chain: one step per page, yielding the pages it still has to go after each."""
+    for left in remaining:
+        if before_step is not None:
+            before_step()
+        steps.append(name)
+        yield left
+
+
+def gated(steps):
+    """A first chain that blocks the only worker until the test has added the others."""
+    release = threading.Event()
+    started = threading.Event()
+
+    def gate():
+        started.set()
+        assert release.wait(TIMEOUT)
+        yield 0
+
+    return gate(), started, release
+
+
+def run_in_order(chains, workers=1):
+    """Add chains while a gate holds the single worker, release it, return the order of steps."""
+    steps: list[str] = []
+    scheduler = Scheduler(workers)
+    gate, started, release = gated(steps)
+    scheduler.add(gate)
+    assert started.wait(TIMEOUT)
+    for name, remaining in chains:
+        scheduler.add(chain(name, remaining, steps))
+    release.set()
+    scheduler.wait()
+    return steps
+
+
+def test_new_chains_go_first_in_the_order_added():
+    steps = run_in_order([("a", [1]), ("b", [1]), ("c", [1])])
+    assert steps[:3] == ["a", "b", "c"]
+
+
+def test_the_chain_with_the_most_pages_left_goes_next():
+    steps = run_in_order([("short", [2, 1, 0]), ("long", [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]), ("mid", [4, 3, 2, 1, 0])])
+    assert steps[:3] == ["short", "long", "mid"]  # first pages: unknown length, in order
+    assert steps[3:10] == ["long"] * 5 + ["mid", "long"]  # 8..4 beats 4 (the older 4 wins a tie)
+    assert steps.count("long") == 10 and steps.count("mid") == 5 and steps.count("short") == 3
+
+
+def test_a_chain_that_does_not_know_its_length_goes_before_known_ones():
+    steps = run_in_order([("known", [50, 49, 48]), ("unknown", [None, None, 0])])
+    assert steps[:5] == ["known", "unknown", "unknown", "unknown", "known"]
+
+
+def test_every_chain_runs_to_its_end():
+    steps: list[str] = []
+    lock = threading.Lock()
+
+    def counted(name, pages):
+        for left in range(pages - 1, -1, -1):
+            with lock:
+                steps.append(name)
+            yield left
+
+    scheduler = Scheduler(4)
+    expected = {f"chain-{n}": n % 7 + 1 for n in range(40)}
+    for name, pages in expected.items():
+        scheduler.add(counted(name, pages))
+    scheduler.wait()
+    assert {name: steps.count(name) for name in expected} == expected
+
+
+def test_a_chain_that_yields_nothing_completes():
+    scheduler = Scheduler(2)
+    scheduler.add(iter(()))
+    scheduler.wait()
+
+
+def test_wait_without_chains_returns():
+    Scheduler(3).wait()
+
+
+def test_first_error_stops_every_chain_and_wait_raises_it():
+    steps: list[str] = []
+    scheduler = Scheduler(1)
+    gate, started, release = gated(steps)
+    scheduler.add(gate)
+    assert started.wait(TIMEOUT)
+
+    def failing():
+        steps.append("failing")
+        raise ValueError("page 1 failed")
+        yield  # a generator
+
+    scheduler.add(failing())
+    scheduler.add(chain("after", [3, 2, 1, 0], steps))
+    release.set()
+    with pytest.raises(ValueError, match="page 1 failed"):
+        scheduler.wait()
+    assert steps == ["failing"], "a chain was advanced after the first error"
+
+
+def test_workers_finish_their_current_page_and_take_no_other_after_an_error():
+    steps: list[str] = []
+    scheduler = Scheduler(2)
+    in_page = threading.Event()
+    finish_page = threading.Event()
+
+    def slow_page():
+        in_page.set()
+        assert finish_page.wait(TIMEOUT)
+
+    scheduler.add(chain("slow", [5, 4, 3, 2, 1, 0], steps, before_step=slow_page))
+    assert in_page.wait(TIMEOUT)
+
+    def failing():
+        raise RuntimeError("boom")
+        yield
+
+    scheduler.add(failing())
+    scheduler.add(chain("queued", [1, 0], steps))
+    raised = []
+
+    def wait():
+        try:
+            scheduler.wait()
+        except RuntimeError as error:
+            raised.append(error)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    finish_page.set()  # the slow chain's page in flight completes ...
+    waiter.join(TIMEOUT)
+    assert not waiter.is_alive() and len(raised) == 1
+    assert steps == ["slow"]  # ... and no chain takes another step
+
+
+def test_wait_raises_the_first_of_several_errors():
+    scheduler = Scheduler(1)
+    first, second = ValueError("first"), ValueError("second")
+    scheduler.fail(first)
+    scheduler.fail(second)
+    with pytest.raises(ValueError) as raised:
+        scheduler.wait()
+    assert raised.value is first
+
+
+def test_fail_from_outside_stops_the_workers():
+    steps: list[str] = []
+    scheduler = Scheduler(1)
+    gate, started, release = gated(steps)
+    scheduler.add(gate)
+    assert started.wait(TIMEOUT)
+    scheduler.add(chain("later", [1, 0], steps))
+    scheduler.fail(KeyboardInterrupt())
+    release.set()
+    with pytest.raises(KeyboardInterrupt):
+        scheduler.wait()
+    assert steps == []
