@@ -113,7 +113,9 @@ class State:
             if scan is not None and not isinstance(scan, dict):
                 raise ValueError(f"the state's bookmarks.{stream_id}.scan is not an object")
             if isinstance(scan, dict) and "threshold" in scan:
-                return (to_datetime(scan.get("threshold")) or start_date, scan.get("cursor"),
+                # "bookmark": the name earlier versions gave the cursor (read, never written)
+                cursor = scan["cursor"] if "cursor" in scan else scan.get("bookmark")
+                return (to_datetime(scan.get("threshold")) or start_date, cursor,
                         to_datetime(scan.get("max_updated_at")), to_datetime(scan.get("started_at")))
             return to_datetime(entry.get("updated_at")) or start_date, None, None, None
 
