@@ -144,6 +144,48 @@ def test_scan_contract_one_request_per_step_page_dropped_pages_left_finish_once(
     assert len(states) == 3    # one commit, so one STATE, per page
 
 
+def pages_held_while_suspended(ctx, steps, client):
+    """Run a scan's steps by hand; after each step, whether the page it read is still alive."""
+    original, seen = client.paginate, []
+
+    def track(page):
+        seen.append(weakref.ref(page.items))
+        return page
+
+    def paginate(path, data_key, cursor=None):
+        pages = original(path, data_key, cursor)
+        while True:   # (a for loop would itself hold the page while suspended)
+            try:
+                yield track(next(pages))
+            except StopIteration:
+                return
+    client.paginate = paginate
+    held = []
+    for _ in steps:
+        gc.collect()
+        held.append(seen[-1]() is not None)
+    return held
+
+
+def test_the_contacts_scan_holds_no_page_while_suspended():
+    client = FakeClient([doc(n, ["list_a"]) for n in range(250)], page_size=100)
+    ctx = context(client, ["contacts", "lists_contacts"])
+    for stream_id in ctx.order:
+        STREAMS[stream_id].sync(ctx)
+    assert pages_held_while_suspended(ctx, ctx.shared_scan(ContactsScan).steps(), client) == [False, False, False]
+
+
+def test_a_membership_scan_holds_no_page_while_suspended():
+    docs = [doc(n, ["list_a"]) for n in range(250)]
+    client = FakeClient(docs, page_size=100, members=members_of(docs))
+    ctx = context(client, ["lists_contacts"], config={"lists_contacts_source": "lists"})
+    scans = []
+    ctx.add_scan = scans.append
+    STREAMS["lists_contacts"].sync(ctx)
+    held = [pages_held_while_suspended(ctx, steps, client) for steps in scans]
+    assert held and not any(any(h) for h in held), held
+
+
 def test_a_vanished_cursor_restarts_the_scan_from_its_first_page():
     client = FakeClient(DOCS)
     state = {"bookmarks": {"contacts": {"scan": {"threshold": "2015-01-01T00:00:00Z", "cursor": "person_0002",
