@@ -39,6 +39,10 @@ SETTINGS = [
     {"name": "max_concurrent_requests", "kind": "integer", "type": "integer", "required": False,
      "secret": False, "default": 4,
      "description": "Requests in flight at once; the rate limit, not this, sets the pace."},
+    {"name": "lists_contacts_source", "kind": "options", "type": "string", "required": False, "secret": False,
+     "default": "auto", "options": ["auto", "contacts", "lists"],
+     "description": "Where lists_contacts rows come from: the contacts scan's documents (contacts), each "
+                    "list's pages (lists), or auto: the scan when contacts are selected, else the cheaper."},
 ]
 
 

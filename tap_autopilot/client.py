@@ -1,5 +1,5 @@
 """The one HTTP client: session, auth header, timeout, rate limiter, retries and
-error mapping, and the bookmark pagination loop.
+error mapping, and the cursor pagination loop.
 
 Every request of the tap goes through AutopilotClient.get(), from any thread.
 """
@@ -285,37 +285,38 @@ class AutopilotClient:
             raise RetryableError(f"GET {path} returned a body of an unexpected shape (not a list)")
         return body
 
-    def paginate(self, path, data_key, bookmark=None):
-        """Yield a Page for each page of a bookmark-paged
-        endpoint, starting after `bookmark` if given. next_bookmark is None on
-        the last page. A bookmark the API has already given is an error: the
+    def paginate(self, path, data_key, cursor=None):
+        """Yield a Page for each page of a cursor-paged endpoint, starting after
+        `cursor` if given. The API names its cursor "bookmark"; next_cursor is None
+        on the last page. A cursor the API has already given is an error: the
         published tap looped forever on that."""
         seen = set()
         while True:
-            page_path = path if bookmark is None else f"{path}/{quote(str(bookmark), safe='')}"
+            page_path = path if cursor is None else f"{path}/{quote(str(cursor), safe='')}"
             body, server_time = self.request(page_path, data_key)
-            next_bookmark = body.get("bookmark") or None
-            if next_bookmark is not None:
-                if next_bookmark in seen or next_bookmark == bookmark:
-                    raise TapError(f"Autopilot repeated the page bookmark {next_bookmark} on {path}; "
+            next_cursor = body.pop("bookmark", None) or None
+            if next_cursor is not None:
+                if next_cursor in seen or next_cursor == cursor:
+                    raise TapError(f"Autopilot repeated the page bookmark {next_cursor} on {path}; "
                                    "stopping to avoid an endless loop.")
-                seen.add(next_bookmark)
+                seen.add(next_cursor)
             # Hand the page over without keeping it: a suspended scan holds no page.
-            yield Page(body.pop(data_key, None) or [], next_bookmark, body.get("total_contacts"), server_time)
-            if next_bookmark is None:
+            yield Page(items=body.pop(data_key, None) or [], next_cursor=next_cursor, meta=body,
+                       server_time=server_time)
+            if next_cursor is None:
                 return
-            bookmark = next_bookmark
+            cursor = next_cursor
 
 
 class Page(NamedTuple):
     items: list
-    next_bookmark: Optional[str]   # None on the last page
-    total: Optional[int]           # the API's total_contacts
+    next_cursor: Optional[str]     # None on the last page
+    meta: dict                     # the rest of the body (e.g. total_contacts)
     server_time: Optional[datetime.datetime]
 
 
 def _server_time(response):
-    """The API's clock from the Date header, to bookmark scans in its time."""
+    """The API's clock from the Date header, to time scans by its clock."""
     try:
         return email.utils.parsedate_to_datetime(response.headers["Date"]).astimezone(datetime.timezone.utc)
     except (KeyError, TypeError, ValueError, IndexError):

@@ -7,7 +7,7 @@ import os
 
 from singer import metadata
 
-from tap_autopilot.streams import STREAMS
+from tap_autopilot.streams import STREAMS, VERSION_COLUMN, VERSION_COLUMN_SCHEMA
 from tap_autopilot.transform import CUSTOM_FIELD_TYPES, custom_field_column
 
 LOGGER = logging.getLogger("tap_autopilot")
@@ -16,6 +16,9 @@ SCHEMAS_DIR = os.path.join(os.path.dirname(__file__), "schemas")
 # Metadata key on a custom_* column naming the Autopilot field it holds, so the
 # sync maps fields to columns exactly as discovery did.
 CUSTOM_FIELD_KEY = "tap-autopilot.custom-field-name"
+# Metadata key on a stream's breadcrumb [] listing the replication methods it allows
+# (the first is its default) when there is a choice; set one with `replication-method`.
+REPLICATION_METHODS_KEY = "tap-autopilot.replication-methods"
 
 
 def load_schema(stream_id):
@@ -56,11 +59,16 @@ def discover(client):
         custom = custom_columns if stream.tap_stream_id == "contacts" else []
         for column, _, column_schema in custom:
             schema["properties"][column] = column_schema
+        if "FULL_TABLE" in stream.replication_methods:
+            schema["properties"][VERSION_COLUMN] = copy.deepcopy(VERSION_COLUMN_SCHEMA)
+        methods = list(stream.replication_methods)
         mdata = metadata.to_map(metadata.get_standard_metadata(
             schema=schema,
             key_properties=stream.key_properties,
             valid_replication_keys=[stream.replication_key] if stream.replication_key else None,
-            replication_method=stream.replication_method))
+            replication_method=methods[0] if len(methods) == 1 else None))
+        if len(methods) > 1:
+            mdata[()][REPLICATION_METHODS_KEY] = methods
         mdata[()]["selected-by-default"] = True
         if stream.parent:
             mdata[()]["parent-tap-stream-id"] = stream.parent

@@ -1,19 +1,20 @@
-"""Runs page chains concurrently, longest remaining chain first.
+"""Runs scans concurrently, the scan with the most pages left first.
 
-A chain is a generator that fetches and writes one page each time it is
-advanced and then yields how many pages it still has to go (None while it
-does not know yet). Bookmark pagination is sequential within a chain, so the
-sync's length is bounded below by its longest chain: always advancing the
-chain with the most pages left keeps that chain busy and the others filling
-the rest of the rate limit, instead of leaving one long chain to run alone at
-the end. Workers hold at most one page each.
+What add() takes (its parameter is named `chain`) is a scan's steps: a generator
+that reads and writes one page each time it is advanced and then yields how many
+pages it still has to go (None while it does not know yet); streams.PageScan
+writes the contract down. Cursor pagination is sequential within a scan, so the
+sync's length is bounded below by its longest scan: always advancing the scan
+with the most pages left keeps that scan busy and the others filling the rest
+of the rate limit, instead of leaving one long scan to run alone at the end.
+Workers hold at most one page each.
 """
 
 import heapq
 import itertools
 import threading
 
-UNKNOWN = float("inf")  # a chain that has not fetched its first page yet goes first
+UNKNOWN = float("inf")  # a scan that has not read its first page yet goes first
 
 
 class Scheduler:
@@ -21,8 +22,8 @@ class Scheduler:
         self._heap = []
         self._order = itertools.count()
         self._cond = threading.Condition()
-        self._active = 0  # chains added and not finished
-        self._closed = False  # no more chains will be added
+        self._active = 0          # scans added and not finished
+        self._closed = False      # no more scans will be added
         self._error = None
         self._threads = [
             threading.Thread(target=self._work, name=f"autopilot-{n}", daemon=True) for n in range(workers)
@@ -69,7 +70,7 @@ class Scheduler:
             self._cond.notify_all()
 
     def wait(self):
-        """Block until every chain has finished, then raise the first error if any."""
+        """Block until every scan has finished, then raise the first error if any."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()

@@ -1,16 +1,16 @@
 """Sync: selection, output, state and dispatch.
 
-Streams hand their bookmark-paged scans to a scheduler (scheduler.py) that
-advances several at once on a few worker threads, so that requests overlap (a
+Streams hand their scans (cursor-paged walks, streams.PageScan) to a scheduler
+(scheduler.py) that advances several at once on a few worker threads, so that requests overlap (a
 100 ms round trip would otherwise cap a sequential tap near 10 requests/s)
 while the shared rate limiter keeps the API's pace.
 Every page's RECORDs and the STATE that accounts for them are written together
-under one lock: a STATE message never describes a record not yet written.
+under one lock: a STATE message never describes a record not yet written. The
+state document itself is state.py's.
 """
 import gc
 import logging
 import sys
-import threading
 import time
 
 import orjson
@@ -20,31 +20,15 @@ from singer import metadata
 from tap_autopilot.discover import CUSTOM_FIELD_KEY
 from tap_autopilot.progress import Progress
 from tap_autopilot.scheduler import Scheduler
-from tap_autopilot.streams import STREAMS
-from tap_autopilot.transform import ContactTransformer, serialize, to_datetime
+from tap_autopilot.state import State
+from tap_autopilot.streams import STREAMS, VERSION_COLUMN, membership_source
+from tap_autopilot.transform import serialize, to_datetime
 
 LOGGER = logging.getLogger("tap_autopilot")
 
 # Concurrent requests in flight. The rate limiter, not this, sets the pace;
 # this only has to cover (rate x round trip) with some room.
 DEFAULT_WORKERS = 4
-
-
-class State:
-    """The Singer state document: bookmarks per stream and currently_syncing."""
-
-    def __init__(self, raw):
-        raw = raw if isinstance(raw, dict) else {}
-        bookmarks = raw.get("bookmarks")
-        self.bookmarks = {k: dict(v) for k, v in bookmarks.items() if isinstance(v, dict)} \
-            if isinstance(bookmarks, dict) else {}
-        self.currently_syncing = raw.get("currently_syncing")
-
-    def bookmark(self, stream_id):
-        return self.bookmarks.setdefault(stream_id, {})
-
-    def to_dict(self):
-        return {"currently_syncing": self.currently_syncing, "bookmarks": self.bookmarks}
 
 
 class SelectedStream:
@@ -64,11 +48,27 @@ class SelectedStream:
                 kind = metadata.get(mdata, ("properties", column), CUSTOM_FIELD_KEY)
                 if kind:
                     self.custom_field_kinds[column] = kind
-        for key in list(self.stream.key_properties) + [self.stream.replication_key]:
+        self.replication_method = _replication_method(self.stream, mdata)
+        replication_key = self.stream.replication_key if self.replication_method == "INCREMENTAL" else None
+        self.bookmark_properties = [replication_key] if replication_key else None
+        for key in list(self.stream.key_properties) + [replication_key]:
             if key and key not in self.columns:
                 self.columns[key] = properties.get(key, {"type": ["null", "string"]})
         self.schema = dict(schema, properties=self.columns)
         self.schema.pop("selected", None)
+
+
+def _replication_method(stream, mdata):
+    """The catalog's `replication-method` for the stream if the stream allows it, else its default."""
+    method = metadata.get(mdata, (), "replication-method")
+    if method is None or method == stream.replication_methods[0]:
+        return stream.replication_methods[0]
+    if isinstance(method, str) and method.upper() in stream.replication_methods:
+        return method.upper()
+    LOGGER.warning("The catalog sets replication-method %r for %s, which allows only %s; using %s.",
+                   method, stream.tap_stream_id, " or ".join(stream.replication_methods),
+                   stream.replication_methods[0])
+    return stream.replication_methods[0]
 
 
 def _column_selected(mdata, column, column_schema):
@@ -94,15 +94,6 @@ def _stream_selected(entry):
     return bool(selected)
 
 
-def _version_number(value):
-    """A table version from state as an int, or None if it is not a usable one."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    if isinstance(value, float) and not value.is_integer():
-        return None
-    return int(value) if value > 0 else None
-
-
 def selected_streams(catalog):
     """The selected catalog entries, known streams only, in canonical order."""
     chosen = {}
@@ -119,25 +110,21 @@ def selected_streams(catalog):
 class SyncContext:
     def __init__(self, client, config, state, selected, workers=DEFAULT_WORKERS, out=None):
         self.client = client
+        self.config = config
         self.state = state
         self.start_date = to_datetime(config["start_date"])
         self.selected = {s.tap_stream_id: s for s in selected}
         self.order = [s.tap_stream_id for s in selected]
         self.completed = set()
         self.out = out or sys.stdout.buffer  # bytes: records are encoded by orjson
-        self.lock = threading.RLock()
+        self.lock = state.lock  # the output lock, which also guards the state document
         self.workers = workers
         self._scheduler = None
         self._parents = {}
+        self._shared_scans = {}
         self.progress = Progress(self.order, client.stats)
-        contacts = self.selected.get("contacts")
-        self.contact_transformer = ContactTransformer(contacts.columns, contacts.custom_field_kinds) \
-            if contacts else None
 
     # --- helpers for streams -------------------------------------------
-
-    def selected_columns(self, stream_id):
-        return list(self.selected[stream_id].columns)
 
     def parents(self, parent_stream):
         """The parent listing (lists or segments), fetched once per run."""
@@ -150,60 +137,67 @@ class SyncContext:
                 self._parents.setdefault(stream_id, cached)
         return cached
 
+    def shared_scan(self, scan_class):
+        """The run's one scan of its kind (the contacts scan), which several streams
+        read; scheduled once every stream has planned its work."""
+        with self.lock:
+            if scan_class not in self._shared_scans:
+                self._shared_scans[scan_class] = scan_class(self)
+            return self._shared_scans[scan_class]
+
     def record_line_maker(self, stream_id, version=None):
         """A function row -> one RECORD line (bytes), the same message
         singer-python writes, without its per-message overhead. Datetimes in
-        the row are written as RFC 3339 UTC."""
+        the row are written as RFC 3339 UTC. With a version, the row also gets
+        it in VERSION_COLUMN if that column is selected."""
         head = b'{"type":"RECORD","stream":%s,"record":' % orjson.dumps(stream_id)
         tail = b',"version":%d' % version if version is not None else b""
         tail += b',"time_extracted":%s}\n' % orjson.dumps(singer.utils.strftime(singer.utils.now()))
+        if version is not None and VERSION_COLUMN in self.selected[stream_id].columns:
+            def emit(row):
+                row[VERSION_COLUMN] = version
+                return head + serialize(row) + tail
+            return emit
         return lambda row: head + serialize(row) + tail
 
     def begin_version(self, stream_id):
         """The table version of a full-table pass: resumed from state when the
-        last pass did not complete, else new. The very first pass activates
-        its version up front so the target creates the table at once."""
+        last pass did not complete, else new (state.begin_version). The very first
+        pass activates its version up front so the target creates the table at once."""
         with self.lock:
-            entry = self.state.bookmark(stream_id)
-            previous = _version_number(entry.get("version"))
-            if previous is not None and not entry.get("complete", True):
-                return previous
-            first_ever = "version" not in entry
-            # Versions only grow: a target activating a version drops the rows of lower
-            # ones, so a clock behind the one that wrote the state (set back, another
-            # machine) must not produce a version below the last.
-            version = max(int(time.time() * 1000), (previous or 0) + 1)
-            entry.clear()
-            entry.update({"version": version, "complete": False})
-            if first_ever:
+            version, first = self.state.begin_version(stream_id, time.time() * 1000)
+            if first:
                 self._write_message(singer.ActivateVersionMessage(stream_id, version))
             return version
 
-    def commit(self, stream_id, lines, items_read, total, update_entry=None):
-        """Write a page's records, then the state that accounts for them."""
+    def commit(self, parts, change=None):
+        """Write a page's records, then the state that accounts for them.
+        parts: [(stream_id, RECORD lines, documents read, total or None)];
+        change: a function that changes the state (through state.py)."""
         with self.lock:
-            if lines:
-                self.out.write(b"".join(lines))
-            if update_entry is not None:
-                update_entry(self.state.bookmark(stream_id))
+            for _, lines, _, _ in parts:
+                if lines:
+                    self.out.write(b"".join(lines))
+            if change is not None:
+                change()
             self._write_state()
-            self.progress.page(stream_id, len(lines), items_read, total)
+            for stream_id, lines, items_read, total in parts:
+                self.progress.page(stream_id, len(lines), items_read, total)
 
-    def complete(self, stream_id, update_entry=None, activate=None):
+    def complete(self, stream_id, change=None, activate=None):
+        """A stream's work for this run is done (called once per stream)."""
         with self.lock:
-            entry = self.state.bookmark(stream_id)
-            if update_entry is not None:
-                update_entry(entry)
+            if change is not None:
+                change()
             if activate is not None:
-                entry["complete"] = True
                 self._write_message(singer.ActivateVersionMessage(stream_id, activate))
             self.completed.add(stream_id)
             self._write_state()
             self.progress.stream_done(stream_id)
 
-    def add_chain(self, chain):
-        """Run a page chain (a generator, see scheduler.py) on the workers."""
-        self._scheduler.add(chain)
+    def add_scan(self, steps):
+        """Run a scan's steps (PageScan.steps(), see scheduler.py) on the workers."""
+        self._scheduler.add(steps)
 
     # --- output ----------------------------------------------------------
 
@@ -212,7 +206,7 @@ class SyncContext:
 
     def _write_state(self):
         remaining = [s for s in self.order if s not in self.completed]
-        self.state.currently_syncing = remaining[0] if remaining else None
+        self.state.set_currently_syncing(remaining[0] if remaining else None)
         self._write_message(singer.StateMessage(self.state.to_dict()))
         self.out.flush()
 
@@ -223,13 +217,15 @@ class SyncContext:
             selected = self.selected[stream_id]
             self._write_message(singer.SchemaMessage(
                 stream=stream_id, schema=selected.schema, key_properties=selected.stream.key_properties,
-                bookmark_properties=[selected.stream.replication_key] if selected.stream.replication_key else None))
+                bookmark_properties=selected.bookmark_properties))
         self.out.flush()
         self.progress.start()
         self._scheduler = Scheduler(self.workers)
         try:
             for stream_id in self.order:
                 self.selected[stream_id].stream.sync(self)
+            for scan in self._shared_scans.values():
+                self.add_scan(scan.steps())
             self._scheduler.wait()
         except BaseException as error:
             self.progress.stop()
@@ -245,6 +241,7 @@ class SyncContext:
 
 
 def sync(client, config, state, catalog):
+    membership_source(config)  # bad config fails before anything is written
     selected = selected_streams(catalog)
     if not selected:
         LOGGER.warning("No streams are selected in the catalog: nothing to sync. "

@@ -20,6 +20,8 @@ def _parser():
     p.add_argument("--segments", type=int, default=2)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--api-key", default="sandbox-key")
+    p.add_argument("--awkward-ids", action="store_true",
+                   help="one list and one segment get ids that need escaping in a URL path")
     p.add_argument("--verbose", action="store_true", help="log requests to stderr")
     f = p.add_argument_group("faults (all off by default)")
     f.add_argument("--latency-ms", type=float, help="delay every API response")
@@ -41,6 +43,7 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     sb = Sandbox(contacts=args.contacts, lists=args.lists, segments=args.segments,
                  seed=args.seed, api_key=args.api_key, host=args.host, port=args.port,
+                 awkward_ids=args.awkward_ids,
                  verbose=args.verbose, latency_ms=args.latency_ms, rate_limit=args.rate_limit,
                  retry_after=args.retry_after, error_every=args.error_every,
                  drop_every=args.drop_every, truncate_every=args.truncate_every,

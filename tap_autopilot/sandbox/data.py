@@ -343,7 +343,7 @@ class Dataset:
     dicts that are replaced, never edited in place.
     """
 
-    def __init__(self, contacts=250, lists=3, segments=2, seed=1):
+    def __init__(self, contacts=250, lists=3, segments=2, seed=1, awkward_ids=False):
         if not 0 <= int(contacts) < 1 << 31:
             raise ValueError("contacts out of range")
         self.seed = int(seed)
@@ -354,6 +354,9 @@ class Dataset:
         self._clock_ms = _UPDATED_END  # mutations stamp times after every generated one
         self._touch_round = 0
         self._lock = threading.RLock()
+        self._deleted = set()  # indexes of deleted contacts (stub, see delete_contacts)
+        self._live = None      # array('I') of live indexes once anything was deleted
+        self._awkward_ids = bool(awkward_ids)
         # Replaced wholesale on change (copy-on-write) so readers can iterate freely.
         self._lists = {}
         for j in range(lists):
@@ -377,6 +380,9 @@ class Dataset:
         else:
             # Real segment ids look like 'contactlist_sseg' + a creation time in ms.
             gid = "contactlist_sseg%d" % (1420070400000 + salt % 10**11)
+        if self._awkward_ids and j == 0:
+            # Stub of issue-8's awkward_ids: characters a URL path must escape.
+            gid = ("contactlist_odd/ id%?#é" if kind == "list" else "contactlist_ssegodd/ id%?#é")
         title = titles[j % len(titles)]
         if j >= len(titles):
             title = "%s %d" % (title, j // len(titles) + 1)
@@ -398,12 +404,12 @@ class Dataset:
             i = _unscramble(int(contact_id[-8:], 16), self._id_salt)
         except ValueError:
             return None
-        if i >= self._count or self._contact_id(i) != contact_id:
+        if i >= self._count or self._contact_id(i) != contact_id or i in self._deleted:
             return None
         return i
 
     def __len__(self):
-        return self._count
+        return self._count - len(self._deleted)
 
     # ----- documents ---------------------------------------------------------
 
@@ -568,11 +574,12 @@ class Dataset:
         """Every raw document, in API order, generated one at a time."""
         i = 0
         while i < self._count:
-            yield self._doc(i)
+            if i not in self._deleted:
+                yield self._doc(i)
             i += 1
 
     def contact_ids(self):
-        return [self._contact_id(i) for i in range(self._count)]
+        return [self._contact_id(i) for i in range(self._count) if i not in self._deleted]
 
     def lists(self):
         return [{"list_id": g.id, "title": g.title} for g in self._lists.values()]
@@ -602,6 +609,12 @@ class Dataset:
     def contacts_page(self, bookmark=None):
         """The Page of /contacts[/{bookmark}] (KeyError for an unknown bookmark)."""
         with self._lock:
+            if self._live is not None:
+                live = self._live
+                pos = bisect_right(live, self._after(bookmark) - 1) if bookmark is not None else 0
+                idx = live[pos:pos + PAGE_SIZE].tolist()
+                more = pos + PAGE_SIZE < len(live)
+                return Page(idx, len(live), self._contact_id(idx[-1]) if more else None)
             start = self._after(bookmark)
             end = min(start + PAGE_SIZE, self._count)
             more = end < self._count
@@ -689,7 +702,21 @@ class Dataset:
                 if group.members is not None:
                     group.members.extend(i for i in new if group.is_member(i))
             self._count = first + count
+            if self._live is not None:
+                self._live.extend(new)
             return [self._contact_id(i) for i in new]
+
+    def delete_contacts(self, contact_ids):
+        """Stub of issue-8's interface: the contacts vanish from /contacts, every
+        list's and segment's pages, and dump()."""
+        with self._lock:
+            gone = set(self._indexes(contact_ids))
+            self._deleted |= gone
+            self._live = array("I", (i for i in range(self._count) if i not in self._deleted))
+            for group in list(self._lists.values()) + list(self._segments.values()):
+                group.removed = group.removed | gone
+                if group.members is not None:
+                    group.members = array("I", (i for i in group.members if i not in gone))
 
     def delete_list(self, list_id):
         """The list vanishes from /lists, its endpoint and every contact's `lists`."""

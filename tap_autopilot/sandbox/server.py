@@ -285,6 +285,11 @@ def _admin_delete_list(sb, args):
     return {"ok": True}
 
 
+def _admin_delete_contacts(sb, args):
+    sb.dataset.delete_contacts(args["contact_ids"])
+    return {"ok": True}
+
+
 def _admin_reset_stats(sb, args):
     sb.reset_stats()
     return {"ok": True}
@@ -300,6 +305,7 @@ _ADMIN = {
     ("POST", "add_contacts"): lambda sb, args: {
         "contact_ids": sb.dataset.add_contacts(int(args["count"]))},
     ("POST", "delete_list"): _admin_delete_list,
+    ("POST", "delete_contacts"): _admin_delete_contacts,
     ("POST", "remove_from_list"): _admin_remove("list"),
     ("POST", "remove_from_segment"): _admin_remove("segment"),
 }
@@ -350,8 +356,9 @@ class Sandbox:
     """
 
     def __init__(self, contacts=250, lists=3, segments=2, seed=1, api_key="sandbox-key",
-                 host="127.0.0.1", port=0, verbose=False, **faults):
-        self.dataset = Dataset(contacts=contacts, lists=lists, segments=segments, seed=seed)
+                 host="127.0.0.1", port=0, verbose=False, awkward_ids=False, **faults):
+        self.dataset = Dataset(contacts=contacts, lists=lists, segments=segments, seed=seed,
+                               awkward_ids=awkward_ids)
         self.api_key = api_key
         self.host = host
         self.verbose = verbose

@@ -136,6 +136,8 @@ CASES = {
                                          r"'max_requests_per_second' must be a positive number", r"not -2"),
     "max_requests_per_second-text": (with_config(max_requests_per_second="fast"),
                                      r"'max_requests_per_second' must be a positive number", r"not 'fast'"),
+    "lists_contacts_source-unknown": (with_config(lists_contacts_source="both"),
+                                      r"'lists_contacts_source' must be one of auto, contacts, lists", r"not 'both'"),
     "config-missing": (with_files(config=None), r"config file \S+ does not exist", r"Check the --config path"),
     "config-not-json": (with_files(config=BROKEN_CONFIG), r"config file \S+ is not valid JSON", r"Fix the file"),
     "config-not-an-object": (with_files(config='["api_key"]'), r"must hold a JSON object", r"api_key and start_date"),

@@ -12,20 +12,24 @@ import helpers
 
 # stream -> (key properties, forced replication method, valid replication keys)
 STREAMS = {
-    "contacts": (["contact_id"], "INCREMENTAL", ["updated_at"]),
+    "contacts": (["contact_id"], None, ["updated_at"]),
     "lists": (["list_id"], "FULL_TABLE", None),
     "lists_contacts": (["list_id", "contact_id"], "FULL_TABLE", None),
     "smart_segments": (["segment_id"], "FULL_TABLE", None),
     "smart_segments_contacts": (["segment_id", "contact_id"], "FULL_TABLE", None),
 }
 PARENTS = {"lists_contacts": "lists", "smart_segments_contacts": "smart_segments"}
+# Streams with a choice of replication method: the methods discovery states, the default first.
+REPLICATION_METHODS = {"contacts": ["INCREMENTAL", "FULL_TABLE"]}
+# The column a versioned full-table record carries its table version in (issue 10).
+VERSION_COLUMN = "table_version"
 
-# The columns of the four small tables, exactly.
+# The columns of the four small tables, exactly (all strings but the version column).
 SMALL_TABLE_COLUMNS = {
-    "lists": {"list_id", "title"},
-    "lists_contacts": {"list_id", "contact_id"},
-    "smart_segments": {"segment_id", "title"},
-    "smart_segments_contacts": {"segment_id", "contact_id"},
+    "lists": {"list_id", "title", VERSION_COLUMN},
+    "lists_contacts": {"list_id", "contact_id", VERSION_COLUMN},
+    "smart_segments": {"segment_id", "title", VERSION_COLUMN},
+    "smart_segments_contacts": {"segment_id", "contact_id", VERSION_COLUMN},
 }
 
 URL_FLAGS, MAIL_EVENTS, STRINGS, DATE_TIME = "url-flags", "mail-events", "string-array", "date-time"
@@ -131,7 +135,8 @@ def test_keys_and_replication(catalog, stream_id):
     root = metadata_map(e)[()]
     assert sorted(e["key_properties"]) == sorted(keys)
     assert sorted(root["table-key-properties"]) == sorted(keys)
-    assert root["forced-replication-method"] == method
+    assert root.get("forced-replication-method") == method
+    assert root.get("tap-autopilot.replication-methods") == REPLICATION_METHODS.get(stream_id)
     assert (root.get("valid-replication-keys") or None) == replication_keys
     assert root.get("parent-tap-stream-id") == PARENTS.get(stream_id)
     assert root.get("selected-by-default") is True
@@ -149,7 +154,13 @@ def test_small_tables_columns(catalog, stream_id):
     properties = entry(catalog, stream_id)["schema"]["properties"]
     assert set(properties) == SMALL_TABLE_COLUMNS[stream_id]
     for column, schema in properties.items():
-        assert kind_problem(schema, "string") is None, (column, schema)
+        assert kind_problem(schema, "integer" if column == VERSION_COLUMN else "string") is None, (column, schema)
+
+
+def test_contacts_can_carry_the_table_version(catalog):
+    properties = entry(catalog, "contacts")["schema"]["properties"]
+    assert kind_problem(properties[VERSION_COLUMN], "integer") is None
+    assert "null" in types(properties[VERSION_COLUMN])
 
 
 def test_contacts_has_every_reference_and_documented_column_typed(catalog):

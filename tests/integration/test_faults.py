@@ -77,8 +77,10 @@ SHORT_BACKOFF = dict(os.environ, TAP_AUTOPILOT_BACKOFF_SECONDS="0.05")
 
 
 def write_config(tmp_path: Path, base_url: str, **overrides) -> str:
-    """A config with our API key and the tap's own defaults unless overridden."""
-    config = {"api_key": API_KEY, "start_date": START_DATE, "base_url": base_url}
+    """A config with our API key and the tap's own defaults unless overridden, but for
+    memberships read list by list: these tests need the list pages' requests (their faults,
+    404s and loops), which reading memberships from the contacts scan (issue 10) saves."""
+    config = {"api_key": API_KEY, "start_date": START_DATE, "base_url": base_url, "lists_contacts_source": "lists"}
     config.update(overrides)
     return helpers.write_json(Path(tmp_path) / "config.json", config)
 

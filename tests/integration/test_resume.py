@@ -204,7 +204,7 @@ def test_kill_mid_contacts_scan_and_resume(tmp_path, sandbox_factory):
             return False
         last = messages[-1]
         return last.get("type") == "STATE" and (last["value"]["bookmarks"].get("contacts", {}).get("scan") or {}) \
-            .get("bookmark") is not None
+            .get("cursor") is not None
 
     first = run_and_kill(tap_args(tmp_path, config, catalog, name="first"), mid_scan)
     first_paths = sb.stats()["paths"]
@@ -212,8 +212,8 @@ def test_kill_mid_contacts_scan_and_resume(tmp_path, sandbox_factory):
     entry = interrupted["bookmarks"]["contacts"]
     assert interrupted["currently_syncing"] == "contacts"
     assert "updated_at" not in entry, "the updated_at bookmark moved before the scan completed"
-    assert entry["scan"]["bookmark"], entry
-    assert sb.dataset.index_of(entry["scan"]["bookmark"]) < len(expected["contacts"]) - 1
+    assert entry["scan"]["cursor"], entry
+    assert sb.dataset.index_of(entry["scan"]["cursor"]) < len(expected["contacts"]) - 1
 
     sb.reset_stats()
     second = run_tap(tap_args(tmp_path, config, catalog, state=interrupted, name="second"))
@@ -246,12 +246,12 @@ def test_kill_mid_contacts_scan_and_resume(tmp_path, sandbox_factory):
 
 
 def _scan_position(sb, messages):
-    """How far the contacts scan of the last STATE got (index of its page bookmark), or -1."""
+    """How far the contacts scan of the last STATE got (index of its page cursor), or -1."""
     for message in reversed(messages):
         if message.get("type") == "STATE":
             scan = message["value"]["bookmarks"].get("contacts", {}).get("scan") or {}
-            bookmark = scan.get("bookmark")
-            return sb.dataset.index_of(bookmark) if bookmark else -1
+            cursor = scan.get("cursor")
+            return sb.dataset.index_of(cursor) if cursor else -1
     return -1
 
 
@@ -270,7 +270,7 @@ def _interrupted_incremental_scan(tmp_path, sb):
     entry = killed.state["bookmarks"]["contacts"]
     assert entry["updated_at"] == done, "the updated_at bookmark changed before the scan completed"
     assert instant(entry["scan"]["threshold"]) == instant(done)
-    position = sb.dataset.index_of(entry["scan"]["bookmark"])
+    position = sb.dataset.index_of(entry["scan"]["cursor"])
     assert 500 <= position < len(sb.dataset) - 100
     return catalog, config, killed.state, position
 

@@ -179,6 +179,11 @@ def pairs(records, parent_key):
     return set(values)
 
 
+def without_version(records):
+    """The records without the table_version column (issue 10), which the version tests check."""
+    return [{k: v for k, v in r.items() if k != "table_version"} for r in records]
+
+
 def membership(members):
     return {(group, contact) for group, contacts in members.items() for contact in contacts}
 
@@ -265,9 +270,9 @@ def test_smart_segment_memberships_exactly(env, full):
 
 
 def test_lists_and_smart_segments_rows(env, full):
-    assert sorted(full.records["lists"], key=lambda r: r["list_id"]) == \
+    assert sorted(without_version(full.records["lists"]), key=lambda r: r["list_id"]) == \
         sorted(env.data["lists"], key=lambda r: r["list_id"])
-    assert sorted(full.records["smart_segments"], key=lambda r: r["segment_id"]) == \
+    assert sorted(without_version(full.records["smart_segments"]), key=lambda r: r["segment_id"]) == \
         sorted(env.data["segments"], key=lambda r: r["segment_id"])
 
 
@@ -285,7 +290,8 @@ def test_final_state(env, full):
 def test_properties_flag_syncs_the_same(env, full):
     legacy = run(env, helpers.select(env.catalog), "properties", flag="--properties")
     for stream in STREAMS:
-        as_text = lambda records: sorted(json.dumps(r, sort_keys=True) for r in records)  # noqa: E731
+        # (each run has its own table versions)
+        as_text = lambda records: sorted(json.dumps(r, sort_keys=True) for r in without_version(records))  # noqa: E731
         assert as_text(legacy.records[stream]) == as_text(full.records[stream]), stream
     assert legacy.state["bookmarks"]["contacts"] == full.state["bookmarks"]["contacts"]
 
@@ -304,7 +310,7 @@ def selective(env):
     catalog = helpers.select(
         env.catalog, streams=["contacts", "lists_contacts", "smart_segments"],
         deselect_columns={"contacts": DESELECTED + ["contact_id", "updated_at"],
-                          "smart_segments": ["title", "segment_id"]})
+                          "smart_segments": ["title", "segment_id", "table_version"]})
     return run(env, catalog, "selective")
 
 

@@ -1,0 +1,240 @@
+"""The Singer state document: the one module that defines its entries and changes them.
+
+    {"currently_syncing": <stream id or null>,
+     "bookmarks": {<stream id>: <entry>}}
+
+The entries, by kind of pass (see the README's "State" section):
+
+- contacts, incremental: {"updated_at": T} between runs; while a scan runs also
+  "scan": {"threshold", "cursor", "max_updated_at", "started_at"}.
+- a versioned full-table pass (lists, smart_segments, and contacts in FULL_TABLE
+  mode): {"version": V, "complete": true|false}.
+- a versioned pass that reads the contacts scan (contacts in FULL_TABLE mode,
+  lists_contacts from the scan) adds, while it runs, "scan": {"cursor"}.
+- a membership pass that reads each parent's pages adds, while it runs,
+  "done_through" (every parent id up to it is done), "done_beyond" (the few done
+  after it) and "in_progress" ({parent id: cursor}).
+
+A "cursor" is the API's page position (the API calls it "bookmark"): the scan
+continues after it. Everything a pass keeps while it runs is removed when it completes.
+
+Every change takes the sync's output lock (an RLock: the context already holds it
+while it commits a page), so a STATE message, which serializes the whole document
+under that lock, never sees an entry half changed by another thread.
+"""
+import threading
+
+from tap_autopilot.transform import format_datetime, to_datetime
+
+# The keys of each kind of entry (and of its "scan").
+VERSION_KEYS = ("version", "complete")
+INCREMENTAL_SCAN_KEYS = ("threshold", "cursor", "max_updated_at", "started_at")
+MEMBERSHIP_PASS_KEYS = ("done_through", "done_beyond", "in_progress")
+
+
+def version_number(value):
+    """A table version read from state as an int, or None if it is not a usable one."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not value.is_integer():
+        return None
+    return int(value) if value > 0 else None
+
+
+def next_version(previous, now_ms):
+    """A new pass's table version: the clock in ms, but always above the last one.
+
+    Versions only grow: a target activating a version drops the rows of lower ones,
+    so a clock behind the one that wrote the state (set back, another machine) must
+    not produce a version below the last."""
+    return max(int(now_ms), (previous or 0) + 1)
+
+
+class State:
+    def __init__(self, raw, lock=None):
+        raw = raw if isinstance(raw, dict) else {}
+        bookmarks = raw.get("bookmarks")
+        self._bookmarks = {k: dict(v) for k, v in bookmarks.items() if isinstance(v, dict)} \
+            if isinstance(bookmarks, dict) else {}
+        self.currently_syncing = raw.get("currently_syncing")
+        self.lock = lock or threading.RLock()
+
+    def to_dict(self):
+        with self.lock:
+            return {"currently_syncing": self.currently_syncing, "bookmarks": self._bookmarks}
+
+    def set_currently_syncing(self, stream_id):
+        with self.lock:
+            self.currently_syncing = stream_id
+
+    def entry(self, stream_id):
+        """A copy of a stream's entry, to read (tests, logs)."""
+        with self.lock:
+            return dict(self._bookmarks.get(stream_id) or {})
+
+    def _entry(self, stream_id):
+        # Callers hold the lock.
+        return self._bookmarks.setdefault(stream_id, {})
+
+    # --- table versions -----------------------------------------------------------
+
+    def begin_version(self, stream_id, now_ms):
+        """(version, first) for a versioned full-table pass: the version of the last
+        pass if it did not complete (its progress is kept), else a new one (the entry is
+        reset to it). `first` is true when the stream has no entry at all yet."""
+        with self.lock:
+            entry = self._entry(stream_id)
+            previous = version_number(entry.get("version"))
+            if previous is not None and entry.get("complete") is False:
+                return previous, False
+            first = not entry
+            version = next_version(previous, now_ms)
+            entry.clear()
+            entry.update({"version": version, "complete": False})
+            return version, first
+
+    def complete_version(self, stream_id):
+        """The pass completed: only its version is kept."""
+        with self.lock:
+            entry = self._entry(stream_id)
+            version = entry.get("version")
+            entry.clear()
+            entry.update({"version": version, "complete": True})
+
+    # --- the contacts scan, incremental -------------------------------------------
+
+    def incremental_scan(self, stream_id, start_date):
+        """Where an incremental scan starts: (threshold, cursor, max_updated_at, started_at)
+        of the interrupted scan if there is one, else (the updated_at bookmark or
+        start_date, None, None, None). Times as aware datetimes."""
+        with self.lock:
+            entry = self._bookmarks.get(stream_id) or {}
+            scan = entry.get("scan")
+            if scan is not None and not isinstance(scan, dict):
+                raise ValueError(f"the state's bookmarks.{stream_id}.scan is not an object")
+            if isinstance(scan, dict) and "threshold" in scan:
+                # "bookmark": the name earlier versions gave the cursor (read, never written)
+                cursor = scan["cursor"] if "cursor" in scan else scan.get("bookmark")
+                return (to_datetime(scan.get("threshold")) or start_date, cursor,
+                        to_datetime(scan.get("max_updated_at")), to_datetime(scan.get("started_at")))
+            return to_datetime(entry.get("updated_at")) or start_date, None, None, None
+
+    def save_incremental_scan(self, stream_id, threshold, cursor, max_updated_at, started_at):
+        with self.lock:
+            self._entry(stream_id)["scan"] = {
+                "threshold": format_datetime(threshold), "cursor": cursor,
+                "max_updated_at": format_datetime(max_updated_at) if max_updated_at else None,
+                "started_at": format_datetime(started_at) if started_at else None}
+
+    def finish_incremental_scan(self, stream_id, next_threshold):
+        """The scan completed: the bookmark moves to the next threshold; nothing else is kept."""
+        with self.lock:
+            entry = self._entry(stream_id)
+            entry.clear()
+            entry["updated_at"] = format_datetime(next_threshold)
+
+    # --- a versioned pass reading the contacts scan --------------------------------
+
+    def scan_cursor(self, stream_id):
+        """The cursor a versioned pass's scan stopped after, or None (from the first page)."""
+        with self.lock:
+            scan = (self._bookmarks.get(stream_id) or {}).get("scan")
+            return scan.get("cursor") if isinstance(scan, dict) else None
+
+    def save_scan_cursor(self, stream_id, cursor):
+        with self.lock:
+            self._entry(stream_id)["scan"] = {"cursor": cursor}
+
+    def forget_scan(self, stream_id):
+        """Start the scan over (its cursor vanished, or another pass shares the scan from
+        its first page). An incremental scan keeps its threshold, newest updated_at and
+        start time: they stay true for a scan that reads more pages."""
+        with self.lock:
+            scan = self._entry(stream_id).get("scan")
+            if isinstance(scan, dict):
+                scan["cursor"] = None
+
+    def reads_scan(self, stream_id):
+        """Whether the stream's pass in progress reads the contacts scan."""
+        with self.lock:
+            return isinstance((self._bookmarks.get(stream_id) or {}).get("scan"), dict)
+
+    # --- a membership pass reading each parent's pages -----------------------------
+
+    def reads_parents(self, stream_id):
+        """Whether the stream's pass in progress reads each parent's pages."""
+        with self.lock:
+            entry = self._bookmarks.get(stream_id) or {}
+            return any(key in entry for key in MEMBERSHIP_PASS_KEYS)
+
+    def drop_progress(self, stream_id):
+        """Forget how far the pass in progress got (it restarts reading another way);
+        its version stays."""
+        with self.lock:
+            entry = self._entry(stream_id)
+            for key in MEMBERSHIP_PASS_KEYS + ("scan",):
+                entry.pop(key, None)
+
+    def membership_pass(self, stream_id, parent_ids):
+        with self.lock:
+            return MembershipPass(self, stream_id, parent_ids, dict(self._entry(stream_id)))
+
+    def save_membership_pass(self, stream_id, done_through, done_beyond, in_progress):
+        with self.lock:
+            entry = self._entry(stream_id)
+            entry["done_through"] = done_through
+            entry["done_beyond"] = sorted(done_beyond)
+            entry["in_progress"] = dict(in_progress)
+
+
+class MembershipPass:
+    """Which parents of a membership pass are done, and where the others stand.
+
+    Parents are read in order of id, several at once. The entry keeps a watermark
+    (every parent up to it is done), the few parents done beyond it, and the cursor of
+    each parent in progress: small whatever the number of parents."""
+
+    def __init__(self, state, stream_id, parent_ids, entry):
+        self._state = state
+        self._stream_id = stream_id
+        self.order = sorted(parent_ids)
+        self.done_through = entry.get("done_through")
+        self.done_beyond = set(entry.get("done_beyond") or [])
+        self.in_progress = dict(entry.get("in_progress") or {})
+
+    def is_done(self, parent_id):
+        return (self.done_through is not None and parent_id <= self.done_through) or parent_id in self.done_beyond
+
+    def todo(self):
+        return [pid for pid in self.order if not self.is_done(pid)]
+
+    def cursor(self, parent_id):
+        with self._state.lock:
+            return self.in_progress.get(parent_id)
+
+    def advance(self, parent_id, cursor):
+        with self._state.lock:
+            self.in_progress[parent_id] = cursor
+            self._save()
+
+    def restart(self, parent_id):
+        """The parent's saved cursor vanished: read it again from its first page."""
+        with self._state.lock:
+            self.in_progress.pop(parent_id, None)
+            self._save()
+
+    def done(self, parent_id):
+        with self._state.lock:
+            self.in_progress.pop(parent_id, None)
+            self.done_beyond.add(parent_id)
+            for pid in self.order:
+                if self.done_through is not None and pid <= self.done_through:
+                    continue
+                if pid not in self.done_beyond:
+                    break
+                self.done_beyond.discard(pid)
+                self.done_through = pid
+            self._save()
+
+    def _save(self):
+        self._state.save_membership_pass(self._stream_id, self.done_through, self.done_beyond, self.in_progress)

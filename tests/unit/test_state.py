@@ -1,0 +1,243 @@
+"""The rules of the state document (tap_autopilot/state.py), one test each, no server."""
+import datetime
+import json
+import threading
+
+import pytest
+
+from tap_autopilot.state import MembershipPass, State, next_version, version_number
+from tap_autopilot.streams import CLOCK_SKEW, next_threshold
+
+UTC = datetime.timezone.utc
+T0 = datetime.datetime(2024, 1, 1, tzinfo=UTC)
+START = datetime.datetime(2015, 1, 1, tzinfo=UTC)
+
+
+def at(minutes):
+    return T0 + datetime.timedelta(minutes=minutes)
+
+
+# ---- the next contacts threshold -------------------------------------------------------------
+
+def test_next_threshold_stays_when_nothing_was_seen():
+    assert next_threshold(at(0), None, at(100)) == at(0)
+
+
+def test_next_threshold_is_the_newest_updated_at_seen_before_the_scan_began():
+    assert next_threshold(at(0), at(30), at(100)) == at(30)
+
+
+def test_next_threshold_never_passes_the_scan_start_less_the_clock_skew():
+    # A contact changed during the scan, on a page already read, has updated_at after the
+    # start: the next scan must take it, so the threshold stops at start - skew.
+    assert next_threshold(at(0), at(200), at(100)) == at(100) - CLOCK_SKEW
+
+
+def test_next_threshold_never_goes_below_the_current_one():
+    assert next_threshold(at(50), at(20), at(100)) == at(50)
+    assert next_threshold(at(99), at(200), at(100)) == at(99)  # start - skew is below it
+
+
+def test_next_threshold_without_a_start_time_is_the_newest_seen():
+    assert next_threshold(at(0), at(30), None) == at(30)
+
+
+# ---- table versions ------------------------------------------------------------------------
+
+def test_table_versions_never_go_down_when_the_clock_is_set_back():
+    state = State({"bookmarks": {"lists": {"version": 5_000, "complete": True}}})
+    version, first = state.begin_version("lists", now_ms=1_000)  # clock behind the last version
+    assert version == 5_001 and not first
+
+
+def test_a_new_version_is_the_clock_when_it_is_ahead():
+    assert next_version(5_000, 9_000) == 9_000
+    assert next_version(None, 9_000) == 9_000
+
+
+def test_resume_of_an_interrupted_pass_keeps_its_version_and_progress():
+    entry = {"version": 5_000, "complete": False, "done_through": "b", "done_beyond": ["d"],
+             "in_progress": {"c": "person_9"}}
+    state = State({"bookmarks": {"lists_contacts": dict(entry)}})
+    assert state.begin_version("lists_contacts", now_ms=9_000) == (5_000, False)
+    assert state.entry("lists_contacts") == entry
+
+
+def test_a_completed_pass_gets_a_new_version_and_an_empty_entry():
+    state = State({"bookmarks": {"lists": {"version": 5_000, "complete": True}}})
+    assert state.begin_version("lists", now_ms=9_000) == (9_000, False)
+    assert state.entry("lists") == {"version": 9_000, "complete": False}
+
+
+def test_only_a_stream_without_any_entry_is_first():
+    state = State({"bookmarks": {"contacts": {"updated_at": "2024-01-01T00:00:00.000000Z"}}})
+    assert state.begin_version("lists", now_ms=9_000) == (9_000, True)
+    # contacts switched to FULL_TABLE: not first, so no ACTIVATE_VERSION empties its table up front
+    assert state.begin_version("contacts", now_ms=9_000) == (9_000, False)
+
+
+@pytest.mark.parametrize("value, expected", [(5, 5), (5.0, 5), (5.5, None), (0, None), (-3, None),
+                                             (True, None), ("5", None), (None, None)])
+def test_unusable_versions_in_state_are_ignored(value, expected):
+    assert version_number(value) == expected
+
+
+def test_completing_a_pass_keeps_only_its_version():
+    state = State({"bookmarks": {"x": {"version": 7, "complete": False, "scan": {"cursor": "p"},
+                                       "done_through": "a", "done_beyond": [], "in_progress": {}}}})
+    state.complete_version("x")
+    assert state.entry("x") == {"version": 7, "complete": True}
+
+
+# ---- the contacts scan (incremental) --------------------------------------------------------------
+
+def test_incremental_scan_shape_while_it_runs_and_after():
+    state = State({})
+    assert state.incremental_scan("contacts", START) == (START, None, None, None)
+    state.save_incremental_scan("contacts", at(0), "person_5", at(10), at(20))
+    assert state.to_dict()["bookmarks"]["contacts"] == {"scan": {
+        "threshold": "2024-01-01T00:00:00.000000Z", "cursor": "person_5",
+        "max_updated_at": "2024-01-01T00:10:00.000000Z", "started_at": "2024-01-01T00:20:00.000000Z"}}
+    assert state.incremental_scan("contacts", START) == (at(0), "person_5", at(10), at(20))
+    state.finish_incremental_scan("contacts", at(15))
+    assert state.to_dict()["bookmarks"]["contacts"] == {"updated_at": "2024-01-01T00:15:00.000000Z"}
+    assert state.incremental_scan("contacts", START) == (at(15), None, None, None)
+
+
+def test_an_incremental_scan_saved_by_earlier_versions_resumes():
+    state = State({"bookmarks": {"contacts": {"scan": {"threshold": "2024-01-01T00:00:00Z", "bookmark": "person_5",
+                                                        "max_updated_at": None, "started_at": None}}}})
+    assert state.incremental_scan("contacts", START) == (at(0), "person_5", None, None)
+
+
+def test_a_full_table_scan_is_not_resumed_as_an_incremental_one():
+    # No threshold: its pages before the cursor were not filtered by one; start over.
+    state = State({"bookmarks": {"contacts": {"version": 7, "complete": False, "scan": {"cursor": "person_5"}}}})
+    assert state.incremental_scan("contacts", START) == (START, None, None, None)
+
+
+def test_restarting_an_incremental_scan_keeps_its_threshold_and_start():
+    state = State({})
+    state.save_incremental_scan("contacts", at(0), "person_5", at(10), at(20))
+    state.forget_scan("contacts")
+    assert state.incremental_scan("contacts", START) == (at(0), None, at(10), at(20))
+
+
+def test_a_scan_entry_that_is_not_an_object_is_an_error():
+    with pytest.raises(ValueError, match="bookmarks.contacts.scan"):
+        State({"bookmarks": {"contacts": {"scan": "x"}}}).incremental_scan("contacts", START)
+
+
+# ---- a versioned pass over the contacts scan ---------------------------------------------------
+
+def test_versioned_scan_shape():
+    state = State({})
+    state.begin_version("lists_contacts", now_ms=9_000)
+    assert not state.reads_scan("lists_contacts")
+    state.save_scan_cursor("lists_contacts", "person_5")
+    assert state.entry("lists_contacts") == {"version": 9_000, "complete": False, "scan": {"cursor": "person_5"}}
+    assert state.scan_cursor("lists_contacts") == "person_5" and state.reads_scan("lists_contacts")
+    state.complete_version("lists_contacts")
+    assert state.entry("lists_contacts") == {"version": 9_000, "complete": True}
+
+
+def test_switching_how_a_pass_reads_drops_its_progress_not_its_version():
+    state = State({"bookmarks": {"lists_contacts": {"version": 7, "complete": False, "done_through": "a",
+                                                    "done_beyond": [], "in_progress": {"b": "p"}}}})
+    assert state.reads_parents("lists_contacts")
+    state.drop_progress("lists_contacts")
+    assert state.entry("lists_contacts") == {"version": 7, "complete": False}
+
+
+# ---- the membership watermark ----------------------------------------------------------------
+
+def membership(entry=None, parents=("a", "b", "c", "d", "e")):
+    state = State({"bookmarks": {"m": dict(entry or {}, version=1, complete=False)}})
+    return state, state.membership_pass("m", list(parents))
+
+
+def test_watermark_moves_only_over_parents_done_in_order():
+    state, progress = membership()
+    progress.done("b")
+    assert state.entry("m")["done_through"] is None and state.entry("m")["done_beyond"] == ["b"]
+    progress.done("a")
+    assert state.entry("m")["done_through"] == "b" and state.entry("m")["done_beyond"] == []
+    progress.done("d")
+    assert (state.entry("m")["done_through"], state.entry("m")["done_beyond"]) == ("b", ["d"])
+    progress.done("c")
+    assert (state.entry("m")["done_through"], state.entry("m")["done_beyond"]) == ("d", [])
+
+
+def test_parents_in_progress_keep_their_cursor_until_done():
+    state, progress = membership()
+    progress.advance("c", "person_1")
+    progress.advance("a", "person_2")
+    assert state.entry("m")["in_progress"] == {"c": "person_1", "a": "person_2"}
+    progress.done("a")
+    assert state.entry("m")["in_progress"] == {"c": "person_1"}
+    progress.restart("c")   # its cursor vanished: from its first page again
+    assert state.entry("m")["in_progress"] == {} and progress.cursor("c") is None
+
+
+def test_a_resumed_membership_pass_skips_what_was_done():
+    _, progress = membership({"done_through": "b", "done_beyond": ["d"], "in_progress": {"c": "person_3"}})
+    assert progress.todo() == ["c", "e"]
+    assert progress.cursor("c") == "person_3" and progress.cursor("e") is None
+
+
+def test_membership_pass_shape():
+    state, progress = membership(parents=("x", "y"))
+    progress.advance("y", "person_1")
+    assert state.entry("m") == {"version": 1, "complete": False, "done_through": None, "done_beyond": [],
+                                "in_progress": {"y": "person_1"}}
+    assert isinstance(progress, MembershipPass)
+
+
+# ---- every change under the output lock ------------------------------------------------------
+
+class CountingLock:
+    """An RLock that counts how often it was taken."""
+
+    def __init__(self):
+        self._lock = threading.RLock()
+        self.taken = 0
+
+    def __enter__(self):
+        self._lock.acquire()
+        self.taken += 1
+        return self
+
+    def __exit__(self, *exc):
+        self._lock.release()
+
+
+# Every way to change the document: (state, a membership pass) -> None.
+CHANGES = {
+    "begin_version": lambda s, m: s.begin_version("x", 1),
+    "complete_version": lambda s, m: s.complete_version("x"),
+    "save_incremental_scan": lambda s, m: s.save_incremental_scan("contacts", T0, "p", None, None),
+    "finish_incremental_scan": lambda s, m: s.finish_incremental_scan("contacts", T0),
+    "save_scan_cursor": lambda s, m: s.save_scan_cursor("x", "p"),
+    "forget_scan": lambda s, m: s.forget_scan("x"),
+    "drop_progress": lambda s, m: s.drop_progress("x"),
+    "set_currently_syncing": lambda s, m: s.set_currently_syncing("x"),
+    "membership advance": lambda s, m: m.advance("a", "p"),
+    "membership done": lambda s, m: m.done("a"),
+    "membership restart": lambda s, m: m.restart("a"),
+}
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+def test_every_change_to_the_state_takes_the_output_lock(change):
+    lock = CountingLock()
+    state = State({}, lock=lock)
+    membership_pass = state.membership_pass("m", ["a"])
+    before = lock.taken
+    CHANGES[change](state, membership_pass)
+    assert lock.taken > before
+
+
+def test_the_document_is_plain_json():
+    state = State({"currently_syncing": "contacts", "bookmarks": {"contacts": {"updated_at": "x"}, "bad": 3}})
+    assert json.loads(json.dumps(state.to_dict())) == {"currently_syncing": "contacts",
+                                                       "bookmarks": {"contacts": {"updated_at": "x"}}}
