@@ -68,10 +68,11 @@ class ContactsStream(Stream):
                 emit = ctx.record_line_maker(stream_id)  # per page: time_extracted is now
                 lines = []
                 for doc in items:
-                    row = transform(doc)
-                    updated_at = row.get("updated_at")
+                    # From the document, not the row (created_at may be deselected): updated_at,
+                    # else created_at for a contact never updated.
+                    updated_at = transform.replication_instant(doc)
                     if updated_at is None or updated_at >= threshold:
-                        lines.append(emit(row))
+                        lines.append(emit(transform(doc)))
                         if updated_at is not None and (max_seen is None or updated_at > max_seen):
                             max_seen = updated_at
                 new_scan = {"threshold": format_datetime(threshold), "bookmark": next_position,
