@@ -7,7 +7,7 @@
 Run it standalone with ``python -m tap_autopilot.sandbox --help``.
 """
 
-from .data import Dataset
+from .dataset import Dataset
 from .server import FAULT_DEFAULTS, Sandbox
 
 __all__ = ["Dataset", "Sandbox", "FAULT_DEFAULTS"]
