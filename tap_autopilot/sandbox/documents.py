@@ -271,7 +271,7 @@ def document_json(p, cid, email, visit, conversion, lists, mail_times, late, ext
     if p.mail_format:
         out.append(p.mail_format % tuple([mail_times[k] + off for k, off in p.mail_args]))
     if p.has_custom or late:
-        late_json = encode(LATE_FIELD) if late else ""
+        late_json = encode(dict(LATE_FIELD, deleted=False) if recordings else LATE_FIELD) if late else ""
         sep = "," if p.custom_json and late_json else ""
         out.append(',"custom_fields":[%s%s%s]' % (p.custom_json, sep, late_json))
     out.append(p.extras_json)
