@@ -143,6 +143,15 @@ class Dataset:
             return None
         return i
 
+    def position_of(self, contact_id):
+        """Where a live contact stands in the API order (0-based; the index into
+        contact_ids()), or None if it is not a live contact."""
+        if self.index_of(contact_id) is None:
+            return None
+        self._api_order()
+        with self._lock:
+            return self._after(self._order, contact_id) - 1
+
     def __len__(self):
         return len(self._api_order())
 

@@ -80,7 +80,8 @@ def kind_problem(schema, kind):
         expected = {URL_FLAGS: {"url": "string", "value": "boolean"},
                     MAIL_EVENTS: {"id": "string", "timestamp": DATE_TIME},
                     # a value keeps whatever the field held: its type is the tap's choice
-                    "custom-fields": {"kind": "string", "value": None, "field_type": "string"}}[kind]
+                    "custom-fields": {"kind": "string", "value": None, "field_type": "string",
+                                      "deleted": "boolean"}}[kind]
         ok = ("array" in t and "object" in types(items) and set(props) == set(expected)
               and all(k is None or kind_problem(props[p], k) is None for p, k in expected.items()))
     elif kind == STRINGS:
