@@ -120,8 +120,10 @@ def test_every_document_is_json_after_mutations(dense):
     ds.delete_contacts(ds.contact_ids()[5:8])
     ids = ds.contact_ids()
     assert len(ids) == len(ds) == 2007 and set(added) <= set(ids) and ids == sorted(ids)
-    for contact_id in ids:
+    for position, contact_id in enumerate(ids):
         assert json.loads(ds.doc_json(ds.index_of(contact_id)))["contact_id"] == contact_id
+        assert ds.position_of(contact_id) == position
+    assert ds.position_of("person_nope") is None
 
 
 def test_dense_documents_have_the_assumed_shape_and_variety():
@@ -657,7 +659,7 @@ def test_cli_prints_base_url_and_exits_on_sigterm():
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     proc = subprocess.Popen(
         [sys.executable, "-m", "tap_autopilot.sandbox", "--contacts", "120", "--seed", "4",
-         "--api-key", "k2", "--error-every", "2"],
+         "--api-key", "k2", "--error-every", "2", "--dense", "--epoch-ms-share", "0.5"],
         cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline().strip()
@@ -667,8 +669,8 @@ def test_cli_prints_base_url_and_exits_on_sigterm():
         conn.request("GET", "/v1/contacts", headers={"autopilotapikey": "k2"})
         page = json.loads(conn.getresponse().read())
         assert page["total_contacts"] == 120
-        assert page["contacts"][0] == Dataset(contacts=120, seed=4).contact(
-            page["contacts"][0]["contact_id"])
+        assert page["contacts"] == [Dataset(contacts=120, seed=4, dense=True, epoch_ms_share=0.5).contact(
+            doc["contact_id"]) for doc in page["contacts"]]
         conn.request("GET", "/v1/contacts", headers={"autopilotapikey": "k2"})
         assert conn.getresponse().status == 500        # --error-every 2
         conn.close()
