@@ -399,7 +399,7 @@ class Dataset:
         self._api_order()
         with self._lock:
             gone = set(self._indexes(contact_ids))
-            self._deleted |= gone
+            self._deleted = self._deleted | gone   # replaced, never edited: index_of reads it unlocked
             self._order = array("I", (i for i in self._order if i not in gone))
             for group in list(self._lists.values()) + list(self._segments.values()):
                 if group.members is not None:
