@@ -18,8 +18,8 @@ import time
 from array import array
 
 from . import documents
-from .documents import UPDATED_END, UPDATED_MIN, CREATED_MIN
-from .ids import AWKWARD_LIST_ID, AWKWARD_SEGMENT_ID, ContactIds, list_id, mail_id, mix64, segment_id
+from .documents import CREATED_MIN, UPDATED_END, UPDATED_MIN
+from .ids import AWKWARD_LIST_ID, AWKWARD_SEGMENT_ID, ContactIds, dense_mail_id, list_id, mail_id, mix64, segment_id
 from .timestamps import iso_ms, rfc1123
 from .vocabulary import LIST_TITLES, SEGMENT_TITLES
 
@@ -120,7 +120,7 @@ class Dataset:
             if awkward_ids and j == 0:
                 g.id = AWKWARD_SEGMENT_ID
             self._segments[g.id] = g
-        self._mail_ids = tuple((mail_id if recordings else _dense_mail_id)(self._salt, k) for k in range(24))
+        self._mail_ids = tuple((mail_id if recordings else dense_mail_id)(self._salt, k) for k in range(24))
         self._profiles = [None] * _PROFILES
         self._custom_definitions = documents.custom_field_definitions(self._salt, recordings)
 
@@ -439,8 +439,3 @@ class Dataset:
                 "custom_fields": self.custom_field_definitions(),
             }
 
-
-def _dense_mail_id(salt, k):
-    """The dense shape's short mail ids (a lower-case UUID)."""
-    from .ids import uuid
-    return uuid(mix64(salt + 7000 + k), mix64(salt + 8000 + k)).lower()

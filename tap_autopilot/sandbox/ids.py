@@ -7,6 +7,8 @@ id resolves to its contact without a lookup table, whatever its form:
 'person_AP2-9cbf7ac0-eec5-...'.
 """
 
+from .vocabulary import LIST_SLUGS
+
 _M32 = 0xFFFFFFFF
 _M64 = 0xFFFFFFFFFFFFFFFF
 
@@ -82,9 +84,13 @@ def mail_id(salt, k):
     return "batchdelivery_%s_%d-%s" % (a, 1420070400000 + mix64(salt + 9900 + k) % 10**11, b)
 
 
+def dense_mail_id(salt, k):
+    """The dense shape's short mail ids (a lower-case UUID)."""
+    return uuid(mix64(salt + 7000 + k), mix64(salt + 8000 + k)).lower()
+
+
 def list_id(salt, j, recordings):
     """List ids in the seen forms: UUID, 40 hex digits, a slug."""
-    from .vocabulary import LIST_SLUGS
     form = j % 3 if recordings else 0
     if form == 0:
         return "contactlist_" + uuid(salt, mix64(salt + 1))
