@@ -19,8 +19,10 @@ from email.utils import parsedate_to_datetime
 import pytest
 
 import helpers
+import test_postgres as pg_e2e
 import test_resume as resume
 import test_sync as dense
+import tools
 
 UTC = datetime.timezone.utc
 ALL_STREAMS = ["contacts", "lists", "lists_contacts", "smart_segments", "smart_segments_contacts"]
@@ -298,3 +300,36 @@ def test_kill_mid_scan_add_contacts_before_the_saved_position_resume_and_run_aga
     assert set(added) <= set(resume.ids(second, "contacts")) | set(resume.ids(third, "contacts"))
     for out in (second, third):
         resume.assert_exactly_once(out, "contacts")
+
+
+def test_recordings_shaped_data_with_extras_loads_into_postgres(tmp_path, sandbox_factory, postgres):
+    """meltanolabs-target-postgres takes the sparse rows, RFC 1123 instants and the
+    extra_fields object (selected here) as they are."""
+    tools.require(tools.TARGET_POSTGRES)
+    sb = sandbox_factory(contacts=300, lists=2, segments=1, seed=14)
+    dbname = postgres.create_database("autopilot_recordings")
+    wh = pg_e2e.Warehouse(postgres, dbname)
+    target_config = helpers.write_json(tmp_path / "target-postgres.json", postgres.target_postgres_config(
+        database=dbname, default_target_schema=pg_e2e.SCHEMA, load_method="upsert", hard_delete=True,
+        add_record_metadata=True, activate_version=True))
+    config = helpers.write_config(tmp_path, sb)
+    catalog = helpers.select(helpers.discover(config))
+    entry = next(e for e in catalog["streams"] if e["tap_stream_id"] == "contacts")
+    next(m for m in entry["metadata"] if m["breadcrumb"] == ["properties", "extra_fields"])["metadata"][
+        "selected"] = True
+    pg_e2e._sync_into_postgres(tmp_path, "run", config, helpers.write_json(tmp_path / "catalog.json", catalog),
+                               target_config)
+    docs = {d["contact_id"]: d for d in sb.dataset.iter_contacts()}
+    assert wh.count("contacts") == len(docs) == 300
+    types = dict(wh.query(f"""select column_name, udt_name from information_schema.columns
+                              where table_schema = '{pg_e2e.SCHEMA}' and table_name = 'contacts'"""))
+    assert types["extra_fields"] == "jsonb" and types["updated_at"] == "timestamp"
+    rows = {cid: (updated, extras) for cid, updated, extras in wh.query(
+        f"select contact_id, to_char(updated_at, 'YYYY-MM-DD HH24:MI:SS'), extra_fields::text "
+        f"from {pg_e2e.SCHEMA}.contacts")}
+    for cid, doc in docs.items():
+        updated, extras = rows[cid]
+        expected = raw_instant(doc.get("updated_at"))
+        assert updated == (None if expected is None else expected.strftime("%Y-%m-%d %H:%M:%S")), cid
+        if "_rev" in doc:
+            assert doc["_rev"] in extras, cid
