@@ -75,8 +75,9 @@ def to_datetime(value):
 
     ISO-8601 with any offset, with or without a fraction (tried first: nearly
     every value); RFC 1123 / 2822 ('Tue, 12 May 2015 21:41:31 GMT'); epoch
-    milliseconds or seconds as a number or a numeric string. Anything else,
-    or an instant outside what a datetime holds, is None: never an error."""
+    milliseconds or seconds as a number or a numeric string; text without an
+    offset is UTC. Anything else, or an instant outside what a datetime
+    holds, is None: never an error."""
     if value.__class__ is str:
         try:
             parsed = _fromisoformat(value)
