@@ -14,6 +14,7 @@ setup(
         "requests>=2.32,<3",
         "backoff>=2.2,<3",
         "orjson>=3.10,<4",
+        "anyascii>=0.3,<1",
     ],
     extras_require={
         # make venv installs these at the exact versions in constraints.txt

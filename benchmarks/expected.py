@@ -15,7 +15,7 @@ def expected(size):
     if key in _EXPECTED:
         return _EXPECTED[key]
     try:
-        from tap_autopilot.sandbox.data import Dataset
+        from tap_autopilot.sandbox import Dataset
 
         ds = Dataset(contacts=size["contacts"], lists=size["lists"], segments=size["segments"], seed=size["seed"])
         lists = ds.lists()

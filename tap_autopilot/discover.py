@@ -4,11 +4,12 @@ import copy
 import json
 import logging
 import os
+import re
 
 from singer import metadata
 
 from tap_autopilot.streams import STREAMS, VERSION_COLUMN, VERSION_COLUMN_SCHEMA
-from tap_autopilot.transform import CUSTOM_FIELD_TYPES, custom_field_column
+from tap_autopilot.transform import CUSTOM_FIELD_TYPES, EXTRA_FIELDS_COLUMN, custom_field_column, short_hash
 
 LOGGER = logging.getLogger("tap_autopilot")
 
@@ -28,9 +29,15 @@ def load_schema(stream_id):
 
 def custom_field_columns(definitions):
     """Autopilot custom field definitions -> [(column, field name, schema)].
-    Unknown types become strings; two names that collapse to one column get
-    numbered suffixes rather than overwrite each other."""
-    columns, used = [], set()
+
+    Unknown types become strings. Names that collapse to one column (after
+    transliteration and snake-casing, or onto a column the schema already has)
+    are told apart by a suffix that depends only on the field itself, so a
+    field keeps its column whatever order the API lists the fields in: the
+    oldest field (by the creation time in its `key`) keeps the plain name,
+    each other one gets a short hash of its `key` (of its name when it has
+    none). A field added later never renames an older one."""
+    fields = []
     for definition in definitions if isinstance(definitions, list) else []:
         if not isinstance(definition, dict):
             continue
@@ -42,13 +49,28 @@ def custom_field_columns(definitions):
         if field_type not in CUSTOM_FIELD_TYPES:
             LOGGER.warning("Custom field %r has unknown type %r: replicated as a string.", name, field_type)
             field_type = "string"
-        column = base = custom_field_column(name)
-        suffix = 2
-        while column in used:
-            column, suffix = f"{base}_{suffix}", suffix + 1
-        used.add(column)
+        key = definition.get("key")
+        fields.append((custom_field_column(name), _age(key), name, key if isinstance(key, str) else "", field_type))
+    columns, taken = [], set(load_schema("contacts")["properties"])
+    for base, _, name, key, field_type in sorted(fields):
+        column = base
+        if column in taken:
+            column = f"{base}_{short_hash(key or name)}"
+        while column in taken:  # the same name twice without keys: rare, numbered
+            column = f"{column}_2"
+        taken.add(column)
         columns.append((column, name, copy.deepcopy(CUSTOM_FIELD_TYPES[field_type][0])))
     return columns
+
+
+_KEY_TIME = re.compile(r"^contacts_customfields_(\d+)_")
+
+
+def _age(key):
+    """Sort order of a field among namesakes: its creation time in ms, taken
+    from a key like 'contacts_customfields_<ms>_<uuid>'; fields without one last."""
+    match = _KEY_TIME.match(key) if isinstance(key, str) else None
+    return int(match.group(1)) if match else float("inf")
 
 
 def discover(client):
@@ -74,6 +96,9 @@ def discover(client):
             mdata[()]["parent-tap-stream-id"] = stream.parent
         for column in schema["properties"]:
             mdata[("properties", column)]["selected-by-default"] = True
+        if EXTRA_FIELDS_COLUMN in schema["properties"]:
+            # Undocumented, unstable keys: there for who asks, not loaded by default.
+            mdata[("properties", EXTRA_FIELDS_COLUMN)]["selected-by-default"] = False
         if stream.replication_key:
             mdata[("properties", stream.replication_key)]["inclusion"] = "automatic"
         for column, name, _ in custom:

@@ -275,12 +275,13 @@ class IncrementalContacts(ScanReader):
         if self.started is None:
             self.started = page.server_time or datetime.datetime.now(datetime.timezone.utc)
         emit = self.ctx.record_line_maker(self.stream_id)  # per page: time_extracted is now
-        threshold, max_seen, lines = self.threshold, self.max_seen, []
+        transform, threshold, max_seen, lines = self.transform, self.threshold, self.max_seen, []
         for doc in page.items:
-            row = self.transform(doc)
-            updated_at = row.get("updated_at")
+            # From the document, not the row (created_at may be deselected): updated_at,
+            # else created_at for a contact never updated.
+            updated_at = transform.replication_instant(doc)
             if updated_at is None or updated_at >= threshold:
-                lines.append(emit(row))
+                lines.append(emit(transform(doc)))
                 if updated_at is not None and (max_seen is None or updated_at > max_seen):
                     max_seen = updated_at
         self.max_seen = max_seen

@@ -6,11 +6,14 @@ tight loop with no schema walking. Converters return a value that conforms to
 the column's schema, or None when the source value cannot be made to.
 """
 import datetime
+import hashlib
 import json
 import math
 import re
+from email.utils import parsedate_to_datetime
 
 import orjson
+from anyascii import anyascii
 
 
 _UTC = datetime.timezone.utc
@@ -35,7 +38,18 @@ def snake_case(name):
 
 
 def custom_field_column(kind):
-    return "custom_" + (snake_case(kind) or "field")
+    """A custom field's column: 'Favorite Color' -> 'custom_favorite_color'.
+
+    Names are transliterated to ASCII first ('Größe' -> 'custom_grosse',
+    '客户' -> 'custom_ke_hu'), a column name every warehouse accepts; a name
+    with nothing to transliterate gets a short hash of itself instead."""
+    name = str(kind)
+    return "custom_" + (snake_case(anyascii(name)) or "field_" + short_hash(name))
+
+
+def short_hash(text):
+    """Six hex digits that stay the same for the same text on every run."""
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:6]
 
 
 def serialize(row):
@@ -57,33 +71,73 @@ def format_datetime(value):
 
 
 def to_datetime(value):
-    """ISO-8601 string or epoch number (ms, or s) -> aware UTC datetime, else None."""
+    """A timestamp as Autopilot sends one -> aware UTC datetime, else None.
+
+    ISO-8601 with any offset, with or without a fraction (tried first: nearly
+    every value); RFC 1123 / 2822 ('Tue, 12 May 2015 21:41:31 GMT'); epoch
+    milliseconds or seconds as a number or a numeric string; text without an
+    offset is UTC. Anything else, or an instant outside what a datetime
+    holds, is None: never an error."""
     if value.__class__ is str:
         try:
             parsed = _fromisoformat(value)
         except ValueError:
-            if value.isdigit():
-                return to_datetime(int(value))
-            return None
-        if parsed.tzinfo is None:
-            return parsed.replace(tzinfo=_UTC)
-        if parsed.tzinfo is not _UTC:
-            return parsed.astimezone(_UTC)
-        return parsed
+            return _text_datetime(value)
+        return _as_utc(parsed)
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        seconds = value / 1000.0 if abs(value) >= _MS_THRESHOLD else float(value)
         try:
+            seconds = value / 1000.0 if abs(value) >= _MS_THRESHOLD else float(value)
             return _fromtimestamp(seconds, _UTC)
         except _OUT_OF_RANGE:
             return None
     return None
 
 
+def _as_utc(parsed):
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=_UTC)
+    if parsed.tzinfo is _UTC:
+        return parsed
+    try:
+        return parsed.astimezone(_UTC)
+    except _OUT_OF_RANGE:
+        return None  # e.g. year 1 with a positive offset
+
+
+_EPOCH_TEXT = re.compile(r"^\s*-?\d+(\.\d+)?\s*$")
+
+
+def _text_datetime(value):
+    """The slow path of to_datetime: text that is not ISO-8601."""
+    if _EPOCH_TEXT.match(value):
+        number = float(value)
+        return to_datetime(int(number) if number.is_integer() else number)
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return _as_utc(parsed)
+
+
+def replication_instant(doc):
+    """When a contact last changed, for the incremental filter and bookmark:
+    its updated_at, else its created_at (a contact never updated last changed
+    when it was created), else None (such a contact is emitted on every run)."""
+    value = doc.get("updated_at")
+    instant = None if value is None else to_datetime(value)
+    if instant is None:
+        value = doc.get("created_at")
+        instant = None if value is None else to_datetime(value)
+    return instant
+
+
 def to_string(value):
+    """Text column value. An empty string is None: Autopilot sends "" for a
+    field that was never set, which is what null says in a warehouse."""
     if value is None or isinstance(value, str):
-        return value
+        return value or None
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
@@ -122,7 +176,7 @@ def to_number(value):
 
 
 _TRUE = {"true", "yes", "1", "y", "t"}
-_FALSE = {"false", "no", "0", "n", "f", ""}
+_FALSE = {"false", "no", "0", "n", "f"}
 
 
 def to_boolean(value):
@@ -175,14 +229,16 @@ def to_custom_field_list(value):
     for field in value:
         if field.__class__ is dict:
             get = field.get
-            kind, raw, field_type = get("kind"), get("value"), get("fieldType")
+            kind, raw, field_type, deleted = get("kind"), get("value"), get("fieldType"), get("deleted")
             if field_type is None:
                 field_type = get("field_type")
             out.append({
                 "kind": kind if kind is None or kind.__class__ is str else to_string(kind),
+                # As sent: an empty string stays "" in this raw copy.
                 "value": raw if raw is None or raw.__class__ is str else _stringify(raw),
                 "field_type": field_type if field_type is None or field_type.__class__ is str
                 else to_string(field_type),
+                "deleted": deleted if deleted is None or deleted.__class__ is bool else to_boolean(deleted),
             })
     return out
 
@@ -258,6 +314,11 @@ def _types(schema):
     return kind if isinstance(kind, list) else [kind]
 
 
+# The column holding every key of a document that no other column reads
+# (undocumented extras such as `_rev`, `api_originated`, `employeesRange`).
+EXTRA_FIELDS_COLUMN = "extra_fields"
+
+
 class ContactTransformer:
     """Compiled once per sync: turns raw contact documents into rows holding
     exactly the selected columns.
@@ -267,6 +328,8 @@ class ContactTransformer:
     faster than walking a column table per record, which matters at 100k+
     contacts a run."""
 
+    replication_instant = staticmethod(replication_instant)
+
     def __init__(self, properties, custom_field_kinds):
         """properties: {column: schema} of the selected columns.
         custom_field_kinds: {column: Autopilot field name} for custom_* columns."""
@@ -275,20 +338,24 @@ class ContactTransformer:
         # custom_* columns whose catalog entry lost the field name (a tool rewrote
         # the catalog): matched by column name when a field turns up.
         self._unnamed_custom = {}
+        extras = False
         for column, schema in properties.items():
             if column in custom_field_kinds:
                 self.custom[custom_field_kinds[column]] = (column, converter_for(column, schema))
             elif column.startswith("custom_") and column != "custom_fields":
                 self._unnamed_custom[column] = (column, converter_for(column, schema))
+            elif column == EXTRA_FIELDS_COLUMN:
+                extras = True
             else:
                 standard.append((column, source_keys(column), converter_for(column, schema)))
-        self._transform = self._compile(standard)
+        self._transform = self._compile(standard, extras)
 
     def __call__(self, doc):
         return self._transform(doc)
 
-    def _compile(self, standard):
-        namespace = {"to_string": to_string, "apply_custom": self._apply_custom, "str": str}
+    def _compile(self, standard, extras):
+        namespace = {"to_string": to_string, "apply_custom": self._apply_custom, "str": str,
+                     "known_keys": _known_keys() if extras else None}
         lines = ["def transform(doc):", "    get = doc.get"]
         values = []
         for index, (column, keys, convert) in enumerate(standard):
@@ -296,16 +363,24 @@ class ContactTransformer:
             for key in keys[1:]:
                 lines += ["    if v is None:", f"        v = get({key!r})"]
             if convert is to_string:
-                # Most values are already strings: skip the call for them.
-                lines.append(f"    c{index} = v if v is None or v.__class__ is str else to_string(v)")
+                # Most values are already strings: skip the call for them ("" is null).
+                lines.append(f"    c{index} = (v or None) if v.__class__ is str else None if v is None "
+                             "else to_string(v)")
             elif convert in (to_mail_events, to_url_flags):
                 # Many of these maps are empty: no call for those.
                 namespace[f"convert{index}"] = convert
                 lines.append(f"    c{index} = None if v is None else [] if v == {{}} else convert{index}(v)")
+            elif column == "lists":
+                # The API leaves `lists` out for a contact on no list.
+                namespace[f"convert{index}"] = convert
+                lines.append(f"    c{index} = [] if v is None else convert{index}(v)")
             else:
                 namespace[f"convert{index}"] = convert
                 lines.append(f"    c{index} = None if v is None else convert{index}(v)")
             values.append(f"{column!r}: c{index}")
+        if extras:
+            lines.append("    extra = {k: v for k, v in doc.items() if k not in known_keys}")
+            values.append(f"{EXTRA_FIELDS_COLUMN!r}: extra or None")
         custom_columns = [column for column, _ in self.custom.values()] + list(self._unnamed_custom)
         values += [f"{column!r}: None" for column in custom_columns]
         lines.append("    row = {" + ", ".join(values) + "}")
@@ -327,5 +402,16 @@ class ContactTransformer:
                     # Learn the field's column once; later contacts take the fast path.
                     target = custom[kind] = self._unnamed_custom.pop(custom_field_column(kind), None)
                 if target is not None:
+                    deleted = field.get("deleted")
+                    if deleted is not None and deleted is not False and to_boolean(deleted):
+                        continue  # a deleted value stays only in the raw custom_fields array
                     value = field.get("value")
                     row[target[0]] = None if value is None else target[1](value)
+
+
+def _known_keys():
+    """Every raw key some standard column reads (selected or not), in every
+    spelling: what is left of a document is its extras."""
+    from tap_autopilot.discover import load_schema  # discover imports this module
+    columns = [column for column in load_schema("contacts")["properties"] if column != EXTRA_FIELDS_COLUMN]
+    return frozenset(key for column in columns for key in source_keys(column))

@@ -5,9 +5,16 @@
         ...  # point the tap at sb.base_url with api key "sandbox-key"
 
 Run it standalone with ``python -m tap_autopilot.sandbox --help``.
+
+    server.py      HTTP: routing, auth, fault knobs, admin endpoints, stats
+    dataset.py     the account: contacts in id order, lists, segments, pages, mutations
+    documents.py   contact documents (recordings-like or dense) and their JSON
+    ids.py         hashing and every id form (contacts, lists, segments, mail deliveries)
+    timestamps.py  ISO-8601 and RFC 1123 texts from epoch ms
+    vocabulary.py  the word pools and the custom field definitions
 """
 
-from .data import Dataset
+from .dataset import Dataset
 from .server import FAULT_DEFAULTS, Sandbox
 
 __all__ = ["Dataset", "Sandbox", "FAULT_DEFAULTS"]

@@ -20,14 +20,21 @@ def _parser():
     p.add_argument("--segments", type=int, default=2)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--api-key", default="sandbox-key")
-    p.add_argument("--awkward-ids", action="store_true",
-                   help="one list and one segment get ids that need escaping in a URL path")
     p.add_argument("--verbose", action="store_true", help="log requests to stderr")
+    d = p.add_argument_group("data shape (default: like the live API's recorded responses)")
+    d.add_argument("--dense", action="store_true",
+                   help="every key on every document, typed values (the shape first assumed)")
+    d.add_argument("--epoch-ms-share", type=float, default=0.0, metavar="F",
+                   help="share of contacts with epoch-ms created_at/updated_at")
+    d.add_argument("--snake-case-share", type=float, default=0.0, metavar="F",
+                   help="share of contacts with snake_case standard fields")
+    d.add_argument("--awkward-ids", action="store_true",
+                   help="one list and one segment id that must be percent-escaped in a URL path")
     f = p.add_argument_group("faults (all off by default)")
     f.add_argument("--latency-ms", type=float, help="delay every API response")
     f.add_argument("--rate-limit", type=float, help="requests/second before answering 429")
-    f.add_argument("--retry-after", action=argparse.BooleanOptionalAction, default=True,
-                   help="send 'Retry-After: 1' with 429s (default: yes)")
+    f.add_argument("--retry-after", action=argparse.BooleanOptionalAction, default=False,
+                   help="send 'Retry-After: 1' with 429s (default: no, like the live API)")
     f.add_argument("--error-every", type=int, metavar="N", help="every Nth request -> 500")
     f.add_argument("--drop-every", type=int, metavar="N", help="every Nth: close, no response")
     f.add_argument("--truncate-every", type=int, metavar="N", help="every Nth: half a body")
@@ -43,8 +50,9 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     sb = Sandbox(contacts=args.contacts, lists=args.lists, segments=args.segments,
                  seed=args.seed, api_key=args.api_key, host=args.host, port=args.port,
-                 awkward_ids=args.awkward_ids,
-                 verbose=args.verbose, latency_ms=args.latency_ms, rate_limit=args.rate_limit,
+                 verbose=args.verbose, dense=args.dense, epoch_ms_share=args.epoch_ms_share,
+                 snake_case_share=args.snake_case_share, awkward_ids=args.awkward_ids,
+                 latency_ms=args.latency_ms, rate_limit=args.rate_limit,
                  retry_after=args.retry_after, error_every=args.error_every,
                  drop_every=args.drop_every, truncate_every=args.truncate_every,
                  missing_key_every=args.missing_key_every, stall_every=args.stall_every,

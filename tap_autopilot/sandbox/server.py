@@ -16,7 +16,7 @@ from collections import Counter, deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
 
-from .data import Dataset
+from .dataset import Dataset
 
 API_PREFIX = "/v1"
 ADMIN_PREFIX = "/_admin/"
@@ -25,7 +25,7 @@ ADMIN_PREFIX = "/_admin/"
 FAULT_DEFAULTS = {
     "latency_ms": None,        # float: sleep before answering each API request
     "rate_limit": None,        # float: requests allowed per 1.0 s sliding window
-    "retry_after": True,       # bool: send 'Retry-After: 1' with 429s
+    "retry_after": False,      # bool: send 'Retry-After: 1' with 429s (the live API sends none)
     "error_every": None,       # int: every Nth request -> 500
     "drop_every": None,        # int: every Nth request -> socket closed, no response
     "truncate_every": None,    # int: every Nth request -> 200 with half the body
@@ -181,11 +181,7 @@ class _Handler(BaseHTTPRequestHandler):
             sb._sleep(faults["latency_ms"] / 1000.0)
         if limited:
             headers = [("Retry-After", "1")] if faults["retry_after"] else []
-            rate = faults["rate_limit"]
-            rate_text = "%d" % rate if rate == int(rate) else "%g" % rate
-            status, body = _error(429, "Too Many Requests",
-                                  "You have exceeded your request rate of %s r/s." % rate_text)
-            return self._finish_api(path, status, body, headers)
+            return self._finish_api(path, 429, _throttled_body(faults["rate_limit"], limited), headers)
         if _hit(n, faults["drop_every"]):
             sb._count("dropped")
             self.close_connection = True   # no response at all: the socket just closes
@@ -244,6 +240,15 @@ class _Handler(BaseHTTPRequestHandler):
         except (ValueError, TypeError) as exc:
             status, out = _error(400, "Bad Request", str(exc))
         self._send(status, out)
+
+
+def _throttled_body(rate, nth):
+    """The two 429 bodies the API documents, taking turns (odd: the first)."""
+    if nth % 2:
+        rate_text = "%d" % rate if rate == int(rate) else "%g" % rate
+        return _error(429, "Too Many Requests", "You have exceeded your request rate of %s r/s." % rate_text)[1]
+    return _json_bytes('Your request was throttled. Please see "Rate Limit" section of documentation at '
+                       'http://developers.autopilothq.com.')
 
 
 def _hit(n, every):
@@ -356,8 +361,11 @@ class Sandbox:
     """
 
     def __init__(self, contacts=250, lists=3, segments=2, seed=1, api_key="sandbox-key",
-                 host="127.0.0.1", port=0, verbose=False, awkward_ids=False, **faults):
-        self.dataset = Dataset(contacts=contacts, lists=lists, segments=segments, seed=seed,
+                 host="127.0.0.1", port=0, verbose=False, dense=False, epoch_ms_share=0.0,
+                 snake_case_share=0.0, awkward_ids=False, **faults):
+        """dense, epoch_ms_share, snake_case_share, awkward_ids: the dataset's shape (see Dataset)."""
+        self.dataset = Dataset(contacts=contacts, lists=lists, segments=segments, seed=seed, dense=dense,
+                               epoch_ms_share=epoch_ms_share, snake_case_share=snake_case_share,
                                awkward_ids=awkward_ids)
         self.api_key = api_key
         self.host = host
@@ -367,6 +375,7 @@ class Sandbox:
         self._faults = dict(FAULT_DEFAULTS)
         self._faults.update(_check_faults(faults))
         self._window = deque()      # arrival times within the last second (rate limit)
+        self._throttled = 0         # 429s sent so far
         self._stopping = threading.Event()
         self._server = None
         self._thread = None
@@ -454,7 +463,7 @@ class Sandbox:
     # ----- used by the handler -----------------------------------------------
 
     def _arrive(self, path, endpoint):
-        """Count an API request: (its number, fault settings, rate-limited?)."""
+        """Count an API request: (its number, fault settings, 0 or the number of this 429)."""
         now = time.monotonic()
         with self._lock:
             s = self._stats
@@ -468,7 +477,9 @@ class Sandbox:
                 window.append(now)
                 while window[0] <= now - 1.0:
                     window.popleft()
-                limited = len(window) > faults["rate_limit"]
+                if len(window) > faults["rate_limit"]:
+                    self._throttled += 1
+                    limited = self._throttled   # the how-manieth 429: picks its body
             else:
                 self._window.clear()
             return s["requests"], faults, limited

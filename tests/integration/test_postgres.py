@@ -148,7 +148,9 @@ def _assert_contact_matches(row: dict, doc: dict):
 
 @pytest.fixture
 def sb():
-    with helpers.sandbox(contacts=300, lists=3, segments=2, seed=31) as sandbox:
+    # Dense documents: the checks below read the raw documents field by field.
+    with helpers.sandbox(contacts=300, lists=3, segments=2, seed=31, dense=True, epoch_ms_share=0.03,
+                         snake_case_share=0.03) as sandbox:
         yield sandbox
 
 

@@ -192,7 +192,7 @@ def schema_order(out: Output):
 # ----- the contacts scan ------------------------------------------------------------
 
 def test_kill_mid_contacts_scan_and_resume(tmp_path, sandbox_factory):
-    sb = sandbox_factory(contacts=1500, lists=3, segments=2, seed=31, api_key=API_KEY)
+    sb = sandbox_factory(contacts=1500, lists=3, segments=2, seed=31, api_key=API_KEY, dense=True)
     catalog = catalog_for(sb, tmp_path, ALL_STREAMS)
     expected = expected_data(sb)
     sb.set_faults(latency_ms=60)
@@ -213,7 +213,7 @@ def test_kill_mid_contacts_scan_and_resume(tmp_path, sandbox_factory):
     assert interrupted["currently_syncing"] == "contacts"
     assert "updated_at" not in entry, "the updated_at bookmark moved before the scan completed"
     assert entry["scan"]["cursor"], entry
-    assert sb.dataset.index_of(entry["scan"]["cursor"]) < len(expected["contacts"]) - 1
+    assert sb.dataset.position_of(entry["scan"]["cursor"]) < len(expected["contacts"]) - 1
 
     sb.reset_stats()
     second = run_tap(tap_args(tmp_path, config, catalog, state=interrupted, name="second"))
@@ -251,7 +251,7 @@ def _scan_position(sb, messages):
         if message.get("type") == "STATE":
             scan = message["value"]["bookmarks"].get("contacts", {}).get("scan") or {}
             cursor = scan.get("cursor")
-            return sb.dataset.index_of(cursor) if cursor else -1
+            return sb.dataset.position_of(cursor) if cursor else -1
     return -1
 
 
@@ -270,13 +270,13 @@ def _interrupted_incremental_scan(tmp_path, sb):
     entry = killed.state["bookmarks"]["contacts"]
     assert entry["updated_at"] == done, "the updated_at bookmark changed before the scan completed"
     assert instant(entry["scan"]["threshold"]) == instant(done)
-    position = sb.dataset.index_of(entry["scan"]["cursor"])
+    position = sb.dataset.position_of(entry["scan"]["cursor"])
     assert 500 <= position < len(sb.dataset) - 100
     return catalog, config, killed.state, position
 
 
 def test_contact_touched_between_kill_and_resume_is_emitted(tmp_path, sandbox_factory):
-    sb = sandbox_factory(contacts=1500, lists=1, segments=1, seed=32, api_key=API_KEY)
+    sb = sandbox_factory(contacts=1500, lists=1, segments=1, seed=32, api_key=API_KEY, dense=True)
     catalog, config, interrupted, position = _interrupted_incremental_scan(tmp_path, sb)
     done = instant(interrupted["bookmarks"]["contacts"]["updated_at"])
     ahead = sb.dataset.contact_ids()[len(sb.dataset) - 7]   # on a page the resumed scan still has to read
@@ -304,7 +304,7 @@ def test_contact_touched_between_kill_and_resume_is_emitted(tmp_path, sandbox_fa
 
 
 def test_contacts_touched_one_after_the_other_during_an_interrupted_scan_are_not_lost(tmp_path, sandbox_factory):
-    sb = sandbox_factory(contacts=1500, lists=1, segments=1, seed=33, api_key=API_KEY)
+    sb = sandbox_factory(contacts=1500, lists=1, segments=1, seed=33, api_key=API_KEY, dense=True)
     catalog, config, interrupted, position = _interrupted_incremental_scan(tmp_path, sb)
     behind = sb.dataset.contact_ids()[position - 150]
     ahead = sb.dataset.contact_ids()[len(sb.dataset) - 7]
@@ -333,7 +333,7 @@ def _big_list_in_progress(stream, big, min_records):
 
 
 def test_kill_mid_membership_scan_and_resume(tmp_path, sandbox_factory):
-    sb = sandbox_factory(contacts=3000, lists=2, segments=1, seed=34, api_key=API_KEY)
+    sb = sandbox_factory(contacts=3000, lists=2, segments=1, seed=34, api_key=API_KEY, dense=True)
     catalog = catalog_for(sb, tmp_path, ["lists_contacts"])
     expected = expected_data(sb)
     sizes = Counter(gid for gid, _ in expected["lists_contacts"])
@@ -376,7 +376,7 @@ def test_kill_mid_membership_scan_and_resume(tmp_path, sandbox_factory):
 
 
 def test_list_deleted_between_kill_and_resume_is_dropped_cleanly(tmp_path, sandbox_factory):
-    sb = sandbox_factory(contacts=3000, lists=2, segments=1, seed=37, api_key=API_KEY)
+    sb = sandbox_factory(contacts=3000, lists=2, segments=1, seed=37, api_key=API_KEY, dense=True)
     catalog = catalog_for(sb, tmp_path, ["lists_contacts"])
     expected = expected_data(sb)
     sizes = Counter(gid for gid, _ in expected["lists_contacts"])
@@ -406,7 +406,7 @@ def test_list_deleted_between_kill_and_resume_is_dropped_cleanly(tmp_path, sandb
 
 def test_resume_runs_the_interrupted_stream_first_then_every_other(tmp_path, sandbox_factory):
     streams = ["lists", "lists_contacts", "smart_segments", "smart_segments_contacts"]
-    sb = sandbox_factory(contacts=3000, lists=2, segments=2, seed=35, api_key=API_KEY)
+    sb = sandbox_factory(contacts=3000, lists=2, segments=2, seed=35, api_key=API_KEY, dense=True)
     catalog = catalog_for(sb, tmp_path, streams)
     expected = expected_data(sb)
     sizes = Counter(gid for gid, _ in expected["lists_contacts"])
@@ -441,7 +441,7 @@ def test_resume_runs_the_interrupted_stream_first_then_every_other(tmp_path, san
 
 @pytest.mark.parametrize("named", ["no_such_stream", "smart_segments"], ids=["unknown", "not-selected"])
 def test_currently_syncing_an_unknown_stream_warns_and_runs_on(tmp_path, sandbox_factory, named):
-    sb = sandbox_factory(contacts=300, lists=3, segments=2, seed=36, api_key=API_KEY)
+    sb = sandbox_factory(contacts=300, lists=3, segments=2, seed=36, api_key=API_KEY, dense=True)
     streams = ["contacts", "lists", "lists_contacts"]
     catalog = catalog_for(sb, tmp_path, streams)
     expected = expected_data(sb)

@@ -1,11 +1,15 @@
+import itertools
+import re
+
+import jsonschema
 import orjson
 import pytest
 import singer
 from singer.transform import Transformer
 
-from tap_autopilot.discover import custom_field_columns, load_schema
-from tap_autopilot.transform import (ContactTransformer, custom_field_column, format_datetime, serialize,
-                                     snake_case, to_boolean, to_datetime, to_integer, to_number)
+from tap_autopilot.discover import custom_field_columns, discover, load_schema
+from tap_autopilot.transform import (ContactTransformer, custom_field_column, format_datetime, replication_instant,
+                                     serialize, snake_case, to_boolean, to_datetime, to_integer, to_number)
 
 
 def to_datetime_string(value):
@@ -50,27 +54,71 @@ def test_snake_case(name, column):
     assert snake_case(name) == column
 
 
-def test_custom_field_columns_are_typed_and_never_collide():
+def test_custom_field_columns_are_typed():
     columns = custom_field_columns([
         {"name": "Favorite Color", "fieldType": "string"},
         {"name": "Seats", "fieldType": "integer"},
         {"name": "Lifetime Value", "fieldType": "float"},
         {"name": "Is Partner", "fieldType": "boolean"},
         {"name": "Renewal Date", "fieldType": "date"},
-        {"name": "favorite-color", "fieldType": "string"},
         {"name": "Odd", "fieldType": "geo"},
         {"fieldType": "string"},
     ])
     by_column = {column: (name, schema) for column, name, schema in columns}
-    assert by_column["custom_favorite_color"][0] == "Favorite Color"
-    assert by_column["custom_favorite_color_2"][0] == "favorite-color"
+    assert by_column["custom_favorite_color"] == ("Favorite Color", {"type": ["null", "string"]})
     assert by_column["custom_seats"][1]["type"] == ["null", "integer"]
     assert by_column["custom_lifetime_value"][1]["type"] == ["null", "number"]
     assert by_column["custom_is_partner"][1]["type"] == ["null", "boolean"]
     assert by_column["custom_renewal_date"][1] == {"type": ["null", "string"], "format": "date-time"}
-    assert by_column["custom_odd"][1]["type"] == ["null", "string"]
-    assert len(columns) == 7
+    assert by_column["custom_odd"][1]["type"] == ["null", "string"]   # unknown fieldType: a text column
+    assert len(columns) == 6
     assert custom_field_column("Favorite Color") == "custom_favorite_color"
+
+
+@pytest.mark.parametrize("name, column", [
+    ("Größe", "custom_grosse"), ("Ærø Straße", "custom_aero_strasse"), ("Café crème", "custom_cafe_creme"),
+    ("Город", "custom_gorod"), ("客户名单", "custom_ke_hu_ming_dan"), ("Δείκτης", "custom_deiktis"),
+])
+def test_non_ascii_field_names_are_transliterated(name, column):
+    assert custom_field_column(name) == column
+
+
+def test_names_with_nothing_to_transliterate_get_a_stable_hash():
+    column = custom_field_column("\u200b\u200b")   # zero-width spaces: no letters at all
+    assert re.fullmatch(r"custom_field_[0-9a-f]{6}", column)
+    assert custom_field_column("\u200b\u200b") == column != custom_field_column("\u200b")
+
+
+COLLIDING = [
+    {"name": "Favorite Color", "fieldType": "string",
+     "key": "contacts_customfields_1430000000000_6e0c2f36-aaaa-4b8e-8f0a-0c9d1e2f3a4b"},
+    {"name": "favorite-color", "fieldType": "string",
+     "key": "contacts_customfields_1440000000000_11111111-bbbb-4b8e-8f0a-0c9d1e2f3a4b"},
+    {"name": "FAVORITE_COLOR", "fieldType": "integer",
+     "key": "contacts_customfields_1450000000000_22222222-cccc-4b8e-8f0a-0c9d1e2f3a4b"},
+    {"name": "Seats", "fieldType": "integer",
+     "key": "contacts_customfields_1420000000000_33333333-dddd-4b8e-8f0a-0c9d1e2f3a4b"},
+]
+
+
+def test_colliding_names_get_distinct_columns_stable_whatever_the_order():
+    mapping = {name: column for column, name, _ in custom_field_columns(COLLIDING)}
+    assert len(set(mapping.values())) == 4
+    assert mapping["Favorite Color"] == "custom_favorite_color"       # the oldest keeps the plain name
+    assert re.fullmatch(r"custom_favorite_color_[0-9a-f]{6}", mapping["favorite-color"])
+    for order in itertools.permutations(COLLIDING):
+        assert {name: column for column, name, _ in custom_field_columns(list(order))} == mapping
+
+
+def test_a_colliding_field_added_later_renames_no_existing_column():
+    before = {name: column for column, name, _ in custom_field_columns(COLLIDING[:2])}
+    after = {name: column for column, name, _ in custom_field_columns(COLLIDING)}
+    assert all(after[name] == column for name, column in before.items())
+
+
+def test_a_custom_field_named_like_a_schema_column_does_not_take_it():
+    columns = {column: name for column, name, _ in custom_field_columns([{"name": "Fields", "fieldType": "string"}])}
+    assert "custom_fields" not in columns and list(columns.values()) == ["Fields"]
 
 
 def test_scalar_coercions():
@@ -90,9 +138,9 @@ RAW = {
     "anywhere_utm": {},
     "mail_opened": {"mail_1": 1430349325347},
     "custom_fields": [
-        {"kind": "Seats", "value": "12", "fieldType": "integer"},
-        {"kind": "Renewal Date", "value": "2020-02-03T00:00:00.000Z", "fieldType": "date"},
-        {"kind": "Late Field", "value": 7, "fieldType": "float"},
+        {"kind": "Seats", "value": "12", "fieldType": "integer", "deleted": False},
+        {"kind": "Renewal Date", "value": "2020-02-03T00:00:00.000Z", "fieldType": "date", "deleted": False},
+        {"kind": "Late Field", "value": 7, "fieldType": "float", "deleted": False},
     ],
     "UndocumentedThing": {"nested": 1},
 }
@@ -125,7 +173,7 @@ def test_contact_row_values():
     assert row["mail_opened"] == [{"id": "mail_1", "timestamp": "2015-04-29T23:15:25.347000Z"}]
     assert row["custom_seats"] == 12 and row["custom_renewal_date"] == "2020-02-03T00:00:00Z"
     assert row["custom_is_partner"] is None
-    assert {"kind": "Late Field", "value": "7", "field_type": "float"} in row["custom_fields"]
+    assert {"kind": "Late Field", "value": "7", "field_type": "float", "deleted": False} in row["custom_fields"]
     assert "UndocumentedThing" not in row and "FirstName" not in row
 
 
@@ -171,3 +219,163 @@ def test_custom_columns_without_field_names_in_the_catalog_still_fill():
     first, second = as_written(transform(RAW)), as_written(transform(RAW))
     assert first == second == {"contact_id": "person_1", "custom_seats": 12,
                                "custom_renewal_date": "2020-02-03T00:00:00Z"}
+
+
+# ---- the live API's shapes (docs/autopilot-api notes): built here, field by field ----
+
+INSTANT = "2015-05-12T21:41:31.000000Z"
+
+
+@pytest.mark.parametrize("raw", [
+    "2015-05-12T21:41:31.000Z", "2015-05-12T21:41:31Z", "2015-05-12T21:41:31", "2015-05-12T21:41:31+00:00",
+    "2015-05-12T23:41:31.000+02:00", "2015-05-12T16:11:31-05:30", "2015-05-12T21:41:31.0000000Z",
+    "Tue, 12 May 2015 21:41:31 GMT", "Tue, 12 May 2015 21:41:31 +0000", "12 May 2015 23:41:31 +0200",
+    "Tue, 12 May 2015 17:41:31 EDT",
+    1431466891000, "1431466891000", 1431466891, "1431466891", 1431466891.0, "1431466891000.0",
+])
+def test_every_timestamp_form_becomes_the_same_utc_instant(raw):
+    assert to_datetime_string(raw) == INSTANT
+
+
+@pytest.mark.parametrize("raw", [
+    "", " ", "soon", "Tue, 32 May 2015 21:41:31 GMT", "2015-13-01T00:00:00Z", "0001-01-01T00:00:00+01:00",
+    "9999-12-31T23:59:59-01:00", 10 ** 30, float("nan"), float("inf"), "1e400", [], {"at": 1}, False,
+])
+def test_anything_else_is_null_never_an_error(raw):
+    assert to_datetime(raw) is None
+
+
+@pytest.mark.parametrize("raw", ["2015-05-12T21:41:31.347Z", "Tue, 12 May 2015 21:41:31 GMT"])
+def test_iso_and_rfc1123_agree_with_singer_python(raw):
+    # singer-python (dateutil) reads both forms too: the same instant as ours, written as RFC 3339.
+    assert singer.utils.strptime_to_utc(to_datetime_string(raw)) == singer.utils.strptime_to_utc(raw)
+
+
+def full_transformer(*custom):
+    """Every column of the contacts schema selected, plus the given custom field definitions."""
+    schema = load_schema("contacts")
+    kinds = {}
+    for column, name, column_schema in custom_field_columns(list(custom)):
+        schema["properties"][column] = column_schema
+        kinds[column] = name
+    return ContactTransformer(schema["properties"], kinds), kinds
+
+
+def test_sparse_document_missing_keys_are_null_and_no_lists_means_on_none():
+    transform, _ = full_transformer({"name": "Seats", "fieldType": "integer"})
+    row = as_written(transform({"contact_id": "person_AP2-9cbf7ac0-eec5-4c3a-8b4e-3f6a1d2c9e01",
+                                "created_at": "2017-01-10T09:30:12.000Z", "api_originated": True}))
+    assert row["contact_id"] == "person_AP2-9cbf7ac0-eec5-4c3a-8b4e-3f6a1d2c9e01"
+    assert row["created_at"] == "2017-01-10T09:30:12Z"
+    assert row["lists"] == []
+    assert row["extra_fields"] == {"api_originated": True}
+    for column, value in row.items():
+        if column not in ("contact_id", "created_at", "lists", "extra_fields"):
+            assert value is None, column
+    validate(row)
+
+
+def test_empty_strings_are_null_in_every_typed_and_text_column():
+    transform, _ = full_transformer({"name": "Seats", "fieldType": "integer"},
+                                    {"name": "Renewal Date", "fieldType": "date"},
+                                    {"name": "Nickname", "fieldType": "string"},
+                                    {"name": "VIP", "fieldType": "boolean"})
+    doc = {"contact_id": "person_1", "Twitter": "", "Company": "", "NumberOfEmployees": "", "Unsubscribed": "",
+           "updated_at": "", "company_priority": "", "first_visit_at": "",
+           "custom_fields": [{"kind": "Seats", "value": "", "fieldType": "integer", "deleted": False},
+                             {"kind": "Renewal Date", "value": "", "fieldType": "date", "deleted": False},
+                             {"kind": "Nickname", "value": "", "fieldType": "string", "deleted": False},
+                             {"kind": "VIP", "value": "", "fieldType": "boolean", "deleted": False}]}
+    row = as_written(transform(doc))
+    for column in ("twitter", "company", "number_of_employees", "unsubscribed", "updated_at", "company_priority",
+                   "first_visit_at", "custom_seats", "custom_renewal_date", "custom_nickname", "custom_vip"):
+        assert row[column] is None, column
+    assert [field["value"] for field in row["custom_fields"]] == ["", "", "", ""]   # the raw copy keeps them
+    validate(row)
+
+
+def test_numbers_and_booleans_sent_as_text_fill_their_typed_columns():
+    transform, _ = full_transformer({"name": "Seats", "fieldType": "integer"},
+                                    {"name": "Lifetime Value", "fieldType": "float"},
+                                    {"name": "VIP", "fieldType": "boolean"})
+    row = as_written(transform({
+        "contact_id": "person_1", "NumberOfEmployees": "10001", "Unsubscribed": "false",
+        "custom_fields": [{"kind": "Seats", "value": "12", "fieldType": "integer", "deleted": False},
+                          {"kind": "Lifetime Value", "value": "99.5", "fieldType": "float", "deleted": False},
+                          {"kind": "VIP", "value": "true", "fieldType": "boolean", "deleted": False}]}))
+    assert row["number_of_employees"] == 10001 and row["unsubscribed"] is False
+    assert row["custom_seats"] == 12 and row["custom_lifetime_value"] == 99.5 and row["custom_vip"] is True
+
+
+def test_deleted_custom_values_stay_out_of_typed_columns_but_in_the_raw_array():
+    transform, kinds = full_transformer({"name": "Seats", "fieldType": "integer"},
+                                        {"name": "Größe", "fieldType": "float"})
+    assert set(kinds) == {"custom_seats", "custom_grosse"}
+    row = as_written(transform({"contact_id": "person_1", "custom_fields": [
+        {"kind": "Seats", "value": 40, "fieldType": "integer", "deleted": True},
+        {"kind": "Größe", "value": "1.85", "fieldType": "float", "deleted": False}]}))
+    assert row["custom_seats"] is None and row["custom_grosse"] == 1.85
+    assert row["custom_fields"] == [
+        {"kind": "Seats", "value": "40", "field_type": "integer", "deleted": True},
+        {"kind": "Größe", "value": "1.85", "field_type": "float", "deleted": False}]
+    # A live value after a deleted one of the same field still fills the column.
+    row = transform({"contact_id": "p", "custom_fields": [
+        {"kind": "Seats", "value": 1, "fieldType": "integer", "deleted": True},
+        {"kind": "Seats", "value": 2, "fieldType": "integer", "deleted": False}]})
+    assert row["custom_seats"] == 2
+
+
+def test_extras_go_to_one_object_column_and_only_the_unknown_keys():
+    transform, _ = full_transformer()
+    doc = {"contact_id": "person_1", "Email": "a@b.test", "first_name": "Zoë", "_rev": "3-a1b2c3",
+           "api_originated": False, "employeesRange": {"min": 10001}, "lists": ["contactlist_x"],
+           "custom_fields": [], "SomethingNew": [1, 2]}
+    row = as_written(transform(doc))
+    assert row["extra_fields"] == {"_rev": "3-a1b2c3", "api_originated": False, "employeesRange": {"min": 10001},
+                                   "SomethingNew": [1, 2]}
+    assert as_written(transform({"contact_id": "p", "Email": "x@y.test"}))["extra_fields"] is None
+    validate(row)
+    # Not selected: no column, whatever the document holds.
+    schema = load_schema("contacts")
+    props = {k: v for k, v in schema["properties"].items() if k != "extra_fields"}
+    assert "extra_fields" not in ContactTransformer(props, {})(doc)
+
+
+def test_extras_column_is_offered_but_not_selected_by_default():
+    class Client:
+        @staticmethod
+        def get(path, expect_list=False):
+            assert path == "/contacts/custom_fields"
+            return [{"name": "Größe", "fieldType": "float"}]
+
+    contacts = next(s for s in discover(Client())["streams"] if s["tap_stream_id"] == "contacts")
+    mdata = {tuple(m["breadcrumb"]): m["metadata"] for m in contacts["metadata"]}
+    assert mdata[("properties", "extra_fields")]["selected-by-default"] is False
+    assert mdata[("properties", "extra_fields")]["inclusion"] == "available"
+    assert mdata[("properties", "custom_grosse")]["selected-by-default"] is True
+    assert contacts["schema"]["properties"]["extra_fields"]["type"] == ["null", "object"]
+
+
+@pytest.mark.parametrize("doc, expected", [
+    ({"updated_at": "2017-01-10T09:30:12.000Z", "created_at": "2016-01-01T00:00:00.000Z"}, "2017-01-10T09:30:12"),
+    ({"updated_at": "Tue, 10 Jan 2017 09:30:12 GMT"}, "2017-01-10T09:30:12"),
+    ({"created_at": "2016-01-01T00:00:00.000Z"}, "2016-01-01T00:00:00"),             # never updated
+    ({"updated_at": None, "created_at": 1451606400000}, "2016-01-01T00:00:00"),
+    ({"updated_at": "garbage", "created_at": "2016-01-01T00:00:00Z"}, "2016-01-01T00:00:00"),
+    ({"updated_at": "", "created_at": "Fri, 01 Jan 2016 00:00:00 GMT"}, "2016-01-01T00:00:00"),
+    ({}, None),                                                                        # emitted every run
+    ({"created_at": "unknown"}, None),
+])
+def test_replication_instant_is_updated_at_else_created_at(doc, expected):
+    instant = ContactTransformer.replication_instant(dict(doc, contact_id="person_1"))
+    assert (None if instant is None else instant.strftime("%Y-%m-%dT%H:%M:%S")) == expected
+    assert replication_instant(doc) == instant
+
+
+def validate(row):
+    """The written row is valid against the contacts schema (draft 4, strict date-time)."""
+    schema = load_schema("contacts")
+    for column in row:
+        if column.startswith("custom_") and column != "custom_fields":
+            schema["properties"][column] = {"type": ["null", "string", "number", "integer", "boolean"]}
+    jsonschema.Draft4Validator(schema, format_checker=jsonschema.FormatChecker()).validate(row)
