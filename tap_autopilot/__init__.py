@@ -57,9 +57,10 @@ class ConfigError(TapError):
     pass
 
 
-# How long a stop (SIGTERM, SIGINT) waits for a page being written to finish
-# before it gives up on writing the final STATE and exits anyway.
-STOP_WRITE_GRACE_SECONDS = 5
+# How long a stop (SIGTERM, SIGINT) waits for the output to take the page being
+# written and the final STATE before it exits anyway: only a target that does
+# not read its input (busy loading a batch, or stuck) makes a stop wait at all.
+STOP_WRITE_GRACE_SECONDS = 10
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -76,6 +77,8 @@ class Interrupted(BaseException):
     def __init__(self, signum):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
+        self.sync_started = False         # set by the code it unwinds
+        self.final_state_written = False
 
 
 def _on_stop_signal(signum, frame):
@@ -312,8 +315,13 @@ def _sync_until_stopped(client, config, state, catalog):
     try:
         thread.join()
     except Interrupted as stop:
-        stop.final_state_written = bool(contexts) and contexts[0].stop(stop, STOP_WRITE_GRACE_SECONDS)
         stop.sync_started = bool(contexts)
+        if contexts:
+            # Bounded: a target that stopped reading would block the final write forever.
+            stopper = threading.Thread(target=contexts[0].stop, args=(stop,), name="stop", daemon=True)
+            stopper.start()
+            stopper.join(STOP_WRITE_GRACE_SECONDS)
+            stop.final_state_written = not stopper.is_alive()
         raise
     if failure:
         raise failure[0]
@@ -323,14 +331,15 @@ def _exit_stopped(stop):
     """Log how to resume after a SIGTERM/SIGINT and exit 128 + the signal number
     at once: requests still in flight (even a stuck one) are dropped."""
     name = signal.Signals(stop.signum).name
-    if not getattr(stop, "sync_started", False):
+    if not stop.sync_started:
         LOGGER.warning("Stopped by %s before the sync began; nothing was written.", name)
     elif stop.final_state_written:
         LOGGER.warning("Stopped by %s. The last STATE written covers every record written: run again with it "
                        "(--state) to continue where this run stopped.", name)
     else:
-        LOGGER.critical("Stopped by %s while the output was blocked (is the target reading?); the last complete "
-                        "STATE line covers every record before it: run again with it (--state).", name)
+        LOGGER.critical("Stopped by %s while the output was blocked for %d s (is the target reading?); the last "
+                        "complete STATE line covers every record before it: run again with it (--state).",
+                        name, STOP_WRITE_GRACE_SECONDS)
     sys.stderr.flush()
     os._exit(exit_code_for(stop.signum))  # skip joining threads stuck in a request
 

@@ -245,20 +245,18 @@ class SyncContext:
             self._write_state()
         self.progress.summary()
 
-    def stop(self, error, timeout):
+    def stop(self, error):
         """Stop from another thread (SIGTERM, SIGINT): no page starts after this
         and pages in flight are dropped; a page being written is finished, then
         the STATE covering everything written goes out. Returns holding the
-        output lock, so the process can exit without cutting a line; False if a
-        write did not finish within `timeout` seconds (the reader is stuck)."""
+        output lock, so the process can exit without cutting a line. Blocks
+        while the reader of the output does not read: the caller bounds it."""
         # The lock first: once the scheduler fails, run() takes it for good on the sync thread.
-        if not self.lock.acquire(timeout=timeout):  # held until the process exits
-            return False
+        self.lock.acquire()  # held until the process exits
         self.progress.stop()
         if self._scheduler is not None:
             self._scheduler.fail(error)
         self._write_state()
-        return True
 
 
 def sync(client, config, state, catalog, on_start=None):
