@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import subprocess
 import urllib.request
 
@@ -82,3 +83,16 @@ def test_cron_wrapper_keeps_the_state_when_the_target_fails(tmp_path, sandbox_fa
     assert proc.returncode != 0
     assert "run-pipeline: the target failed (exit 1); state.json left as it was." in proc.stderr.splitlines()
     assert (tmp_path / "state.json").read_text() == '{"bookmarks": {}}\n'
+
+
+def test_log_level_warning_leaves_what_a_scheduler_should_surface(tmp_path, sandbox_factory):
+    """LOG_LEVEL=WARNING drops the INFO lines (progress, METRIC); warnings stay."""
+    sb = sandbox_factory(contacts=120, lists=1, segments=1, seed=63, error_every=4)
+    config = helpers.write_config(tmp_path, sb)
+    catalog = helpers.write_json(tmp_path / "catalog.json", helpers.select(helpers.discover(config)))
+    quiet = helpers.run_cli(["--config", config, "--catalog", catalog], env=dict(os.environ, LOG_LEVEL="WARNING"))
+    assert quiet.returncode == 0, quiet.stderr[-3000:]
+    lines = quiet.stderr.splitlines()
+    assert lines and all(line.startswith("WARNING ") and "retrying in" in line for line in lines), lines
+    loud = helpers.run_cli(["--config", config, "--catalog", catalog])
+    assert any(line.startswith("INFO METRIC: ") for line in loud.stderr.splitlines())
