@@ -29,13 +29,15 @@ SETTINGS = [
     {"name": "api_key", "kind": "password", "type": "string", "required": True, "secret": True,
      "description": "Autopilot API key, sent as the autopilotapikey header."},
     {"name": "start_date", "kind": "date_iso8601", "type": "string", "required": True, "secret": False,
-     "description": "RFC 3339 time; contacts updated before it are not replicated on the first run."},
+     "description": "A date (2020-01-01, midnight UTC) or an RFC 3339 time; contacts updated before it are not "
+                    "replicated on the first run."},
     {"name": "base_url", "kind": "string", "type": "string", "required": False, "secret": False,
-     "default": DEFAULT_BASE_URL, "description": "API root URL."},
+     "default": DEFAULT_BASE_URL, "description": "API root URL (plain http only to localhost)."},
     {"name": "user_agent", "kind": "string", "type": "string", "required": False, "secret": False,
      "description": "Sent as the User-Agent header."},
     {"name": "request_timeout", "kind": "decimal", "type": "number", "required": False, "secret": False,
-     "default": 300, "description": "Seconds to wait for each HTTP response before retrying."},
+     "default": 300, "description": "Seconds each whole HTTP response (body included) may take before it is "
+                                    "retried."},
     {"name": "max_requests_per_second", "kind": "decimal", "type": "number", "required": False,
      "secret": False, "default": 5,
      "description": "Client-side request rate ceiling; Autopilot documents 5 per second."},
