@@ -7,8 +7,11 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import signal
 import subprocess
+import time
 import urllib.request
+from pathlib import Path
 
 import helpers
 import tools
@@ -96,3 +99,52 @@ def test_log_level_warning_leaves_what_a_scheduler_should_surface(tmp_path, sand
     assert lines and all(line.startswith("WARNING ") and "retrying in" in line for line in lines), lines
     loud = helpers.run_cli(["--config", config, "--catalog", catalog])
     assert any(line.startswith("INFO METRIC: ") for line in loud.stderr.splitlines())
+
+
+def _child_running(parent_pid, name):
+    """The pid of parent_pid's child whose command line mentions `name`, or None (Linux /proc)."""
+    try:
+        children = Path(f"/proc/{parent_pid}/task/{parent_pid}/children").read_text().split()
+    except OSError:
+        return None
+    for pid in children:
+        try:
+            if name in Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace"):
+                return int(pid)
+        except OSError:
+            continue
+    return None
+
+
+def test_sigterm_to_the_tap_lets_the_target_commit_and_the_next_run_resume(tmp_path, sandbox_factory):
+    """A scheduler stops the tap mid-scan: the target sees a clean end of input and
+    emits the state, the wrapper keeps it, and the next run resumes from it."""
+    tools.require(tools.TARGET_JSONL)
+    sb = sandbox_factory(contacts=1500, lists=1, segments=1, seed=64)
+    command = _pipeline(tmp_path, sb)
+    sb.set_faults(latency_ms=60)
+    wrapper = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        tap = None
+        while tap is None or sb.stats()["by_endpoint"]["contacts"] < 4:
+            assert wrapper.poll() is None, wrapper.communicate()
+            tap = tap or _child_running(wrapper.pid, "tap-autopilot")
+            time.sleep(0.05)
+        os.kill(tap, signal.SIGTERM)
+        _, stderr = wrapper.communicate(timeout=60)
+    finally:
+        if wrapper.poll() is None:
+            wrapper.kill()
+            wrapper.communicate()
+    assert wrapper.returncode == 143, stderr[-3000:]
+    assert "WARNING Stopped by SIGTERM." in stderr
+    written = _contact_lines(tmp_path)                       # every line whole (json.loads)
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["bookmarks"]["contacts"]["scan"]["bookmark"], "the target's state is not mid-scan"
+    assert 0 < len(written) < 1500
+
+    sb.set_faults(latency_ms=None)
+    resumed = _run(command, tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert set(_contact_lines(tmp_path)) == set(sb.dataset.contact_ids())
+    assert "scan" not in json.loads((tmp_path / "state.json").read_text())["bookmarks"]["contacts"]
