@@ -41,15 +41,20 @@ settings:
 class Project:
     def __init__(self, directory):
         self.dir = directory
-        self.env = dict(os.environ, PATH=f"{MELTANO.parent}{os.pathsep}{os.environ.get('PATH', '')}",
-                        MELTANO_SEND_ANONYMOUS_USAGE_STATS="false")
+        self.env = dict(
+            os.environ,
+            PATH=f"{MELTANO.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            MELTANO_SEND_ANONYMOUS_USAGE_STATS="false",
+        )
 
     def meltano(self, *args, check=True, timeout=300):
-        proc = subprocess.run([str(MELTANO), *args], cwd=self.dir, env=self.env, capture_output=True,
-                              text=True, timeout=timeout)
+        proc = subprocess.run(
+            [str(MELTANO), *args], cwd=self.dir, env=self.env, capture_output=True, text=True, timeout=timeout
+        )
         if check:
-            assert proc.returncode == 0, f"meltano {' '.join(args)} failed:\n{proc.stdout[-2000:]}\n" \
-                                         f"{proc.stderr[-4000:]}"
+            assert proc.returncode == 0, (
+                f"meltano {' '.join(args)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+            )
         assert API_KEY not in proc.stdout + proc.stderr, "the API key was printed"
         return proc
 
@@ -63,8 +68,12 @@ class Project:
 
 
 def _touch(sb, count):
-    request = urllib.request.Request(sb.url + "/_admin/touch", data=json.dumps({"count": count}).encode(),
-                                     method="POST", headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        sb.url + "/_admin/touch",
+        data=json.dumps({"count": count}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return set(json.loads(response.read())["contact_ids"])
 
@@ -83,12 +92,18 @@ def test_meltano4_readme_pipeline(tmp_path, sandbox_factory):
     project = Project(tmp_path / "autopilot-pipeline")
     with open(project.dir / ".env", "a", encoding="utf-8") as env:
         env.write(f"TAP_AUTOPILOT_CHECKOUT={tools.REPO_ROOT}\n")
-    add_tap = ("add", "--plugin-type", "extractor", "tap-autopilot",
-               "--from-ref", str(tools.REPO_ROOT / "meltano-plugin.yml"))
+    add_tap = (
+        "add",
+        "--plugin-type",
+        "extractor",
+        "tap-autopilot",
+        "--from-ref",
+        str(tools.REPO_ROOT / "meltano-plugin.yml"),
+    )
     project.meltano(*add_tap)
     project.meltano("config", "set", "tap-autopilot", "api_key", API_KEY)
     project.meltano("config", "set", "tap-autopilot", "start_date", "2020-01-01")
-    project.meltano("config", "set", "tap-autopilot", "base_url", sb.base_url)      # the sandbox
+    project.meltano("config", "set", "tap-autopilot", "base_url", sb.base_url)  # the sandbox
     project.meltano("config", "set", "tap-autopilot", "max_requests_per_second", "50")
     for stream in ("contacts", "lists", "lists_contacts"):
         project.meltano("select", "tap-autopilot", stream, "*")
@@ -103,7 +118,7 @@ def test_meltano4_readme_pipeline(tmp_path, sandbox_factory):
 
     project.meltano("run", "tap-autopilot", "target-jsonl")
     first = project.contact_ids()
-    assert sorted(first) == sorted(_updated_since(sb, instant("2020-01-01T00:00:00Z")))   # the plain date
+    assert sorted(first) == sorted(_updated_since(sb, instant("2020-01-01T00:00:00Z")))  # the plain date
     state = project.state()
     assert state["currently_syncing"] is None
     bookmark = instant(state["bookmarks"]["contacts"]["updated_at"])
@@ -112,7 +127,7 @@ def test_meltano4_readme_pipeline(tmp_path, sandbox_factory):
     expected = _updated_since(sb, bookmark)
     assert touched <= expected and len(expected) < 10
     project.meltano("run", "tap-autopilot", "target-jsonl")
-    assert sorted(project.contact_ids()[len(first):]) == sorted(expected), "the second run was not incremental"
+    assert sorted(project.contact_ids()[len(first) :]) == sorted(expected), "the second run was not incremental"
     second = project.state()
     assert instant(second["bookmarks"]["contacts"]["updated_at"]) > bookmark
 
@@ -128,8 +143,14 @@ def test_meltano4_readme_pipeline(tmp_path, sandbox_factory):
     # same pipeline is refused while it runs.
     sb.reset_stats()
     sb.set_faults(stall_every=2, stall_seconds=600)
-    running = subprocess.Popen([str(MELTANO), "run", "autopilot"], cwd=project.dir,
-                               env=project.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    running = subprocess.Popen(
+        [str(MELTANO), "run", "autopilot"],
+        cwd=project.dir,
+        env=project.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while sb.stats()["stalled"] < 1:
@@ -146,7 +167,7 @@ def test_meltano4_readme_pipeline(tmp_path, sandbox_factory):
             running.kill()
             running.communicate()
     assert running.returncode != 0
-    assert "tap-autopilot WARNING Stopped by SIGTERM. The last STATE written covers every record written" \
-        in output, output[-4000:]
+    assert "tap-autopilot WARNING Stopped by SIGTERM. The last STATE written covers every record written" in output, (
+        output[-4000:]
+    )
     assert "Traceback" not in output
-

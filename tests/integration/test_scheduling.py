@@ -24,11 +24,23 @@ def _pipeline(tmp_path, sb):
     config = helpers.write_config(tmp_path, sb)
     helpers.write_json(tmp_path / "catalog.json", helpers.select(helpers.discover(config), streams=["contacts"]))
     (tmp_path / "out").mkdir()
-    helpers.write_json(tmp_path / "target-jsonl.json", {"destination_path": str(tmp_path / "out"),
-                                                         "do_timestamp_file": False})
+    helpers.write_json(
+        tmp_path / "target-jsonl.json", {"destination_path": str(tmp_path / "out"), "do_timestamp_file": False}
+    )
     # The README's cron command, with this checkout's tap and target.
-    return [str(SCRIPT), "state.json", tools.tap_cmd()[0], "--config", "config.json", "--catalog", "catalog.json",
-            "--", str(tools.TARGET_JSONL), "--config", "target-jsonl.json"]
+    return [
+        str(SCRIPT),
+        "state.json",
+        tools.tap_cmd()[0],
+        "--config",
+        "config.json",
+        "--catalog",
+        "catalog.json",
+        "--",
+        str(tools.TARGET_JSONL),
+        "--config",
+        "target-jsonl.json",
+    ]
 
 
 def _run(command, cwd):
@@ -50,8 +62,12 @@ def test_cron_wrapper_carries_state_and_never_overlaps(tmp_path, sandbox_factory
     state = json.loads((tmp_path / "state.json").read_text())
     bookmark = instant(state["bookmarks"]["contacts"]["updated_at"])
 
-    request = urllib.request.Request(sb.url + "/_admin/touch", data=json.dumps({"count": 3}).encode(),
-                                     method="POST", headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        sb.url + "/_admin/touch",
+        data=json.dumps({"count": 3}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         touched = set(json.loads(response.read())["contact_ids"])
     expected = {doc["contact_id"] for doc in sb.dataset.dump()["contacts"] if instant(doc["updated_at"]) >= bookmark}
@@ -71,7 +87,8 @@ def test_cron_wrapper_carries_state_and_never_overlaps(tmp_path, sandbox_factory
         blocked = _run(command, tmp_path)
     assert blocked.returncode == 75, blocked.stderr
     assert blocked.stderr.splitlines() == [
-        "run-pipeline: another run of this pipeline holds state.json.lock; not starting this one."]
+        "run-pipeline: another run of this pipeline holds state.json.lock; not starting this one."
+    ]
     assert sb.stats()["requests"] == 0
     assert (tmp_path / "state.json").read_text() == kept
 
@@ -81,7 +98,7 @@ def test_cron_wrapper_keeps_the_state_when_the_target_fails(tmp_path, sandbox_fa
     sb = sandbox_factory(contacts=50, lists=1, segments=1, seed=62)
     command = _pipeline(tmp_path, sb)
     (tmp_path / "state.json").write_text('{"bookmarks": {}}\n')
-    failing = command[:command.index("--") + 1] + ["false"]
+    failing = command[: command.index("--") + 1] + ["false"]
     proc = _run(failing, tmp_path)
     assert proc.returncode != 0
     assert "run-pipeline: the target failed (exit 1); state.json left as it was." in proc.stderr.splitlines()
@@ -138,7 +155,7 @@ def test_sigterm_to_the_tap_lets_the_target_commit_and_the_next_run_resume(tmp_p
             wrapper.communicate()
     assert wrapper.returncode == 143, stderr[-3000:]
     assert "WARNING Stopped by SIGTERM." in stderr
-    written = _contact_lines(tmp_path)                       # every line whole (json.loads)
+    written = _contact_lines(tmp_path)  # every line whole (json.loads)
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["bookmarks"]["contacts"]["scan"]["bookmark"], "the target's state is not mid-scan"
     assert 0 < len(written) < 1500

@@ -18,10 +18,20 @@ import time
 from pathlib import Path
 
 import pytest
-
 import tools
-from test_resume import (ALL_STREAMS, API_KEY, assert_exactly_once, catalog_for, check_clean,
-                         config_for, expected_data, ids, run_tap, tap_args, Output)
+from test_resume import (
+    ALL_STREAMS,
+    API_KEY,
+    Output,
+    assert_exactly_once,
+    catalog_for,
+    check_clean,
+    config_for,
+    expected_data,
+    ids,
+    run_tap,
+    tap_args,
+)
 
 EXIT_CODES = {signal.SIGTERM: 143, signal.SIGINT: 130}
 # Generous bound on how long a stopped tap may take to exit: far below the stalls
@@ -91,15 +101,20 @@ def assert_resume_gives_the_union(tmp_path, config, catalog, stopped: Output, ex
 def _mid_contacts_scan(messages):
     records = sum(1 for m in messages if m.get("type") == "RECORD" and m["stream"] == "contacts")
     last = messages[-1]
-    return records >= 400 and last.get("type") == "STATE" \
+    return (
+        records >= 400
+        and last.get("type") == "STATE"
         and (last["value"]["bookmarks"].get("contacts", {}).get("scan") or {}).get("bookmark") is not None
+    )
 
 
 def _mid_membership_pass(messages):
     last = messages[-1]
-    return last.get("type") == "STATE" \
-        and bool((last["value"]["bookmarks"].get("lists_contacts") or {}).get("in_progress")) \
+    return (
+        last.get("type") == "STATE"
+        and bool((last["value"]["bookmarks"].get("lists_contacts") or {}).get("in_progress"))
         and sum(1 for m in messages if m.get("type") == "RECORD" and m["stream"] == "lists_contacts") >= 300
+    )
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -140,10 +155,12 @@ def test_sigterm_while_a_request_is_stuck(tmp_path, sandbox_factory):
     expected = expected_data(sb)
     sb.reset_stats()
     sb.set_faults(stall_every=4, stall_seconds=600)
-    config = config_for(tmp_path, sb, max_concurrent_requests=1)   # one worker: the stall holds the run
-    stopped = run_and_signal(tap_args(tmp_path, config, catalog, name="stopped"), signal.SIGTERM,
-                             lambda messages: sb.stats()["stalled"] >= 1
-                             and sum(m.get("type") == "RECORD" for m in messages) >= 100)
+    config = config_for(tmp_path, sb, max_concurrent_requests=1)  # one worker: the stall holds the run
+    stopped = run_and_signal(
+        tap_args(tmp_path, config, catalog, name="stopped"),
+        signal.SIGTERM,
+        lambda messages: sb.stats()["stalled"] >= 1 and sum(m.get("type") == "RECORD" for m in messages) >= 100,
+    )
     assert_stopped_cleanly(stopped, signal.SIGTERM)
     sb.set_faults(stall_every=None)
     assert_resume_gives_the_union(tmp_path, config, catalog, stopped, expected, ALL_STREAMS)
@@ -179,8 +196,11 @@ def test_stop_while_the_output_is_blocked_is_bounded_and_a_second_signal_exits_a
             results[insist] = (proc.returncode, stderr_file.read().decode("utf-8", "replace"))
     code, stderr = results[False]
     assert code == 143, stderr[-2000:]
-    assert [line for line in stderr.splitlines()
-            if line.startswith("CRITICAL Stopped by SIGTERM while the output was blocked")], stderr[-2000:]
+    assert [
+        line
+        for line in stderr.splitlines()
+        if line.startswith("CRITICAL Stopped by SIGTERM while the output was blocked")
+    ], stderr[-2000:]
     code, stderr = results[True]
     assert code == 143, stderr[-2000:]
     assert "CRITICAL SIGTERM again: exiting at once." in stderr.splitlines(), stderr[-2000:]
@@ -201,8 +221,9 @@ def _blocked_writing_to_a_pipe(pid):
 def test_sigterm_during_discovery(tmp_path, sandbox_factory):
     sb = sandbox_factory(contacts=10, api_key=API_KEY, stall_every=1, stall_seconds=600)
     config = config_for(tmp_path, sb)
-    proc = subprocess.Popen(tools.tap_cmd() + ["--config", config, "--discover"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        tools.tap_cmd() + ["--config", config, "--discover"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         while sb.stats()["stalled"] < 1:
             assert proc.poll() is None
