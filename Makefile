@@ -22,7 +22,7 @@ JOBS ?= 4
 VENV := .venv
 TOOLS_DIR := .tools
 TOOL_REQS := scripts/tools
-TOOL_NAMES := target-jsonl target-postgres singer-tools tap-autopilot-0.3.0
+TOOL_NAMES := target-jsonl target-postgres singer-tools tap-autopilot-0.3.0 meltano
 TOOL_STAMPS := $(TOOL_NAMES:%=$(TOOLS_DIR)/%/.installed)
 
 # The pip.conf on these machines lists local index dirs that mostly do not
@@ -38,6 +38,7 @@ SMOKE_target-jsonl := target-jsonl --help
 SMOKE_target-postgres := target-postgres --version
 SMOKE_singer-tools := singer-check-tap --help
 SMOKE_tap-autopilot-0.3.0 := tap-autopilot --help
+SMOKE_meltano := meltano --version
 
 .PHONY: all venv tools setup lint test demo bench clean
 

@@ -12,6 +12,7 @@ setup(
     install_requires=[
         "singer-python>=6.8,<7",
         "requests>=2.32,<3",
+        "urllib3>=2.3,<3",  # HTTPResponse.read1 (client.py reads bodies by deadline)
         "backoff>=2.2,<3",
         "orjson>=3.10,<4",
         "anyascii>=0.3,<1",

@@ -6,11 +6,14 @@ tracebacks are only logged with --debug.
 """
 import argparse
 import datetime
+import ipaddress
 import json
 import logging
 import os
 import re
+import signal
 import sys
+import threading
 from urllib.parse import urlparse
 
 from tap_autopilot.client import DEFAULT_BASE_URL, AutopilotClient, RetryableError, TapError
@@ -26,13 +29,15 @@ SETTINGS = [
     {"name": "api_key", "kind": "password", "type": "string", "required": True, "secret": True,
      "description": "Autopilot API key, sent as the autopilotapikey header."},
     {"name": "start_date", "kind": "date_iso8601", "type": "string", "required": True, "secret": False,
-     "description": "RFC 3339 time; contacts updated before it are not replicated on the first run."},
+     "description": "A date (2020-01-01, midnight UTC) or an RFC 3339 time; contacts updated before it are not "
+                    "replicated on the first run."},
     {"name": "base_url", "kind": "string", "type": "string", "required": False, "secret": False,
-     "default": DEFAULT_BASE_URL, "description": "API root URL."},
+     "default": DEFAULT_BASE_URL, "description": "API root URL (plain http only to localhost)."},
     {"name": "user_agent", "kind": "string", "type": "string", "required": False, "secret": False,
      "description": "Sent as the User-Agent header."},
     {"name": "request_timeout", "kind": "decimal", "type": "number", "required": False, "secret": False,
-     "default": 300, "description": "Seconds to wait for each HTTP response before retrying."},
+     "default": 300, "description": "Seconds each whole HTTP response (body included) may take before it is "
+                                    "retried."},
     {"name": "max_requests_per_second", "kind": "decimal", "type": "number", "required": False,
      "secret": False, "default": 5,
      "description": "Client-side request rate ceiling; Autopilot documents 5 per second."},
@@ -58,6 +63,48 @@ class ConfigError(TapError):
     pass
 
 
+# How long a stop (SIGTERM, SIGINT) waits for the output to take the page being
+# written and the final STATE before it exits anyway: only a target that does
+# not read its input (busy loading a batch, or stuck) makes a stop wait at all.
+STOP_WRITE_GRACE_SECONDS = 10
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def exit_code_for(signum):
+    """The shell convention for a process ended by a signal: 128 + its number
+    (143 for SIGTERM, 130 for SIGINT), what schedulers expect from a stopped job."""
+    return 128 + int(signum)
+
+
+class Interrupted(BaseException):
+    """Raised in the main thread by the first SIGTERM or SIGINT. A BaseException,
+    like KeyboardInterrupt, so that no `except Exception` swallows it."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+        self.sync_started = False         # set by the code it unwinds
+        self.final_state_written = False
+
+
+def _on_stop_signal(signum, frame):
+    if _on_stop_signal.received is not None:
+        # A second signal: the user insists. Exit now, whatever is in progress.
+        os.write(2, f"CRITICAL {signal.Signals(signum).name} again: exiting at once.\n".encode())
+        os._exit(exit_code_for(signum))
+    _on_stop_signal.received = signum
+    raise Interrupted(signum)
+
+
+_on_stop_signal.received = None
+
+
+def _install_signal_handlers():
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) is not signal.SIG_IGN:  # started with it ignored (nohup, &): keep that
+            signal.signal(signum, _on_stop_signal)
+
+
 class _RedactingFormatter(logging.Formatter):
     """Belt and braces: no log line may carry the API key, whatever produced
     it. Redacts the whole formatted line, --debug tracebacks included."""
@@ -76,13 +123,22 @@ class _RedactingFormatter(logging.Formatter):
 _FORMATTER = _RedactingFormatter("%(levelname)s %(message)s")
 
 
-def _setup_logging(debug):
+def log_level(debug, requested):
+    """The tap's log level: DEBUG with --debug, else $LOG_LEVEL if it names a
+    level (WARNING hides the INFO progress and METRIC lines), else INFO."""
+    if debug:
+        return logging.DEBUG
+    level = logging.getLevelName(requested.strip().upper()) if requested else None
+    return level if isinstance(level, int) else logging.INFO
+
+
+def _setup_logging(debug, requested_level=""):
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_FORMATTER)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
-    LOGGER.setLevel(logging.DEBUG if debug else logging.INFO)
+    LOGGER.setLevel(log_level(debug, requested_level))
 
 
 def _parse_args(argv):
@@ -126,6 +182,38 @@ def _positive_number(config, key):
 
 
 _RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)\Z")
+_PLAIN_DATE = re.compile(r"\d{4}-\d\d-\d\d\Z")
+
+
+def normalize_start_date(text):
+    """start_date as the tap uses it (RFC 3339, upper-case T and Z), or None if it
+    is neither an RFC 3339 time nor a plain date (taken as midnight UTC: what
+    Meltano's date setting and most people write)."""
+    if not isinstance(text, str):
+        return None
+    if _PLAIN_DATE.match(text):
+        text += "T00:00:00Z"
+    elif not _RFC3339.match(text):  # fromisoformat alone also takes basic and week forms
+        return None
+    text = text.upper()  # RFC 3339 allows 't' and 'z'; Python's parser does not
+    try:
+        datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return text
+
+
+def is_loopback_host(host):
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1): the only hosts
+    the API key may be sent to over plain http (the local sandbox)."""
+    if not host:
+        return False
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def validate_config(config):
@@ -137,23 +225,21 @@ def validate_config(config):
                           "(Settings > Autopilot API).")
     start_date = config.get("start_date")
     if not isinstance(start_date, str) or not start_date.strip():
-        raise ConfigError("Config 'start_date' is missing. Set it to an RFC 3339 time such as "
-                          "2020-01-01T00:00:00Z.")
-    parsed = None
-    if _RFC3339.match(start_date):  # fromisoformat alone also takes basic and week forms
-        try:
-            parsed = datetime.datetime.fromisoformat(start_date.upper())
-        except ValueError:
-            pass
-    if parsed is None:
-        raise ConfigError(f"Config 'start_date' {start_date!r} is not an RFC 3339 time. Use a form such "
-                          "as 2020-01-01T00:00:00Z.")
-    config["start_date"] = start_date.upper()  # RFC 3339 allows 't' and 'z'; Python's parser does not
+        raise ConfigError("Config 'start_date' is missing. Set it to a date such as 2020-01-01 or an RFC 3339 "
+                          "time such as 2020-01-01T00:00:00Z.")
+    normalized = normalize_start_date(start_date)
+    if normalized is None:
+        raise ConfigError(f"Config 'start_date' {start_date!r} is neither a date nor an RFC 3339 time. Use a "
+                          "form such as 2020-01-01 (midnight UTC) or 2020-01-01T00:00:00Z.")
+    config["start_date"] = normalized
     base_url = config.get("base_url", DEFAULT_BASE_URL)
     parts = urlparse(base_url) if isinstance(base_url, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"Config 'base_url' {base_url!r} is not an http(s) URL. Leave it out to use "
                           f"{DEFAULT_BASE_URL}.")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ConfigError(f"Config 'base_url' {base_url!r} is plain http: the API key would cross the network "
+                          "unencrypted. Use https (plain http is only allowed to localhost, for the sandbox).")
     _positive_number(config, "request_timeout")
     _positive_number(config, "max_requests_per_second")
     workers = config.get("max_concurrent_requests")
@@ -212,15 +298,66 @@ def run(args):
         json.dump(discover(client), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        from tap_autopilot.sync import sync
-        sync(client, config, state, catalog)
+        _sync_until_stopped(client, config, state, catalog)
+
+
+def _sync_until_stopped(client, config, state, catalog):
+    """Run the sync on its own thread, leaving the main thread free for signals.
+
+    The main thread then never holds the output lock nor stands between a
+    page's records and its STATE when a signal arrives; it stops the sync
+    from outside (SyncContext.stop) without waiting for requests in flight."""
+    from tap_autopilot.sync import sync
+    contexts, failure = [], []
+
+    def work():
+        try:
+            sync(client, config, state, catalog, on_start=contexts.append)
+        except BaseException as error:  # re-raised on the main thread
+            failure.append(error)
+
+    thread = threading.Thread(target=work, name="sync", daemon=True)
+    thread.start()
+    try:
+        thread.join()
+    except Interrupted as stop:
+        stop.sync_started = bool(contexts)
+        if contexts:
+            # Bounded: a target that stopped reading would block the final write forever.
+            stopper = threading.Thread(target=contexts[0].stop, args=(stop,), name="stop", daemon=True)
+            stopper.start()
+            stopper.join(STOP_WRITE_GRACE_SECONDS)
+            stop.final_state_written = not stopper.is_alive()
+        raise
+    if failure:
+        raise failure[0]
+
+
+def _exit_stopped(stop):
+    """Log how to resume after a SIGTERM/SIGINT and exit 128 + the signal number
+    at once: requests still in flight (even a stuck one) are dropped."""
+    name = signal.Signals(stop.signum).name
+    if not stop.sync_started:
+        LOGGER.warning("Stopped by %s before the sync began; nothing was written.", name)
+    elif stop.final_state_written:
+        LOGGER.warning("Stopped by %s. The last STATE written covers every record written: run again with it "
+                       "(--state) to continue where this run stopped.", name)
+    else:
+        LOGGER.critical("Stopped by %s while the output was blocked for %d s (is the target reading?); the last "
+                        "complete STATE line covers every record before it: run again with it (--state).",
+                        name, STOP_WRITE_GRACE_SECONDS)
+    sys.stderr.flush()
+    os._exit(exit_code_for(stop.signum))  # skip joining threads stuck in a request
 
 
 def main(argv=None):
     args = _parse_args(sys.argv[1:] if argv is None else argv)
-    _setup_logging(args.debug or os.environ.get("LOG_LEVEL", "").upper() == "DEBUG")
+    _setup_logging(args.debug, os.environ.get("LOG_LEVEL", ""))
+    _install_signal_handlers()
     try:
         run(args)
+    except Interrupted as stop:
+        _exit_stopped(stop)
     except TapError as error:
         LOGGER.debug("Details:", exc_info=True)
         LOGGER.critical("%s", error)
@@ -234,9 +371,6 @@ def main(argv=None):
         # The target exited: whatever it accepted is covered by the STATE it saw.
         sys.stderr.write("CRITICAL The output pipe closed (did the target exit?). Stopping.\n")
         os._exit(1)  # stdout is gone: skip flushing it at exit
-    except KeyboardInterrupt:
-        LOGGER.critical("Interrupted. Run again with the last state to continue.")
-        sys.exit(130)
     except Exception as error:
         LOGGER.debug("Details:", exc_info=True)
         LOGGER.critical("Unexpected error (%s): %s. Run with --debug for details and report it.",

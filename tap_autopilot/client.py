@@ -16,12 +16,15 @@ from urllib.parse import quote
 
 import orjson
 import requests
+import urllib3
 from singer import metrics
 
 LOGGER = logging.getLogger("tap_autopilot")
 
 DEFAULT_BASE_URL = "https://api2.autopilothq.com/v1"
 PAGE_SIZE = 100
+# Largest piece of a response body taken from the socket at once.
+BODY_CHUNK_BYTES = 256 * 1024
 
 # How long a run keeps retrying before it gives up. Throttling is normal and
 # expected, so 429s get a generous budget; anything else gets a few tries.
@@ -246,19 +249,46 @@ class AutopilotClient:
         status = "failed"
         try:
             try:
-                response = self._session().get(self.base_url + path, timeout=self.timeout)
-            except requests.exceptions.Timeout:
+                response, content = self._fetch(path, started + self.timeout)
+            except (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError):
                 raise RetryableError(f"GET {path} timed out after {self.timeout:g} s") from None
-            except requests.exceptions.RequestException as error:
+            except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
                 raise RetryableError(f"GET {path} failed ({type(error).__name__})") from None
             status = response.status_code
-            return self._decode(path, response, data_key, expect_list), _server_time(response)
+            return self._decode(path, response, content, data_key, expect_list), _server_time(response)
         finally:
             metrics.log(LOGGER, metrics.Point("timer", metrics.Metric.http_request_duration,
                                               time.monotonic() - started,
                                               {"endpoint": endpoint, "http_status_code": status}))
 
-    def _decode(self, path, response, data_key, expect_list=False):
+    def _fetch(self, path, deadline):
+        """The response and its whole body, all of it by `deadline` (a monotonic time).
+
+        requests' own timeout limits each socket read, so a body trickling in a
+        byte at a time would never trip it. urllib3's total timeout bounds connecting
+        and waiting for the headers; the body is then read one socket read at a time,
+        each allowed only what is left until the deadline."""
+        response = self._session().get(self.base_url + path, stream=True,
+                                       timeout=urllib3.Timeout(total=max(deadline - time.monotonic(), 0.001)))
+        try:
+            sock = getattr(response.raw.connection, "sock", None)
+            chunks = []
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise requests.exceptions.Timeout()
+                if sock is not None:
+                    sock.settimeout(left)
+                chunk = response.raw.read1(BODY_CHUNK_BYTES, decode_content=True)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except BaseException:
+            response.close()  # never hand a half-read connection back to the pool
+            raise
+        return response, b"".join(chunks)
+
+    def _decode(self, path, response, content, data_key, expect_list=False):
         status = response.status_code
         if status == 429:
             self.stats.count("rate_limited")
@@ -274,9 +304,9 @@ class AutopilotClient:
         if status >= 500:
             raise RetryableError(f"Autopilot answered {status} to GET {path}")
         if status != 200:
-            raise TapError(f"Autopilot answered {status} to GET {path}: {_error_message(response)}")
+            raise TapError(f"Autopilot answered {status} to GET {path}: {_error_message(content)}")
         try:
-            body = orjson.loads(response.content)
+            body = orjson.loads(content)
         except ValueError:
             raise RetryableError(f"GET {path} returned a body that is not valid JSON") from None
         if data_key is not None and not (isinstance(body, dict) and data_key in body):
@@ -335,8 +365,8 @@ def _endpoint_name(path):
     return parts[0]
 
 
-def _error_message(response):
+def _error_message(content):
     try:
-        return str(response.json().get("message"))[:200]
+        return str(orjson.loads(content).get("message"))[:200]
     except (ValueError, AttributeError):
-        return response.text[:200]
+        return content[:200].decode("utf-8", "replace")

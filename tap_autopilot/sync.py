@@ -213,12 +213,13 @@ class SyncContext:
     # --- dispatch --------------------------------------------------------
 
     def run(self):
-        for stream_id in self.order:
-            selected = self.selected[stream_id]
-            self._write_message(singer.SchemaMessage(
-                stream=stream_id, schema=selected.schema, key_properties=selected.stream.key_properties,
-                bookmark_properties=selected.bookmark_properties))
-        self.out.flush()
+        with self.lock:  # stop() may run from another thread at any time
+            for stream_id in self.order:
+                selected = self.selected[stream_id]
+                self._write_message(singer.SchemaMessage(
+                    stream=stream_id, schema=selected.schema, key_properties=selected.stream.key_properties,
+                    bookmark_properties=selected.bookmark_properties))
+            self.out.flush()
         self.progress.start()
         self._scheduler = Scheduler(self.workers)
         try:
@@ -239,8 +240,22 @@ class SyncContext:
             self._write_state()
         self.progress.summary()
 
+    def stop(self, error):
+        """Stop from another thread (SIGTERM, SIGINT): no page starts after this
+        and pages in flight are dropped; a page being written is finished, then
+        the STATE covering everything written goes out. Returns holding the
+        output lock, so the process can exit without cutting a line. Blocks
+        while the reader of the output does not read: the caller bounds it."""
+        # The lock first: once the scheduler fails, run() takes it for good on the sync thread.
+        self.lock.acquire()  # held until the process exits
+        self.progress.stop()
+        if self._scheduler is not None:
+            self._scheduler.fail(error)
+        self._write_state()
 
-def sync(client, config, state, catalog):
+
+def sync(client, config, state, catalog, on_start=None):
+    """on_start(SyncContext), if given, is called before the sync begins (for stop())."""
     membership_source(config)  # bad config fails before anything is written
     selected = selected_streams(catalog)
     if not selected:
@@ -264,4 +279,6 @@ def sync(client, config, state, catalog):
     gc.set_threshold(50_000, 20, 20)
     workers = int(config.get("max_concurrent_requests", DEFAULT_WORKERS))
     ctx = SyncContext(client, config, state, selected, workers=workers)
+    if on_start is not None:
+        on_start(ctx)
     ctx.run()

@@ -32,8 +32,11 @@ FAULT_DEFAULTS = {
     "missing_key_every": None,  # int: every Nth request -> 200 {"unexpected": true}
     "stall_every": None,       # int: every Nth request -> sleep stall_seconds first
     "stall_seconds": 2.0,      # float
+    "trickle_every": None,     # int: every Nth request -> headers at once, then the body a byte at a time
+    "trickle_interval": 0.5,   # float: seconds between two bytes of a trickled body
 }
-_EVERY = ("error_every", "drop_every", "truncate_every", "missing_key_every", "stall_every")
+_EVERY = ("error_every", "drop_every", "truncate_every", "missing_key_every", "stall_every",
+          "trickle_every")
 _ENDPOINTS = ("contacts", "custom_fields", "lists", "list_contacts", "segments",
               "segment_contacts")
 
@@ -200,7 +203,28 @@ class _Handler(BaseHTTPRequestHandler):
         elif status == 200 and _hit(n, faults["missing_key_every"]):
             sb._count("missing_key")
             body = b'{"unexpected":true}'
+        if _hit(n, faults["trickle_every"]):
+            sb._count("trickled")
+            sb._record_status(path, status)
+            return self._trickle(status, body, faults["trickle_interval"])
         return self._finish_api(path, status, body)
+
+    def _trickle(self, status, body, interval):
+        """Status and headers at once, then the body one byte per `interval`
+        (cut short, connection closed, when the sandbox stops)."""
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.flush()
+        sb = self.server.sandbox
+        for index in range(len(body)):
+            if sb._stopping.is_set():
+                self.close_connection = True
+                return
+            self.wfile.write(body[index:index + 1])
+            self.wfile.flush()
+            sb._sleep(interval)
 
     def _finish_api(self, path, status, body, headers=()):
         self.server.sandbox._record_status(path, status)
@@ -445,7 +469,7 @@ class Sandbox:
                 "requests": 0,
                 "by_endpoint": dict.fromkeys(_ENDPOINTS, 0),
                 "status": Counter(),
-                "dropped": 0, "truncated": 0, "stalled": 0, "missing_key": 0,
+                "dropped": 0, "truncated": 0, "stalled": 0, "missing_key": 0, "trickled": 0,
                 "paths": Counter(),      # every API request, per exact path
                 "paths_ok": Counter(),   # only those answered 200
             }

@@ -106,23 +106,31 @@ CASES = {
                       r"Set it to your Autopilot API key"),
     "api_key-blank": (with_config(api_key="   "), r"'api_key' is missing or empty", r"Set it to"),
     "api_key-not-a-string": (with_config(api_key=12345), r"'api_key' is missing or empty", r"Set it to"),
-    "start_date-missing": (with_config(start_date=None), r"'start_date' is missing", r"RFC 3339 time such as"),
-    "start_date-date-only": (with_config(start_date="2020-01-01"), r"'start_date' '2020-01-01' is not an RFC 3339",
-                             r"Use a form such as 2020-01-01T00:00:00Z"),
-    "start_date-yesterday": (with_config(start_date="yesterday"), r"'start_date' 'yesterday' is not an RFC 3339",
-                             r"Use a form such as"),
-    "start_date-no-zone": (with_config(start_date="2020-01-01T00:00:00"), r"'start_date' .* is not an RFC 3339",
+    "start_date-missing": (with_config(start_date=None), r"'start_date' is missing",
+                           r"date such as 2020-01-01 or an RFC 3339 time such as"),
+    "start_date-yesterday": (with_config(start_date="yesterday"),
+                             r"'start_date' 'yesterday' is neither a date nor an RFC 3339", r"Use a form such as"),
+    "start_date-no-zone": (with_config(start_date="2020-01-01T00:00:00"), r"'start_date' .* is neither a date nor",
                            r"Use a form such as"),
-    "start_date-basic-format": (with_config(start_date="20200101T000000Z"), r"'start_date' .* is not an RFC 3339",
+    "start_date-basic-format": (with_config(start_date="20200101T000000Z"), r"'start_date' .* is neither a date nor",
                                 r"Use a form such as"),
-    "start_date-week-date": (with_config(start_date="2020-W01-1T00:00:00Z"), r"'start_date' .* is not an RFC 3339",
+    "start_date-week-date": (with_config(start_date="2020-W01-1T00:00:00Z"), r"'start_date' .* is neither a date nor",
                              r"Use a form such as"),
-    "start_date-no-seconds": (with_config(start_date="2020-01-01T00:00Z"), r"'start_date' .* is not an RFC 3339",
+    "start_date-no-seconds": (with_config(start_date="2020-01-01T00:00Z"), r"'start_date' .* is neither a date nor",
                               r"Use a form such as"),
+    "start_date-basic-date": (with_config(start_date="20200101"), r"'start_date' '20200101' is neither a date nor",
+                              r"2020-01-01 \(midnight UTC\)"),
+    "start_date-impossible-date": (with_config(start_date="2020-02-30"), r"'start_date' '2020-02-30' is neither",
+                                   r"Use a form such as"),
     "base_url-ftp": (with_config(base_url="ftp://api2.autopilothq.com/v1"), r"'base_url' 'ftp://\S+' is not an http",
                      r"Leave it out"),
     "base_url-bare-host": (with_config(base_url="localhost"), r"'base_url' 'localhost' is not an http",
                            r"Leave it out"),
+    "base_url-plain-http-remote": (with_config(base_url="http://api2.autopilothq.com/v1"),
+                                   r"'base_url' 'http://api2\.autopilothq\.com/v1' is plain http",
+                                   r"Use https"),
+    "base_url-plain-http-private-address": (with_config(base_url="http://10.0.0.7:8080/v1"),
+                                            r"'base_url' \S+ is plain http", r"Use https"),
     "request_timeout-zero": (with_config(request_timeout=0), r"'request_timeout' must be a positive number of seconds",
                              r"not 0"),
     "request_timeout-negative": (with_config(request_timeout=-1), r"'request_timeout' must be a positive number",
@@ -180,9 +188,9 @@ def test_bad_input_fails_with_one_clear_line(tmp_path, sb, catalog, case):
 
 
 @pytest.mark.parametrize("start_date", ["2000-01-01T00:00:00Z", "2000-01-01t00:00:00z",
-                                        "2000-01-01T02:00:00.250+02:00", "1999-12-31T19:00:00-05:00"])
+                                        "2000-01-01T02:00:00.250+02:00", "1999-12-31T19:00:00-05:00", "2000-01-01"])
 def test_rfc3339_start_dates_are_accepted(tmp_path, sb, catalog, start_date):
-    """The other side of the table: every RFC 3339 form passes (lower-case t and z too)."""
+    """The other side of the table: every RFC 3339 form passes (lower-case t and z too), and a plain date."""
     config = helpers.write_json(tmp_path / "config.json", dict(good_config(sb), start_date=start_date))
     code, messages, stderr = helpers.run_tap(
         ["--config", config, "--catalog", helpers.write_json(tmp_path / "catalog.json",

@@ -1,0 +1,167 @@
+"""Issue 11: the rules a scheduled run rests on, without a network: start_date forms,
+which hosts may get the key over plain http, signal -> exit code, log levels, and
+the whole-response deadline of a request."""
+
+import inspect
+import logging
+import signal
+import socket
+import threading
+
+import pytest
+
+from tap_autopilot import ConfigError, exit_code_for, is_loopback_host, log_level, normalize_start_date, validate_config
+from tap_autopilot.client import AutopilotClient, RetryableError
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("2020-01-01", "2020-01-01T00:00:00Z"),  # a plain date is midnight UTC
+        ("2020-01-01T00:00:00Z", "2020-01-01T00:00:00Z"),
+        ("2020-01-01t10:30:00z", "2020-01-01T10:30:00Z"),
+        ("2020-01-01T10:30:00.5+02:00", "2020-01-01T10:30:00.5+02:00"),
+    ],
+)
+def test_start_date_plain_date_or_rfc3339(text, expected):
+    assert normalize_start_date(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2020-1-1",
+        "20200101",
+        "2020-02-30",
+        "2020-01-01T00:00:00",
+        "2020-01-01 ",
+        "2020-01-01T00:00Z",
+        "2020-W01-1",
+        "yesterday",
+        "",
+        None,
+        20200101,
+    ],
+)
+def test_start_date_anything_else_is_refused(text):
+    assert normalize_start_date(text) is None
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "::1", "localhost", "LOCALHOST", "localhost."])
+def test_loopback_hosts(host):
+    assert is_loopback_host(host)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "api2.autopilothq.com",
+        "10.0.0.7",
+        "192.168.1.2",
+        "0.0.0.0",
+        "::",
+        "localhost.example.com",
+        "127.0.0.1.nip.io",
+        "",
+        None,
+    ],
+)
+def test_not_loopback_hosts(host):
+    assert not is_loopback_host(host)
+
+
+def _config(base_url):
+    return {"api_key": "k", "start_date": "2020-01-01", "base_url": base_url}
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "http://127.0.0.1:8000/v1",
+        "http://[::1]:8000/v1",
+        "http://localhost/v1",
+        "https://api2.autopilothq.com/v1",
+        "https://10.0.0.7/v1",
+    ],
+)
+def test_base_url_allowed(base_url):
+    assert validate_config(_config(base_url))["base_url"] == base_url
+
+
+@pytest.mark.parametrize(
+    "base_url", ["http://api2.autopilothq.com/v1", "http://10.0.0.7:8080/v1", "http://user@example.com/v1"]
+)
+def test_plain_http_to_another_host_is_refused(base_url):
+    with pytest.raises(ConfigError, match=r"plain http.*Use https"):
+        validate_config(_config(base_url))
+
+
+def test_validate_config_stores_the_normalized_start_date():
+    assert validate_config(_config("https://x.example/v1"))["start_date"] == "2020-01-01T00:00:00Z"
+
+
+def test_signal_exit_codes_follow_the_shell_convention():
+    assert exit_code_for(signal.SIGTERM) == 143
+    assert exit_code_for(signal.SIGINT) == 130
+
+
+@pytest.mark.parametrize(
+    "debug, requested, level",
+    [
+        (True, "WARNING", logging.DEBUG),
+        (False, "", logging.INFO),
+        (False, "warning", logging.WARNING),
+        (False, "DEBUG", logging.DEBUG),
+        (False, "error", logging.ERROR),
+        (False, "loud", logging.INFO),
+    ],
+)
+def test_log_level(debug, requested, level):
+    assert log_level(debug, requested) == level
+
+
+def _trickling_server(body_bytes, interval):
+    """A one-shot HTTP server: headers at once, then the body a byte per `interval`."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve():
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body_bytes)
+            )
+            for index in range(len(body_bytes)):
+                if stop.wait(interval):
+                    return
+                try:
+                    conn.sendall(body_bytes[index : index + 1])
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return server, stop
+
+
+def test_request_timeout_bounds_a_trickling_body():
+    """Each byte comes well within the timeout, the whole (valid) body would take
+    100 s: the request gives up once the whole response has taken request_timeout."""
+    server, stop = _trickling_server(b'{"lists": []}' + b" " * 1000, 0.1)
+    try:
+        port = server.getsockname()[1]
+        client = AutopilotClient(
+            {
+                "api_key": "k",
+                "base_url": f"http://127.0.0.1:{port}/v1",
+                "request_timeout": 0.5,
+                "max_requests_per_second": 100,
+            }
+        )
+        one_attempt = inspect.unwrap(AutopilotClient.request)  # without the retry decorators
+        with pytest.raises(RetryableError, match=r"timed out after 0\.5 s"):
+            one_attempt(client, "/lists", "lists")
+    finally:
+        stop.set()
+        server.close()
