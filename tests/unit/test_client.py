@@ -2,7 +2,6 @@
 waits, the 429 budget, and the rate limiter. A fake clock and sleep stand in for time
 (no test waits), a fake session for the network (no server)."""
 
-import json
 import threading
 
 import pytest
@@ -47,15 +46,28 @@ class FakeTime:
             hook()
 
 
+class FakeRaw:
+    """The part of urllib3's response the client reads a streamed body through."""
+
+    connection = None
+
+    def __init__(self, content):
+        self._content = content
+
+    def read1(self, size, decode_content=True):
+        chunk, self._content = self._content[:size], self._content[size:]
+        return chunk
+
+
 class FakeResponse:
     def __init__(self, status, body=b'{"lists": []}', headers=None):
         self.status_code = status
         self.content = body if isinstance(body, bytes) else body.encode()
         self.headers = headers or {}
-        self.text = self.content.decode(errors="replace")
+        self.raw = FakeRaw(self.content)
 
-    def json(self):
-        return json.loads(self.content)
+    def close(self):
+        pass
 
 
 class FakeSession:
@@ -66,11 +78,12 @@ class FakeSession:
         self.script = list(script)
         self.urls = []
 
-    def get(self, url, timeout=None):
+    def get(self, url, timeout=None, stream=False):
         self.urls.append(url)
         answer = self.script.pop(0) if len(self.script) > 1 else self.script[0]
         if isinstance(answer, BaseException):
             raise answer
+        answer.raw = FakeRaw(answer.content)  # a repeated answer is read again from its start
         return answer
 
 
@@ -115,7 +128,7 @@ def test_429_with_retry_after_pauses_every_thread_through_the_limiter():
     fake_time = FakeTime()
     client = make_client(FakeSession(FakeResponse(429, b"", {"Retry-After": "30"})), fake_time)
     with pytest.raises(RateLimitedError):
-        client._decode("/lists", FakeResponse(429, b"", {"Retry-After": "30"}), "lists")
+        client._decode("/lists", FakeResponse(429, b"", {"Retry-After": "30"}), b"", "lists")
     paused_at = fake_time.now
     other_thread_limiter = client.limiter  # shared by every thread of the client
     other_thread_limiter.acquire()
