@@ -4,6 +4,7 @@ main() parses arguments, validates the config, and runs discovery or a sync.
 Every failure the user can fix ends in one CRITICAL line on stderr and exit 1;
 tracebacks are only logged with --debug.
 """
+
 import argparse
 import datetime
 import ipaddress
@@ -26,33 +27,84 @@ CAPABILITIES = ["catalog", "discover", "state", "properties", "about"]
 
 # The settings users can give, for validation, --about and the Meltano plugin file.
 SETTINGS = [
-    {"name": "api_key", "kind": "password", "type": "string", "required": True, "secret": True,
-     "description": "Autopilot API key, sent as the autopilotapikey header."},
-    {"name": "start_date", "kind": "date_iso8601", "type": "string", "required": True, "secret": False,
-     "description": "A date (2020-01-01, midnight UTC) or an RFC 3339 time; contacts updated before it are not "
-                    "replicated on the first run."},
-    {"name": "base_url", "kind": "string", "type": "string", "required": False, "secret": False,
-     "default": DEFAULT_BASE_URL, "description": "API root URL (plain http only to localhost)."},
-    {"name": "user_agent", "kind": "string", "type": "string", "required": False, "secret": False,
-     "description": "Sent as the User-Agent header."},
-    {"name": "request_timeout", "kind": "decimal", "type": "number", "required": False, "secret": False,
-     "default": 300, "description": "Seconds each whole HTTP response (body included) may take before it is "
-                                    "retried."},
-    {"name": "max_requests_per_second", "kind": "decimal", "type": "number", "required": False,
-     "secret": False, "default": 5,
-     "description": "Client-side request rate ceiling; Autopilot documents 5 per second."},
-    {"name": "max_concurrent_requests", "kind": "integer", "type": "integer", "required": False,
-     "secret": False, "default": 4,
-     "description": "Requests in flight at once; the rate limit, not this, sets the pace."},
-    {"name": "lists_contacts_source", "kind": "options", "type": "string", "required": False, "secret": False,
-     "default": "auto", "options": ["auto", "contacts", "lists"],
-     "description": "Where lists_contacts rows come from: the contacts scan's documents (contacts), each "
-                    "list's pages (lists), or auto: the scan when contacts are selected, else the cheaper."},
+    {
+        "name": "api_key",
+        "kind": "password",
+        "type": "string",
+        "required": True,
+        "secret": True,
+        "description": "Autopilot API key, sent as the autopilotapikey header.",
+    },
+    {
+        "name": "start_date",
+        "kind": "date_iso8601",
+        "type": "string",
+        "required": True,
+        "secret": False,
+        "description": "A date (2020-01-01, midnight UTC) or an RFC 3339 time; contacts updated before it are not "
+        "replicated on the first run.",
+    },
+    {
+        "name": "base_url",
+        "kind": "string",
+        "type": "string",
+        "required": False,
+        "secret": False,
+        "default": DEFAULT_BASE_URL,
+        "description": "API root URL (plain http only to localhost).",
+    },
+    {
+        "name": "user_agent",
+        "kind": "string",
+        "type": "string",
+        "required": False,
+        "secret": False,
+        "description": "Sent as the User-Agent header.",
+    },
+    {
+        "name": "request_timeout",
+        "kind": "decimal",
+        "type": "number",
+        "required": False,
+        "secret": False,
+        "default": 300,
+        "description": "Seconds each whole HTTP response (body included) may take before it is retried.",
+    },
+    {
+        "name": "max_requests_per_second",
+        "kind": "decimal",
+        "type": "number",
+        "required": False,
+        "secret": False,
+        "default": 5,
+        "description": "Client-side request rate ceiling; Autopilot documents 5 per second.",
+    },
+    {
+        "name": "max_concurrent_requests",
+        "kind": "integer",
+        "type": "integer",
+        "required": False,
+        "secret": False,
+        "default": 4,
+        "description": "Requests in flight at once; the rate limit, not this, sets the pace.",
+    },
+    {
+        "name": "lists_contacts_source",
+        "kind": "options",
+        "type": "string",
+        "required": False,
+        "secret": False,
+        "default": "auto",
+        "options": ["auto", "contacts", "lists"],
+        "description": "Where lists_contacts rows come from: the contacts scan's documents (contacts), each "
+        "list's pages (lists), or auto: the scan when contacts are selected, else the cheaper.",
+    },
 ]
 
 
 def version():
     from importlib import metadata  # imported here: slow, and only --version and --about need it
+
     try:
         return metadata.version(NAME)
     except metadata.PackageNotFoundError:
@@ -83,7 +135,7 @@ class Interrupted(BaseException):
     def __init__(self, signum):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
-        self.sync_started = False         # set by the code it unwinds
+        self.sync_started = False  # set by the code it unwinds
         self.final_state_written = False
 
 
@@ -161,8 +213,9 @@ def _load_json(path, what, flag):
     except FileNotFoundError:
         raise ConfigError(f"The {what} file {path} does not exist. Check the {flag} path.") from None
     except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"The {what} file {path} cannot be read ({type(error).__name__}). "
-                          f"Check the {flag} path.") from None
+        raise ConfigError(
+            f"The {what} file {path} cannot be read ({type(error).__name__}). Check the {flag} path."
+        ) from None
     except ValueError as error:
         raise ConfigError(f"The {what} file {path} is not valid JSON ({error}). Fix the file.") from None
 
@@ -176,9 +229,11 @@ def _positive_number(config, key):
     except (TypeError, ValueError):
         number = None
     if isinstance(value, bool) or number is None or not number > 0 or number == float("inf"):
-        raise ConfigError(f"Config '{key}' must be a positive number of "
-                          f"{'seconds' if key == 'request_timeout' else 'requests per second'}, "
-                          f"not {value!r}.")
+        raise ConfigError(
+            f"Config '{key}' must be a positive number of "
+            f"{'seconds' if key == 'request_timeout' else 'requests per second'}, "
+            f"not {value!r}."
+        )
 
 
 _RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)\Z")
@@ -221,36 +276,44 @@ def validate_config(config):
         raise ConfigError("The config file must hold a JSON object with api_key and start_date.")
     api_key = config.get("api_key")
     if not isinstance(api_key, str) or not api_key.strip():
-        raise ConfigError("Config 'api_key' is missing or empty. Set it to your Autopilot API key "
-                          "(Settings > Autopilot API).")
+        raise ConfigError(
+            "Config 'api_key' is missing or empty. Set it to your Autopilot API key (Settings > Autopilot API)."
+        )
     start_date = config.get("start_date")
     if not isinstance(start_date, str) or not start_date.strip():
-        raise ConfigError("Config 'start_date' is missing. Set it to a date such as 2020-01-01 or an RFC 3339 "
-                          "time such as 2020-01-01T00:00:00Z.")
+        raise ConfigError(
+            "Config 'start_date' is missing. Set it to a date such as 2020-01-01 or an RFC 3339 "
+            "time such as 2020-01-01T00:00:00Z."
+        )
     normalized = normalize_start_date(start_date)
     if normalized is None:
-        raise ConfigError(f"Config 'start_date' {start_date!r} is neither a date nor an RFC 3339 time. Use a "
-                          "form such as 2020-01-01 (midnight UTC) or 2020-01-01T00:00:00Z.")
+        raise ConfigError(
+            f"Config 'start_date' {start_date!r} is neither a date nor an RFC 3339 time. Use a "
+            "form such as 2020-01-01 (midnight UTC) or 2020-01-01T00:00:00Z."
+        )
     config["start_date"] = normalized
     base_url = config.get("base_url", DEFAULT_BASE_URL)
     parts = urlparse(base_url) if isinstance(base_url, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"Config 'base_url' {base_url!r} is not an http(s) URL. Leave it out to use "
-                          f"{DEFAULT_BASE_URL}.")
+        raise ConfigError(
+            f"Config 'base_url' {base_url!r} is not an http(s) URL. Leave it out to use {DEFAULT_BASE_URL}."
+        )
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
-        raise ConfigError(f"Config 'base_url' {base_url!r} is plain http: the API key would cross the network "
-                          "unencrypted. Use https (plain http is only allowed to localhost, for the sandbox).")
+        raise ConfigError(
+            f"Config 'base_url' {base_url!r} is plain http: the API key would cross the network "
+            "unencrypted. Use https (plain http is only allowed to localhost, for the sandbox)."
+        )
     _positive_number(config, "request_timeout")
     _positive_number(config, "max_requests_per_second")
     workers = config.get("max_concurrent_requests")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise ConfigError(f"Config 'max_concurrent_requests' must be a whole number of at least 1, "
-                          f"not {workers!r}.")
+        raise ConfigError(f"Config 'max_concurrent_requests' must be a whole number of at least 1, not {workers!r}.")
     return config
 
 
 def about():
     from tap_autopilot.streams import STREAMS
+
     return {
         "name": NAME,
         "version": version(),
@@ -272,8 +335,10 @@ def run(args):
         sys.stdout.write("\n")
         return
     if not args.config:
-        raise ConfigError("No config given. Run: tap-autopilot --config config.json [--discover | --catalog "
-                          "catalog.json [--state state.json]]")
+        raise ConfigError(
+            "No config given. Run: tap-autopilot --config config.json [--discover | --catalog "
+            "catalog.json [--state state.json]]"
+        )
     config = validate_config(_load_json(args.config, "config", "--config"))
     _FORMATTER.secrets = [config["api_key"]]
     catalog_path = args.catalog or args.properties
@@ -281,12 +346,16 @@ def run(args):
     state = {}
     if not args.discover:
         if not catalog_path:
-            raise ConfigError("Nothing to do: give --discover to write a catalog, or --catalog catalog.json "
-                              "to sync the streams selected in it.")
+            raise ConfigError(
+                "Nothing to do: give --discover to write a catalog, or --catalog catalog.json "
+                "to sync the streams selected in it."
+            )
         catalog = _load_json(catalog_path, "catalog", "--catalog" if args.catalog else "--properties")
         if not isinstance(catalog, dict) or not isinstance(catalog.get("streams"), list):
-            raise ConfigError(f"The catalog file {catalog_path} has no 'streams' list. Create it with "
-                              "tap-autopilot --config config.json --discover.")
+            raise ConfigError(
+                f"The catalog file {catalog_path} has no 'streams' list. Create it with "
+                "tap-autopilot --config config.json --discover."
+            )
         if args.state:
             state = _load_json(args.state, "state", "--state")
             if not isinstance(state, dict):
@@ -295,6 +364,7 @@ def run(args):
     client = AutopilotClient(config)
     if args.discover:
         from tap_autopilot.discover import discover
+
         json.dump(discover(client), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
@@ -308,6 +378,7 @@ def _sync_until_stopped(client, config, state, catalog):
     page's records and its STATE when a signal arrives; it stops the sync
     from outside (SyncContext.stop) without waiting for requests in flight."""
     from tap_autopilot.sync import sync
+
     contexts, failure = [], []
 
     def work():
@@ -340,12 +411,18 @@ def _exit_stopped(stop):
     if not stop.sync_started:
         LOGGER.warning("Stopped by %s before the sync began; nothing was written.", name)
     elif stop.final_state_written:
-        LOGGER.warning("Stopped by %s. The last STATE written covers every record written: run again with it "
-                       "(--state) to continue where this run stopped.", name)
+        LOGGER.warning(
+            "Stopped by %s. The last STATE written covers every record written: run again with it "
+            "(--state) to continue where this run stopped.",
+            name,
+        )
     else:
-        LOGGER.critical("Stopped by %s while the output was blocked for %d s (is the target reading?); the last "
-                        "complete STATE line covers every record before it: run again with it (--state).",
-                        name, STOP_WRITE_GRACE_SECONDS)
+        LOGGER.critical(
+            "Stopped by %s while the output was blocked for %d s (is the target reading?); the last "
+            "complete STATE line covers every record before it: run again with it (--state).",
+            name,
+            STOP_WRITE_GRACE_SECONDS,
+        )
     sys.stderr.flush()
     os._exit(exit_code_for(stop.signum))  # skip joining threads stuck in a request
 
@@ -364,8 +441,11 @@ def main(argv=None):
         sys.exit(1)
     except RetryableError as error:
         LOGGER.debug("Details:", exc_info=True)
-        LOGGER.critical("Autopilot could not be reached or kept failing, retries exhausted: %s. Check base_url and the "
-                        "network, then run again with the last state.", error)
+        LOGGER.critical(
+            "Autopilot could not be reached or kept failing, retries exhausted: %s. Check base_url and the "
+            "network, then run again with the last state.",
+            error,
+        )
         sys.exit(1)
     except BrokenPipeError:
         # The target exited: whatever it accepted is covered by the STATE it saw.
@@ -373,6 +453,7 @@ def main(argv=None):
         os._exit(1)  # stdout is gone: skip flushing it at exit
     except Exception as error:
         LOGGER.debug("Details:", exc_info=True)
-        LOGGER.critical("Unexpected error (%s): %s. Run with --debug for details and report it.",
-                        type(error).__name__, error)
+        LOGGER.critical(
+            "Unexpected error (%s): %s. Run with --debug for details and report it.", type(error).__name__, error
+        )
         sys.exit(1)

@@ -3,6 +3,7 @@ error mapping, and the cursor pagination loop.
 
 Every request of the tap goes through AutopilotClient.get(), from any thread.
 """
+
 import datetime
 import email.utils
 import functools
@@ -11,7 +12,7 @@ import os
 import random
 import threading
 import time
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 import orjson
@@ -124,7 +125,7 @@ class RetryPolicy:
         """Seconds to wait before retrying after `error`, the `attempt`-th such failure (from 0)."""
         if error.retry_after is not None:
             return error.retry_after
-        return self._uniform(0, min(BACKOFF_CAP_SECONDS, self.base * 2 ** attempt))
+        return self._uniform(0, min(BACKOFF_CAP_SECONDS, self.base * 2**attempt))
 
     def call(self, attempt, on_retry=None):
         """attempt() until it returns, retrying as the class says; on_retry(error, wait, tries)
@@ -257,9 +258,15 @@ class AutopilotClient:
             status = response.status_code
             return self._decode(path, response, content, data_key, expect_list), _server_time(response)
         finally:
-            metrics.log(LOGGER, metrics.Point("timer", metrics.Metric.http_request_duration,
-                                              time.monotonic() - started,
-                                              {"endpoint": endpoint, "http_status_code": status}))
+            metrics.log(
+                LOGGER,
+                metrics.Point(
+                    "timer",
+                    metrics.Metric.http_request_duration,
+                    time.monotonic() - started,
+                    {"endpoint": endpoint, "http_status_code": status},
+                ),
+            )
 
     def _fetch(self, path, deadline):
         """The response and its whole body, all of it by `deadline` (a monotonic time).
@@ -268,8 +275,9 @@ class AutopilotClient:
         byte at a time would never trip it. urllib3's total timeout bounds connecting
         and waiting for the headers; the body is then read one socket read at a time,
         each allowed only what is left until the deadline."""
-        response = self._session().get(self.base_url + path, stream=True,
-                                       timeout=urllib3.Timeout(total=max(deadline - time.monotonic(), 0.001)))
+        response = self._session().get(
+            self.base_url + path, stream=True, timeout=urllib3.Timeout(total=max(deadline - time.monotonic(), 0.001))
+        )
         try:
             sock = getattr(response.raw.connection, "sock", None)
             chunks = []
@@ -327,12 +335,15 @@ class AutopilotClient:
             next_cursor = body.pop("bookmark", None) or None
             if next_cursor is not None:
                 if next_cursor in seen or next_cursor == cursor:
-                    raise TapError(f"Autopilot repeated the page bookmark {next_cursor} on {path}; "
-                                   "stopping to avoid an endless loop.")
+                    raise TapError(
+                        f"Autopilot repeated the page bookmark {next_cursor} on {path}; "
+                        "stopping to avoid an endless loop."
+                    )
                 seen.add(next_cursor)
             # Hand the page over without keeping it: a suspended scan holds no page.
-            yield Page(items=body.pop(data_key, None) or [], next_cursor=next_cursor, meta=body,
-                       server_time=server_time)
+            yield Page(
+                items=body.pop(data_key, None) or [], next_cursor=next_cursor, meta=body, server_time=server_time
+            )
             if next_cursor is None:
                 return
             cursor = next_cursor
@@ -340,15 +351,15 @@ class AutopilotClient:
 
 class Page(NamedTuple):
     items: list
-    next_cursor: Optional[str]     # None on the last page
-    meta: dict                     # the rest of the body (e.g. total_contacts)
-    server_time: Optional[datetime.datetime]
+    next_cursor: str | None  # None on the last page
+    meta: dict  # the rest of the body (e.g. total_contacts)
+    server_time: datetime.datetime | None
 
 
 def _server_time(response):
     """The API's clock from the Date header, to time scans by its clock."""
     try:
-        return email.utils.parsedate_to_datetime(response.headers["Date"]).astimezone(datetime.timezone.utc)
+        return email.utils.parsedate_to_datetime(response.headers["Date"]).astimezone(datetime.UTC)
     except (KeyError, TypeError, ValueError, IndexError):
         return None
 

@@ -1,5 +1,6 @@
 """Discovery: the five stream schemas, the account's custom fields as typed
 contact columns, and standard Singer metadata."""
+
 import copy
 import json
 import logging
@@ -44,8 +45,9 @@ def custom_field_columns(definitions):
         name = definition.get("name", definition.get("kind", definition.get("field_name")))
         if not isinstance(name, str) or not name.strip():
             continue
-        field_type = str(definition.get("fieldType", definition.get("field_type",
-                                                                      definition.get("type", "string")))).lower()
+        field_type = str(
+            definition.get("fieldType", definition.get("field_type", definition.get("type", "string")))
+        ).lower()
         if field_type not in CUSTOM_FIELD_TYPES:
             LOGGER.warning("Custom field %r has unknown type %r: replicated as a string.", name, field_type)
             field_type = "string"
@@ -84,11 +86,14 @@ def discover(client):
         if "FULL_TABLE" in stream.replication_methods:
             schema["properties"][VERSION_COLUMN] = copy.deepcopy(VERSION_COLUMN_SCHEMA)
         methods = list(stream.replication_methods)
-        mdata = metadata.to_map(metadata.get_standard_metadata(
-            schema=schema,
-            key_properties=stream.key_properties,
-            valid_replication_keys=[stream.replication_key] if stream.replication_key else None,
-            replication_method=methods[0] if len(methods) == 1 else None))
+        mdata = metadata.to_map(
+            metadata.get_standard_metadata(
+                schema=schema,
+                key_properties=stream.key_properties,
+                valid_replication_keys=[stream.replication_key] if stream.replication_key else None,
+                replication_method=methods[0] if len(methods) == 1 else None,
+            )
+        )
         if len(methods) > 1:
             mdata[()][REPLICATION_METHODS_KEY] = methods
         mdata[()]["selected-by-default"] = True
@@ -103,13 +108,14 @@ def discover(client):
             mdata[("properties", stream.replication_key)]["inclusion"] = "automatic"
         for column, name, _ in custom:
             mdata[("properties", column)][CUSTOM_FIELD_KEY] = name
-        streams.append({
-            "tap_stream_id": stream.tap_stream_id,
-            "stream": stream.tap_stream_id,
-            "key_properties": stream.key_properties,
-            "schema": schema,
-            "metadata": metadata.to_list(mdata),
-        })
-    LOGGER.info("Discovered %d streams, %d custom contact fields.", len(streams),
-                len(custom_columns))
+        streams.append(
+            {
+                "tap_stream_id": stream.tap_stream_id,
+                "stream": stream.tap_stream_id,
+                "key_properties": stream.key_properties,
+                "schema": schema,
+                "metadata": metadata.to_list(mdata),
+            }
+        )
+    LOGGER.info("Discovered %d streams, %d custom contact fields.", len(streams), len(custom_columns))
     return {"streams": streams}

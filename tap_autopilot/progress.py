@@ -1,5 +1,6 @@
 """Progress people can read on stderr: a line every few seconds while the sync
 runs, one when each stream ends, and a summary table at the end."""
+
 import logging
 import os
 import threading
@@ -25,13 +26,17 @@ def progress_interval():
             seconds = None
         if seconds is not None and 0 < seconds < float("inf"):
             return seconds
-        LOGGER.warning("Ignoring %s=%r: not a positive number of seconds; using %s.",
-                       PROGRESS_INTERVAL_ENV, raw, PROGRESS_INTERVAL_SECONDS)
+        LOGGER.warning(
+            "Ignoring %s=%r: not a positive number of seconds; using %s.",
+            PROGRESS_INTERVAL_ENV,
+            raw,
+            PROGRESS_INTERVAL_SECONDS,
+        )
     return PROGRESS_INTERVAL_SECONDS
 
 
 class _StreamProgress:
-    __slots__ = ("records", "pages", "read", "total", "done", "counted")
+    __slots__ = ("counted", "done", "pages", "read", "records", "total")
 
     def __init__(self):
         self.records = self.pages = self.read = self.counted = 0
@@ -71,8 +76,13 @@ class Progress:
         stream = self.streams[stream_id]
         stream.done = True
         self._log_record_count(stream_id, stream)
-        LOGGER.info("%s: done, %s records from %s pages in %.1f s.", stream_id, f"{stream.records:,}",
-                    f"{stream.pages:,}", time.monotonic() - self.started)
+        LOGGER.info(
+            "%s: done, %s records from %s pages in %.1f s.",
+            stream_id,
+            f"{stream.records:,}",
+            f"{stream.pages:,}",
+            time.monotonic() - self.started,
+        )
 
     def _report_loop(self):
         while not self._stop.wait(self.interval):
@@ -87,8 +97,15 @@ class Progress:
         with self._count_lock:
             records = stream.records
             if records > stream.counted:
-                metrics.log(LOGGER, metrics.Point("counter", metrics.Metric.record_count,
-                                                  records - stream.counted, {metrics.Tag.endpoint: stream_id}))
+                metrics.log(
+                    LOGGER,
+                    metrics.Point(
+                        "counter",
+                        metrics.Metric.record_count,
+                        records - stream.counted,
+                        {metrics.Tag.endpoint: stream_id},
+                    ),
+                )
                 stream.counted = records
 
     def line(self):
@@ -109,8 +126,10 @@ class Progress:
         return " | ".join(parts)
 
     def _requests_text(self):
-        return (f"{self.requests['requests']:,} requests, {self.requests['rate_limited']:,} throttled (429), "
-                f"{self.requests['retries']:,} retries")
+        return (
+            f"{self.requests['requests']:,} requests, {self.requests['rate_limited']:,} throttled (429), "
+            f"{self.requests['retries']:,} retries"
+        )
 
     def summary(self):
         self.stop()

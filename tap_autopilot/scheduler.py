@@ -22,8 +22,8 @@ class Scheduler:
         self._heap = []
         self._order = itertools.count()
         self._cond = threading.Condition()
-        self._active = 0          # scans added and not finished
-        self._closed = False      # no more scans will be added
+        self._active = 0  # scans added and not finished
+        self._closed = False  # no more scans will be added
         self._error = None
         self._threads = [
             threading.Thread(target=self._work, name=f"autopilot-{n}", daemon=True) for n in range(workers)

@@ -22,6 +22,7 @@ Every change takes the sync's output lock (an RLock: the context already holds i
 while it commits a page), so a STATE message, which serializes the whole document
 under that lock, never sees an entry half changed by another thread.
 """
+
 import threading
 
 from tap_autopilot.transform import format_datetime, to_datetime
@@ -54,8 +55,9 @@ class State:
     def __init__(self, raw, lock=None):
         raw = raw if isinstance(raw, dict) else {}
         bookmarks = raw.get("bookmarks")
-        self._bookmarks = {k: dict(v) for k, v in bookmarks.items() if isinstance(v, dict)} \
-            if isinstance(bookmarks, dict) else {}
+        self._bookmarks = (
+            {k: dict(v) for k, v in bookmarks.items() if isinstance(v, dict)} if isinstance(bookmarks, dict) else {}
+        )
         self.currently_syncing = raw.get("currently_syncing")
         self.lock = lock or threading.RLock()
 
@@ -115,16 +117,22 @@ class State:
             if isinstance(scan, dict) and "threshold" in scan:
                 # "bookmark": the name earlier versions gave the cursor (read, never written)
                 cursor = scan["cursor"] if "cursor" in scan else scan.get("bookmark")
-                return (to_datetime(scan.get("threshold")) or start_date, cursor,
-                        to_datetime(scan.get("max_updated_at")), to_datetime(scan.get("started_at")))
+                return (
+                    to_datetime(scan.get("threshold")) or start_date,
+                    cursor,
+                    to_datetime(scan.get("max_updated_at")),
+                    to_datetime(scan.get("started_at")),
+                )
             return to_datetime(entry.get("updated_at")) or start_date, None, None, None
 
     def save_incremental_scan(self, stream_id, threshold, cursor, max_updated_at, started_at):
         with self.lock:
             self._entry(stream_id)["scan"] = {
-                "threshold": format_datetime(threshold), "cursor": cursor,
+                "threshold": format_datetime(threshold),
+                "cursor": cursor,
                 "max_updated_at": format_datetime(max_updated_at) if max_updated_at else None,
-                "started_at": format_datetime(started_at) if started_at else None}
+                "started_at": format_datetime(started_at) if started_at else None,
+            }
 
     def finish_incremental_scan(self, stream_id, next_threshold):
         """The scan completed: the bookmark moves to the next threshold; nothing else is kept."""

@@ -18,6 +18,7 @@ Streams:
 A stream's sync() plans its work on the SyncContext (sync.py), which owns the
 output, the thread pool and the HTTP client; state.py owns the state document.
 """
+
 import datetime
 import logging
 from urllib.parse import quote
@@ -45,8 +46,9 @@ def membership_source(config):
     """The config's `lists_contacts_source` (TapError if it is not one of MEMBERSHIP_SOURCES)."""
     source = config.get("lists_contacts_source", "auto")
     if source not in MEMBERSHIP_SOURCES:
-        raise TapError(f"Config 'lists_contacts_source' must be one of {', '.join(MEMBERSHIP_SOURCES)}, "
-                       f"not {source!r}.")
+        raise TapError(
+            f"Config 'lists_contacts_source' must be one of {', '.join(MEMBERSHIP_SOURCES)}, not {source!r}."
+        )
     return source
 
 
@@ -71,6 +73,7 @@ class Stream:
 
 
 # --- the scan contract -----------------------------------------------------------------
+
 
 class RestartScan(Exception):
     """The cursor a scan resumed after no longer exists (its contact was deleted)."""
@@ -143,8 +146,11 @@ class PageScan:
         except NotFoundError:
             if cursor is None:
                 raise
-            LOGGER.warning("%s: the saved page cursor no longer exists; restarting this scan from the "
-                           "first page (records may repeat, none are lost).", self.path)
+            LOGGER.warning(
+                "%s: the saved page cursor no longer exists; restarting this scan from the "
+                "first page (records may repeat, none are lost).",
+                self.path,
+            )
             raise RestartScan() from None
 
 
@@ -156,6 +162,7 @@ def pages_left(total, read):
 
 
 # --- the contacts scan and what reads it ------------------------------------------------
+
 
 class ContactsScan(PageScan):
     """The one scan of /contacts a run makes, shared by its readers: the contacts
@@ -176,8 +183,10 @@ class ContactsScan(PageScan):
                 return cursors.pop()
             # Readers stopped at different pages (the catalog changed between runs):
             # each must see every document, so all start over.
-            LOGGER.info("contacts: %s stopped at different pages; the scan starts from the first page.",
-                        " and ".join(reader.stream_id for reader in self.readers))
+            LOGGER.info(
+                "contacts: %s stopped at different pages; the scan starts from the first page.",
+                " and ".join(reader.stream_id for reader in self.readers),
+            )
             for reader in self.readers:
                 reader.restart()
             return None
@@ -193,6 +202,7 @@ class ContactsScan(PageScan):
         def save():
             for reader in readers:
                 reader.save(cursor)
+
         self.ctx.commit(parts, save)
         return True
 
@@ -262,18 +272,22 @@ class IncrementalContacts(ScanReader):
     def __init__(self, ctx, stream):
         super().__init__(ctx, stream.tap_stream_id)
         self.transform = stream.transformer(ctx.selected[self.stream_id])
-        self.threshold, self.cursor, self.max_seen, self.started = \
-            ctx.state.incremental_scan(self.stream_id, ctx.start_date)
+        self.threshold, self.cursor, self.max_seen, self.started = ctx.state.incremental_scan(
+            self.stream_id, ctx.start_date
+        )
         if self.cursor is not None:
-            LOGGER.info("contacts: resuming the interrupted scan after page cursor %s (updated_at >= %s).",
-                        self.cursor, self.threshold)
+            LOGGER.info(
+                "contacts: resuming the interrupted scan after page cursor %s (updated_at >= %s).",
+                self.cursor,
+                self.threshold,
+            )
 
     def saved_cursor(self):
         return self.cursor
 
     def read(self, page):
         if self.started is None:
-            self.started = page.server_time or datetime.datetime.now(datetime.timezone.utc)
+            self.started = page.server_time or datetime.datetime.now(datetime.UTC)
         emit = self.ctx.record_line_maker(self.stream_id)  # per page: time_extracted is now
         transform, threshold, max_seen, lines = self.transform, self.threshold, self.max_seen, []
         for doc in page.items:
@@ -322,8 +336,9 @@ class VersionedScanReader(ScanReader):
         self.ctx.state.save_scan_cursor(self.stream_id, None)
 
     def complete(self):
-        self.ctx.complete(self.stream_id, lambda: self.ctx.state.complete_version(self.stream_id),
-                          activate=self.version)
+        self.ctx.complete(
+            self.stream_id, lambda: self.ctx.state.complete_version(self.stream_id), activate=self.version
+        )
 
 
 class FullTableContacts(VersionedScanReader):
@@ -361,11 +376,19 @@ class MembershipsFromScan(VersionedScanReader):
         self.probe = False
         scan_pages, list_pages = estimate_membership_requests(page, self.list_ids)
         if scan_pages <= list_pages:
-            LOGGER.info("%s: from the contacts scan (about %d more pages, against about %d reading list by list).",
-                        self.stream_id, scan_pages, list_pages)
+            LOGGER.info(
+                "%s: from the contacts scan (about %d more pages, against about %d reading list by list).",
+                self.stream_id,
+                scan_pages,
+                list_pages,
+            )
             return True
-        LOGGER.info("%s: list by list (about %d pages, against %d more pages of the contacts scan).",
-                    self.stream_id, list_pages, scan_pages)
+        LOGGER.info(
+            "%s: list by list (about %d pages, against %d more pages of the contacts scan).",
+            self.stream_id,
+            list_pages,
+            scan_pages,
+        )
         self.stream.read_by_parents(self.ctx, self.version)
         return False
 
@@ -404,6 +427,7 @@ def estimate_membership_requests(page, list_ids):
 
 
 # --- the streams ----------------------------------------------------------------------
+
 
 class Contacts(Stream):
     tap_stream_id = "contacts"
@@ -467,6 +491,7 @@ class MembershipStream(Stream):
 
         def complete():
             ctx.complete(stream_id, lambda: ctx.state.complete_version(stream_id), activate=version)
+
         if not todo:
             complete()
             return
@@ -513,6 +538,7 @@ class ParentScan(PageScan):
                 self.membership.done(parent_id)
             else:
                 self.membership.advance(parent_id, cursor)
+
         self.ctx.commit([(stream_id, lines, len(page.items), None)], change)
         return True
 
@@ -521,8 +547,12 @@ class ParentScan(PageScan):
 
     def gone(self):
         stream_id = self.stream.tap_stream_id
-        LOGGER.warning("%s: %s %s disappeared during the sync (404); skipping it.",
-                       stream_id, self.stream.parent_key, self.parent_id)
+        LOGGER.warning(
+            "%s: %s %s disappeared during the sync (404); skipping it.",
+            stream_id,
+            self.stream.parent_key,
+            self.parent_id,
+        )
         self.ctx.commit([(stream_id, [], 0, None)], lambda: self.membership.done(self.parent_id))
 
     def finish(self):
@@ -564,7 +594,7 @@ class ListsContacts(MembershipStream):
         version = ctx.begin_version(stream_id)
         if source == "auto" and "contacts" not in ctx.selected:
             if ctx.state.reads_parents(stream_id):
-                source = "lists"       # carry on the interrupted pass the way it went
+                source = "lists"  # carry on the interrupted pass the way it went
             elif not ctx.state.reads_scan(stream_id):
                 source = "probe"
         if source == "lists":
@@ -588,5 +618,7 @@ class SmartSegmentsContacts(MembershipStream):
     parent_key = "segment_id"
 
 
-STREAMS = {stream.tap_stream_id: stream for stream in (
-    Contacts(), Lists(), ListsContacts(), SmartSegments(), SmartSegmentsContacts())}
+STREAMS = {
+    stream.tap_stream_id: stream
+    for stream in (Contacts(), Lists(), ListsContacts(), SmartSegments(), SmartSegmentsContacts())
+}

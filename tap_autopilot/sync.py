@@ -8,6 +8,7 @@ Every page's RECORDs and the STATE that accounts for them are written together
 under one lock: a STATE message never describes a record not yet written. The
 state document itself is state.py's.
 """
+
 import gc
 import logging
 import sys
@@ -65,9 +66,13 @@ def _replication_method(stream, mdata):
         return stream.replication_methods[0]
     if isinstance(method, str) and method.upper() in stream.replication_methods:
         return method.upper()
-    LOGGER.warning("The catalog sets replication-method %r for %s, which allows only %s; using %s.",
-                   method, stream.tap_stream_id, " or ".join(stream.replication_methods),
-                   stream.replication_methods[0])
+    LOGGER.warning(
+        "The catalog sets replication-method %r for %s, which allows only %s; using %s.",
+        method,
+        stream.tap_stream_id,
+        " or ".join(stream.replication_methods),
+        stream.replication_methods[0],
+    )
     return stream.replication_methods[0]
 
 
@@ -154,9 +159,11 @@ class SyncContext:
         tail = b',"version":%d' % version if version is not None else b""
         tail += b',"time_extracted":%s}\n' % orjson.dumps(singer.utils.strftime(singer.utils.now()))
         if version is not None and VERSION_COLUMN in self.selected[stream_id].columns:
+
             def emit(row):
                 row[VERSION_COLUMN] = version
                 return head + serialize(row) + tail
+
             return emit
         return lambda row: head + serialize(row) + tail
 
@@ -216,9 +223,14 @@ class SyncContext:
         with self.lock:  # stop() may run from another thread at any time
             for stream_id in self.order:
                 selected = self.selected[stream_id]
-                self._write_message(singer.SchemaMessage(
-                    stream=stream_id, schema=selected.schema, key_properties=selected.stream.key_properties,
-                    bookmark_properties=selected.bookmark_properties))
+                self._write_message(
+                    singer.SchemaMessage(
+                        stream=stream_id,
+                        schema=selected.schema,
+                        key_properties=selected.stream.key_properties,
+                        bookmark_properties=selected.bookmark_properties,
+                    )
+                )
             self.out.flush()
         self.progress.start()
         self._scheduler = Scheduler(self.workers)
@@ -259,8 +271,9 @@ def sync(client, config, state, catalog, on_start=None):
     membership_source(config)  # bad config fails before anything is written
     selected = selected_streams(catalog)
     if not selected:
-        LOGGER.warning("No streams are selected in the catalog: nothing to sync. "
-                       "Mark streams with metadata 'selected': true.")
+        LOGGER.warning(
+            "No streams are selected in the catalog: nothing to sync. Mark streams with metadata 'selected': true."
+        )
         return
     state = State(state)
     interrupted = state.currently_syncing
@@ -270,8 +283,9 @@ def sync(client, config, state, catalog, on_start=None):
             LOGGER.info("Resuming with %s, which the last run did not finish.", interrupted)
             selected.sort(key=lambda s: s.tap_stream_id != interrupted)
         else:
-            LOGGER.warning("State names %r as currently syncing, which is not a selected stream; "
-                           "ignoring it.", interrupted)
+            LOGGER.warning(
+                "State names %r as currently syncing, which is not a selected stream; ignoring it.", interrupted
+            )
     # A sync makes millions of short-lived objects and almost no reference
     # cycles: leave the long-lived ones out of collections and collect young
     # ones less often (about a tenth less CPU per record; memory stays flat).

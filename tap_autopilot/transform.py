@@ -5,6 +5,7 @@ list of (column, source keys, converter) steps, so the per-record work is a
 tight loop with no schema walking. Converters return a value that conforms to
 the column's schema, or None when the source value cannot be made to.
 """
+
 import datetime
 import hashlib
 import json
@@ -15,10 +16,9 @@ from email.utils import parsedate_to_datetime
 import orjson
 from anyascii import anyascii
 
-
-_UTC = datetime.timezone.utc
+_UTC = datetime.UTC
 _fromisoformat = datetime.datetime.fromisoformat
-_INT64 = 2 ** 63
+_INT64 = 2**63
 _fromtimestamp = datetime.datetime.fromtimestamp  # 3x faster than epoch + timedelta
 _OUT_OF_RANGE = (OverflowError, OSError, ValueError)
 # Epoch numbers above this are milliseconds (1e11 s would be the year 5138).
@@ -62,6 +62,7 @@ _ORJSON_OPTIONS = orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
 
 
 # --- value converters ----------------------------------------------------
+
 
 def format_datetime(value):
     """An aware datetime -> RFC 3339 UTC text, for STATE bookmarks. Records
@@ -203,8 +204,10 @@ def to_url_flags(value):
     """{url: bool} -> [{url, value}]."""
     if not isinstance(value, dict):
         return None
-    return [{"url": url, "value": flag if flag is None or flag.__class__ is bool else to_boolean(flag)}
-            for url, flag in value.items()]
+    return [
+        {"url": url, "value": flag if flag is None or flag.__class__ is bool else to_boolean(flag)}
+        for url, flag in value.items()
+    ]
 
 
 def to_mail_events(value):
@@ -213,12 +216,19 @@ def to_mail_events(value):
         return None
     try:
         # The common case in one expression: integer epoch milliseconds.
-        return [{"id": mail_id, "timestamp": _fromtimestamp(at / 1000, _UTC)
-                 if at.__class__ is int and at >= _MS_THRESHOLD else to_datetime(at)}
-                for mail_id, at in value.items()]
+        return [
+            {
+                "id": mail_id,
+                "timestamp": _fromtimestamp(at / 1000, _UTC)
+                if at.__class__ is int and at >= _MS_THRESHOLD
+                else to_datetime(at),
+            }
+            for mail_id, at in value.items()
+        ]
     except _OUT_OF_RANGE:
-        return [{"id": mail_id, "timestamp": to_datetime(at) if at is not None else None}
-                for mail_id, at in value.items()]
+        return [
+            {"id": mail_id, "timestamp": to_datetime(at) if at is not None else None} for mail_id, at in value.items()
+        ]
 
 
 def to_custom_field_list(value):
@@ -232,14 +242,17 @@ def to_custom_field_list(value):
             kind, raw, field_type, deleted = get("kind"), get("value"), get("fieldType"), get("deleted")
             if field_type is None:
                 field_type = get("field_type")
-            out.append({
-                "kind": kind if kind is None or kind.__class__ is str else to_string(kind),
-                # As sent: an empty string stays "" in this raw copy.
-                "value": raw if raw is None or raw.__class__ is str else _stringify(raw),
-                "field_type": field_type if field_type is None or field_type.__class__ is str
-                else to_string(field_type),
-                "deleted": deleted if deleted is None or deleted.__class__ is bool else to_boolean(deleted),
-            })
+            out.append(
+                {
+                    "kind": kind if kind is None or kind.__class__ is str else to_string(kind),
+                    # As sent: an empty string stays "" in this raw copy.
+                    "value": raw if raw is None or raw.__class__ is str else _stringify(raw),
+                    "field_type": field_type
+                    if field_type is None or field_type.__class__ is str
+                    else to_string(field_type),
+                    "deleted": deleted if deleted is None or deleted.__class__ is bool else to_boolean(deleted),
+                }
+            )
     return out
 
 
@@ -270,11 +283,27 @@ _RENAMED = {
 }
 
 # Columns whose raw spelling is already the column name (system fields).
-_SYSTEM = {"contact_id", "created_at", "updated_at", "first_visit_at", "first_conversion_at",
-           "company_priority", "lists", "type", "custom_fields",
-           "anywhere_page_visits", "anywhere_form_submits", "anywhere_utm",
-           "mail_received", "mail_opened", "mail_clicked", "mail_bounced",
-           "mail_complained", "mail_unsubscribed", "mail_hardbounced"}
+_SYSTEM = {
+    "contact_id",
+    "created_at",
+    "updated_at",
+    "first_visit_at",
+    "first_conversion_at",
+    "company_priority",
+    "lists",
+    "type",
+    "custom_fields",
+    "anywhere_page_visits",
+    "anywhere_form_submits",
+    "anywhere_utm",
+    "mail_received",
+    "mail_opened",
+    "mail_clicked",
+    "mail_bounced",
+    "mail_complained",
+    "mail_unsubscribed",
+    "mail_hardbounced",
+}
 
 
 def source_keys(column):
@@ -333,8 +362,8 @@ class ContactTransformer:
     def __init__(self, properties, custom_field_kinds):
         """properties: {column: schema} of the selected columns.
         custom_field_kinds: {column: Autopilot field name} for custom_* columns."""
-        self.custom = {}     # Autopilot field name -> (column, converter)
-        standard = []        # (column, raw keys, converter)
+        self.custom = {}  # Autopilot field name -> (column, converter)
+        standard = []  # (column, raw keys, converter)
         # custom_* columns whose catalog entry lost the field name (a tool rewrote
         # the catalog): matched by column name when a field turns up.
         self._unnamed_custom = {}
@@ -354,8 +383,12 @@ class ContactTransformer:
         return self._transform(doc)
 
     def _compile(self, standard, extras):
-        namespace = {"to_string": to_string, "apply_custom": self._apply_custom, "str": str,
-                     "known_keys": _known_keys() if extras else None}
+        namespace = {
+            "to_string": to_string,
+            "apply_custom": self._apply_custom,
+            "str": str,
+            "known_keys": _known_keys() if extras else None,
+        }
         lines = ["def transform(doc):", "    get = doc.get"]
         values = []
         for index, (column, keys, convert) in enumerate(standard):
@@ -364,8 +397,9 @@ class ContactTransformer:
                 lines += ["    if v is None:", f"        v = get({key!r})"]
             if convert is to_string:
                 # Most values are already strings: skip the call for them ("" is null).
-                lines.append(f"    c{index} = (v or None) if v.__class__ is str else None if v is None "
-                             "else to_string(v)")
+                lines.append(
+                    f"    c{index} = (v or None) if v.__class__ is str else None if v is None else to_string(v)"
+                )
             elif convert in (to_mail_events, to_url_flags):
                 # Many of these maps are empty: no call for those.
                 namespace[f"convert{index}"] = convert
@@ -385,9 +419,11 @@ class ContactTransformer:
         values += [f"{column!r}: None" for column in custom_columns]
         lines.append("    row = {" + ", ".join(values) + "}")
         if custom_columns:
-            lines += ["    fields = get('custom_fields')",
-                      "    if fields.__class__ is list:",
-                      "        apply_custom(row, fields)"]
+            lines += [
+                "    fields = get('custom_fields')",
+                "    if fields.__class__ is list:",
+                "        apply_custom(row, fields)",
+            ]
         lines.append("    return row")
         exec("\n".join(lines), namespace)
         return namespace["transform"]
@@ -413,5 +449,6 @@ def _known_keys():
     """Every raw key some standard column reads (selected or not), in every
     spelling: what is left of a document is its extras."""
     from tap_autopilot.discover import load_schema  # discover imports this module
+
     columns = [column for column in load_schema("contacts")["properties"] if column != EXTRA_FIELDS_COLUMN]
     return frozenset(key for column in columns for key in source_keys(column))

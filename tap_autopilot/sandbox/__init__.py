@@ -17,4 +17,4 @@ Run it standalone with ``python -m tap_autopilot.sandbox --help``.
 from .dataset import Dataset
 from .server import FAULT_DEFAULTS, Sandbox
 
-__all__ = ["Dataset", "Sandbox", "FAULT_DEFAULTS"]
+__all__ = ["FAULT_DEFAULTS", "Dataset", "Sandbox"]

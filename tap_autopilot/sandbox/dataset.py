@@ -35,9 +35,9 @@ _SEGMENT_SHARES = (0.4, 0.05, 0.0, 0.25)
 # Recordings shape, per contact (out of 65536): the sparsest documents
 # ({contact_id, created_at, api_originated}), documents without updated_at,
 # and RFC 1123 timestamps.
-_MINIMAL = 5243      # 8%
-_NO_UPDATED = 7864   # a further 12%: one contact in five has no updated_at
-_RFC1123 = 3932      # 6%
+_MINIMAL = 5243  # 8%
+_NO_UPDATED = 7864  # a further 12%: one contact in five has no updated_at
+_RFC1123 = 3932  # 6%
 _MS_FRACTION = 6554  # 10% keep milliseconds; the others are '...:SS.000Z'
 
 
@@ -49,18 +49,17 @@ class _Group:
         self.title = title
         self.salt = salt
         self.threshold = int(share * (1 << 64))
-        self.removed = set()   # contact indexes explicitly taken out
-        self.members = None    # array('I') of member indexes in API order, built on first use
+        self.removed = set()  # contact indexes explicitly taken out
+        self.members = None  # array('I') of member indexes in API order, built on first use
 
     def is_member(self, i):
-        return (self.threshold and mix64(self.salt ^ i) < self.threshold
-                and i not in self.removed)
+        return self.threshold and mix64(self.salt ^ i) < self.threshold and i not in self.removed
 
 
 class Page:
     """One page of a contacts endpoint: contact indexes, total, next bookmark or None."""
 
-    __slots__ = ("indexes", "total", "bookmark")
+    __slots__ = ("bookmark", "indexes", "total")
 
     def __init__(self, indexes, total, bookmark):
         self.indexes = indexes
@@ -83,8 +82,17 @@ class Dataset:
     replaced, never edited in place.
     """
 
-    def __init__(self, contacts=250, lists=3, segments=2, seed=1, dense=False, epoch_ms_share=0.0,
-                 snake_case_share=0.0, awkward_ids=False):
+    def __init__(
+        self,
+        contacts=250,
+        lists=3,
+        segments=2,
+        seed=1,
+        dense=False,
+        epoch_ms_share=0.0,
+        snake_case_share=0.0,
+        awkward_ids=False,
+    ):
         if not 0 <= int(contacts) < 1 << 31:
             raise ValueError("contacts out of range")
         for name, share in (("epoch_ms_share", epoch_ms_share), ("snake_case_share", snake_case_share)):
@@ -94,15 +102,15 @@ class Dataset:
         self.recordings = not dense
         self._epoch = int(float(epoch_ms_share) * 65536)
         self._snake = int(float(snake_case_share) * 65536)
-        self._allocated = int(contacts)   # indexes handed out so far (deleted ones included)
+        self._allocated = int(contacts)  # indexes handed out so far (deleted ones included)
         self._salt = mix64(self.seed * 0x9E3779B97F4A7C15 + 17)
         self._ids = ContactIds(self._salt)
         # Many contacts share an updated_at to the second (bulk imports, 2017's '.000Z'):
         # generated updated_at values are drawn from this many instants.
         self._instants = max(1, int(contacts) // 4)
-        self._overrides = {}   # index -> {"touch": n, "updated_ms": ms} or {"added": ms}
+        self._overrides = {}  # index -> {"touch": n, "updated_ms": ms} or {"added": ms}
         self._deleted = set()
-        self._order = None     # array('I') of live indexes in API order, built on first use
+        self._order = None  # array('I') of live indexes in API order, built on first use
         self._clock_ms = UPDATED_END  # mutations stamp times after every generated one
         self._touch_round = 0
         self._lock = threading.RLock()
@@ -193,7 +201,7 @@ class Dataset:
         flags = mix64(h2 ^ 0x14057B7EF767814F)
         recordings = self.recordings
         ov = self._overrides.get(i)
-        if ov is not None and "added" in ov:   # created through the admin endpoint: now
+        if ov is not None and "added" in ov:  # created through the admin endpoint: now
             created = updated = ov["added"]
         elif recordings:
             # updated_at from a pool of instants, whole seconds mostly; created_at before it.
@@ -221,15 +229,27 @@ class Dataset:
             visit = iso_ms(v)
             if p.conversion is not None:
                 conversion = iso_ms(v + int(p.conversion * (updated - v)))
-        lists = [g.id for g in self._lists.values() if g.is_member(i)]   # not for minimal ones: see _in_group
+        lists = [g.id for g in self._lists.values() if g.is_member(i)]  # not for minimal ones: see _in_group
         mail_times = [created + int(f * span) for f in p.mail_fracs]
         snake = (flags >> 17 & 0xFFFF) < self._snake
-        extra = not recordings and (flags >> 33 & 0xFFFF) < 1311    # dense: ~2% carry ExtraNote
-        late = (flags >> 49 & 0x7FFF) < 983                          # ~3%: a field unknown to discovery
+        extra = not recordings and (flags >> 33 & 0xFFFF) < 1311  # dense: ~2% carry ExtraNote
+        late = (flags >> 49 & 0x7FFF) < 983  # ~3%: a field unknown to discovery
         no_updated = recordings and shape < _MINIMAL + _NO_UPDATED and not touched
         text = documents.document_json(
-            p, cid, None if p.email is None else p.email % i, visit, conversion, lists, mail_times, late,
-            extra, fmt(created), None if no_updated else fmt(updated), snake, recordings)
+            p,
+            cid,
+            None if p.email is None else p.email % i,
+            visit,
+            conversion,
+            lists,
+            mail_times,
+            late,
+            extra,
+            fmt(created),
+            None if no_updated else fmt(updated),
+            snake,
+            recordings,
+        )
         if touched:
             return documents.touched_json(text, touched, fmt(updated), snake)
         return text
@@ -327,7 +347,7 @@ class Dataset:
             if self.index_of(bookmark) is None:
                 raise KeyError(bookmark)
             pos = self._after(seq, bookmark)
-        idx = seq[pos:pos + PAGE_SIZE].tolist()
+        idx = seq[pos : pos + PAGE_SIZE].tolist()
         more = pos + PAGE_SIZE < len(seq)
         return Page(idx, len(seq), self._contact_id(idx[-1]) if more else None)
 
@@ -399,7 +419,7 @@ class Dataset:
         self._api_order()
         with self._lock:
             gone = set(self._indexes(contact_ids))
-            self._deleted = self._deleted | gone   # replaced, never edited: index_of reads it unlocked
+            self._deleted = self._deleted | gone  # replaced, never edited: index_of reads it unlocked
             self._order = array("I", (i for i in self._order if i not in gone))
             for group in list(self._lists.values()) + list(self._segments.values()):
                 if group.members is not None:
@@ -438,4 +458,3 @@ class Dataset:
                 "segment_members": {g: self.segment_members(g) for g in self._segments},
                 "custom_fields": self.custom_field_definitions(),
             }
-

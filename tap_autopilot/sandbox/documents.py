@@ -20,9 +20,26 @@ import random
 import unicodedata
 
 from .timestamps import iso_ms, rfc1123
-from .vocabulary import (ADDRESSES, COLORS, COMPANIES, CUSTOM_FIELDS, FIRST, FORMS, INDUSTRIES, LAST,
-                         LATE_FIELD, LEAD_SOURCES, MAIL_KEYS, OWNERS, PAGES, RECORDINGS_CUSTOM_FIELDS,
-                         SALUTATIONS, STATUSES, TITLES, UTMS)
+from .vocabulary import (
+    ADDRESSES,
+    COLORS,
+    COMPANIES,
+    CUSTOM_FIELDS,
+    FIRST,
+    FORMS,
+    INDUSTRIES,
+    LAST,
+    LATE_FIELD,
+    LEAD_SOURCES,
+    MAIL_KEYS,
+    OWNERS,
+    PAGES,
+    RECORDINGS_CUSTOM_FIELDS,
+    SALUTATIONS,
+    STATUSES,
+    TITLES,
+    UTMS,
+)
 
 UPDATED_MIN = 1546300800000  # 2019-01-01
 UPDATED_END = 1767225600000  # 2026-01-01, exclusive: every generated updated_at is before it
@@ -32,32 +49,62 @@ encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 # PascalCase standard field -> the snake_case spelling (the snake_case_share knob).
 SNAKE_CASE = {
-    "Email": "email", "FirstName": "first_name", "LastName": "last_name",
-    "Name": "name", "Salutation": "salutation", "Company": "company",
-    "NumberOfEmployees": "number_of_employees", "Title": "title",
-    "Industry": "industry", "Phone": "phone", "MobilePhone": "mobile_phone",
-    "Fax": "fax", "Website": "website", "MailingStreet": "mailing_street",
-    "MailingCity": "mailing_city", "MailingState": "mailing_state",
-    "MailingPostalCode": "mailing_postal_code", "MailingCountry": "mailing_country",
-    "LeadSource": "lead_source", "Status": "status", "LinkedIn": "linkedin",
-    "Twitter": "twitter", "Unsubscribed": "unsubscribed",
+    "Email": "email",
+    "FirstName": "first_name",
+    "LastName": "last_name",
+    "Name": "name",
+    "Salutation": "salutation",
+    "Company": "company",
+    "NumberOfEmployees": "number_of_employees",
+    "Title": "title",
+    "Industry": "industry",
+    "Phone": "phone",
+    "MobilePhone": "mobile_phone",
+    "Fax": "fax",
+    "Website": "website",
+    "MailingStreet": "mailing_street",
+    "MailingCity": "mailing_city",
+    "MailingState": "mailing_state",
+    "MailingPostalCode": "mailing_postal_code",
+    "MailingCountry": "mailing_country",
+    "LeadSource": "lead_source",
+    "Status": "status",
+    "LinkedIn": "linkedin",
+    "Twitter": "twitter",
+    "Unsubscribed": "unsubscribed",
 }
 
 # Fields that may be unset.
 _OPTIONAL = (
-    "Salutation", "Company", "NumberOfEmployees", "Title", "Industry", "Phone",
-    "MobilePhone", "Fax", "Website", "MailingStreet", "MailingCity", "MailingState",
-    "MailingPostalCode", "MailingCountry", "LeadSource", "Status", "LinkedIn",
-    "Twitter", "owner_name",
+    "Salutation",
+    "Company",
+    "NumberOfEmployees",
+    "Title",
+    "Industry",
+    "Phone",
+    "MobilePhone",
+    "Fax",
+    "Website",
+    "MailingStreet",
+    "MailingCity",
+    "MailingState",
+    "MailingPostalCode",
+    "MailingCountry",
+    "LeadSource",
+    "Status",
+    "LinkedIn",
+    "Twitter",
+    "owner_name",
 )
 # Text fields the live API sends as "" when unset (Twitter, Company, ... were seen).
 _MAY_BE_EMPTY = ("Company", "Title", "Phone", "Twitter", "LinkedIn", "Website", "Salutation", "MailingState")
 
-_EXTRA_NOTE_JSON = ',"ExtraNote":"imported from legacy CRM"'   # the dense shape's one extra field
+_EXTRA_NOTE_JSON = ',"ExtraNote":"imported from legacy CRM"'  # the dense shape's one extra field
 
 # Letters NFKD does not split into base letter + accent.
-_NO_DECOMPOSITION = str.maketrans({"Ł": "L", "ł": "l", "Ø": "O", "ø": "o", "Đ": "D",
-                                   "đ": "d", "Æ": "AE", "æ": "ae", "ß": "ss"})
+_NO_DECOMPOSITION = str.maketrans(
+    {"Ł": "L", "ł": "l", "Ø": "O", "ø": "o", "Đ": "D", "đ": "d", "Æ": "AE", "æ": "ae", "ß": "ss"}
+)
 
 
 def _ascii_slug(text):
@@ -84,10 +131,21 @@ def custom_field_definitions(salt, recordings):
     out = []
     for k, (name, field_type) in enumerate(RECORDINGS_CUSTOM_FIELDS if recordings else CUSTOM_FIELDS):
         created = CREATED_MIN + k * 86400000 + (salt >> (k + 3)) % 86400000
-        out.append({"name": name, "fieldType": field_type,
-                    "key": "contacts_customfields_%d_%08x-%04x-%04x-%04x-%012x" % (
-                        created, salt >> 32 & 0xFFFFFFFF, k, salt >> 16 & 0xFFFF, salt & 0xFFFF,
-                        (salt * (k + 1)) & 0xFFFFFFFFFFFF)})
+        out.append(
+            {
+                "name": name,
+                "fieldType": field_type,
+                "key": "contacts_customfields_%d_%08x-%04x-%04x-%04x-%012x"
+                % (
+                    created,
+                    salt >> 32 & 0xFFFFFFFF,
+                    k,
+                    salt >> 16 & 0xFFFF,
+                    salt & 0xFFFF,
+                    (salt * (k + 1)) & 0xFFFFFFFFFFFF,
+                ),
+            }
+        )
     return out
 
 
@@ -113,7 +171,7 @@ def _custom_value(r, field_type, recordings):
     else:
         ms = UPDATED_MIN + int(r() * 8 * 365 * 86400000)
         return rfc1123(ms) if recordings and r() < 0.1 else iso_ms(ms)
-    return str(value) if recordings and r() < 0.3 else value   # numbers as strings
+    return str(value) if recordings and r() < 0.3 else value  # numbers as strings
 
 
 def _custom_values(r, recordings):
@@ -135,8 +193,20 @@ def _custom_values(r, recordings):
 class Profile:
     """The static, shareable part of a contact document, pre-encoded."""
 
-    __slots__ = ("email", "visit", "conversion", "has_conversion", "mail_fracs", "mail_format",
-                 "mail_args", "custom_json", "has_custom", "extras_json", "_fields", "_fields_json")
+    __slots__ = (
+        "_fields",
+        "_fields_json",
+        "conversion",
+        "custom_json",
+        "email",
+        "extras_json",
+        "has_conversion",
+        "has_custom",
+        "mail_args",
+        "mail_format",
+        "mail_fracs",
+        "visit",
+    )
 
     def __init__(self, rng, mail_ids, recordings):
         r = rng.random
@@ -148,16 +218,23 @@ class Profile:
         phone = "+1 415 555 %04d" % int(r() * 10000)
         employees = (1, 5, 12, 50, 250, 1200, 10001)[int(r() * 7)]
         fields = {
-            "FirstName": first, "LastName": last,
+            "FirstName": first,
+            "LastName": last,
             "Name": first + " " + last if r() >= 0.02 else None,
             "Salutation": SALUTATIONS[int(r() * len(SALUTATIONS))],
-            "Company": company, "NumberOfEmployees": employees,
+            "Company": company,
+            "NumberOfEmployees": employees,
             "Title": TITLES[int(r() * len(TITLES))],
             "Industry": INDUSTRIES[int(r() * len(INDUSTRIES))],
-            "Phone": phone, "MobilePhone": "+44 7700 9%05d" % int(r() * 100000), "Fax": phone,
+            "Phone": phone,
+            "MobilePhone": "+44 7700 9%05d" % int(r() * 100000),
+            "Fax": phone,
             "Website": "https://www." + domain,
             "MailingStreet": "%d %s" % (1 + int(r() * 999), street),
-            "MailingCity": city, "MailingState": state, "MailingPostalCode": postal, "MailingCountry": country,
+            "MailingCity": city,
+            "MailingState": state,
+            "MailingPostalCode": postal,
+            "MailingCountry": country,
             "LeadSource": LEAD_SOURCES[int(r() * len(LEAD_SOURCES))],
             "Status": STATUSES[int(r() * len(STATUSES))],
             "LinkedIn": "https://www.linkedin.com/in/" + slug,
@@ -167,11 +244,11 @@ class Profile:
         }
         extras = {}
         if recordings:
-            self.email = "%s%%d@%s" % (slug, domain) if r() >= 0.1 else None   # some have no Email
+            self.email = "%s%%d@%s" % (slug, domain) if r() >= 0.1 else None  # some have no Email
             for key in ("FirstName", "LastName", "Name", "Unsubscribed") + _OPTIONAL:
                 u = r()
                 if u < 0.3 or fields[key] is None:
-                    del fields[key]                       # keys only when set
+                    del fields[key]  # keys only when set
                 elif u < 0.42 and key in _MAY_BE_EMPTY:
                     fields[key] = ""
             if "NumberOfEmployees" in fields and r() < 0.5:
@@ -185,14 +262,17 @@ class Profile:
                 extras["_rev"] = "%d-%016x%016x" % (1 + int(r() * 9), rng.getrandbits(64), rng.getrandbits(64))
             if r() < 0.5:
                 extras["api_originated"] = r() < 0.7
-            for key, pool, most in (("anywhere_page_visits", PAGES, 5), ("anywhere_form_submits", FORMS, 3),
-                                    ("anywhere_utm", UTMS, 3)):
+            for key, pool, most in (
+                ("anywhere_page_visits", PAGES, 5),
+                ("anywhere_form_submits", FORMS, 3),
+                ("anywhere_utm", UTMS, 3),
+            ):
                 flags = _bool_map(r, pool, most)
                 if flags:
                     fields[key] = flags
         else:
             self.email = "%s%%d@%s" % (slug, domain)
-            for key in _OPTIONAL:   # some fields null, some missing
+            for key in _OPTIONAL:  # some fields null, some missing
                 u = r()
                 if u < 0.06:
                     fields[key] = None
@@ -204,11 +284,11 @@ class Profile:
             fields["anywhere_form_submits"] = _bool_map(r, FORMS, 3)
             fields["anywhere_utm"] = _bool_map(r, UTMS, 3)
         self._fields = fields
-        self._fields_json = [None, None]   # [PascalCase, snake_case], built on first use
+        self._fields_json = [None, None]  # [PascalCase, snake_case], built on first use
 
         self.visit = r() if r() < 0.7 else None
         self.conversion = r() if self.visit is not None and r() < 0.5 else None
-        self.has_conversion = r() >= 0.1   # dense shape: whether the key is there (null) at all
+        self.has_conversion = r() >= 0.1  # dense shape: whether the key is there (null) at all
         mail = []
         start = int(r() * len(mail_ids))
         for n in range(int(r() * 6)):
@@ -222,12 +302,15 @@ class Profile:
         for key in mail_keys:
             entries = []
             for k, (mid, _, opened, clicked, rare) in enumerate(mail):
-                offset = {"mail_received": 0, "mail_opened": 3600000 if opened else None,
-                          "mail_clicked": 3660000 if clicked else None}.get(key, 1000 if rare == key else None)
+                offset = {
+                    "mail_received": 0,
+                    "mail_opened": 3600000 if opened else None,
+                    "mail_clicked": 3660000 if clicked else None,
+                }.get(key, 1000 if rare == key else None)
                 if offset is not None:
                     entries.append('"%s":%%d' % mid)
                     args.append((k, offset))
-            if entries or not recordings:   # recordings: no empty maps
+            if entries or not recordings:  # recordings: no empty maps
                 parts.append(',"%s":{%s}' % (key, ",".join(entries)))
         self.mail_format = "".join(parts)
         self.mail_args = tuple(args)
@@ -248,8 +331,9 @@ class Profile:
         return out
 
 
-def document_json(p, cid, email, visit, conversion, lists, mail_times, late, extra, created, updated,
-                  snake, recordings):
+def document_json(
+    p, cid, email, visit, conversion, lists, mail_times, late, extra, created, updated, snake, recordings
+):
     """One contact's JSON text from its profile and per-contact values
     (timestamps already in their text or epoch form; None: absent)."""
     out = ['{"contact_id":"', cid, '"']
@@ -288,7 +372,10 @@ def document_json(p, cid, email, visit, conversion, lists, mail_times, late, ext
 def minimal_json(cid, created, api_originated):
     """The sparsest document the recordings show: an id, a creation time and a flag."""
     return '{"contact_id":"%s","created_at":%s,"api_originated":%s}' % (
-        cid, jtext(created), "true" if api_originated else "false")
+        cid,
+        jtext(created),
+        "true" if api_originated else "false",
+    )
 
 
 def touched_json(text, touched, updated, snake):

@@ -60,10 +60,16 @@ class ContactIds:
 
     def id(self, i):
         h = mix64(self._salt ^ (i * 0x2545F4914F6CDD1D))
-        form = h >> 61   # 0-4: upper-case UUID, 5: lower case, 6-7: AP2
+        form = h >> 61  # 0-4: upper-case UUID, 5: lower case, 6-7: AP2
         template = _UPPER if form < 5 else _LOWER if form == 5 else _AP2
-        return template % (h >> 32, h >> 16 & 0xFFFF, h & 0xFFFF, h >> 8 & 0xFFFF, h >> 40 & 0xFFFF,
-                           scramble(i, self._id_salt))
+        return template % (
+            h >> 32,
+            h >> 16 & 0xFFFF,
+            h & 0xFFFF,
+            h >> 8 & 0xFFFF,
+            h >> 40 & 0xFFFF,
+            scramble(i, self._id_salt),
+        )
 
     def index(self, contact_id):
         """The index an id encodes, or None if it is not one of ours (not checked

@@ -23,22 +23,20 @@ ADMIN_PREFIX = "/_admin/"
 
 # Every fault knob and its default (all faults off). None restores a default.
 FAULT_DEFAULTS = {
-    "latency_ms": None,        # float: sleep before answering each API request
-    "rate_limit": None,        # float: requests allowed per 1.0 s sliding window
-    "retry_after": False,      # bool: send 'Retry-After: 1' with 429s (the live API sends none)
-    "error_every": None,       # int: every Nth request -> 500
-    "drop_every": None,        # int: every Nth request -> socket closed, no response
-    "truncate_every": None,    # int: every Nth request -> 200 with half the body
+    "latency_ms": None,  # float: sleep before answering each API request
+    "rate_limit": None,  # float: requests allowed per 1.0 s sliding window
+    "retry_after": False,  # bool: send 'Retry-After: 1' with 429s (the live API sends none)
+    "error_every": None,  # int: every Nth request -> 500
+    "drop_every": None,  # int: every Nth request -> socket closed, no response
+    "truncate_every": None,  # int: every Nth request -> 200 with half the body
     "missing_key_every": None,  # int: every Nth request -> 200 {"unexpected": true}
-    "stall_every": None,       # int: every Nth request -> sleep stall_seconds first
-    "stall_seconds": 2.0,      # float
-    "trickle_every": None,     # int: every Nth request -> headers at once, then the body a byte at a time
-    "trickle_interval": 0.5,   # float: seconds between two bytes of a trickled body
+    "stall_every": None,  # int: every Nth request -> sleep stall_seconds first
+    "stall_seconds": 2.0,  # float
+    "trickle_every": None,  # int: every Nth request -> headers at once, then the body a byte at a time
+    "trickle_interval": 0.5,  # float: seconds between two bytes of a trickled body
 }
-_EVERY = ("error_every", "drop_every", "truncate_every", "missing_key_every", "stall_every",
-          "trickle_every")
-_ENDPOINTS = ("contacts", "custom_fields", "lists", "list_contacts", "segments",
-              "segment_contacts")
+_EVERY = ("error_every", "drop_every", "truncate_every", "missing_key_every", "stall_every", "trickle_every")
+_ENDPOINTS = ("contacts", "custom_fields", "lists", "list_contacts", "segments", "segment_contacts")
 
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -69,13 +67,13 @@ def _check_faults(faults):
             value = int(value)
             if value < 0:
                 raise ValueError("%s must be >= 0" % key)
-            value = value or None          # 0 also means off
+            value = value or None  # 0 also means off
         else:
             value = float(value)
             if value < 0:
                 raise ValueError("%s must be >= 0" % key)
             if key == "rate_limit" and not value:
-                value = None                # 0 means off, like the *_every knobs
+                value = None  # 0 means off, like the *_every knobs
         out[key] = value
     return out
 
@@ -108,11 +106,11 @@ def _split_api_path(path):
     """'/v1/list/x/contacts' -> ['list', 'x', 'contacts']; None if not under /v1/."""
     if not path.startswith(API_PREFIX + "/"):
         return None
-    return [unquote(p) for p in path[len(API_PREFIX) + 1:].split("/")]
+    return [unquote(p) for p in path[len(API_PREFIX) + 1 :].split("/")]
 
 
 class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"   # keep-alive; every response carries Content-Length
+    protocol_version = "HTTP/1.1"  # keep-alive; every response carries Content-Length
     server_version = "AutopilotSandbox/1.0"
 
     def version_string(self):
@@ -187,7 +185,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._finish_api(path, 429, _throttled_body(faults["rate_limit"], limited), headers)
         if _hit(n, faults["drop_every"]):
             sb._count("dropped")
-            self.close_connection = True   # no response at all: the socket just closes
+            self.close_connection = True  # no response at all: the socket just closes
             return None
         if _hit(n, faults["stall_every"]):
             sb._count("stalled")
@@ -199,7 +197,7 @@ class _Handler(BaseHTTPRequestHandler):
         status, body = self._answer(sb, route)
         if status == 200 and _hit(n, faults["truncate_every"]):
             sb._count("truncated")
-            body = body[:len(body) // 2]   # Content-Length matches: invalid JSON, not a short read
+            body = body[: len(body) // 2]  # Content-Length matches: invalid JSON, not a short read
         elif status == 200 and _hit(n, faults["missing_key_every"]):
             sb._count("missing_key")
             body = b'{"unexpected":true}'
@@ -222,7 +220,7 @@ class _Handler(BaseHTTPRequestHandler):
             if sb._stopping.is_set():
                 self.close_connection = True
                 return
-            self.wfile.write(body[index:index + 1])
+            self.wfile.write(body[index : index + 1])
             self.wfile.flush()
             sb._sleep(interval)
 
@@ -249,7 +247,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _admin(self, method, path, body=b""):
         sb = self.server.sandbox
-        name = path[len(ADMIN_PREFIX):]
+        name = path[len(ADMIN_PREFIX) :]
         try:
             args = json.loads(body) if body else {}
             if not isinstance(args, dict):
@@ -271,8 +269,10 @@ def _throttled_body(rate, nth):
     if nth % 2:
         rate_text = "%d" % rate if rate == int(rate) else "%g" % rate
         return _error(429, "Too Many Requests", "You have exceeded your request rate of %s r/s." % rate_text)[1]
-    return _json_bytes('Your request was throttled. Please see "Rate Limit" section of documentation at '
-                       'http://developers.autopilothq.com.')
+    return _json_bytes(
+        'Your request was throttled. Please see "Rate Limit" section of documentation at '
+        "http://developers.autopilothq.com."
+    )
 
 
 def _hit(n, every):
@@ -297,8 +297,7 @@ _ROUTES = {
 
 
 def _admin_touch(sb, args):
-    return {"contact_ids": sb.dataset.touch(contact_ids=args.get("contact_ids"),
-                                            count=args.get("count"))}
+    return {"contact_ids": sb.dataset.touch(contact_ids=args.get("contact_ids"), count=args.get("count"))}
 
 
 def _admin_remove(kind):
@@ -306,6 +305,7 @@ def _admin_remove(kind):
         group_id = args[kind + "_id"]
         getattr(sb.dataset, "remove_from_" + kind)(group_id, args["contact_ids"])
         return {"ok": True}
+
     return action
 
 
@@ -331,8 +331,7 @@ _ADMIN = {
     ("POST", "reset_stats"): _admin_reset_stats,
     ("POST", "faults"): lambda sb, args: sb.set_faults(**args),
     ("POST", "touch"): _admin_touch,
-    ("POST", "add_contacts"): lambda sb, args: {
-        "contact_ids": sb.dataset.add_contacts(int(args["count"]))},
+    ("POST", "add_contacts"): lambda sb, args: {"contact_ids": sb.dataset.add_contacts(int(args["count"]))},
     ("POST", "delete_list"): _admin_delete_list,
     ("POST", "delete_contacts"): _admin_delete_contacts,
     ("POST", "remove_from_list"): _admin_remove("list"),
@@ -341,7 +340,7 @@ _ADMIN = {
 
 
 class _Server(ThreadingHTTPServer):
-    daemon_threads = True      # a stalled or idle keep-alive handler never blocks exit
+    daemon_threads = True  # a stalled or idle keep-alive handler never blocks exit
     block_on_close = False
     request_queue_size = 128
 
@@ -378,19 +377,39 @@ class _Server(ThreadingHTTPServer):
 class Sandbox:
     """A local Autopilot API v1 over real sockets, with fault injection and stats.
 
-        sb = Sandbox(contacts=300, seed=7, error_every=5).start()
-        sb.base_url  # 'http://127.0.0.1:PORT/v1'
-        ...
-        sb.stop()
+    sb = Sandbox(contacts=300, seed=7, error_every=5).start()
+    sb.base_url  # 'http://127.0.0.1:PORT/v1'
+    ...
+    sb.stop()
     """
 
-    def __init__(self, contacts=250, lists=3, segments=2, seed=1, api_key="sandbox-key",
-                 host="127.0.0.1", port=0, verbose=False, dense=False, epoch_ms_share=0.0,
-                 snake_case_share=0.0, awkward_ids=False, **faults):
+    def __init__(
+        self,
+        contacts=250,
+        lists=3,
+        segments=2,
+        seed=1,
+        api_key="sandbox-key",
+        host="127.0.0.1",
+        port=0,
+        verbose=False,
+        dense=False,
+        epoch_ms_share=0.0,
+        snake_case_share=0.0,
+        awkward_ids=False,
+        **faults,
+    ):
         """dense, epoch_ms_share, snake_case_share, awkward_ids: the dataset's shape (see Dataset)."""
-        self.dataset = Dataset(contacts=contacts, lists=lists, segments=segments, seed=seed, dense=dense,
-                               epoch_ms_share=epoch_ms_share, snake_case_share=snake_case_share,
-                               awkward_ids=awkward_ids)
+        self.dataset = Dataset(
+            contacts=contacts,
+            lists=lists,
+            segments=segments,
+            seed=seed,
+            dense=dense,
+            epoch_ms_share=epoch_ms_share,
+            snake_case_share=snake_case_share,
+            awkward_ids=awkward_ids,
+        )
         self.api_key = api_key
         self.host = host
         self.verbose = verbose
@@ -398,8 +417,8 @@ class Sandbox:
         self._lock = threading.Lock()
         self._faults = dict(FAULT_DEFAULTS)
         self._faults.update(_check_faults(faults))
-        self._window = deque()      # arrival times within the last second (rate limit)
-        self._throttled = 0         # 429s sent so far
+        self._window = deque()  # arrival times within the last second (rate limit)
+        self._throttled = 0  # 429s sent so far
         self._stopping = threading.Event()
         self._server = None
         self._thread = None
@@ -413,16 +432,16 @@ class Sandbox:
             return self
         self._stopping.clear()
         self._server = _Server((self.host, self._port), self)
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05},
-                                        name="autopilot-sandbox", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="autopilot-sandbox", daemon=True
+        )
         self._thread.start()
         return self
 
     def stop(self):
         if self._server is None:
             return
-        self._stopping.set()        # wakes handlers sleeping in latency/stall faults
+        self._stopping.set()  # wakes handlers sleeping in latency/stall faults
         self._server.shutdown()
         self._server.server_close()
         self._server.close_connections()
@@ -469,9 +488,13 @@ class Sandbox:
                 "requests": 0,
                 "by_endpoint": dict.fromkeys(_ENDPOINTS, 0),
                 "status": Counter(),
-                "dropped": 0, "truncated": 0, "stalled": 0, "missing_key": 0, "trickled": 0,
-                "paths": Counter(),      # every API request, per exact path
-                "paths_ok": Counter(),   # only those answered 200
+                "dropped": 0,
+                "truncated": 0,
+                "stalled": 0,
+                "missing_key": 0,
+                "trickled": 0,
+                "paths": Counter(),  # every API request, per exact path
+                "paths_ok": Counter(),  # only those answered 200
             }
 
     def stats(self):
@@ -503,7 +526,7 @@ class Sandbox:
                     window.popleft()
                 if len(window) > faults["rate_limit"]:
                     self._throttled += 1
-                    limited = self._throttled   # the how-manieth 429: picks its body
+                    limited = self._throttled  # the how-manieth 429: picks its body
             else:
                 self._window.clear()
             return s["requests"], faults, limited

@@ -23,8 +23,8 @@ import subprocess
 from pathlib import Path
 
 import jsonschema
-
 import tools
+
 from tap_autopilot.sandbox import Sandbox
 
 API_KEY = "sandbox-key"
@@ -32,6 +32,7 @@ START_DATE = "2015-01-01T00:00:00Z"
 
 
 # ---- sandbox and config -------------------------------------------------------
+
 
 @contextlib.contextmanager
 def sandbox(**kwargs):
@@ -71,10 +72,12 @@ def write_config(tmp_path, sandbox, **overrides) -> str:
 
 # ---- running the tap ------------------------------------------------------------
 
+
 def run_cli(args, timeout=120, **kwargs) -> subprocess.CompletedProcess:
     """Run the installed tap-autopilot CLI with args; stdout and stderr as text."""
-    return subprocess.run(tools.tap_cmd() + [str(a) for a in args], capture_output=True,
-                          text=True, timeout=timeout, **kwargs)
+    return subprocess.run(
+        tools.tap_cmd() + [str(a) for a in args], capture_output=True, text=True, timeout=timeout, **kwargs
+    )
 
 
 def run_tap(args, timeout=120):
@@ -88,8 +91,9 @@ def run_tap(args, timeout=120):
         try:
             messages.append(json.loads(line))
         except ValueError:
-            raise AssertionError(f"stdout line {number} is not a JSON message: {line[:300]!r}\n"
-                                 f"stderr:\n{proc.stderr[-3000:]}") from None
+            raise AssertionError(
+                f"stdout line {number} is not a JSON message: {line[:300]!r}\nstderr:\n{proc.stderr[-3000:]}"
+            ) from None
     return proc.returncode, messages, proc.stderr
 
 
@@ -101,6 +105,7 @@ def discover(config_path):
 
 
 # ---- catalogs -------------------------------------------------------------------
+
 
 def select(catalog, streams=None, deselect_columns=None):
     """A copy of catalog with metadata 'selected' set: the given streams (all if None)
@@ -127,6 +132,7 @@ def select(catalog, streams=None, deselect_columns=None):
 
 
 # ---- reading the output -----------------------------------------------------------
+
 
 def records_by_stream(messages):
     """{stream: [record, ...]} in output order."""

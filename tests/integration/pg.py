@@ -88,8 +88,10 @@ def find_bindir() -> Path | None:
 
 def _apt_install_postgres() -> None:
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    for cmd in (["apt-get", "update", "-q"],
-                ["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql"]):
+    for cmd in (
+        ["apt-get", "update", "-q"],
+        ["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql"],
+    ):
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
         if proc.returncode != 0:
             raise PostgresUnavailable(
@@ -107,8 +109,9 @@ def ensure_bindir() -> Path:
         bindir = find_bindir()
         if bindir:
             return bindir
-        raise PostgresUnavailable("installed Debian's postgresql but found no initdb/pg_ctl/postgres/psql "
-                                  "under /usr/lib/postgresql/*/bin")
+        raise PostgresUnavailable(
+            "installed Debian's postgresql but found no initdb/pg_ctl/postgres/psql under /usr/lib/postgresql/*/bin"
+        )
     raise PostgresUnavailable(
         "PostgreSQL server binaries (initdb, pg_ctl, postgres, psql) not found on PATH or in "
         "/usr/lib/postgresql/*/bin; install Debian's `postgresql` package (done automatically "
@@ -119,14 +122,25 @@ def ensure_bindir() -> Path:
 def _ensure_os_user() -> None:
     try:
         import pwd
+
         pwd.getpwnam(OS_USER)
         return
     except KeyError:
         pass
     proc = subprocess.run(
-        ["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
-         "--shell", "/usr/sbin/nologin", OS_USER],
-        capture_output=True, text=True,
+        [
+            "useradd",
+            "--system",
+            "--user-group",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            OS_USER,
+        ],
+        capture_output=True,
+        text=True,
     )
     if proc.returncode != 0:
         raise PostgresUnavailable(f"cannot create OS user {OS_USER!r}: {proc.stderr.strip()}")
@@ -186,8 +200,13 @@ class PostgresServer:
         return argv
 
     def _run(self, argv: list[str], *, timeout: float = 120, what: str = "") -> subprocess.CompletedProcess:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                              env=dict(os.environ, LC_ALL="C.UTF-8", LANG="C.UTF-8"))
+        proc = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=dict(os.environ, LC_ALL="C.UTF-8", LANG="C.UTF-8"),
+        )
         if proc.returncode != 0:
             raise RuntimeError(
                 f"{what or argv[0]} failed (exit {proc.returncode}): {' '.join(argv)}\n"
@@ -210,40 +229,78 @@ class PostgresServer:
             shutil.chown(self.root, self.as_os_user)
             for p in (self.datadir, self.sockdir):
                 shutil.chown(p, self.as_os_user)
-        self._run(self._server_cmd([
-            str(self.bindir / "initdb"), "-D", str(self.datadir), "-U", SUPERUSER,
-            "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync",
-        ]), what="initdb")
-        conf = "\n".join([
-            "",
-            "# --- tap-autopilot test harness ---",
-            "listen_addresses = '127.0.0.1'",
-            f"port = {self.port}",
-            f"unix_socket_directories = '{self.sockdir}'",
-            "fsync = off",
-            "synchronous_commit = off",
-            "full_page_writes = off",
-            "max_connections = 50",
-            "shared_buffers = 64MB",
-            "log_min_messages = warning",
-            "",
-        ])
+        self._run(
+            self._server_cmd(
+                [
+                    str(self.bindir / "initdb"),
+                    "-D",
+                    str(self.datadir),
+                    "-U",
+                    SUPERUSER,
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ]
+            ),
+            what="initdb",
+        )
+        conf = "\n".join(
+            [
+                "",
+                "# --- tap-autopilot test harness ---",
+                "listen_addresses = '127.0.0.1'",
+                f"port = {self.port}",
+                f"unix_socket_directories = '{self.sockdir}'",
+                "fsync = off",
+                "synchronous_commit = off",
+                "full_page_writes = off",
+                "max_connections = 50",
+                "shared_buffers = 64MB",
+                "log_min_messages = warning",
+                "",
+            ]
+        )
         with open(self.datadir / "postgresql.conf", "a") as fh:
             fh.write(conf)
 
     def start(self) -> None:
         self._running = True  # so stop() also cleans up after a half-failed start
-        self._run(self._server_cmd([
-            str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.logfile),
-            "-w", "-t", "60", "start",
-        ]), what="pg_ctl start")
+        self._run(
+            self._server_cmd(
+                [
+                    str(self.bindir / "pg_ctl"),
+                    "-D",
+                    str(self.datadir),
+                    "-l",
+                    str(self.logfile),
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ]
+            ),
+            what="pg_ctl start",
+        )
         # wait until TCP answers (pg_ctl -w already checks, this is belt and braces)
         deadline = time.monotonic() + 30
         while True:
             proc = subprocess.run(
-                [str(self.bindir / "pg_isready"), "-h", self.host, "-p", str(self.port), "-U", self.user,
-                 "-d", "postgres", "-q"]
-                if (self.bindir / "pg_isready").exists() else ["true"])
+                [
+                    str(self.bindir / "pg_isready"),
+                    "-h",
+                    self.host,
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    self.user,
+                    "-d",
+                    "postgres",
+                    "-q",
+                ]
+                if (self.bindir / "pg_isready").exists()
+                else ["true"]
+            )
             if proc.returncode == 0:
                 break
             if time.monotonic() > deadline:
@@ -256,9 +313,22 @@ class PostgresServer:
         """Stop the server (fast shutdown) and remove the temp dir."""
         if self._running:
             try:
-                self._run(self._server_cmd([
-                    str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w", "-t", "60", "stop",
-                ]), what="pg_ctl stop")
+                self._run(
+                    self._server_cmd(
+                        [
+                            str(self.bindir / "pg_ctl"),
+                            "-D",
+                            str(self.datadir),
+                            "-m",
+                            "fast",
+                            "-w",
+                            "-t",
+                            "60",
+                            "stop",
+                        ]
+                    ),
+                    what="pg_ctl stop",
+                )
             except Exception:
                 self._kill_postmaster()
             self._running = False
@@ -272,7 +342,7 @@ class PostgresServer:
         except (OSError, ValueError, IndexError):
             pass
 
-    def __enter__(self) -> "PostgresServer":
+    def __enter__(self) -> PostgresServer:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -282,9 +352,29 @@ class PostgresServer:
     def psql(self, sql: str, *, dbname: str | None = None, timeout: float = 120) -> str:
         """Run SQL with psql (ON_ERROR_STOP), return raw unaligned, tuples-only stdout."""
         argv = [
-            str(self.bindir / "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-            "-h", self.host, "-p", str(self.port), "-U", self.user, "-d", dbname or self.dbname,
-            "-F", _FIELD_SEP, "-R", _RECORD_SEP, "-P", f"null={_NULL}", "-c", sql,
+            str(self.bindir / "psql"),
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            self.host,
+            "-p",
+            str(self.port),
+            "-U",
+            self.user,
+            "-d",
+            dbname or self.dbname,
+            "-F",
+            _FIELD_SEP,
+            "-R",
+            _RECORD_SEP,
+            "-P",
+            f"null={_NULL}",
+            "-c",
+            sql,
         ]
         return self._run(argv, timeout=timeout, what="psql").stdout
 

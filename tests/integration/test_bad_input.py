@@ -11,9 +11,8 @@ import re
 import socket
 from pathlib import Path
 
-import pytest
-
 import helpers
+import pytest
 
 API_KEY = "sk-badinput-2e7c5a9f0d3b6e18-NEVER-PRINT"
 START_DATE = "2000-01-01T00:00:00Z"
@@ -23,6 +22,7 @@ SHORT_BACKOFF = dict(os.environ, TAP_AUTOPILOT_BACKOFF_SECONDS="0.05")
 
 
 # ----- helpers -----------------------------------------------------------------
+
 
 def good_config(sb):
     return {"api_key": API_KEY, "start_date": START_DATE, "base_url": sb.base_url}
@@ -56,20 +56,28 @@ def sb(sandbox_factory):
 
 # ----- the table ------------------------------------------------------------------
 
+
 def with_config(**changes):
     """Args for a sync whose config is the good one with `changes` (None removes a key)."""
+
     def build(tmp, sb, catalog):
         config = good_config(sb)
         config.update(changes)
         config = {k: v for k, v in config.items() if v is not None}
-        return ["--config", helpers.write_json(tmp / "config.json", config),
-                "--catalog", helpers.write_json(tmp / "catalog.json", catalog)]
+        return [
+            "--config",
+            helpers.write_json(tmp / "config.json", config),
+            "--catalog",
+            helpers.write_json(tmp / "catalog.json", catalog),
+        ]
+
     return build
 
 
 def with_files(config=None, catalog=None, state=None, discover=False):
     """Args whose files hold raw text (or are absent if the text is None and the
     file is named); `True` means the good content."""
+
     def build(tmp, sb, good_catalog):
         def file(name, text, good):
             path = tmp / name
@@ -78,6 +86,7 @@ def with_files(config=None, catalog=None, state=None, discover=False):
             elif text is not None:
                 path.write_text(text, encoding="utf-8")
             return str(path)
+
         args = ["--config", file("config.json", config, good_config(sb))]
         if discover:
             return args + ["--discover"]
@@ -85,6 +94,7 @@ def with_files(config=None, catalog=None, state=None, discover=False):
         if state is not False:
             args += ["--state", file("state.json", state, {})]
         return args
+
     return build
 
 
@@ -93,74 +103,146 @@ def unreachable(discover):
         config = dict(good_config(sb), base_url=closed_port_url())
         args = ["--config", helpers.write_json(tmp / "config.json", config)]
         return args + (["--discover"] if discover else ["--catalog", helpers.write_json(tmp / "catalog.json", catalog)])
+
     return build
 
 
-BROKEN_CONFIG = '{"api_key": "%s", "start_date": "%s",}' % (API_KEY, START_DATE)   # trailing comma
+BROKEN_CONFIG = '{"api_key": "%s", "start_date": "%s",}' % (API_KEY, START_DATE)  # trailing comma
 
 # id -> (args builder, regex the CRITICAL line must match for the problem, and for the fix)
 CASES = {
-    "api_key-missing": (with_config(api_key=None), r"'api_key' is missing or empty",
-                        r"Set it to your Autopilot API key"),
-    "api_key-empty": (with_config(api_key=""), r"'api_key' is missing or empty",
-                      r"Set it to your Autopilot API key"),
+    "api_key-missing": (
+        with_config(api_key=None),
+        r"'api_key' is missing or empty",
+        r"Set it to your Autopilot API key",
+    ),
+    "api_key-empty": (with_config(api_key=""), r"'api_key' is missing or empty", r"Set it to your Autopilot API key"),
     "api_key-blank": (with_config(api_key="   "), r"'api_key' is missing or empty", r"Set it to"),
     "api_key-not-a-string": (with_config(api_key=12345), r"'api_key' is missing or empty", r"Set it to"),
-    "start_date-missing": (with_config(start_date=None), r"'start_date' is missing",
-                           r"date such as 2020-01-01 or an RFC 3339 time such as"),
-    "start_date-yesterday": (with_config(start_date="yesterday"),
-                             r"'start_date' 'yesterday' is neither a date nor an RFC 3339", r"Use a form such as"),
-    "start_date-no-zone": (with_config(start_date="2020-01-01T00:00:00"), r"'start_date' .* is neither a date nor",
-                           r"Use a form such as"),
-    "start_date-basic-format": (with_config(start_date="20200101T000000Z"), r"'start_date' .* is neither a date nor",
-                                r"Use a form such as"),
-    "start_date-week-date": (with_config(start_date="2020-W01-1T00:00:00Z"), r"'start_date' .* is neither a date nor",
-                             r"Use a form such as"),
-    "start_date-no-seconds": (with_config(start_date="2020-01-01T00:00Z"), r"'start_date' .* is neither a date nor",
-                              r"Use a form such as"),
-    "start_date-basic-date": (with_config(start_date="20200101"), r"'start_date' '20200101' is neither a date nor",
-                              r"2020-01-01 \(midnight UTC\)"),
-    "start_date-impossible-date": (with_config(start_date="2020-02-30"), r"'start_date' '2020-02-30' is neither",
-                                   r"Use a form such as"),
-    "base_url-ftp": (with_config(base_url="ftp://api2.autopilothq.com/v1"), r"'base_url' 'ftp://\S+' is not an http",
-                     r"Leave it out"),
-    "base_url-bare-host": (with_config(base_url="localhost"), r"'base_url' 'localhost' is not an http",
-                           r"Leave it out"),
-    "base_url-plain-http-remote": (with_config(base_url="http://api2.autopilothq.com/v1"),
-                                   r"'base_url' 'http://api2\.autopilothq\.com/v1' is plain http",
-                                   r"Use https"),
-    "base_url-plain-http-private-address": (with_config(base_url="http://10.0.0.7:8080/v1"),
-                                            r"'base_url' \S+ is plain http", r"Use https"),
-    "request_timeout-zero": (with_config(request_timeout=0), r"'request_timeout' must be a positive number of seconds",
-                             r"not 0"),
-    "request_timeout-negative": (with_config(request_timeout=-1), r"'request_timeout' must be a positive number",
-                                 r"not -1"),
-    "request_timeout-text": (with_config(request_timeout="abc"), r"'request_timeout' must be a positive number",
-                             r"not 'abc'"),
-    "max_requests_per_second-zero": (with_config(max_requests_per_second=0),
-                                     r"'max_requests_per_second' must be a positive number of requests per second",
-                                     r"not 0"),
-    "max_requests_per_second-negative": (with_config(max_requests_per_second=-2),
-                                         r"'max_requests_per_second' must be a positive number", r"not -2"),
-    "max_requests_per_second-text": (with_config(max_requests_per_second="fast"),
-                                     r"'max_requests_per_second' must be a positive number", r"not 'fast'"),
-    "lists_contacts_source-unknown": (with_config(lists_contacts_source="both"),
-                                      r"'lists_contacts_source' must be one of auto, contacts, lists", r"not 'both'"),
+    "start_date-missing": (
+        with_config(start_date=None),
+        r"'start_date' is missing",
+        r"date such as 2020-01-01 or an RFC 3339 time such as",
+    ),
+    "start_date-yesterday": (
+        with_config(start_date="yesterday"),
+        r"'start_date' 'yesterday' is neither a date nor an RFC 3339",
+        r"Use a form such as",
+    ),
+    "start_date-no-zone": (
+        with_config(start_date="2020-01-01T00:00:00"),
+        r"'start_date' .* is neither a date nor",
+        r"Use a form such as",
+    ),
+    "start_date-basic-format": (
+        with_config(start_date="20200101T000000Z"),
+        r"'start_date' .* is neither a date nor",
+        r"Use a form such as",
+    ),
+    "start_date-week-date": (
+        with_config(start_date="2020-W01-1T00:00:00Z"),
+        r"'start_date' .* is neither a date nor",
+        r"Use a form such as",
+    ),
+    "start_date-no-seconds": (
+        with_config(start_date="2020-01-01T00:00Z"),
+        r"'start_date' .* is neither a date nor",
+        r"Use a form such as",
+    ),
+    "start_date-basic-date": (
+        with_config(start_date="20200101"),
+        r"'start_date' '20200101' is neither a date nor",
+        r"2020-01-01 \(midnight UTC\)",
+    ),
+    "start_date-impossible-date": (
+        with_config(start_date="2020-02-30"),
+        r"'start_date' '2020-02-30' is neither",
+        r"Use a form such as",
+    ),
+    "base_url-ftp": (
+        with_config(base_url="ftp://api2.autopilothq.com/v1"),
+        r"'base_url' 'ftp://\S+' is not an http",
+        r"Leave it out",
+    ),
+    "base_url-bare-host": (
+        with_config(base_url="localhost"),
+        r"'base_url' 'localhost' is not an http",
+        r"Leave it out",
+    ),
+    "base_url-plain-http-remote": (
+        with_config(base_url="http://api2.autopilothq.com/v1"),
+        r"'base_url' 'http://api2\.autopilothq\.com/v1' is plain http",
+        r"Use https",
+    ),
+    "base_url-plain-http-private-address": (
+        with_config(base_url="http://10.0.0.7:8080/v1"),
+        r"'base_url' \S+ is plain http",
+        r"Use https",
+    ),
+    "request_timeout-zero": (
+        with_config(request_timeout=0),
+        r"'request_timeout' must be a positive number of seconds",
+        r"not 0",
+    ),
+    "request_timeout-negative": (
+        with_config(request_timeout=-1),
+        r"'request_timeout' must be a positive number",
+        r"not -1",
+    ),
+    "request_timeout-text": (
+        with_config(request_timeout="abc"),
+        r"'request_timeout' must be a positive number",
+        r"not 'abc'",
+    ),
+    "max_requests_per_second-zero": (
+        with_config(max_requests_per_second=0),
+        r"'max_requests_per_second' must be a positive number of requests per second",
+        r"not 0",
+    ),
+    "max_requests_per_second-negative": (
+        with_config(max_requests_per_second=-2),
+        r"'max_requests_per_second' must be a positive number",
+        r"not -2",
+    ),
+    "max_requests_per_second-text": (
+        with_config(max_requests_per_second="fast"),
+        r"'max_requests_per_second' must be a positive number",
+        r"not 'fast'",
+    ),
+    "lists_contacts_source-unknown": (
+        with_config(lists_contacts_source="both"),
+        r"'lists_contacts_source' must be one of auto, contacts, lists",
+        r"not 'both'",
+    ),
     "config-missing": (with_files(config=None), r"config file \S+ does not exist", r"Check the --config path"),
     "config-not-json": (with_files(config=BROKEN_CONFIG), r"config file \S+ is not valid JSON", r"Fix the file"),
     "config-not-an-object": (with_files(config='["api_key"]'), r"must hold a JSON object", r"api_key and start_date"),
-    "catalog-missing": (with_files(config=True, catalog=None, state=False), r"catalog file \S+ does not exist",
-                        r"Check the --catalog path"),
-    "catalog-not-json": (with_files(config=True, catalog="streams: [contacts]", state=False),
-                         r"catalog file \S+ is not valid JSON", r"Fix the file"),
-    "state-missing": (with_files(config=True, catalog=True, state=None), r"state file \S+ does not exist",
-                      r"Check the --state path"),
-    "state-not-json": (with_files(config=True, catalog=True, state="{bookmarks"), r"state file \S+ is not valid JSON",
-                       r"Fix the file"),
-    "api-unreachable-sync": (unreachable(discover=False), r"could not be reached",
-                             r"Check base_url and the network"),
-    "api-unreachable-discover": (unreachable(discover=True), r"could not be reached",
-                                 r"Check base_url and the network"),
+    "catalog-missing": (
+        with_files(config=True, catalog=None, state=False),
+        r"catalog file \S+ does not exist",
+        r"Check the --catalog path",
+    ),
+    "catalog-not-json": (
+        with_files(config=True, catalog="streams: [contacts]", state=False),
+        r"catalog file \S+ is not valid JSON",
+        r"Fix the file",
+    ),
+    "state-missing": (
+        with_files(config=True, catalog=True, state=None),
+        r"state file \S+ does not exist",
+        r"Check the --state path",
+    ),
+    "state-not-json": (
+        with_files(config=True, catalog=True, state="{bookmarks"),
+        r"state file \S+ is not valid JSON",
+        r"Fix the file",
+    ),
+    "api-unreachable-sync": (unreachable(discover=False), r"could not be reached", r"Check base_url and the network"),
+    "api-unreachable-discover": (
+        unreachable(discover=True),
+        r"could not be reached",
+        r"Check base_url and the network",
+    ),
 }
 
 
@@ -179,22 +261,36 @@ def test_bad_input_fails_with_one_clear_line(tmp_path, sb, catalog, case):
     assert API_KEY not in output, "the API key was echoed"
     if case.startswith("api-unreachable"):
         # It retried with backoff before giving up, and said so.
-        assert [line for line in proc.stderr.splitlines()
-                if line.startswith("WARNING") and "retrying in" in line], proc.stderr[-3000:]
+        assert [line for line in proc.stderr.splitlines() if line.startswith("WARNING") and "retrying in" in line], (
+            proc.stderr[-3000:]
+        )
     else:
         # Refused before any request and before any output.
         assert sb.stats()["requests"] == 0
         assert proc.stdout == ""
 
 
-@pytest.mark.parametrize("start_date", ["2000-01-01T00:00:00Z", "2000-01-01t00:00:00z",
-                                        "2000-01-01T02:00:00.250+02:00", "1999-12-31T19:00:00-05:00", "2000-01-01"])
+@pytest.mark.parametrize(
+    "start_date",
+    [
+        "2000-01-01T00:00:00Z",
+        "2000-01-01t00:00:00z",
+        "2000-01-01T02:00:00.250+02:00",
+        "1999-12-31T19:00:00-05:00",
+        "2000-01-01",
+    ],
+)
 def test_rfc3339_start_dates_are_accepted(tmp_path, sb, catalog, start_date):
     """The other side of the table: every RFC 3339 form passes (lower-case t and z too), and a plain date."""
     config = helpers.write_json(tmp_path / "config.json", dict(good_config(sb), start_date=start_date))
     code, messages, stderr = helpers.run_tap(
-        ["--config", config, "--catalog", helpers.write_json(tmp_path / "catalog.json",
-                                                             helpers.select(catalog, streams=["contacts"]))])
+        [
+            "--config",
+            config,
+            "--catalog",
+            helpers.write_json(tmp_path / "catalog.json", helpers.select(catalog, streams=["contacts"])),
+        ]
+    )
     assert code == 0, stderr[-3000:]
     contacts = helpers.records_by_stream(messages)["contacts"]
     assert {r["contact_id"] for r in contacts} == set(sb.dataset.contact_ids())
@@ -202,14 +298,16 @@ def test_rfc3339_start_dates_are_accepted(tmp_path, sb, catalog, start_date):
 
 # ----- not fatal: unknown streams ---------------------------------------------------------
 
+
 def test_catalog_naming_an_unknown_stream_warns_and_runs_on(tmp_path, sb, catalog):
     catalog = helpers.select(catalog, streams=["contacts", "lists"])
     stranger = json.loads(json.dumps(next(s for s in catalog["streams"] if s["tap_stream_id"] == "lists")))
     stranger["tap_stream_id"] = stranger["stream"] = "campaigns"
-    catalog["streams"].append(stranger)          # selected, like its model
+    catalog["streams"].append(stranger)  # selected, like its model
     config = helpers.write_json(tmp_path / "config.json", good_config(sb))
     code, messages, stderr = helpers.run_tap(
-        ["--config", config, "--catalog", helpers.write_json(tmp_path / "catalog.json", catalog)])
+        ["--config", config, "--catalog", helpers.write_json(tmp_path / "catalog.json", catalog)]
+    )
     assert code == 0, stderr[-3000:]
     assert [line for line in stderr.splitlines() if line.startswith("WARNING") and "'campaigns'" in line], stderr
     assert not critical_lines(stderr) and "Traceback" not in stderr
@@ -228,8 +326,14 @@ CORRUPT_STATE = {"currently_syncing": "contacts", "bookmarks": {"contacts": {"sc
 @pytest.mark.parametrize("debug", [False, True], ids=["quiet", "debug"])
 def test_unexpected_error_traceback_only_with_debug_and_never_the_key(tmp_path, sb, catalog, debug):
     config = helpers.write_json(tmp_path / "config.json", good_config(sb))
-    args = ["--config", config, "--catalog", helpers.write_json(tmp_path / "catalog.json", catalog),
-            "--state", helpers.write_json(tmp_path / "state.json", CORRUPT_STATE)] + (["--debug"] if debug else [])
+    args = [
+        "--config",
+        config,
+        "--catalog",
+        helpers.write_json(tmp_path / "catalog.json", catalog),
+        "--state",
+        helpers.write_json(tmp_path / "state.json", CORRUPT_STATE),
+    ] + (["--debug"] if debug else [])
     proc = helpers.run_cli(args, timeout=90)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 1, proc.stderr[-3000:]

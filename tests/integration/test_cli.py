@@ -11,20 +11,44 @@ import subprocess
 from collections import Counter
 from importlib import metadata as importlib_metadata
 
-
 import helpers
 import tools
+
 import tap_autopilot
 
 STREAMS = ("contacts", "lists", "lists_contacts", "smart_segments", "smart_segments_contacts")
 SINGER_TYPES = {"SCHEMA", "RECORD", "STATE", "ACTIVATE_VERSION"}
 PLUGIN_FILE = tools.REPO_ROOT / "meltano-plugin.yml"
 # Setting kinds and extractor capabilities Meltano's meltano.yml schema accepts.
-MELTANO_KINDS = {"oauth", "date_iso8601", "file", "email", "integer", "decimal", "options", "object",
-                 "array", "boolean", "string", "hidden", "password"}
-MELTANO_EXTRACTOR_CAPABILITIES = {"properties", "catalog", "discover", "state", "about", "stream-maps",
-                                  "activate-version", "batch", "test", "log-based", "schema-flattening",
-                                  "structured-logging"}
+MELTANO_KINDS = {
+    "oauth",
+    "date_iso8601",
+    "file",
+    "email",
+    "integer",
+    "decimal",
+    "options",
+    "object",
+    "array",
+    "boolean",
+    "string",
+    "hidden",
+    "password",
+}
+MELTANO_EXTRACTOR_CAPABILITIES = {
+    "properties",
+    "catalog",
+    "discover",
+    "state",
+    "about",
+    "stream-maps",
+    "activate-version",
+    "batch",
+    "test",
+    "log-based",
+    "schema-flattening",
+    "structured-logging",
+}
 
 
 def _about() -> dict:
@@ -35,6 +59,7 @@ def _about() -> dict:
 
 # ---- --about and --version -------------------------------------------------------------------
 
+
 def test_about_describes_the_tap():
     about = _about()
     assert about["name"] == "tap-autopilot"
@@ -44,8 +69,9 @@ def test_about_describes_the_tap():
 
     settings = {s["name"]: s for s in about["settings"]}
     assert list(settings) == [s["name"] for s in tap_autopilot.SETTINGS]
-    assert {"api_key", "start_date", "base_url", "user_agent", "request_timeout",
-            "max_requests_per_second"} <= set(settings)
+    assert {"api_key", "start_date", "base_url", "user_agent", "request_timeout", "max_requests_per_second"} <= set(
+        settings
+    )
     for name, setting in settings.items():
         assert setting["type"] in ("string", "integer", "number", "boolean"), name
         assert isinstance(setting["required"], bool) and isinstance(setting["secret"], bool), name
@@ -78,7 +104,8 @@ def test_version():
 # ---- progress on stderr, pure Singer on stdout -------------------------------------------------
 
 _PROGRESS_CONTACTS = re.compile(
-    r"contacts ([\d,]+) records, ([\d,]+) pages \((\d+)% of ([\d,]+), ETA (\d+:\d\d:\d\d)\)")
+    r"contacts ([\d,]+) records, ([\d,]+) pages \((\d+)% of ([\d,]+), ETA (\d+:\d\d:\d\d)\)"
+)
 _REQUESTS = re.compile(r"([\d,]+) requests, ([\d,]+) throttled \(429\), ([\d,]+) retries")
 
 
@@ -97,16 +124,21 @@ def test_progress_and_summary_on_stderr_stdout_pure_singer(tmp_path):
         sb.set_faults(latency_ms=200, rate_limit=8, error_every=4)
         sb.reset_stats()
         proc = subprocess.run(
-            tools.tap_cmd() + ["--config", config, "--catalog", catalog], capture_output=True, text=True,
-            timeout=300, env=dict(os.environ, TAP_AUTOPILOT_PROGRESS_SECONDS="0.1"))
+            tools.tap_cmd() + ["--config", config, "--catalog", catalog],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=dict(os.environ, TAP_AUTOPILOT_PROGRESS_SECONDS="0.1"),
+        )
         stats = sb.stats()
         expected = {
             "contacts": contacts,
             "lists": len(sb.dataset.lists()),
             "smart_segments": len(sb.dataset.segments()),
             "lists_contacts": sum(len(sb.dataset.list_members(g["list_id"])) for g in sb.dataset.lists()),
-            "smart_segments_contacts": sum(len(sb.dataset.segment_members(g["segment_id"]))
-                                           for g in sb.dataset.segments()),
+            "smart_segments_contacts": sum(
+                len(sb.dataset.segment_members(g["segment_id"])) for g in sb.dataset.segments()
+            ),
         }
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -124,7 +156,7 @@ def test_progress_and_summary_on_stderr_stdout_pure_singer(tmp_path):
     counted = Counter()
     for line in proc.stderr.splitlines():
         if line.startswith("INFO METRIC: "):
-            point = json.loads(line[len("INFO METRIC: "):])
+            point = json.loads(line[len("INFO METRIC: ") :])
             if point["metric"] == "record_count":
                 counted[point["tags"]["endpoint"]] += point["value"]
     assert dict(counted) == expected
@@ -145,12 +177,14 @@ def test_progress_and_summary_on_stderr_stdout_pure_singer(tmp_path):
     assert len(requests_seen) == len(progress) and requests_seen == sorted(requests_seen)
     # a line when each stream ends
     for stream, count in expected.items():
-        assert any(re.fullmatch(rf"INFO {stream}: done, {count:,} records from [\d,]+ pages in [\d.]+ s\.", line)
-                   for line in lines), f"no end line for {stream}"
+        assert any(
+            re.fullmatch(rf"INFO {stream}: done, {count:,} records from [\d,]+ pages in [\d.]+ s\.", line)
+            for line in lines
+        ), f"no end line for {stream}"
 
     # the summary table: every stream with its record count, then requests / 429s / retries
     start = next(i for i, line in enumerate(lines) if re.fullmatch(r"INFO Sync summary \(\d+:\d\d:\d\d\):", line))
-    summary = lines[start + 1:]
+    summary = lines[start + 1 :]
     table = {}
     for line in summary:
         match = re.fullmatch(r"INFO\s+(\w+)\s+([\d,]+)\s+([\d,]+)", line)
@@ -168,6 +202,7 @@ def test_progress_and_summary_on_stderr_stdout_pure_singer(tmp_path):
 
 # ---- the Meltano plugin definition ---------------------------------------------------------------
 
+
 def _load_yaml(path):
     """PyYAML from the project venv, or else from the target-postgres venv (it ships PyYAML)."""
     try:
@@ -175,9 +210,16 @@ def _load_yaml(path):
     except ImportError:
         tools.require(tools.TARGET_POSTGRES_PYTHON)
         proc = subprocess.run(
-            [str(tools.TARGET_POSTGRES_PYTHON), "-c",
-             "import json, sys, yaml; json.dump(yaml.safe_load(open(sys.argv[1], encoding='utf-8')), sys.stdout)",
-             str(path)], capture_output=True, text=True, timeout=60)
+            [
+                str(tools.TARGET_POSTGRES_PYTHON),
+                "-c",
+                "import json, sys, yaml; json.dump(yaml.safe_load(open(sys.argv[1], encoding='utf-8')), sys.stdout)",
+                str(path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert proc.returncode == 0, proc.stderr
         return json.loads(proc.stdout)
     with open(path, encoding="utf-8") as handle:
@@ -189,8 +231,11 @@ def test_meltano_plugin_definition_matches_about():
     about = _about()
     assert plugin["name"] == "tap-autopilot"
     assert plugin["namespace"] == "tap_autopilot"
-    scripts = {ep.name for ep in importlib_metadata.entry_points(group="console_scripts")
-               if ep.value.startswith("tap_autopilot")}
+    scripts = {
+        ep.name
+        for ep in importlib_metadata.entry_points(group="console_scripts")
+        if ep.value.startswith("tap_autopilot")
+    }
     assert scripts == {"tap-autopilot"}
     assert plugin["executable"] == "tap-autopilot"
     assert plugin["pip_url"]

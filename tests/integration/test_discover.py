@@ -5,10 +5,9 @@ import json
 import re
 import urllib.request
 
+import helpers
 import jsonschema
 import pytest
-
-import helpers
 
 # stream -> (key properties, forced replication method, valid replication keys)
 STREAMS = {
@@ -34,30 +33,58 @@ SMALL_TABLE_COLUMNS = {
 
 URL_FLAGS, MAIL_EVENTS, STRINGS, DATE_TIME = "url-flags", "mail-events", "string-array", "date-time"
 ANYWHERE = ("anywhere_form_submits", "anywhere_page_visits", "anywhere_utm")
-MAIL = ("mail_bounced", "mail_clicked", "mail_complained", "mail_hardbounced", "mail_opened",
-        "mail_received", "mail_unsubscribed")
+MAIL = (
+    "mail_bounced",
+    "mail_clicked",
+    "mail_complained",
+    "mail_hardbounced",
+    "mail_opened",
+    "mail_received",
+    "mail_unsubscribed",
+)
 
 # contacts columns of the table reference, with their kinds.
 TABLE_REFERENCE_CONTACTS = {
-    **{column: URL_FLAGS for column in ANYWHERE},
-    **{column: MAIL_EVENTS for column in MAIL},
-    "company": "string", "company_priority": "boolean", "contact_id": "string",
-    "created_at": DATE_TIME, "email": "string", "first_conversion_at": DATE_TIME,
-    "first_name": "string", "first_visit_at": DATE_TIME, "last_name": "string",
-    "lead_source": "string", "lists": STRINGS, "mailing_country": "string",
-    "mailing_state": "string", "name": "string", "phone": "string", "salutation": "string",
-    "status": "string", "twitter": "string", "updated_at": DATE_TIME,
+    **dict.fromkeys(ANYWHERE, URL_FLAGS),
+    **dict.fromkeys(MAIL, MAIL_EVENTS),
+    "company": "string",
+    "company_priority": "boolean",
+    "contact_id": "string",
+    "created_at": DATE_TIME,
+    "email": "string",
+    "first_conversion_at": DATE_TIME,
+    "first_name": "string",
+    "first_visit_at": DATE_TIME,
+    "last_name": "string",
+    "lead_source": "string",
+    "lists": STRINGS,
+    "mailing_country": "string",
+    "mailing_state": "string",
+    "name": "string",
+    "phone": "string",
+    "salutation": "string",
+    "status": "string",
+    "twitter": "string",
+    "updated_at": DATE_TIME,
 }
 # The other documented standard and system fields (../shared/autopilot-api.md).
 DOCUMENTED_CONTACTS = {
-    "number_of_employees": ("integer", "number"), "title": "string", "industry": "string",
-    "mobile_phone": "string", "fax": "string", "website": "string", "mailing_street": "string",
-    "mailing_city": "string", "mailing_postal_code": "string", "linkedin": "string",
-    "unsubscribed": "boolean", "owner_name": "string", "type": "string",
+    "number_of_employees": ("integer", "number"),
+    "title": "string",
+    "industry": "string",
+    "mobile_phone": "string",
+    "fax": "string",
+    "website": "string",
+    "mailing_street": "string",
+    "mailing_city": "string",
+    "mailing_postal_code": "string",
+    "linkedin": "string",
+    "unsubscribed": "boolean",
+    "owner_name": "string",
+    "type": "string",
 }
 # Autopilot custom field type -> column kind.
-CUSTOM_KINDS = {"string": "string", "integer": "integer", "float": "number",
-                "boolean": "boolean", "date": DATE_TIME}
+CUSTOM_KINDS = {"string": "string", "integer": "integer", "float": "number", "boolean": "boolean", "date": DATE_TIME}
 
 
 def snake(name):
@@ -81,13 +108,18 @@ def kind_problem(schema, kind):
     elif kind in (URL_FLAGS, MAIL_EVENTS, "custom-fields"):
         items = schema.get("items") or {}
         props = items.get("properties") or {}
-        expected = {URL_FLAGS: {"url": "string", "value": "boolean"},
-                    MAIL_EVENTS: {"id": "string", "timestamp": DATE_TIME},
-                    # a value keeps whatever the field held: its type is the tap's choice
-                    "custom-fields": {"kind": "string", "value": None, "field_type": "string",
-                                      "deleted": "boolean"}}[kind]
-        ok = ("array" in t and "object" in types(items) and set(props) == set(expected)
-              and all(k is None or kind_problem(props[p], k) is None for p, k in expected.items()))
+        expected = {
+            URL_FLAGS: {"url": "string", "value": "boolean"},
+            MAIL_EVENTS: {"id": "string", "timestamp": DATE_TIME},
+            # a value keeps whatever the field held: its type is the tap's choice
+            "custom-fields": {"kind": "string", "value": None, "field_type": "string", "deleted": "boolean"},
+        }[kind]
+        ok = (
+            "array" in t
+            and "object" in types(items)
+            and set(props) == set(expected)
+            and all(k is None or kind_problem(props[p], k) is None for p, k in expected.items())
+        )
     elif kind == STRINGS:
         ok = "array" in t and "string" in types(schema.get("items") or {})
     else:
@@ -104,8 +136,9 @@ def discovered(tmp_path_factory):
         config = helpers.write_config(tmp_path_factory.mktemp("discover"), sb)
         proc = helpers.run_cli(["--config", config, "--discover"])
         assert proc.returncode == 0, proc.stderr[-3000:]
-        request = urllib.request.Request(sb.base_url + "/contacts/custom_fields",
-                                         headers={"autopilotapikey": helpers.API_KEY})
+        request = urllib.request.Request(
+            sb.base_url + "/contacts/custom_fields", headers={"autopilotapikey": helpers.API_KEY}
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             definitions = json.load(response)
     return json.loads(proc.stdout), definitions, proc.stdout + proc.stderr
@@ -175,8 +208,7 @@ def test_contacts_has_every_reference_and_documented_column_typed(catalog):
     problems = {c: p for c, p in problems.items() if p}
     assert not problems, problems
     # Documents are sparse: every column but the key must allow null.
-    not_nullable = sorted(c for c, s in properties.items()
-                          if c != "contact_id" and "null" not in types(s))
+    not_nullable = sorted(c for c, s in properties.items() if c != "contact_id" and "null" not in types(s))
     assert not not_nullable, f"columns that cannot be null: {not_nullable}"
 
 

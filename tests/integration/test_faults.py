@@ -20,20 +20,26 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import pytest
-
 import helpers
+import pytest
 import tools
+
 from tap_autopilot.sandbox import Sandbox
 
 API_KEY = "sk-faults-7f3a9c1e5b2d4f60-NEVER-PRINT"
 START_DATE = "2000-01-01T00:00:00Z"
 ALL_STREAMS = ("contacts", "lists", "lists_contacts", "smart_segments", "smart_segments_contacts")
-CUSTOM_COLUMNS = {"custom_favorite_color", "custom_seats", "custom_lifetime_value", "custom_is_partner",
-                  "custom_renewal_date"}
+CUSTOM_COLUMNS = {
+    "custom_favorite_color",
+    "custom_seats",
+    "custom_lifetime_value",
+    "custom_is_partner",
+    "custom_renewal_date",
+}
 
 
 # ----- helpers (on top of the shared helpers.py) ---------------------------------------
+
 
 class TapRun:
     """A finished tap process: exit code, raw stdout/stderr, parsed messages."""
@@ -113,10 +119,12 @@ def expected_data(sb: Sandbox):
         "contacts": Counter(doc["contact_id"] for doc in dump["contacts"]),
         "lists": {item["list_id"] for item in dump["lists"]},
         "smart_segments": {item["segment_id"] for item in dump["segments"]},
-        "lists_contacts": Counter((list_id, cid) for list_id, members in dump["list_members"].items()
-                                  for cid in members),
-        "smart_segments_contacts": Counter((sid, cid) for sid, members in dump["segment_members"].items()
-                                           for cid in members),
+        "lists_contacts": Counter(
+            (list_id, cid) for list_id, members in dump["list_members"].items() for cid in members
+        ),
+        "smart_segments_contacts": Counter(
+            (sid, cid) for sid, members in dump["segment_members"].items() for cid in members
+        ),
     }
 
 
@@ -129,10 +137,14 @@ def assert_full_data(run: TapRun, expected):
     assert Counter(r["contact_id"] for r in records.get("contacts", [])) == expected["contacts"]
     assert {r["list_id"] for r in records.get("lists", [])} == expected["lists"]
     assert {r["segment_id"] for r in records.get("smart_segments", [])} == expected["smart_segments"]
-    assert Counter((r["list_id"], r["contact_id"]) for r in records.get("lists_contacts", [])) \
+    assert (
+        Counter((r["list_id"], r["contact_id"]) for r in records.get("lists_contacts", []))
         == expected["lists_contacts"]
-    assert Counter((r["segment_id"], r["contact_id"]) for r in records.get("smart_segments_contacts", [])) \
+    )
+    assert (
+        Counter((r["segment_id"], r["contact_id"]) for r in records.get("smart_segments_contacts", []))
         == expected["smart_segments_contacts"]
+    )
     final = helpers.last_state(messages)
     assert final["currently_syncing"] is None
     assert "scan" not in final["bookmarks"]["contacts"]
@@ -145,8 +157,12 @@ def warnings_matching(run: TapRun, pattern):
 def admin(sb: Sandbox, name, body=None):
     """The sandbox's admin HTTP API (mutations, stats)."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(sb.url + "/_admin/" + name, data=data, method="GET" if data is None else "POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        sb.url + "/_admin/" + name,
+        data=data,
+        method="GET" if data is None else "POST",
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
@@ -169,8 +185,9 @@ def catalog(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("catalog")
     with helpers.sandbox(contacts=10, api_key=API_KEY) as sb:
         found = discover(write_config(tmp, sb.base_url))
-    assert CUSTOM_COLUMNS <= set(next(s for s in found["streams"]
-                                      if s["tap_stream_id"] == "contacts")["schema"]["properties"])
+    assert CUSTOM_COLUMNS <= set(
+        next(s for s in found["streams"] if s["tap_stream_id"] == "contacts")["schema"]["properties"]
+    )
     return select(found)
 
 
@@ -193,13 +210,14 @@ def test_transient_fault_discovery_and_sync_deliver_everything(tmp_path, sandbox
     config = write_config(tmp_path, sb.base_url, request_timeout=1, max_requests_per_second=20)
 
     # Discovery: its one request (/contacts/custom_fields) is made the faulted one.
-    api_get(sb, "/lists")                       # request 1
-    sb.set_faults(**{fault: 2})                 # request 2, discovery's first try, is faulted
+    api_get(sb, "/lists")  # request 1
+    sb.set_faults(**{fault: 2})  # request 2, discovery's first try, is faulted
     found = discover(config, env=SHORT_BACKOFF)
     assert counted(sb.stats()) == 1, "discovery did not meet the fault"
     contacts_schema = next(s for s in found["streams"] if s["tap_stream_id"] == "contacts")["schema"]
-    assert CUSTOM_COLUMNS <= set(contacts_schema["properties"]), \
+    assert CUSTOM_COLUMNS <= set(contacts_schema["properties"]), (
         "discovery accepted a faulted custom_fields answer and lost the custom field columns"
+    )
 
     # Sync, every 9th request faulted. The tap gives up after 5 tries of one request;
     # faults this sparse make that (a fluke of thread interleaving) very unlikely.
@@ -214,9 +232,9 @@ def test_transient_fault_discovery_and_sync_deliver_everything(tmp_path, sandbox
     assert faults >= 2, f"the sandbox injected {faults} {fault} faults: the test is not testing"
     retried = warnings_matching(run, warning)
     if fault == "stall_every":
-        assert len(retried) >= faults, run        # a slow machine may time out once more
+        assert len(retried) >= faults, run  # a slow machine may time out once more
     else:
-        assert len(retried) == faults, run        # one WARNING line per injected fault
+        assert len(retried) == faults, run  # one WARNING line per injected fault
     assert all("retrying in" in line for line in retried)
     assert_full_data(run, expected)
 
@@ -224,8 +242,9 @@ def test_transient_fault_discovery_and_sync_deliver_everything(tmp_path, sandbox
 def test_retries_exhausted_fail_with_one_line_naming_the_path(tmp_path, sandbox, catalog):
     sb = sandbox(contacts=50, error_every=1)
     config = write_config(tmp_path, sb.base_url)
-    run = run_tap("--config", config, "--catalog", catalog_file(tmp_path, select(catalog, ["lists"])),
-                  env=SHORT_BACKOFF)
+    run = run_tap(
+        "--config", config, "--catalog", catalog_file(tmp_path, select(catalog, ["lists"])), env=SHORT_BACKOFF
+    )
     assert run.returncode == 1, run
     assert_clean(run)
     critical = run.lines("CRITICAL")
@@ -237,6 +256,7 @@ def test_retries_exhausted_fail_with_one_line_naming_the_path(tmp_path, sandbox,
 
 
 # ----- rate limits -----------------------------------------------------------
+
 
 def test_tap_at_the_server_rate_is_never_throttled(tmp_path, sandbox, catalog):
     sb = sandbox(contacts=400, lists=3, segments=2, seed=5, rate_limit=5)
@@ -333,11 +353,14 @@ class StubAPI:
         self.server.server_close()
 
 
-@pytest.mark.parametrize("status,body", [
-    (400, {"error": "Bad Request", "message": "No autopilotapikey header provided."}),
-    (401, {"error": "Unauthorized", "message": "Provided autopilotapikey not valid."}),
-    (403, {"error": "Forbidden", "message": "Forbidden."}),
-])
+@pytest.mark.parametrize(
+    "status,body",
+    [
+        (400, {"error": "Bad Request", "message": "No autopilotapikey header provided."}),
+        (401, {"error": "Unauthorized", "message": "Provided autopilotapikey not valid."}),
+        (403, {"error": "Forbidden", "message": "Forbidden."}),
+    ],
+)
 def test_rejected_key_statuses_fail_at_once(tmp_path, catalog, status, body):
     # The tap always sends a key (an empty one is refused by config validation), so the
     # sandbox never answers 400 to it: a stub does, as Autopilot does without the header.
@@ -352,6 +375,7 @@ def test_rejected_key_statuses_fail_at_once(tmp_path, catalog, status, body):
 
 # ----- a list deleted mid-run ------------------------------------------------
 
+
 def test_list_deleted_mid_run_is_skipped_with_a_warning(tmp_path, sandbox, catalog):
     sb = sandbox(contacts=300, lists=5, segments=2, seed=4)
     before = expected_data(sb)
@@ -359,8 +383,7 @@ def test_list_deleted_mid_run_is_skipped_with_a_warning(tmp_path, sandbox, catal
     # The list scanned last (units go in order of id), so it is certainly not fetched yet.
     doomed = max(list_id for list_id in before["lists"] if sizes[list_id])
     config = write_config(tmp_path, sb.base_url, max_requests_per_second=3)
-    cmd = tools.tap_cmd() + ["--config", str(config), "--catalog",
-                             catalog_file(tmp_path, catalog)]
+    cmd = tools.tap_cmd() + ["--config", str(config), "--catalog", catalog_file(tmp_path, catalog)]
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
         try:
             deadline = time.monotonic() + 60
@@ -382,8 +405,10 @@ def test_list_deleted_mid_run_is_skipped_with_a_warning(tmp_path, sandbox, catal
     assert Counter(r["contact_id"] for r in run.records("contacts")) == before["contacts"]
     pairs = Counter((r["list_id"], r["contact_id"]) for r in run.records("lists_contacts"))
     assert pairs == Counter({pair: n for pair, n in before["lists_contacts"].items() if pair[0] != doomed})
-    assert Counter((r["segment_id"], r["contact_id"]) for r in run.records("smart_segments_contacts")) \
+    assert (
+        Counter((r["segment_id"], r["contact_id"]) for r in run.records("smart_segments_contacts"))
         == before["smart_segments_contacts"]
+    )
     final = run.states()[-1]
     assert final["currently_syncing"] is None
     assert final["bookmarks"]["lists_contacts"].get("complete") is True
@@ -391,10 +416,15 @@ def test_list_deleted_mid_run_is_skipped_with_a_warning(tmp_path, sandbox, catal
 
 # ----- a repeated page bookmark ----------------------------------------------
 
+
 def _page(contact_ids, bookmark=None):
-    body = {"contacts": [{"contact_id": cid, "Email": f"{cid}@example.com",
-                          "updated_at": "2024-01-01T00:00:00.000Z"} for cid in contact_ids],
-            "total_contacts": 9}
+    body = {
+        "contacts": [
+            {"contact_id": cid, "Email": f"{cid}@example.com", "updated_at": "2024-01-01T00:00:00.000Z"}
+            for cid in contact_ids
+        ],
+        "total_contacts": 9,
+    }
     if bookmark:
         body["bookmark"] = bookmark
     return 200, body
@@ -402,20 +432,29 @@ def _page(contact_ids, bookmark=None):
 
 LIST_ID = "contactlist_AAAAAAAA-0000-0000-0000-000000000001"
 REPEATING = {
-    "contacts-same-bookmark-twice": (["contacts"], {
-        "/v1/contacts": _page(["person_1"], "person_1"),
-        "/v1/contacts/person_1": _page(["person_2"], "person_1"),
-    }),
-    "contacts-bookmark-cycle": (["contacts"], {
-        "/v1/contacts": _page(["person_1"], "person_1"),
-        "/v1/contacts/person_1": _page(["person_2"], "person_2"),
-        "/v1/contacts/person_2": _page(["person_3"], "person_1"),
-    }),
-    "list-members-same-bookmark-twice": (["lists_contacts"], {
-        "/v1/lists": (200, {"lists": [{"list_id": LIST_ID, "title": "Looping"}]}),
-        f"/v1/list/{LIST_ID}/contacts": _page(["person_1"], "person_1"),
-        f"/v1/list/{LIST_ID}/contacts/person_1": _page(["person_2"], "person_1"),
-    }),
+    "contacts-same-bookmark-twice": (
+        ["contacts"],
+        {
+            "/v1/contacts": _page(["person_1"], "person_1"),
+            "/v1/contacts/person_1": _page(["person_2"], "person_1"),
+        },
+    ),
+    "contacts-bookmark-cycle": (
+        ["contacts"],
+        {
+            "/v1/contacts": _page(["person_1"], "person_1"),
+            "/v1/contacts/person_1": _page(["person_2"], "person_2"),
+            "/v1/contacts/person_2": _page(["person_3"], "person_1"),
+        },
+    ),
+    "list-members-same-bookmark-twice": (
+        ["lists_contacts"],
+        {
+            "/v1/lists": (200, {"lists": [{"list_id": LIST_ID, "title": "Looping"}]}),
+            f"/v1/list/{LIST_ID}/contacts": _page(["person_1"], "person_1"),
+            f"/v1/list/{LIST_ID}/contacts/person_1": _page(["person_2"], "person_1"),
+        },
+    ),
 }
 
 
@@ -424,8 +463,7 @@ def test_repeated_bookmark_stops_with_a_clear_error(tmp_path, catalog, case):
     streams, routes = REPEATING[case]
     with StubAPI(routes) as stub:
         config = write_config(tmp_path, stub.base_url)
-        run = run_tap("--config", config, "--catalog", catalog_file(tmp_path, select(catalog, streams)),
-                      timeout=60)
+        run = run_tap("--config", config, "--catalog", catalog_file(tmp_path, select(catalog, streams)), timeout=60)
     assert run.returncode == 1, run
     assert_clean(run)
     critical = run.lines("CRITICAL")
@@ -435,13 +473,24 @@ def test_repeated_bookmark_stops_with_a_clear_error(tmp_path, catalog, case):
 
 # ----- everything at once ----------------------------------------------------
 
+
 def test_everything_at_once_delivers_exactly_the_sandbox_data(tmp_path, sandbox, catalog):
     """The issue's definition of done: 5 r/s, 429s, 500s, resets, truncated bodies
     and stalls all on; the tap at its defaults but for a short request_timeout."""
     # Each fault is sparse on its own (the tap gives up after 5 tries of one request, and
     # faults of different kinds can chain); ~55 requests meet each kind at least once.
-    sb = sandbox(contacts=2000, lists=3, segments=2, seed=21, rate_limit=5,
-                 error_every=23, drop_every=31, truncate_every=37, stall_every=41, stall_seconds=2)
+    sb = sandbox(
+        contacts=2000,
+        lists=3,
+        segments=2,
+        seed=21,
+        rate_limit=5,
+        error_every=23,
+        drop_every=31,
+        truncate_every=37,
+        stall_every=41,
+        stall_seconds=2,
+    )
     config = write_config(tmp_path, sb.base_url, request_timeout=1)
     expected = expected_data(sb)
     run = run_tap("--config", config, "--catalog", catalog_file(tmp_path, catalog))

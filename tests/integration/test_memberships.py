@@ -28,8 +28,9 @@ def truth(sb):
     ds = sb.dataset
     return {
         "lists_contacts": {(g["list_id"], c) for g in ds.lists() for c in ds.list_members(g["list_id"])},
-        "smart_segments_contacts": {(g["segment_id"], c) for g in ds.segments()
-                                    for c in ds.segment_members(g["segment_id"])},
+        "smart_segments_contacts": {
+            (g["segment_id"], c) for g in ds.segments() for c in ds.segment_members(g["segment_id"])
+        },
         "contacts": set(ds.contact_ids()),
     }
 
@@ -43,7 +44,7 @@ def catalog_file(tmp_path, config, streams=None, contacts_method=None, name="cat
     if contacts_method:
         entry = next(e for e in catalog["streams"] if e["tap_stream_id"] == "contacts")
         root = next(m for m in entry["metadata"] if m["breadcrumb"] == [])
-        root["metadata"]["replication-method"] = contacts_method   # what Meltano's `metadata:` extra sets
+        root["metadata"]["replication-method"] = contacts_method  # what Meltano's `metadata:` extra sets
     return helpers.write_json(Path(tmp_path) / name, catalog)
 
 
@@ -63,6 +64,7 @@ def pages(n):
 
 
 # ---- memberships from the scan ----------------------------------------------------------------
+
 
 def test_memberships_from_the_scan_equal_each_lists_members_without_a_list_request(tmp_path, sandbox_factory):
     # 7 lists: one nobody is on, one whose id needs escaping; 2 segments, one escaped too.
@@ -113,10 +115,10 @@ def test_memberships_without_contacts_selected_take_the_cheaper_way(tmp_path, sa
 
 # ---- removals through both kinds of target -------------------------------------------------------
 
+
 def load(target_argv, stdout: str, log: Path) -> str:
     with open(log, "wb") as err:
-        proc = subprocess.run(target_argv, input=stdout.encode(), stdout=subprocess.PIPE, stderr=err,
-                              timeout=TIMEOUT)
+        proc = subprocess.run(target_argv, input=stdout.encode(), stdout=subprocess.PIPE, stderr=err, timeout=TIMEOUT)
     assert proc.returncode == 0, log.read_text()[-3000:]
     return proc.stdout.decode()
 
@@ -124,23 +126,33 @@ def load(target_argv, stdout: str, log: Path) -> str:
 def documented_query(table):
     """The README's current-rows query for `table` (its first sql block names lists_contacts)."""
     text = README.read_text(encoding="utf-8")
-    section = text[text.index("**Removals"):]
+    section = text[text.index("**Removals") :]
     sql = re.search(r"```sql\n(.*?)```", section, re.S).group(1)
     return sql.replace("lists_contacts", table)
 
 
 def test_removed_memberships_leave_postgres_and_the_documented_query_over_appended_rows(
-        tmp_path, sandbox_factory, postgres):
+    tmp_path, sandbox_factory, postgres
+):
     tools.require(tools.TARGET_POSTGRES, tools.TARGET_JSONL)
     sb = sandbox_factory(contacts=300, lists=4, segments=2, seed=53, awkward_ids=True)
     dbname = postgres.create_database("memberships")
-    pg_config = helpers.write_json(tmp_path / "target-postgres.json", postgres.target_postgres_config(
-        database=dbname, default_target_schema=SCHEMA, load_method="upsert", hard_delete=True,
-        add_record_metadata=True, activate_version=True))
+    pg_config = helpers.write_json(
+        tmp_path / "target-postgres.json",
+        postgres.target_postgres_config(
+            database=dbname,
+            default_target_schema=SCHEMA,
+            load_method="upsert",
+            hard_delete=True,
+            add_record_metadata=True,
+            activate_version=True,
+        ),
+    )
     jsonl_dir = tmp_path / "jsonl"
     jsonl_dir.mkdir()
-    jsonl_config = helpers.write_json(tmp_path / "target-jsonl.json",
-                                      {"destination_path": str(jsonl_dir), "do_timestamp_file": False})
+    jsonl_config = helpers.write_json(
+        tmp_path / "target-jsonl.json", {"destination_path": str(jsonl_dir), "do_timestamp_file": False}
+    )
     config = helpers.write_config(tmp_path, sb)
     catalog = catalog_file(tmp_path, config)
 
@@ -153,8 +165,9 @@ def test_removed_memberships_leave_postgres_and_the_documented_query_over_append
     state = sync("run1")
     ds = sb.dataset
     awkward = next(g["list_id"] for g in ds.lists() if "/" in g["list_id"])
-    other = max((g["list_id"] for g in ds.lists() if g["list_id"] != awkward),
-                key=lambda lid: len(ds.list_members(lid)))
+    other = max(
+        (g["list_id"] for g in ds.lists() if g["list_id"] != awkward), key=lambda lid: len(ds.list_members(lid))
+    )
     off = {awkward: ds.list_members(awkward)[:7], other: ds.list_members(other)[-5:]}
     for list_id, contact_ids in off.items():
         ds.remove_from_list(list_id, contact_ids)
@@ -169,8 +182,7 @@ def test_removed_memberships_leave_postgres_and_the_documented_query_over_append
     # meltanolabs-target-postgres honours ACTIVATE_VERSION: the rows are gone.
     in_pg = set(postgres.query(f"select list_id, contact_id from {SCHEMA}.lists_contacts", dbname=dbname))
     assert in_pg == current["lists_contacts"]
-    in_pg = set(postgres.query(f"select segment_id, contact_id from {SCHEMA}.smart_segments_contacts",
-                               dbname=dbname))
+    in_pg = set(postgres.query(f"select segment_id, contact_id from {SCHEMA}.smart_segments_contacts", dbname=dbname))
     assert in_pg == current["smart_segments_contacts"]
 
     # target-jsonl ignores it and appends: both runs' rows are there, removed ones included...
@@ -181,13 +193,18 @@ def test_removed_memberships_leave_postgres_and_the_documented_query_over_append
         assert {(r[key], r["contact_id"]) for r in rows} >= current[stream] | (removed if key == "list_id" else set())
     # ...and the README's query, run in PostgreSQL over those rows as they are, returns exactly
     # the current memberships.
-    postgres.psql("create schema loaded; "
-                  "create table loaded.lists_contacts (list_id text, contact_id text, table_version bigint); "
-                  "create table loaded.smart_segments_contacts (segment_id text, contact_id text, "
-                  "table_version bigint);", dbname=dbname)
+    postgres.psql(
+        "create schema loaded; "
+        "create table loaded.lists_contacts (list_id text, contact_id text, table_version bigint); "
+        "create table loaded.smart_segments_contacts (segment_id text, contact_id text, "
+        "table_version bigint);",
+        dbname=dbname,
+    )
     for stream, key in (("lists_contacts", "list_id"), ("smart_segments_contacts", "segment_id")):
-        values = ",".join("(%s, %s, %d)" % (_sql_text(r[key]), _sql_text(r["contact_id"]), r["table_version"])
-                          for r in appended[stream])
+        values = ",".join(
+            "(%s, %s, %d)" % (_sql_text(r[key]), _sql_text(r["contact_id"]), r["table_version"])
+            for r in appended[stream]
+        )
         postgres.psql(f"insert into loaded.{stream} values {values};", dbname=dbname)
         query = documented_query(stream).replace("list_id", key).rstrip().rstrip(";")
         got = postgres.query(f"set search_path to loaded; {query}", dbname=dbname)
@@ -200,26 +217,38 @@ def _sql_text(value):
 
 # ---- contacts in full-table mode -------------------------------------------------------------------
 
+
 def test_contacts_full_table_deleted_contacts_leave_postgres(tmp_path, sandbox_factory, postgres):
     tools.require(tools.TARGET_POSTGRES)
     sb = sandbox_factory(contacts=300, lists=3, segments=1, seed=54)
     dbname = postgres.create_database("contacts_full_table")
-    pg_config = helpers.write_json(tmp_path / "target-postgres.json", postgres.target_postgres_config(
-        database=dbname, default_target_schema=SCHEMA, load_method="upsert", hard_delete=True,
-        add_record_metadata=True, activate_version=True))
+    pg_config = helpers.write_json(
+        tmp_path / "target-postgres.json",
+        postgres.target_postgres_config(
+            database=dbname,
+            default_target_schema=SCHEMA,
+            load_method="upsert",
+            hard_delete=True,
+            add_record_metadata=True,
+            activate_version=True,
+        ),
+    )
     config = helpers.write_config(tmp_path, sb)
     catalog = catalog_file(tmp_path, config, streams=["contacts", "lists_contacts"], contacts_method="FULL_TABLE")
 
     sb.reset_stats()
     stdout, messages = run(config, catalog, tmp_path=tmp_path, name="run1")
-    assert sb.stats()["requests"] == pages(len(sb.dataset)) + 1   # no extra request: the scan and /lists
+    assert sb.stats()["requests"] == pages(len(sb.dataset)) + 1  # no extra request: the scan and /lists
     load([str(tools.TARGET_POSTGRES), "--config", pg_config], stdout, tmp_path / "run1.pg.log")
     state = helpers.last_state(messages)
     version1 = state["bookmarks"]["contacts"]["version"]
     assert state["bookmarks"]["contacts"] == {"version": version1, "complete": True}
     assert {m["version"] for m in messages if m.get("stream") == "contacts" and m["type"] == "RECORD"} == {version1}
-    activate = max(i for i, m in enumerate(messages)
-                   if m == {"type": "ACTIVATE_VERSION", "stream": "contacts", "version": version1})
+    activate = max(
+        i
+        for i, m in enumerate(messages)
+        if m == {"type": "ACTIVATE_VERSION", "stream": "contacts", "version": version1}
+    )
     assert activate > max(i for i, m in enumerate(messages) if m.get("stream") == "contacts" and m["type"] == "RECORD")
 
     doomed = sb.dataset.contact_ids()[10:300:29]
@@ -238,8 +267,12 @@ def test_contacts_full_table_deleted_contacts_leave_postgres(tmp_path, sandbox_f
 
 
 def admin(sb, name, body):
-    request = urllib.request.Request(sb.url + "/_admin/" + name, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        sb.url + "/_admin/" + name,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
@@ -261,17 +294,18 @@ def test_killed_full_table_contacts_run_resumes_its_scan_under_the_same_version(
     interrupted = first.state
     entry = interrupted["bookmarks"]["contacts"]
     assert entry["complete"] is False and entry["scan"]["cursor"], entry
-    assert interrupted["bookmarks"]["lists_contacts"]["scan"] == entry["scan"]   # one scan, one cursor
+    assert interrupted["bookmarks"]["lists_contacts"]["scan"] == entry["scan"]  # one scan, one cursor
     # Not activated (the first pass ever only announces its version before its first record).
     first_record = next(i for i, m in enumerate(first.messages) if m["type"] == "RECORD" and m["stream"] == "contacts")
-    assert not [m for m in first.messages[first_record:] if m["type"] == "ACTIVATE_VERSION"
-                and m["stream"] == "contacts"]
+    assert not [
+        m for m in first.messages[first_record:] if m["type"] == "ACTIVATE_VERSION" and m["stream"] == "contacts"
+    ]
     version = entry["version"]
 
     _, messages = run(config, catalog, interrupted, tmp_path, "resume")
     second = helpers.records_by_stream(messages)
     ids_second = [r["contact_id"] for r in second["contacts"]]
-    assert len(ids_second) == len(set(ids_second)) < len(expected["contacts"])   # resumed, not restarted
+    assert len(ids_second) == len(set(ids_second)) < len(expected["contacts"])  # resumed, not restarted
     assert set(r["contact_id"] for r in first.records("contacts")) | set(ids_second) == expected["contacts"]
     assert {m["version"] for m in messages if m.get("stream") == "contacts" and m["type"] == "RECORD"} == {version}
     assert {r["table_version"] for r in second["contacts"]} == {version}
@@ -280,5 +314,7 @@ def test_killed_full_table_contacts_run_resumes_its_scan_under_the_same_version(
     assert union == expected["lists_contacts"]
     final = helpers.last_state(messages)["bookmarks"]
     assert final["contacts"] == {"version": version, "complete": True}
-    assert final["lists_contacts"] == {"version": interrupted["bookmarks"]["lists_contacts"]["version"],
-                                       "complete": True}
+    assert final["lists_contacts"] == {
+        "version": interrupted["bookmarks"]["lists_contacts"]["version"],
+        "complete": True,
+    }

@@ -24,9 +24,8 @@ import json
 import subprocess
 from pathlib import Path
 
-import pytest
-
 import helpers
+import pytest
 import tools
 
 SCHEMA = "autopilot"
@@ -37,8 +36,10 @@ TIMEOUT = 600
 
 # ---- running tap | target ---------------------------------------------------------------------
 
-def _sync_into_postgres(tmp: Path, name: str, config: str, catalog: str, target_config: str,
-                        state: str | None = None) -> dict:
+
+def _sync_into_postgres(
+    tmp: Path, name: str, config: str, catalog: str, target_config: str, state: str | None = None
+) -> dict:
     """tap stdout -> target-postgres stdin (an OS pipe); returns the last STATE the target emitted."""
     argv = tools.tap_cmd() + ["--config", config, "--catalog", catalog]
     if state:
@@ -46,8 +47,12 @@ def _sync_into_postgres(tmp: Path, name: str, config: str, catalog: str, target_
     tap_log, target_log = tmp / f"{name}.tap.log", tmp / f"{name}.target.log"
     with open(tap_log, "wb") as tap_err, open(target_log, "wb") as target_err:
         tap = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=tap_err)
-        target = subprocess.Popen([str(tools.TARGET_POSTGRES), "--config", target_config],
-                                  stdin=tap.stdout, stdout=subprocess.PIPE, stderr=target_err)
+        target = subprocess.Popen(
+            [str(tools.TARGET_POSTGRES), "--config", target_config],
+            stdin=tap.stdout,
+            stdout=subprocess.PIPE,
+            stderr=target_err,
+        )
         tap.stdout.close()  # only the target holds the read end
         try:
             out, _ = target.communicate(timeout=TIMEOUT)
@@ -65,6 +70,7 @@ def _sync_into_postgres(tmp: Path, name: str, config: str, catalog: str, target_
 
 
 # ---- the sandbox's raw documents, read independently of the tap ----------------------------
+
 
 def _field(doc: dict, pascal: str, snake: str):
     """Some raw documents spell standard fields in snake_case."""
@@ -85,7 +91,7 @@ def _raw_time(value) -> datetime.datetime | None:
     if isinstance(value, (int, float)):
         return datetime.datetime(1970, 1, 1) + datetime.timedelta(milliseconds=value)
     parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed.astimezone(datetime.timezone.utc).replace(tzinfo=None) if parsed.tzinfo else parsed
+    return parsed.astimezone(datetime.UTC).replace(tzinfo=None) if parsed.tzinfo else parsed
 
 
 def _pg_time(text: str | None) -> datetime.datetime | None:
@@ -96,12 +102,14 @@ def _memberships(sb) -> dict[str, set]:
     ds = sb.dataset
     return {
         "lists_contacts": {(g["list_id"], c) for g in ds.lists() for c in ds.list_members(g["list_id"])},
-        "smart_segments_contacts": {(g["segment_id"], c) for g in ds.segments()
-                                    for c in ds.segment_members(g["segment_id"])},
+        "smart_segments_contacts": {
+            (g["segment_id"], c) for g in ds.segments() for c in ds.segment_members(g["segment_id"])
+        },
     }
 
 
 # ---- warehouse reads ---------------------------------------------------------------------------
+
 
 class Warehouse:
     def __init__(self, server, dbname):
@@ -123,8 +131,18 @@ class Warehouse:
                    created_at::text, updated_at::text, array_to_json(lists)::text,
                    array_to_json(anywhere_page_visits)::text
             from {SCHEMA}.contacts""")
-        names = ("contact_id", "email", "first_name", "title", "custom_favorite_color", "custom_seats",
-                 "created_at", "updated_at", "lists", "anywhere_page_visits")
+        names = (
+            "contact_id",
+            "email",
+            "first_name",
+            "title",
+            "custom_favorite_color",
+            "custom_seats",
+            "created_at",
+            "updated_at",
+            "lists",
+            "anywhere_page_visits",
+        )
         return {row[0]: dict(zip(names, row)) for row in rows}
 
 
@@ -146,11 +164,13 @@ def _assert_contact_matches(row: dict, doc: dict):
 
 # ---- the test ----------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def sb():
     # Dense documents: the checks below read the raw documents field by field.
-    with helpers.sandbox(contacts=300, lists=3, segments=2, seed=31, dense=True, epoch_ms_share=0.03,
-                         snake_case_share=0.03) as sandbox:
+    with helpers.sandbox(
+        contacts=300, lists=3, segments=2, seed=31, dense=True, epoch_ms_share=0.03, snake_case_share=0.03
+    ) as sandbox:
         yield sandbox
 
 
@@ -158,29 +178,47 @@ def test_sandbox_to_postgres_upserts_and_removals(tmp_path, sb, postgres):
     tools.require(tools.TARGET_POSTGRES)
     dbname = postgres.create_database("autopilot_e2e")
     wh = Warehouse(postgres, dbname)
-    target_config = helpers.write_json(tmp_path / "target-postgres.json", postgres.target_postgres_config(
-        database=dbname, default_target_schema=SCHEMA, load_method="upsert", hard_delete=True,
-        add_record_metadata=True, activate_version=True))
+    target_config = helpers.write_json(
+        tmp_path / "target-postgres.json",
+        postgres.target_postgres_config(
+            database=dbname,
+            default_target_schema=SCHEMA,
+            load_method="upsert",
+            hard_delete=True,
+            add_record_metadata=True,
+            activate_version=True,
+        ),
+    )
     config = helpers.write_config(tmp_path, sb)
     catalog = helpers.write_json(tmp_path / "catalog.json", helpers.select(helpers.discover(config)))
 
     # ---- first run -----------------------------------------------------------------------
     state1 = _sync_into_postgres(tmp_path, "run1", config, catalog, target_config)
     ds = sb.dataset
-    tables = {r[0] for r in wh.query(
-        f"select table_name from information_schema.tables where table_schema = '{SCHEMA}'")}
+    tables = {
+        r[0] for r in wh.query(f"select table_name from information_schema.tables where table_schema = '{SCHEMA}'")
+    }
     assert tables == set(STREAMS)
-    primary_keys = {r[0]: r[1] for r in wh.query(f"""
+    primary_keys = {
+        r[0]: r[1]
+        for r in wh.query(f"""
         select tc.table_name, string_agg(kcu.column_name, ',' order by kcu.ordinal_position)
         from information_schema.table_constraints tc
         join information_schema.key_column_usage kcu using (constraint_schema, constraint_name)
         where tc.table_schema = '{SCHEMA}' and tc.constraint_type = 'PRIMARY KEY'
-        group by tc.table_name""")}
-    assert primary_keys == {"contacts": "contact_id", "lists": "list_id", "smart_segments": "segment_id",
-                            "lists_contacts": "list_id,contact_id",
-                            "smart_segments_contacts": "segment_id,contact_id"}
-    column_types = dict(wh.query(f"""select column_name, udt_name from information_schema.columns
-                                     where table_schema = '{SCHEMA}' and table_name = 'contacts'"""))
+        group by tc.table_name""")
+    }
+    assert primary_keys == {
+        "contacts": "contact_id",
+        "lists": "list_id",
+        "smart_segments": "segment_id",
+        "lists_contacts": "list_id,contact_id",
+        "smart_segments_contacts": "segment_id,contact_id",
+    }
+    column_types = dict(
+        wh.query(f"""select column_name, udt_name from information_schema.columns
+                                     where table_schema = '{SCHEMA}' and table_name = 'contacts'""")
+    )
     assert column_types["updated_at"] == "timestamp"
     assert column_types["lists"] == "_text"
     assert column_types["mail_received"] == "_jsonb"
@@ -188,9 +226,11 @@ def test_sandbox_to_postgres_upserts_and_removals(tmp_path, sb, postgres):
 
     assert wh.count("contacts") == len(ds) == 300
     assert set(wh.query(f"select list_id, title from {SCHEMA}.lists")) == {
-        (g["list_id"], g["title"]) for g in ds.lists()}
+        (g["list_id"], g["title"]) for g in ds.lists()
+    }
     assert set(wh.query(f"select segment_id, title from {SCHEMA}.smart_segments")) == {
-        (g["segment_id"], g["title"]) for g in ds.segments()}
+        (g["segment_id"], g["title"]) for g in ds.segments()
+    }
     members = _memberships(sb)
     assert wh.count("lists_contacts") == len(members["lists_contacts"])
     assert wh.pairs("lists_contacts", "list_id") == members["lists_contacts"]

@@ -16,30 +16,36 @@ import re
 from collections import Counter
 from email.utils import parsedate_to_datetime
 
-import pytest
-
 import helpers
+import pytest
 import test_postgres as pg_e2e
 import test_resume as resume
 import test_sync as dense
 import tools
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 ALL_STREAMS = ["contacts", "lists", "lists_contacts", "smart_segments", "smart_segments_contacts"]
 CUSTOM_FIELD_KEY = "tap-autopilot.custom-field-name"
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT")
 RFC1123 = re.compile(r"^[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT$")
 # The sandbox's custom fields -> their columns as a user would name them (the second
 # "favorite color", newer, gets a suffix; the one with an unknown type is text).
-NAMED_COLUMNS = {"Favorite Color": "custom_favorite_color", "Seats": "custom_seats",
-                 "Lifetime Value": "custom_lifetime_value", "Is Partner": "custom_is_partner",
-                 "Renewal Date": "custom_renewal_date", "Größe": "custom_grosse", "Region": "custom_region"}
+NAMED_COLUMNS = {
+    "Favorite Color": "custom_favorite_color",
+    "Seats": "custom_seats",
+    "Lifetime Value": "custom_lifetime_value",
+    "Is Partner": "custom_is_partner",
+    "Renewal Date": "custom_renewal_date",
+    "Größe": "custom_grosse",
+    "Region": "custom_region",
+}
 INTEGERS = {"number_of_employees"}
 BOOLEANS = {"unsubscribed", "company_priority"}
 TEXT = set(dense.STANDARD) - INTEGERS - BOOLEANS - {"contact_id"}
 
 
 # ---- independent expectations ----------------------------------------------------
+
 
 def raw_instant(value):
     """A timestamp as the sandbox sends it (ISO-8601, RFC 1123, epoch ms) -> aware datetime."""
@@ -74,8 +80,11 @@ def typed(raw, kind):
 
 def custom_columns(catalog):
     entry = next(e for e in catalog["streams"] if e["tap_stream_id"] == "contacts")
-    return {m["metadata"][CUSTOM_FIELD_KEY]: m["breadcrumb"][1] for m in entry["metadata"]
-            if CUSTOM_FIELD_KEY in m["metadata"]}
+    return {
+        m["metadata"][CUSTOM_FIELD_KEY]: m["breadcrumb"][1]
+        for m in entry["metadata"]
+        if CUSTOM_FIELD_KEY in m["metadata"]
+    }
 
 
 def mismatches(doc, record, definitions, columns):
@@ -93,7 +102,7 @@ def mismatches(doc, record, definitions, columns):
         expected, got = raw_instant(doc.get(column)), record.get(column)
         if not expected == (None if got is None else emitted(got)):
             out.append(f"{doc['contact_id']} {column}: expected {expected}, got {got!r}")
-    got = record.get("lists")   # absent in the document: on no list, []
+    got = record.get("lists")  # absent in the document: on no list, []
     check("lists", sorted(doc.get("lists", [])), sorted(got) if isinstance(got, list) else got)
     fields = doc.get("custom_fields", [])
     for definition in definitions:
@@ -103,12 +112,16 @@ def mismatches(doc, record, definitions, columns):
         if definition["fieldType"] == "date":
             got = None if got is None else emitted(got)
         check(columns[definition["name"]], expected, got)
-    check("custom_fields", [(f["kind"], f["fieldType"], f["deleted"]) for f in fields],
-          [(f["kind"], f["field_type"], f["deleted"]) for f in record.get("custom_fields") or []])
+    check(
+        "custom_fields",
+        [(f["kind"], f["fieldType"], f["deleted"]) for f in fields],
+        [(f["kind"], f["field_type"], f["deleted"]) for f in record.get("custom_fields") or []],
+    )
     return out
 
 
 # ---- fixtures ----------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def synced(tmp_path_factory):
@@ -120,7 +133,8 @@ def synced(tmp_path_factory):
         catalog = helpers.discover(config)
         selected = helpers.select(catalog)
         code, messages, stderr = helpers.run_tap(
-            ["--config", config, "--catalog", helpers.write_json(tmp / "catalog.json", selected)])
+            ["--config", config, "--catalog", helpers.write_json(tmp / "catalog.json", selected)]
+        )
         assert code == 0, stderr[-3000:]
     return truth, catalog, messages
 
@@ -143,13 +157,18 @@ def test_full_sync_is_exact_against_the_sandbox(synced):
     contacts = {r["contact_id"]: r for r in records["contacts"]}
     assert len(contacts) == len(records["contacts"]) == len(truth["contacts"])
     columns = custom_columns(catalog)
-    problems = [p for doc in truth["contacts"]
-                for p in mismatches(doc, contacts[doc["contact_id"]], truth["custom_fields"], columns)]
+    problems = [
+        p
+        for doc in truth["contacts"]
+        for p in mismatches(doc, contacts[doc["contact_id"]], truth["custom_fields"], columns)
+    ]
     assert not problems, f"{len(problems)} mismatches, first ones:\n" + "\n".join(problems[:15])
     assert {(r["list_id"], r["contact_id"]) for r in records["lists_contacts"]} == dense.membership(
-        truth["list_members"])
+        truth["list_members"]
+    )
     assert {(r["segment_id"], r["contact_id"]) for r in records["smart_segments_contacts"]} == dense.membership(
-        truth["segment_members"])
+        truth["segment_members"]
+    )
     assert {r["list_id"] for r in records["lists"]} == {g["list_id"] for g in truth["lists"]}
     assert {r["segment_id"] for r in records["smart_segments"]} == {g["segment_id"] for g in truth["segments"]}
 
@@ -162,7 +181,7 @@ def test_custom_field_columns_are_readable_distinct_and_typed(synced):
         assert columns[name] == column, name
     assert re.fullmatch(r"custom_favorite_color_[0-9a-f]{6}", columns["favorite-color"])
     properties = next(e for e in catalog["streams"] if e["tap_stream_id"] == "contacts")["schema"]["properties"]
-    assert properties["custom_region"]["type"] == ["null", "string"]      # fieldType 'picklist'
+    assert properties["custom_region"]["type"] == ["null", "string"]  # fieldType 'picklist'
     assert properties["custom_grosse"]["type"] == ["null", "number"]
 
 
@@ -210,7 +229,8 @@ def test_extras_are_offered_not_selected_and_kept_when_selected(tmp_path, sandbo
         if m["breadcrumb"] == ["properties", "extra_fields"]:
             m["metadata"]["selected"] = True
     code, messages, stderr = helpers.run_tap(
-        ["--config", config, "--catalog", helpers.write_json(tmp_path / "c2.json", selected)])
+        ["--config", config, "--catalog", helpers.write_json(tmp_path / "c2.json", selected)]
+    )
     assert code == 0, stderr[-3000:]
     helpers.validate_records(messages)
     records = {r["contact_id"]: r for r in helpers.records_by_stream(messages)["contacts"]}
@@ -238,8 +258,9 @@ def test_incremental_run_after_k_changes_emits_about_k(tmp_path, sandbox_factory
     added = set(sb.dataset.add_contacts(17))
     assert any("updated_at" not in sb.dataset.contact(c) for c in added)
     changed = touched | added
-    code, messages, stderr = helpers.run_tap(["--config", config, "--catalog", catalog_path,
-                                              "--state", helpers.write_json(tmp_path / "state.json", state)])
+    code, messages, stderr = helpers.run_tap(
+        ["--config", config, "--catalog", catalog_path, "--state", helpers.write_json(tmp_path / "state.json", state)]
+    )
     assert code == 0, stderr[-3000:]
     emitted_ids = Counter(r["contact_id"] for r in helpers.records_by_stream(messages)["contacts"])
     assert max(emitted_ids.values()) == 1
@@ -260,15 +281,19 @@ def test_429_with_both_bodies_and_no_retry_after_is_retried(tmp_path, sandbox_fa
     assert code == 0, stderr[-3000:]
     throttled = sb.stats()["status"].get("429", 0)
     assert throttled >= 2, "both bodies take turns: two 429s at least are needed to see both"
-    warned = [line for line in stderr.splitlines()
-              if line.startswith("WARNING") and re.search(r"throttled GET /\S+ \(429\); retrying in", line)]
+    warned = [
+        line
+        for line in stderr.splitlines()
+        if line.startswith("WARNING") and re.search(r"throttled GET /\S+ \(429\); retrying in", line)
+    ]
     assert len(warned) == throttled
     assert "Traceback" not in stderr
     helpers.validate_records(messages)
     records = helpers.records_by_stream(messages)
     assert sorted(r["contact_id"] for r in records["contacts"]) == sorted(d["contact_id"] for d in truth["contacts"])
     assert {(r["list_id"], r["contact_id"]) for r in records["lists_contacts"]} == dense.membership(
-        truth["list_members"])
+        truth["list_members"]
+    )
 
 
 def test_kill_mid_scan_add_contacts_before_the_saved_position_resume_and_run_again(tmp_path, sandbox_factory):
@@ -279,9 +304,10 @@ def test_kill_mid_scan_add_contacts_before_the_saved_position_resume_and_run_aga
     config = resume.config_for(tmp_path, sb)
     catalog = resume.catalog_for(sb, tmp_path, ["contacts"])
     sb.set_faults(latency_ms=60)
-    first = resume.run_and_kill(resume.tap_args(tmp_path, config, catalog, name="first"),
-                                lambda messages: messages[-1].get("type") == "STATE"
-                                and resume._scan_position(sb, messages) >= 600)
+    first = resume.run_and_kill(
+        resume.tap_args(tmp_path, config, catalog, name="first"),
+        lambda messages: messages[-1].get("type") == "STATE" and resume._scan_position(sb, messages) >= 600,
+    )
     sb.set_faults(latency_ms=None)
     position = sb.dataset.position_of(first.state["bookmarks"]["contacts"]["scan"]["cursor"])
     added = sb.dataset.add_contacts(40)
@@ -293,8 +319,9 @@ def test_kill_mid_scan_add_contacts_before_the_saved_position_resume_and_run_aga
     third = resume.run_tap(resume.tap_args(tmp_path, config, catalog, state=second.state, name="third"))
     assert third.returncode == 0, third
 
-    union = set(resume.ids(first, "contacts")) | set(resume.ids(second, "contacts")) | set(
-        resume.ids(third, "contacts"))
+    union = (
+        set(resume.ids(first, "contacts")) | set(resume.ids(second, "contacts")) | set(resume.ids(third, "contacts"))
+    )
     everyone = set(sb.dataset.contact_ids())
     assert everyone - union == set(), f"{len(everyone - union)} contacts never emitted"
     assert set(added) <= set(resume.ids(second, "contacts")) | set(resume.ids(third, "contacts"))
@@ -309,24 +336,40 @@ def test_recordings_shaped_data_with_extras_loads_into_postgres(tmp_path, sandbo
     sb = sandbox_factory(contacts=300, lists=2, segments=1, seed=14)
     dbname = postgres.create_database("autopilot_recordings")
     wh = pg_e2e.Warehouse(postgres, dbname)
-    target_config = helpers.write_json(tmp_path / "target-postgres.json", postgres.target_postgres_config(
-        database=dbname, default_target_schema=pg_e2e.SCHEMA, load_method="upsert", hard_delete=True,
-        add_record_metadata=True, activate_version=True))
+    target_config = helpers.write_json(
+        tmp_path / "target-postgres.json",
+        postgres.target_postgres_config(
+            database=dbname,
+            default_target_schema=pg_e2e.SCHEMA,
+            load_method="upsert",
+            hard_delete=True,
+            add_record_metadata=True,
+            activate_version=True,
+        ),
+    )
     config = helpers.write_config(tmp_path, sb)
     catalog = helpers.select(helpers.discover(config))
     entry = next(e for e in catalog["streams"] if e["tap_stream_id"] == "contacts")
-    next(m for m in entry["metadata"] if m["breadcrumb"] == ["properties", "extra_fields"])["metadata"][
-        "selected"] = True
-    pg_e2e._sync_into_postgres(tmp_path, "run", config, helpers.write_json(tmp_path / "catalog.json", catalog),
-                               target_config)
+    next(m for m in entry["metadata"] if m["breadcrumb"] == ["properties", "extra_fields"])["metadata"]["selected"] = (
+        True
+    )
+    pg_e2e._sync_into_postgres(
+        tmp_path, "run", config, helpers.write_json(tmp_path / "catalog.json", catalog), target_config
+    )
     docs = {d["contact_id"]: d for d in sb.dataset.iter_contacts()}
     assert wh.count("contacts") == len(docs) == 300
-    types = dict(wh.query(f"""select column_name, udt_name from information_schema.columns
-                              where table_schema = '{pg_e2e.SCHEMA}' and table_name = 'contacts'"""))
+    types = dict(
+        wh.query(f"""select column_name, udt_name from information_schema.columns
+                              where table_schema = '{pg_e2e.SCHEMA}' and table_name = 'contacts'""")
+    )
     assert types["extra_fields"] == "jsonb" and types["updated_at"] == "timestamp"
-    rows = {cid: (updated, extras) for cid, updated, extras in wh.query(
-        f"select contact_id, to_char(updated_at, 'YYYY-MM-DD HH24:MI:SS'), extra_fields::text "
-        f"from {pg_e2e.SCHEMA}.contacts")}
+    rows = {
+        cid: (updated, extras)
+        for cid, updated, extras in wh.query(
+            f"select contact_id, to_char(updated_at, 'YYYY-MM-DD HH24:MI:SS'), extra_fields::text "
+            f"from {pg_e2e.SCHEMA}.contacts"
+        )
+    }
     for cid, doc in docs.items():
         updated, extras = rows[cid]
         expected = raw_instant(doc.get("updated_at"))

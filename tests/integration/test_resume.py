@@ -18,10 +18,10 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-import pytest
-
 import helpers
+import pytest
 import tools
+
 from tap_autopilot.sandbox import Sandbox
 
 API_KEY = "sk-resume-4b8d1f2a6c9e3b70-NEVER-PRINT"
@@ -31,6 +31,7 @@ MEMBERSHIP = {"lists_contacts": "list_id", "smart_segments_contacts": "segment_i
 
 
 # ----- helpers (on top of the shared helpers.py) ---------------------------------------
+
 
 class Output:
     """What one run of the tap wrote: its messages (in order), stderr, exit code."""
@@ -113,15 +114,18 @@ def run_and_kill(args, kill_when, timeout=120) -> Output:
 
 
 def config_for(tmp_path: Path, sb: Sandbox, **overrides):
-    config = {"api_key": API_KEY, "start_date": START_DATE, "base_url": sb.base_url,
-              "max_requests_per_second": 10}
+    config = {"api_key": API_KEY, "start_date": START_DATE, "base_url": sb.base_url, "max_requests_per_second": 10}
     config.update(overrides)
     return helpers.write_json(tmp_path / "config.json", config)
 
 
 def admin(sb: Sandbox, name, body):
-    request = urllib.request.Request(sb.url + "/_admin/" + name, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        sb.url + "/_admin/" + name,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
@@ -129,7 +133,7 @@ def admin(sb: Sandbox, name, body):
 def instant(value):
     """An API updated_at (ISO text or epoch ms) or a tap timestamp -> aware datetime."""
     if isinstance(value, int):
-        return datetime.datetime.fromtimestamp(value / 1000, tz=datetime.timezone.utc)
+        return datetime.datetime.fromtimestamp(value / 1000, tz=datetime.UTC)
     return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
@@ -141,8 +145,7 @@ def expected_data(sb: Sandbox):
         "lists": {item["list_id"] for item in dump["lists"]},
         "smart_segments": {item["segment_id"] for item in dump["segments"]},
         "lists_contacts": {(gid, cid) for gid, members in dump["list_members"].items() for cid in members},
-        "smart_segments_contacts": {(gid, cid) for gid, members in dump["segment_members"].items()
-                                    for cid in members},
+        "smart_segments_contacts": {(gid, cid) for gid, members in dump["segment_members"].items() for cid in members},
     }
 
 
@@ -161,7 +164,7 @@ def assert_exactly_once(out: Output, stream):
 
 def unit_of(path):
     """A sandbox request path -> the unit of work whose pages it reads (None for listings)."""
-    parts = path.split("/")[2:]   # drop '' and 'v1'
+    parts = path.split("/")[2:]  # drop '' and 'v1'
     if parts[0] == "contacts" and parts[1:2] != ["custom_fields"]:
         return "contacts"
     if parts[0] == "list":
@@ -191,6 +194,7 @@ def schema_order(out: Output):
 
 # ----- the contacts scan ------------------------------------------------------------
 
+
 def test_kill_mid_contacts_scan_and_resume(tmp_path, sandbox_factory):
     sb = sandbox_factory(contacts=1500, lists=3, segments=2, seed=31, api_key=API_KEY, dense=True)
     catalog = catalog_for(sb, tmp_path, ALL_STREAMS)
@@ -203,8 +207,10 @@ def test_kill_mid_contacts_scan_and_resume(tmp_path, sandbox_factory):
         if sum(1 for m in messages if m.get("type") == "RECORD" and m["stream"] == "contacts") < 400:
             return False
         last = messages[-1]
-        return last.get("type") == "STATE" and (last["value"]["bookmarks"].get("contacts", {}).get("scan") or {}) \
-            .get("cursor") is not None
+        return (
+            last.get("type") == "STATE"
+            and (last["value"]["bookmarks"].get("contacts", {}).get("scan") or {}).get("cursor") is not None
+        )
 
     first = run_and_kill(tap_args(tmp_path, config, catalog, name="first"), mid_scan)
     first_paths = sb.stats()["paths"]
@@ -230,8 +236,11 @@ def test_kill_mid_contacts_scan_and_resume(tmp_path, sandbox_factory):
     assert all(n <= 1 for n in twice.values()), twice
     assert twice["contacts"] <= 1
     contact_pages = -(-len(expected["contacts"]) // 100)
-    assert sum(n for path, n in {**first_paths}.items() if unit_of(path) == "contacts") \
-        + sum(n for path, n in second_paths.items() if unit_of(path) == "contacts") <= contact_pages + 1
+    assert (
+        sum(n for path, n in {**first_paths}.items() if unit_of(path) == "contacts")
+        + sum(n for path, n in second_paths.items() if unit_of(path) == "contacts")
+        <= contact_pages + 1
+    )
     # The resumed run starts with the interrupted stream, then runs every other one.
     assert schema_order(second)[0] == "contacts"
     assert second.states()[0]["currently_syncing"] == "contacts"
@@ -263,9 +272,10 @@ def _interrupted_incremental_scan(tmp_path, sb):
     assert full.returncode == 0, full
     done = full.state["bookmarks"]["contacts"]["updated_at"]
     sb.set_faults(latency_ms=60)
-    killed = run_and_kill(tap_args(tmp_path, config, catalog, state=full.state, name="killed"),
-                          lambda messages: messages[-1].get("type") == "STATE"
-                          and _scan_position(sb, messages) >= 500)
+    killed = run_and_kill(
+        tap_args(tmp_path, config, catalog, state=full.state, name="killed"),
+        lambda messages: messages[-1].get("type") == "STATE" and _scan_position(sb, messages) >= 500,
+    )
     sb.set_faults(latency_ms=None)
     entry = killed.state["bookmarks"]["contacts"]
     assert entry["updated_at"] == done, "the updated_at bookmark changed before the scan completed"
@@ -279,8 +289,8 @@ def test_contact_touched_between_kill_and_resume_is_emitted(tmp_path, sandbox_fa
     sb = sandbox_factory(contacts=1500, lists=1, segments=1, seed=32, api_key=API_KEY, dense=True)
     catalog, config, interrupted, position = _interrupted_incremental_scan(tmp_path, sb)
     done = instant(interrupted["bookmarks"]["contacts"]["updated_at"])
-    ahead = sb.dataset.contact_ids()[len(sb.dataset) - 7]   # on a page the resumed scan still has to read
-    behind = sb.dataset.contact_ids()[position - 150]      # on a page the killed run had already read
+    ahead = sb.dataset.contact_ids()[len(sb.dataset) - 7]  # on a page the resumed scan still has to read
+    behind = sb.dataset.contact_ids()[position - 150]  # on a page the killed run had already read
     admin(sb, "touch", {"contact_ids": [behind, ahead]})
     touched_at = instant(sb.dataset.contact(ahead)["updated_at"])
     assert touched_at > done
@@ -308,8 +318,8 @@ def test_contacts_touched_one_after_the_other_during_an_interrupted_scan_are_not
     catalog, config, interrupted, position = _interrupted_incremental_scan(tmp_path, sb)
     behind = sb.dataset.contact_ids()[position - 150]
     ahead = sb.dataset.contact_ids()[len(sb.dataset) - 7]
-    admin(sb, "touch", {"contact_ids": [behind]})   # first this one ...
-    admin(sb, "touch", {"contact_ids": [ahead]})    # ... then, a second later, this one
+    admin(sb, "touch", {"contact_ids": [behind]})  # first this one ...
+    admin(sb, "touch", {"contact_ids": [ahead]})  # ... then, a second later, this one
     resumed = run_tap(tap_args(tmp_path, config, catalog, state=interrupted, name="resumed"))
     after = run_tap(tap_args(tmp_path, config, catalog, state=resumed.state, name="after"))
     assert resumed.returncode == after.returncode == 0
@@ -320,15 +330,20 @@ def test_contacts_touched_one_after_the_other_during_an_interrupted_scan_are_not
 
 # ----- membership scans ----------------------------------------------------------
 
+
 def _big_list_in_progress(stream, big, min_records):
     def check(messages):
         last = messages[-1]
         if last.get("type") != "STATE":
             return False
         entry = last["value"]["bookmarks"].get(stream) or {}
-        rows = sum(1 for m in messages if m.get("type") == "RECORD" and m["stream"] == stream
-                   and m["record"][MEMBERSHIP[stream]] == big)
+        rows = sum(
+            1
+            for m in messages
+            if m.get("type") == "RECORD" and m["stream"] == stream and m["record"][MEMBERSHIP[stream]] == big
+        )
         return big in (entry.get("in_progress") or {}) and rows >= min_records
+
     return check
 
 
@@ -343,8 +358,9 @@ def test_kill_mid_membership_scan_and_resume(tmp_path, sandbox_factory):
     sb.reset_stats()
     config = config_for(tmp_path, sb)
 
-    first = run_and_kill(tap_args(tmp_path, config, catalog, name="first"),
-                         _big_list_in_progress("lists_contacts", big, 300))
+    first = run_and_kill(
+        tap_args(tmp_path, config, catalog, name="first"), _big_list_in_progress("lists_contacts", big, 300)
+    )
     first_paths = sb.stats()["paths"]
     interrupted = first.state
     entry = interrupted["bookmarks"]["lists_contacts"]
@@ -383,10 +399,11 @@ def test_list_deleted_between_kill_and_resume_is_dropped_cleanly(tmp_path, sandb
     big = max(sizes, key=sizes.get)
     sb.set_faults(latency_ms=60)
     config = config_for(tmp_path, sb)
-    first = run_and_kill(tap_args(tmp_path, config, catalog, name="first"),
-                         _big_list_in_progress("lists_contacts", big, 300))
+    first = run_and_kill(
+        tap_args(tmp_path, config, catalog, name="first"), _big_list_in_progress("lists_contacts", big, 300)
+    )
     assert first.state["bookmarks"]["lists_contacts"]["in_progress"].get(big)
-    admin(sb, "delete_list", {"list_id": big})     # gone from /lists; its pages answer 404
+    admin(sb, "delete_list", {"list_id": big})  # gone from /lists; its pages answer 404
     sb.reset_stats()
 
     second = run_tap(tap_args(tmp_path, config, catalog, state=first.state, name="second"))
@@ -400,8 +417,10 @@ def test_list_deleted_between_kill_and_resume_is_dropped_cleanly(tmp_path, sandb
     assert not {pair for pair in ids(second, "lists_contacts") if pair[0] == big}
     final = second.state
     assert final["currently_syncing"] is None
-    assert final["bookmarks"]["lists_contacts"] == {"version": first.state["bookmarks"]["lists_contacts"]["version"],
-                                                    "complete": True}, "stale progress left in the state"
+    assert final["bookmarks"]["lists_contacts"] == {
+        "version": first.state["bookmarks"]["lists_contacts"]["version"],
+        "complete": True,
+    }, "stale progress left in the state"
 
 
 def test_resume_runs_the_interrupted_stream_first_then_every_other(tmp_path, sandbox_factory):
@@ -414,10 +433,11 @@ def test_resume_runs_the_interrupted_stream_first_then_every_other(tmp_path, san
     sb.set_faults(latency_ms=60)
     config = config_for(tmp_path, sb)
 
-    first = run_and_kill(tap_args(tmp_path, config, catalog, name="first"),
-                         _big_list_in_progress("lists_contacts", big, 300))
+    first = run_and_kill(
+        tap_args(tmp_path, config, catalog, name="first"), _big_list_in_progress("lists_contacts", big, 300)
+    )
     interrupted = first.state
-    assert interrupted["currently_syncing"] == "lists_contacts"   # lists came before it and is complete
+    assert interrupted["currently_syncing"] == "lists_contacts"  # lists came before it and is complete
     assert interrupted["bookmarks"]["lists"]["complete"] is True
 
     second = run_tap(tap_args(tmp_path, config, catalog, state=interrupted, name="second"))
@@ -438,6 +458,7 @@ def test_resume_runs_the_interrupted_stream_first_then_every_other(tmp_path, san
 
 
 # ----- a state naming an unknown stream -------------------------------------------------
+
 
 @pytest.mark.parametrize("named", ["no_such_stream", "smart_segments"], ids=["unknown", "not-selected"])
 def test_currently_syncing_an_unknown_stream_warns_and_runs_on(tmp_path, sandbox_factory, named):

@@ -9,43 +9,60 @@ import json
 import re
 from types import SimpleNamespace
 
+import helpers
 import pytest
 
-import helpers
-
 STREAMS = ("contacts", "lists", "lists_contacts", "smart_segments", "smart_segments_contacts")
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 EPOCH = datetime.datetime(1970, 1, 1, tzinfo=UTC)
 
 # column -> the raw keys it may come under (PascalCase, then snake_case).
 STANDARD = {
-    "email": ("Email", "email"), "first_name": ("FirstName", "first_name"),
-    "last_name": ("LastName", "last_name"), "name": ("Name", "name"),
-    "salutation": ("Salutation", "salutation"), "company": ("Company", "company"),
+    "email": ("Email", "email"),
+    "first_name": ("FirstName", "first_name"),
+    "last_name": ("LastName", "last_name"),
+    "name": ("Name", "name"),
+    "salutation": ("Salutation", "salutation"),
+    "company": ("Company", "company"),
     "number_of_employees": ("NumberOfEmployees", "number_of_employees"),
-    "title": ("Title", "title"), "industry": ("Industry", "industry"),
-    "phone": ("Phone", "phone"), "mobile_phone": ("MobilePhone", "mobile_phone"),
-    "fax": ("Fax", "fax"), "website": ("Website", "website"),
+    "title": ("Title", "title"),
+    "industry": ("Industry", "industry"),
+    "phone": ("Phone", "phone"),
+    "mobile_phone": ("MobilePhone", "mobile_phone"),
+    "fax": ("Fax", "fax"),
+    "website": ("Website", "website"),
     "mailing_street": ("MailingStreet", "mailing_street"),
     "mailing_city": ("MailingCity", "mailing_city"),
     "mailing_state": ("MailingState", "mailing_state"),
     "mailing_postal_code": ("MailingPostalCode", "mailing_postal_code"),
     "mailing_country": ("MailingCountry", "mailing_country"),
-    "lead_source": ("LeadSource", "lead_source"), "status": ("Status", "status"),
-    "linkedin": ("LinkedIn", "linkedin"), "twitter": ("Twitter", "twitter"),
-    "unsubscribed": ("Unsubscribed", "unsubscribed"), "owner_name": ("owner_name",),
-    "contact_id": ("contact_id",), "company_priority": ("company_priority",),
+    "lead_source": ("LeadSource", "lead_source"),
+    "status": ("Status", "status"),
+    "linkedin": ("LinkedIn", "linkedin"),
+    "twitter": ("Twitter", "twitter"),
+    "unsubscribed": ("Unsubscribed", "unsubscribed"),
+    "owner_name": ("owner_name",),
+    "contact_id": ("contact_id",),
+    "company_priority": ("company_priority",),
     "type": ("type",),
 }
 TIMESTAMPS = ("created_at", "updated_at", "first_visit_at", "first_conversion_at")
 ANYWHERE = ("anywhere_page_visits", "anywhere_form_submits", "anywhere_utm")
-MAIL = ("mail_received", "mail_opened", "mail_clicked", "mail_bounced", "mail_complained",
-        "mail_unsubscribed", "mail_hardbounced")
+MAIL = (
+    "mail_received",
+    "mail_opened",
+    "mail_clicked",
+    "mail_bounced",
+    "mail_complained",
+    "mail_unsubscribed",
+    "mail_hardbounced",
+)
 DENSE = {"dense": True, "epoch_ms_share": 0.03, "snake_case_share": 0.03}
 LATE_FIELD = "Late Field"  # a custom field the sandbox's /contacts/custom_fields does not define
 
 
 # ---- independent expectations ---------------------------------------------------
+
 
 def raw_instant(value):
     """A raw timestamp (ISO-8601 string or epoch-ms integer) -> aware datetime, or None."""
@@ -60,8 +77,9 @@ def emitted_instant(value):
     """An emitted timestamp -> aware datetime; it must be an RFC 3339 string in UTC."""
     if value is None:
         return None
-    assert isinstance(value, str) and re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|\+00:00)$",
-                                               value), f"not RFC 3339 UTC: {value!r}"
+    assert isinstance(value, str) and re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|\+00:00)$", value), (
+        f"not RFC 3339 UTC: {value!r}"
+    )
     return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
@@ -123,22 +141,46 @@ def contact_mismatches(doc, record, custom_definitions):
         expected, got = raw_instant(doc.get(column)), record.get(column)
         check(column, expected == emitted_instant(got), expected, got)
     expected, got = doc.get("lists"), record.get("lists")
-    check("lists", (expected is None and got is None) or (
-        expected is not None and isinstance(got, list) and sorted(got) == sorted(expected)), expected, got)
+    check(
+        "lists",
+        (expected is None and got is None)
+        or (expected is not None and isinstance(got, list) and sorted(got) == sorted(expected)),
+        expected,
+        got,
+    )
     for column in ANYWHERE:
         raw, got = doc.get(column), record.get(column)
         expected = None if raw is None else set(raw.items())
         pairs = None if got is None else [(item.get("url"), item.get("value")) for item in got]
-        check(column, (pairs is None and expected is None) or (
-            pairs is not None and expected is not None and len(pairs) == len(set(pairs)) == len(expected)
-            and set(pairs) == expected and all(type(v) is bool for _, v in pairs)), expected, got)
+        check(
+            column,
+            (pairs is None and expected is None)
+            or (
+                pairs is not None
+                and expected is not None
+                and len(pairs) == len(set(pairs)) == len(expected)
+                and set(pairs) == expected
+                and all(type(v) is bool for _, v in pairs)
+            ),
+            expected,
+            got,
+        )
     for column in MAIL:
         raw, got = doc.get(column), record.get(column)
         expected = None if raw is None else {(k, raw_instant(v)) for k, v in raw.items()}
         pairs = None if got is None else [(i.get("id"), emitted_instant(i.get("timestamp"))) for i in got]
-        check(column, (pairs is None and expected is None) or (
-            pairs is not None and expected is not None and len(pairs) == len(set(pairs)) == len(expected)
-            and set(pairs) == expected), expected, got)
+        check(
+            column,
+            (pairs is None and expected is None)
+            or (
+                pairs is not None
+                and expected is not None
+                and len(pairs) == len(set(pairs)) == len(expected)
+                and set(pairs) == expected
+            ),
+            expected,
+            got,
+        )
     fields = doc.get("custom_fields") or []
     for definition in custom_definitions:
         column = "custom_" + snake(definition["name"])
@@ -152,8 +194,8 @@ def contact_mismatches(doc, record, custom_definitions):
     expected = sorted((f["kind"], f["fieldType"]) for f in fields)
     emitted = sorted((f.get("kind"), f.get("field_type")) for f in got or [])
     values_ok = len(emitted) == len(expected) and all(
-        any(g.get("kind") == f["kind"] and same_loose(f["value"], g.get("value")) for g in got)
-        for f in fields)
+        any(g.get("kind") == f["kind"] and same_loose(f["value"], g.get("value")) for g in got) for f in fields
+    )
     check("custom_fields", emitted == expected and values_ok, fields, got)
     return out
 
@@ -199,6 +241,7 @@ def bookmark(state):
 
 # ---- fixtures ---------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """A 300-contact sandbox (not mutated by the tests that share it), its config,
@@ -216,8 +259,7 @@ def env(tmp_path_factory):
         assert any(isinstance(d["updated_at"], int) for d in docs)
         assert any("email" in d for d in docs) and any("Email" in d for d in docs)
         assert any(f["kind"] == LATE_FIELD for d in docs for f in d["custom_fields"])
-        yield SimpleNamespace(sb=sb, tmp=tmp, config=config, data=data,
-                              catalog=helpers.discover(config))
+        yield SimpleNamespace(sb=sb, tmp=tmp, config=config, data=data, catalog=helpers.discover(config))
 
 
 def run(env, catalog, name, flag="--catalog", state=None, config=None):
@@ -226,8 +268,13 @@ def run(env, catalog, name, flag="--catalog", state=None, config=None):
         args += ["--state", helpers.write_json(env.tmp / f"{name}-state.json", state)]
     code, messages, stderr = helpers.run_tap(args)
     assert code == 0, stderr[-3000:]
-    return SimpleNamespace(messages=messages, stderr=stderr, records=helpers.records_by_stream(messages),
-                           schemas=helpers.schemas_by_stream(messages), state=helpers.last_state(messages))
+    return SimpleNamespace(
+        messages=messages,
+        stderr=stderr,
+        records=helpers.records_by_stream(messages),
+        schemas=helpers.schemas_by_stream(messages),
+        state=helpers.last_state(messages),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -237,6 +284,7 @@ def full(env):
 
 
 # ---- a full sync ------------------------------------------------------------------
+
 
 def test_every_stream_emits_and_never_the_api_key(full):
     assert set(full.records) == set(STREAMS)
@@ -255,11 +303,15 @@ def test_contact_values_match_the_raw_documents(env, full):
 
 
 def test_custom_field_unknown_to_discovery_is_kept(env, full):
-    late = {d["contact_id"] for d in env.data["contacts"]
-            if any(f["kind"] == LATE_FIELD for f in d["custom_fields"])}
-    kept = {r["contact_id"] for r in full.records["contacts"]
-            if any(f.get("kind") == LATE_FIELD and f.get("value") == "added after discovery"
-                   for f in r.get("custom_fields") or [])}
+    late = {d["contact_id"] for d in env.data["contacts"] if any(f["kind"] == LATE_FIELD for f in d["custom_fields"])}
+    kept = {
+        r["contact_id"]
+        for r in full.records["contacts"]
+        if any(
+            f.get("kind") == LATE_FIELD and f.get("value") == "added after discovery"
+            for f in r.get("custom_fields") or []
+        )
+    }
     assert late and kept == late
 
 
@@ -268,15 +320,16 @@ def test_list_memberships_exactly(env, full):
 
 
 def test_smart_segment_memberships_exactly(env, full):
-    assert pairs(full.records["smart_segments_contacts"], "segment_id") == \
-        membership(env.data["segment_members"])
+    assert pairs(full.records["smart_segments_contacts"], "segment_id") == membership(env.data["segment_members"])
 
 
 def test_lists_and_smart_segments_rows(env, full):
-    assert sorted(without_version(full.records["lists"]), key=lambda r: r["list_id"]) == \
-        sorted(env.data["lists"], key=lambda r: r["list_id"])
-    assert sorted(without_version(full.records["smart_segments"]), key=lambda r: r["segment_id"]) == \
-        sorted(env.data["segments"], key=lambda r: r["segment_id"])
+    assert sorted(without_version(full.records["lists"]), key=lambda r: r["list_id"]) == sorted(
+        env.data["lists"], key=lambda r: r["list_id"]
+    )
+    assert sorted(without_version(full.records["smart_segments"]), key=lambda r: r["segment_id"]) == sorted(
+        env.data["segments"], key=lambda r: r["segment_id"]
+    )
 
 
 def test_every_record_valid_against_its_schema(full):
@@ -301,8 +354,7 @@ def test_properties_flag_syncs_the_same(env, full):
 
 # ---- selection --------------------------------------------------------------------
 
-DESELECTED = ["email", "first_name", "anywhere_utm", "mail_opened", "custom_seats", "custom_fields",
-              "created_at"]
+DESELECTED = ["email", "first_name", "anywhere_utm", "mail_opened", "custom_seats", "custom_fields", "created_at"]
 
 
 @pytest.fixture(scope="module")
@@ -311,9 +363,13 @@ def selective(env):
     smart_segments without its title; lists and smart_segments_contacts not selected.
     Deselecting a key or the replication key must not drop it: they are automatic."""
     catalog = helpers.select(
-        env.catalog, streams=["contacts", "lists_contacts", "smart_segments"],
-        deselect_columns={"contacts": DESELECTED + ["contact_id", "updated_at"],
-                          "smart_segments": ["title", "segment_id", "table_version"]})
+        env.catalog,
+        streams=["contacts", "lists_contacts", "smart_segments"],
+        deselect_columns={
+            "contacts": DESELECTED + ["contact_id", "updated_at"],
+            "smart_segments": ["title", "segment_id", "table_version"],
+        },
+    )
     return run(env, catalog, "selective")
 
 
@@ -325,8 +381,7 @@ def test_only_selected_streams_emit(selective):
 
 
 def test_selective_records_valid_against_their_schemas(selective):
-    assert set(helpers.validate_records(selective.messages)) == {"contacts", "lists_contacts",
-                                                                 "smart_segments"}
+    assert set(helpers.validate_records(selective.messages)) == {"contacts", "lists_contacts", "smart_segments"}
 
 
 def test_membership_stream_without_its_parent(env, selective):
@@ -343,8 +398,7 @@ def test_deselected_columns_absent_keys_always_present(env, selective):
 
     assert set(selective.schemas["smart_segments"]["properties"]) == {"segment_id"}
     assert all(set(r) == {"segment_id"} for r in selective.records["smart_segments"])
-    assert ids(selective.records["smart_segments"], "segment_id") == \
-        {s["segment_id"] for s in env.data["segments"]}
+    assert ids(selective.records["smart_segments"], "segment_id") == {s["segment_id"] for s in env.data["segments"]}
 
 
 def test_selected_columns_keep_their_values(env, selective):
@@ -357,6 +411,7 @@ def test_selected_columns_keep_their_values(env, selective):
 
 
 # ---- incremental ------------------------------------------------------------------
+
 
 def test_start_date_filters_the_first_run(env, tmp_path):
     docs = sorted(env.data["contacts"], key=lambda d: raw_instant(d["updated_at"]))
@@ -394,12 +449,12 @@ def test_second_run_emits_only_contacts_updated_since(env, sandbox_factory, tmp_
     assert touched <= emitted
     # Beyond the touched ones, only contacts exactly at the old bookmark come again.
     assert {raw_instant(d["updated_at"]) for d in after if d["contact_id"] in emitted - touched} <= {since}
-    problems = all_mismatches([d for d in after if d["contact_id"] in emitted],
-                              second.records["contacts"], env.data["custom_fields"])
+    problems = all_mismatches(
+        [d for d in after if d["contact_id"] in emitted], second.records["contacts"], env.data["custom_fields"]
+    )
     assert not problems, "\n".join(problems[:15])
     assert second.state["currently_syncing"] is None
     # The bookmark moves forward, but never past the time the scan began (less the
     # clock-skew margin): a change made during a scan must not fall behind it.
     assert since < bookmark(second.state) <= max_updated(after)
-    assert bookmark(second.state) <= min(raw_instant(d["updated_at"]) for d in after
-                                         if d["contact_id"] in touched)
+    assert bookmark(second.state) <= min(raw_instant(d["updated_at"]) for d in after if d["contact_id"] in touched)

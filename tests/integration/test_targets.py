@@ -20,10 +20,10 @@ import signal
 import subprocess
 from pathlib import Path
 
-import pytest
-
 import helpers
+import pytest
 import tools
+
 from tap_autopilot.sandbox import Sandbox
 
 STREAMS = ("contacts", "lists", "lists_contacts", "smart_segments", "smart_segments_contacts")
@@ -32,6 +32,7 @@ TIMEOUT = 180
 
 
 # ---- small helpers (on top of helpers.py) ------------------------------------------------
+
 
 def _write_json(path: Path, obj) -> Path:
     return Path(helpers.write_json(path, obj))
@@ -56,8 +57,9 @@ def _sync_argv(config: Path, catalog: Path, state: Path | None = None) -> list[s
 
 
 def _run_tap(config: Path, catalog: Path, state: Path | None = None) -> list[dict]:
-    code, messages, stderr = helpers.run_tap(_sync_argv(config, catalog, state)[len(tools.tap_cmd()):],
-                                             timeout=TIMEOUT)
+    code, messages, stderr = helpers.run_tap(
+        _sync_argv(config, catalog, state)[len(tools.tap_cmd()) :], timeout=TIMEOUT
+    )
     assert code == 0, stderr[-3000:]
     return messages
 
@@ -114,17 +116,23 @@ def synced(tmp_path, sb):
 
 # ---- target-jsonl ----------------------------------------------------------------------
 
+
 def test_target_jsonl_end_to_end(tmp_path, sb, synced):
     tools.require(tools.TARGET_JSONL)
     config, catalog = synced
     out_dir = tmp_path / "jsonl"
     out_dir.mkdir()
-    target_cfg = _write_json(tmp_path / "target-jsonl.json",
-                             {"destination_path": str(out_dir), "do_timestamp_file": False})
+    target_cfg = _write_json(
+        tmp_path / "target-jsonl.json", {"destination_path": str(out_dir), "do_timestamp_file": False}
+    )
     with open(tmp_path / "tap.log", "wb") as tap_log, open(tmp_path / "target.log", "wb") as target_log:
         tap = subprocess.Popen(_sync_argv(config, catalog), stdout=subprocess.PIPE, stderr=tap_log)
-        target = subprocess.Popen([str(tools.TARGET_JSONL), "--config", str(target_cfg)],
-                                  stdin=tap.stdout, stdout=subprocess.PIPE, stderr=target_log)
+        target = subprocess.Popen(
+            [str(tools.TARGET_JSONL), "--config", str(target_cfg)],
+            stdin=tap.stdout,
+            stdout=subprocess.PIPE,
+            stderr=target_log,
+        )
         tap.stdout.close()  # the target owns the read end now: a real pipe between the two
         target_out, _ = target.communicate(timeout=TIMEOUT)
         tap_rc = tap.wait(timeout=TIMEOUT)
@@ -150,6 +158,7 @@ def test_target_jsonl_end_to_end(tmp_path, sb, synced):
 
 # ---- singer-check-tap ----------------------------------------------------------------------
 
+
 def test_singer_check_tap_accepts_output(tmp_path, sb, synced):
     tools.require(tools.SINGER_CHECK_TAP)
     config, catalog = synced
@@ -159,13 +168,16 @@ def test_singer_check_tap_accepts_output(tmp_path, sb, synced):
     assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-3000:]
     assert "The output is valid." in check.stdout
     # Its per-stream table: | stream | records | schemas |
-    counts = {m.group(1): int(m.group(2))
-              for m in re.finditer(r"^\|\s*(\w+)\s*\|\s*(\d+)\s*\|\s*(\d+)\s*\|$", check.stdout, re.M)}
+    counts = {
+        m.group(1): int(m.group(2))
+        for m in re.finditer(r"^\|\s*(\w+)\s*\|\s*(\d+)\s*\|\s*(\d+)\s*\|$", check.stdout, re.M)
+    }
     expected = _expected(sb)
     assert counts == {stream: len(expected[stream]) for stream in STREAMS}
 
 
 # ---- ACTIVATE_VERSION at the message level ---------------------------------------------------
+
 
 def _check_version_flow(messages: list[dict], state_in: dict) -> dict[str, int]:
     """Assert the versioned full-table flow of one run given the state it started from;
@@ -213,7 +225,8 @@ def test_versions_first_run_then_second_run(tmp_path, sb, synced):
     v1 = _check_version_flow(first, {})
     state1 = _last_state(first)
     assert {s: state1["bookmarks"][s] for s in FULL_TABLE} == {
-        s: {"version": v1[s], "complete": True} for s in FULL_TABLE}
+        s: {"version": v1[s], "complete": True} for s in FULL_TABLE
+    }
 
     # A contact leaves a list between runs: the second pass no longer has it, under a new version.
     lid = sb.dataset.lists()[0]["list_id"]
@@ -290,10 +303,11 @@ def test_interrupted_pass_resumes_with_the_same_version(tmp_path, sb, synced):
 def test_incomplete_pass_in_state_is_not_activated_early(tmp_path, sb, synced):
     """A hand-fed state with complete: false (what a kill leaves): same version, no up-front activation."""
     config, catalog = synced
-    state = {"currently_syncing": "smart_segments_contacts",
-             "bookmarks": {"smart_segments_contacts": {"version": 1700000000000, "complete": False}}}
+    state = {
+        "currently_syncing": "smart_segments_contacts",
+        "bookmarks": {"smart_segments_contacts": {"version": 1700000000000, "complete": False}},
+    }
     messages = _run_tap(config, catalog, _write_json(tmp_path / "incomplete.json", state))
     versions = _check_version_flow(messages, state)
     assert versions["smart_segments_contacts"] == 1700000000000
-    assert _last_state(messages)["bookmarks"]["smart_segments_contacts"] == {
-        "version": 1700000000000, "complete": True}
+    assert _last_state(messages)["bookmarks"]["smart_segments_contacts"] == {"version": 1700000000000, "complete": True}

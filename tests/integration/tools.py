@@ -79,5 +79,6 @@ def check_singer_output(messages: bytes | str, timeout: float = 300) -> subproce
     if isinstance(messages, bytes):
         messages = messages.decode("utf-8")
     with tempfile.TemporaryDirectory(prefix="singer-check-tap-") as cwd:
-        return subprocess.run([str(SINGER_CHECK_TAP)], input=messages, capture_output=True,
-                              text=True, cwd=cwd, timeout=timeout)
+        return subprocess.run(
+            [str(SINGER_CHECK_TAP)], input=messages, capture_output=True, text=True, cwd=cwd, timeout=timeout
+        )

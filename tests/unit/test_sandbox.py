@@ -11,7 +11,7 @@ import sys
 import time
 import tracemalloc
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import pytest
@@ -20,11 +20,14 @@ from tap_autopilot.sandbox import Dataset, Sandbox
 
 KEY = "sandbox-key"
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-RFC1123 = re.compile(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
-                     r"\d{4} \d\d:\d\d:\d\d GMT$")
+RFC1123 = re.compile(
+    r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+    r"\d{4} \d\d:\d\d:\d\d GMT$"
+)
 
 
 # ----- helpers ---------------------------------------------------------------
+
 
 def request(sb, path, key=KEY, method="GET", body=None, timeout=5):
     """One request on a fresh connection: (status, headers, raw body)."""
@@ -48,8 +51,7 @@ def api(sb, path, **kw):
 
 
 def admin(sb, name, body=None):
-    status, _, raw = request(sb, "/_admin/" + name, key=None,
-                             method="GET" if body is None else "POST", body=body)
+    status, _, raw = request(sb, "/_admin/" + name, key=None, method="GET" if body is None else "POST", body=body)
     assert status == 200, raw
     return json.loads(raw)
 
@@ -73,7 +75,7 @@ def epoch_ms(value):
     if isinstance(value, int):
         return value
     if ISO.match(value):
-        parsed = datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+        parsed = datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
     else:
         assert RFC1123.match(value), value
         parsed = parsedate_to_datetime(value)
@@ -104,6 +106,7 @@ def fresh():
 
 # ----- the dataset ------------------------------------------------------------
 
+
 def test_same_seed_same_data_other_seed_other_data():
     a = Dataset(contacts=150, seed=11).dump()
     assert a == Dataset(contacts=150, seed=11).dump()
@@ -130,8 +133,7 @@ def test_dense_documents_have_the_assumed_shape_and_variety():
     """The shape first assumed (every key, typed values), kept behind dense=True
     for tolerance tests, with the invented epoch-ms and snake_case variants."""
     ds = Dataset(contacts=3000, seed=2, dense=True, epoch_ms_share=0.03, snake_case_share=0.03)
-    seen = {"snake": 0, "epoch": 0, "extra": 0, "late": 0, "null": 0, "absent": 0,
-            "empty_map": 0, "non_ascii": 0}
+    seen = {"snake": 0, "epoch": 0, "extra": 0, "late": 0, "null": 0, "absent": 0, "empty_map": 0, "non_ascii": 0}
     ids = set()
     for doc in ds.iter_contacts():
         assert doc["contact_id"].startswith("person_") and doc["contact_id"] not in ids
@@ -141,20 +143,25 @@ def test_dense_documents_have_the_assumed_shape_and_variety():
         for t in (created, updated):
             assert isinstance(t, int) or ISO.match(t)
         assert epoch_ms(created) <= epoch_ms(updated)
-        assert 2019 <= datetime.fromtimestamp(epoch_ms(updated) / 1000, timezone.utc).year <= 2025
+        assert 2019 <= datetime.fromtimestamp(epoch_ms(updated) / 1000, UTC).year <= 2025
         for key in ("first_visit_at", "first_conversion_at"):
             assert doc.get(key) is None or ISO.match(doc[key])
         for key in ("anywhere_page_visits", "anywhere_form_submits", "anywhere_utm"):
             assert all(isinstance(v, bool) for v in doc[key].values())
             seen["empty_map"] += not doc[key]
-        for key in ("mail_received", "mail_opened", "mail_clicked", "mail_bounced",
-                    "mail_unsubscribed", "mail_hardbounced"):
+        for key in (
+            "mail_received",
+            "mail_opened",
+            "mail_clicked",
+            "mail_bounced",
+            "mail_unsubscribed",
+            "mail_hardbounced",
+        ):
             assert all(isinstance(v, int) for v in doc[key].values())
         assert set(doc["mail_opened"]) <= set(doc["mail_received"])
         for cf in doc["custom_fields"]:
             assert set(cf) == {"kind", "value", "fieldType"}
-            expected = {"string": str, "integer": int, "float": float, "boolean": bool,
-                        "date": str}[cf["fieldType"]]
+            expected = {"string": str, "integer": int, "float": float, "boolean": bool, "date": str}[cf["fieldType"]]
             assert cf["value"] is None or type(cf["value"]) is expected
         email = field(doc, "Email", "email")
         assert email and email.isascii() and "@" in email
@@ -163,27 +170,27 @@ def test_dense_documents_have_the_assumed_shape_and_variety():
         seen["epoch"] += isinstance(updated, int)
         seen["extra"] += "ExtraNote" in doc
         seen["late"] += any(cf["kind"] == "Late Field" for cf in doc["custom_fields"])
-        seen["null"] += field(doc, "Company", "company") is None and (
-            "Company" in doc or "company" in doc)
+        seen["null"] += field(doc, "Company", "company") is None and ("Company" in doc or "company" in doc)
         seen["absent"] += "Title" not in doc and "title" not in doc
-        seen["non_ascii"] += not json.dumps(field(doc, "FirstName", "first_name")).isascii() \
+        seen["non_ascii"] += (
+            not json.dumps(field(doc, "FirstName", "first_name")).isascii()
             or not field(doc, "LastName", "last_name").isascii()
+        )
     assert len(ids) == 3000
     # ~3%, ~3%, ~2%, ~3% of 3000, plus the rest: all present, none dominant.
-    for key, (low, high) in {"snake": (40, 150), "epoch": (40, 150), "extra": (20, 110),
-                             "late": (40, 150)}.items():
+    for key, (low, high) in {"snake": (40, 150), "epoch": (40, 150), "extra": (20, 110), "late": (40, 150)}.items():
         assert low <= seen[key] <= high, (key, seen[key])
     for key in ("null", "absent", "empty_map", "non_ascii"):
         assert seen[key] > 30, key
     names = {d.get("FirstName") for d in ds.iter_contacts()}
-    assert any(any(ord(c) > 0xFFFF for c in n) for n in names if n)   # emoji
+    assert any(any(ord(c) > 0xFFFF for c in n) for n in names if n)  # emoji
     assert any(any(0x4E00 <= ord(c) <= 0x9FFF for c in n) for n in names if n)  # CJK
 
 
 def test_default_documents_look_like_the_recordings():
     """The [seen] facts of the API notes, in the default data."""
     ds = Dataset(contacts=3000, seed=2)
-    assert ds.dump() == Dataset(contacts=3000, seed=2).dump()           # deterministic per seed
+    assert ds.dump() == Dataset(contacts=3000, seed=2).dump()  # deterministic per seed
     seen = Counter()
     updated_at = Counter()
     for doc in ds.iter_contacts():
@@ -196,11 +203,11 @@ def test_default_documents_look_like_the_recordings():
         elif "updated_at" not in doc:
             seen["no_updated_at"] += 1
         assert doc.get("lists") != [] and "ExtraNote" not in doc
-        assert not set(doc) & {"first_name", "email", "last_name", "title"}          # no snake_case
+        assert not set(doc) & {"first_name", "email", "last_name", "title"}  # no snake_case
         for key in ("created_at", "updated_at"):
             if key in doc:
                 value = doc[key]
-                assert isinstance(value, str), value                                  # no epoch ms
+                assert isinstance(value, str), value  # no epoch ms
                 seen["rfc1123"] += bool(RFC1123.match(value))
                 seen["whole_second"] += value.endswith(".000Z")
                 seen["times"] += 1
@@ -213,7 +220,7 @@ def test_default_documents_look_like_the_recordings():
         seen["employees_range"] += "employeesRange" in doc
         seen["no_email"] += "Email" not in doc
         for key in ("anywhere_page_visits", "mail_received", "mail_opened"):
-            assert doc.get(key) != {}                                                 # keys only when set
+            assert doc.get(key) != {}  # keys only when set
         for mail in doc.get("mail_received", {}):
             assert re.fullmatch(r"batchdelivery_[0-9a-f-]{36}_\d{13}-[0-9a-f-]{36}", mail), mail
         for cf in doc.get("custom_fields", []):
@@ -225,9 +232,17 @@ def test_default_documents_look_like_the_recordings():
     assert seen["ap2"] > 300 and seen["lower"] > 150 and seen["upper"] > 1000, seen
     assert 0.03 < seen["rfc1123"] / seen["times"] < 0.1, seen
     assert seen["whole_second"] / seen["times"] > 0.75, seen
-    assert sum(n for n in updated_at.values() if n > 1) > 1000          # many share an updated_at second
-    for key in ("empty_string", "number_string", "rev", "employees_range", "no_email", "deleted", "cf_date_rfc",
-                "cf_number_string"):
+    assert sum(n for n in updated_at.values() if n > 1) > 1000  # many share an updated_at second
+    for key in (
+        "empty_string",
+        "number_string",
+        "rev",
+        "employees_range",
+        "no_email",
+        "deleted",
+        "cf_date_rfc",
+        "cf_number_string",
+    ):
         assert seen[key] > 20, (key, seen)
     ids = ds.contact_ids()
     assert ids == sorted(ids)
@@ -250,13 +265,13 @@ def test_epoch_ms_and_snake_case_only_behind_their_knobs():
 
 def test_serving_100k_contacts_keeps_memory_flat():
     ds = Dataset(contacts=100_000, seed=1)
-    ids = ds.contact_ids()                 # builds the order: 4 bytes a contact
-    for k in range(500, 100_000, 500):     # warm the caches (1024 profiles, per-day date prefixes)
+    ids = ds.contact_ids()  # builds the order: 4 bytes a contact
+    for k in range(500, 100_000, 500):  # warm the caches (1024 profiles, per-day date prefixes)
         "".join(ds.doc_json(i) for i in ds.contacts_page(ids[k]).indexes)
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        for k in range(0, 100_000, 1_000):   # 100 pages spread over the whole order
+        for k in range(0, 100_000, 1_000):  # 100 pages spread over the whole order
             page = ds.contacts_page(ids[k])
             assert len(",".join(ds.doc_json(i) for i in page.indexes)) > 10_000
         current, peak = tracemalloc.get_traced_memory()
@@ -283,13 +298,17 @@ def test_custom_field_definitions():
     assert set(d["fieldType"] for d in defs) == {"boolean", "date", "float", "integer", "string", "picklist"}
     for d in defs + dense:
         assert set(d) == {"name", "fieldType", "key"}
-        assert re.fullmatch(r"contacts_customfields_\d{13}_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-"
-                            r"[0-9a-f]{12}", d["key"]), d["key"]
+        assert re.fullmatch(
+            r"contacts_customfields_\d{13}_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-"
+            r"[0-9a-f]{12}",
+            d["key"],
+        ), d["key"]
     assert len({d["key"] for d in defs}) == len(defs)
-    assert defs == Dataset(contacts=9).custom_field_definitions()   # per seed, not per size
+    assert defs == Dataset(contacts=9).custom_field_definitions()  # per seed, not per size
 
 
 # ----- paging over HTTP ---------------------------------------------------------
+
 
 def test_contacts_chain_returns_every_contact_once_in_order(sb):
     pages, docs = scan(sb, "/contacts")
@@ -300,13 +319,12 @@ def test_contacts_chain_returns_every_contact_once_in_order(sb):
     assert pages[0]["bookmark"] == docs[99]["contact_id"]
     assert docs[123] == sb.dataset.contact(docs[123]["contact_id"])
     ids = [d["contact_id"] for d in docs]
-    assert ids == sorted(ids)                         # ascending contact_id, as strings
+    assert ids == sorted(ids)  # ascending contact_id, as strings
     updated = [changed_ms(d) for d in docs]
-    assert updated != sorted(updated)                 # API order is not by time
+    assert updated != sorted(updated)  # API order is not by time
 
 
-@pytest.mark.parametrize("count,sizes", [(0, [0]), (100, [100]), (101, [100, 1]),
-                                         (250, [100, 100, 50])])
+@pytest.mark.parametrize("count,sizes", [(0, [0]), (100, [100]), (101, [100, 1]), (250, [100, 100, 50])])
 def test_page_sizes_and_last_page(count, sizes):
     with Sandbox(contacts=count, lists=1, segments=1) as s:
         pages, docs = scan(s, "/contacts")
@@ -334,11 +352,10 @@ def test_list_and_segment_members_match_documents(sb):
         assert ids == sorted(ids)
         members[lst["list_id"]] = set(ids)
     sizes = sorted(len(m) for m in members.values())
-    assert sizes[0] == 0 and sizes[-1] > 100          # one empty, one over a page
+    assert sizes[0] == 0 and sizes[-1] > 100  # one empty, one over a page
     for doc in ds.iter_contacts():
-        assert doc.get("lists") != []                 # absent, not [], when on no list
-        assert set(doc.get("lists", [])) == {lid for lid, m in members.items()
-                                             if doc["contact_id"] in m}
+        assert doc.get("lists") != []  # absent, not [], when on no list
+        assert set(doc.get("lists", [])) == {lid for lid, m in members.items() if doc["contact_id"] in m}
 
     seg_sizes = []
     for seg in ds.segments():
@@ -358,8 +375,7 @@ def test_list_paging_resumes_from_any_contact(sb):
     status, page = api(sb, "/list/%s/contacts/%s" % (big, outsider))
     after = everyone.index(outsider)
     assert status == 200
-    assert [d["contact_id"] for d in page["contacts"]] == \
-        [m for m in members if everyone.index(m) > after][:100]
+    assert [d["contact_id"] for d in page["contacts"]] == [m for m in members if everyone.index(m) > after][:100]
 
 
 def test_custom_fields_endpoint(sb):
@@ -377,23 +393,36 @@ def test_keep_alive_and_content_length(sb):
         body = resp.read()
         assert resp.status == 200 and int(resp.getheader("Content-Length")) == len(body)
         assert resp.getheader("Content-Type").startswith("application/json")
-        assert conn.sock is first_sock      # same socket: connection kept alive
+        assert conn.sock is first_sock  # same socket: connection kept alive
     conn.close()
 
 
 # ----- auth and errors ------------------------------------------------------------
 
+
 def test_auth_errors(sb):
-    assert api(sb, "/contacts", key=None) == (400, {
-        "error": "Bad Request", "message": "No autopilotapikey header provided."})
-    assert api(sb, "/lists", key="wrong") == (401, {
-        "error": "Unauthorized", "message": "Provided autopilotapikey not valid."})
+    assert api(sb, "/contacts", key=None) == (
+        400,
+        {"error": "Bad Request", "message": "No autopilotapikey header provided."},
+    )
+    assert api(sb, "/lists", key="wrong") == (
+        401,
+        {"error": "Unauthorized", "message": "Provided autopilotapikey not valid."},
+    )
 
 
-@pytest.mark.parametrize("path", [
-    "/nope", "/contacts/", "/contacts/person_00000000-0000-0000-0000-000000000000",
-    "/contacts/not-a-bookmark", "/list/contactlist_NOPE/contacts",
-    "/smart_segments/contactlist_ssegNOPE/contacts", "/list/x/contacts/y/z"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/nope",
+        "/contacts/",
+        "/contacts/person_00000000-0000-0000-0000-000000000000",
+        "/contacts/not-a-bookmark",
+        "/list/contactlist_NOPE/contacts",
+        "/smart_segments/contactlist_ssegNOPE/contacts",
+        "/list/x/contacts/y/z",
+    ],
+)
 def test_not_found(sb, path):
     status, body = api(sb, path)
     assert status == 404 and body["error"] == "Not Found" and body["message"]
@@ -406,13 +435,14 @@ def test_list_contacts_with_unknown_bookmark_is_404(sb):
 
 # ----- faults -----------------------------------------------------------------------
 
+
 def test_latency():
     with Sandbox(contacts=5, latency_ms=150) as s:
         t0 = time.perf_counter()
         assert api(s, "/lists")[0] == 200
         assert time.perf_counter() - t0 >= 0.15
         t0 = time.perf_counter()
-        admin(s, "stats")                       # admin is never delayed
+        admin(s, "stats")  # admin is never delayed
         assert time.perf_counter() - t0 < 0.15
 
 
@@ -423,10 +453,12 @@ def test_rate_limit(retry_after):
         assert [r[0] for r in results[:3]] == [200, 200, 200]
         status, headers, body = results[3]
         assert status == 429
-        assert json.loads(body) == {"error": "Too Many Requests",
-                                    "message": "You have exceeded your request rate of 3 r/s."}
+        assert json.loads(body) == {
+            "error": "Too Many Requests",
+            "message": "You have exceeded your request rate of 3 r/s.",
+        }
         assert headers.get("Retry-After") == ("1" if retry_after else None)
-        time.sleep(1.05)                         # the window slides: allowed again
+        time.sleep(1.05)  # the window slides: allowed again
         assert request(s, "/v1/lists")[0] == 200
         assert s.stats()["status"]["429"] == 2
 
@@ -436,10 +468,14 @@ def test_429_bodies_take_turns_and_send_no_retry_after_by_default():
         statuses = [request(s, "/v1/lists") for _ in range(3)]
         assert [r[0] for r in statuses] == [200, 429, 429]
         assert all("Retry-After" not in r[1] for r in statuses)
-        assert json.loads(statuses[1][2]) == {"error": "Too Many Requests",
-                                              "message": "You have exceeded your request rate of 1 r/s."}
-        assert json.loads(statuses[2][2]) == ('Your request was throttled. Please see "Rate Limit" section of '
-                                              'documentation at http://developers.autopilothq.com.')
+        assert json.loads(statuses[1][2]) == {
+            "error": "Too Many Requests",
+            "message": "You have exceeded your request rate of 1 r/s.",
+        }
+        assert json.loads(statuses[2][2]) == (
+            'Your request was throttled. Please see "Rate Limit" section of '
+            "documentation at http://developers.autopilothq.com."
+        )
 
 
 def test_error_every():
@@ -454,7 +490,7 @@ def test_drop_every_closes_without_response():
         assert api(s, "/lists")[0] == 200
         with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
             api(s, "/lists")
-        assert api(s, "/lists")[0] == 200         # the retry is not faulted
+        assert api(s, "/lists")[0] == 200  # the retry is not faulted
         assert s.stats()["dropped"] == 1
 
 
@@ -466,7 +502,7 @@ def test_truncate_every():
             json.loads(body)
         s.set_faults(truncate_every=None)
         _, _, whole = request(s, "/v1/contacts")
-        assert body == whole[:len(whole) // 2]
+        assert body == whole[: len(whole) // 2]
         assert s.stats()["truncated"] == 1
 
 
@@ -495,13 +531,13 @@ def test_admin_is_never_faulted_and_faults_change_at_runtime(fresh):
     assert api(fresh, "/lists") == (200, {"unexpected": True})
     admin(fresh, "faults", {"missing_key_every": None})
     assert api(fresh, "/lists")[0] == 200
-    assert request(fresh, "/_admin/faults", key=None, method="POST",
-                   body={"no_such_fault": 1})[0] == 400
+    assert request(fresh, "/_admin/faults", key=None, method="POST", body={"no_such_fault": 1})[0] == 400
     with pytest.raises(ValueError):
         fresh.set_faults(nonsense=True)
 
 
 # ----- mutations -------------------------------------------------------------------
+
 
 def test_touch_moves_updated_at_past_everything(fresh):
     ds = fresh.dataset
@@ -521,8 +557,7 @@ def test_touch_moves_updated_at_past_everything(fresh):
     assert again == [touched[0]]
     doc = ds.contact(touched[0])
     assert "(touched 2)" in field(doc, "Title", "title")
-    assert epoch_ms(doc["updated_at"]) > max(epoch_ms(ds.contact(c)["updated_at"])
-                                             for c in touched[1:])
+    assert epoch_ms(doc["updated_at"]) > max(epoch_ms(ds.contact(c)["updated_at"]) for c in touched[1:])
 
 
 def test_added_contacts_land_anywhere_in_the_id_order(fresh):
@@ -537,11 +572,11 @@ def test_added_contacts_land_anywhere_in_the_id_order(fresh):
     assert pages[0]["total_contacts"] == 310 and len(docs) == 310
     assert ids == sorted(ids) == ds.contact_ids() and set(ids) == set(before) | set(added)
     positions = sorted(ids.index(c) for c in added)
-    assert positions[0] < 100 and positions[-1] > 200    # spread over the order
+    assert positions[0] < 100 and positions[-1] > 200  # spread over the order
     assert sum(p < 250 for p in positions) > 30
     new_docs = [d for d in docs if d["contact_id"] in set(added)]
     assert all(changed_ms(d) > newest and epoch_ms(d["created_at"]) >= newest for d in new_docs)
-    for lst in ds.lists():   # memberships stay consistent for the new contacts
+    for lst in ds.lists():  # memberships stay consistent for the new contacts
         members = [d["contact_id"] for d in scan(fresh, "/list/%s/contacts" % lst["list_id"])[1]]
         assert members == [d["contact_id"] for d in docs if lst["list_id"] in d.get("lists", [])]
 
@@ -559,15 +594,15 @@ def test_delete_contacts(fresh):
     dump = admin(fresh, "dump")
     assert [d["contact_id"] for d in dump["contacts"]] == ids
     assert not set(gone) & {c for members in dump["list_members"].values() for c in members}
-    assert api(fresh, "/contacts/" + gone[0])[0] == 404          # a bookmark that is gone
+    assert api(fresh, "/contacts/" + gone[0])[0] == 404  # a bookmark that is gone
     with pytest.raises(KeyError):
         ds.contact(gone[0])
-    assert request(fresh, "/_admin/delete_contacts", key=None, method="POST",
-                   body={"contact_ids": [gone[0]]})[0] == 404
+    assert request(fresh, "/_admin/delete_contacts", key=None, method="POST", body={"contact_ids": [gone[0]]})[0] == 404
 
 
 def test_awkward_ids_are_served_through_escaped_paths():
     from urllib.parse import quote
+
     with Sandbox(contacts=300, lists=2, segments=2, seed=3, awkward_ids=True) as s:
         lid = s.dataset.lists()[0]["list_id"]
         sid = s.dataset.segments()[0]["segment_id"]
@@ -591,8 +626,7 @@ def test_delete_list(fresh):
     assert all(victim not in d.get("lists", []) for d in scan(fresh, "/contacts")[1])
     with pytest.raises(KeyError):
         ds.list_members(victim)
-    assert request(fresh, "/_admin/delete_list", key=None, method="POST",
-                   body={"list_id": victim})[0] == 404
+    assert request(fresh, "/_admin/delete_list", key=None, method="POST", body={"list_id": victim})[0] == 404
 
 
 def test_remove_from_list_and_segment(fresh):
@@ -609,8 +643,16 @@ def test_remove_from_list_and_segment(fresh):
     admin(fresh, "remove_from_segment", {"segment_id": sid, "contact_ids": seg_gone})
     ids = [d["contact_id"] for d in scan(fresh, "/smart_segments/%s/contacts" % sid)[1]]
     assert not set(seg_gone) & set(ids) and ids == ds.segment_members(sid)
-    assert request(fresh, "/_admin/remove_from_list", key=None, method="POST",
-                   body={"list_id": "contactlist_nope", "contact_ids": []})[0] == 404
+    assert (
+        request(
+            fresh,
+            "/_admin/remove_from_list",
+            key=None,
+            method="POST",
+            body={"list_id": "contactlist_nope", "contact_ids": []},
+        )[0]
+        == 404
+    )
 
 
 def test_dump(fresh):
@@ -618,14 +660,13 @@ def test_dump(fresh):
     ds = fresh.dataset
     assert [d["contact_id"] for d in dump["contacts"]] == ds.contact_ids()
     assert dump["lists"] == ds.lists() and dump["segments"] == ds.segments()
-    assert dump["list_members"] == {x["list_id"]: ds.list_members(x["list_id"])
-                                    for x in ds.lists()}
-    assert dump["segment_members"] == {x["segment_id"]: ds.segment_members(x["segment_id"])
-                                       for x in ds.segments()}
+    assert dump["list_members"] == {x["list_id"]: ds.list_members(x["list_id"]) for x in ds.lists()}
+    assert dump["segment_members"] == {x["segment_id"]: ds.segment_members(x["segment_id"]) for x in ds.segments()}
     assert dump["custom_fields"] == ds.custom_field_definitions()
 
 
 # ----- stats ---------------------------------------------------------------------------
+
 
 def test_stats_count_requests_per_endpoint_status_and_path(fresh):
     fresh.reset_stats()
@@ -641,9 +682,15 @@ def test_stats_count_requests_per_endpoint_status_and_path(fresh):
     api(fresh, "/nope")
     stats = admin(fresh, "stats")
     assert stats["requests"] == 10
-    assert stats["by_endpoint"] == {"contacts": 3, "custom_fields": 1, "lists": 2,
-                                    "list_contacts": 1, "segments": 1, "segment_contacts": 1,
-                                    "other": 1}
+    assert stats["by_endpoint"] == {
+        "contacts": 3,
+        "custom_fields": 1,
+        "lists": 2,
+        "list_contacts": 1,
+        "segments": 1,
+        "segment_contacts": 1,
+        "other": 1,
+    }
     assert stats["status"] == {"200": 8, "401": 1, "404": 1}
     assert stats["paths"]["/v1/contacts"] == 1 and stats["paths"]["/v1/lists"] == 2
     assert max(stats["paths"].values()) == 2
@@ -655,12 +702,31 @@ def test_stats_count_requests_per_endpoint_status_and_path(fresh):
 
 # ----- CLI --------------------------------------------------------------------------------
 
+
 def test_cli_prints_base_url_and_exits_on_sigterm():
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tap_autopilot.sandbox", "--contacts", "120", "--seed", "4",
-         "--api-key", "k2", "--error-every", "2", "--dense", "--epoch-ms-share", "0.5"],
-        cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "tap_autopilot.sandbox",
+            "--contacts",
+            "120",
+            "--seed",
+            "4",
+            "--api-key",
+            "k2",
+            "--error-every",
+            "2",
+            "--dense",
+            "--epoch-ms-share",
+            "0.5",
+        ],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = proc.stdout.readline().strip()
         match = re.fullmatch(r"http://127\.0\.0\.1:(\d+)/v1", line)
@@ -669,14 +735,16 @@ def test_cli_prints_base_url_and_exits_on_sigterm():
         conn.request("GET", "/v1/contacts", headers={"autopilotapikey": "k2"})
         page = json.loads(conn.getresponse().read())
         assert page["total_contacts"] == 120
-        assert page["contacts"] == [Dataset(contacts=120, seed=4, dense=True, epoch_ms_share=0.5).contact(
-            doc["contact_id"]) for doc in page["contacts"]]
+        assert page["contacts"] == [
+            Dataset(contacts=120, seed=4, dense=True, epoch_ms_share=0.5).contact(doc["contact_id"])
+            for doc in page["contacts"]
+        ]
         conn.request("GET", "/v1/contacts", headers={"autopilotapikey": "k2"})
-        assert conn.getresponse().status == 500        # --error-every 2
+        assert conn.getresponse().status == 500  # --error-every 2
         conn.close()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=5) == 0
-        assert proc.stdout.read() == ""                # the URL was the only stdout line
+        assert proc.stdout.read() == ""  # the URL was the only stdout line
     finally:
         if proc.poll() is None:
             proc.kill()

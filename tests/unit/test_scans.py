@@ -1,5 +1,6 @@
 """The scan contract (streams.PageScan) and the streams that read the contacts scan, on a
 fake client: no server, no sockets."""
+
 import datetime
 import gc
 import io
@@ -11,11 +12,17 @@ import pytest
 from tap_autopilot.client import Page, RequestStats
 from tap_autopilot.discover import load_schema
 from tap_autopilot.state import State
-from tap_autopilot.streams import (STREAMS, VERSION_COLUMN, VERSION_COLUMN_SCHEMA, ContactsScan, PageScan,
-                                   estimate_membership_requests)
+from tap_autopilot.streams import (
+    STREAMS,
+    VERSION_COLUMN,
+    VERSION_COLUMN_SCHEMA,
+    ContactsScan,
+    PageScan,
+    estimate_membership_requests,
+)
 from tap_autopilot.sync import SyncContext, selected_streams
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 NOW = datetime.datetime(2026, 1, 2, tzinfo=UTC)
 LISTS = ["list_a", "list_b", "list_empty"]
 
@@ -58,8 +65,12 @@ class FakeClient:
             end = min(start + self.page_size, len(docs))
             more = end < len(docs)
             # Like the real client, keep no reference to a page once it is handed over.
-            yield Page(items=Items(docs[start:end]), next_cursor=ids[end - 1] if more else None,
-                       meta={"total_contacts": len(docs)}, server_time=NOW)
+            yield Page(
+                items=Items(docs[start:end]),
+                next_cursor=ids[end - 1] if more else None,
+                meta={"total_contacts": len(docs)},
+                server_time=NOW,
+            )
             if not more:
                 return
             start += self.page_size
@@ -73,15 +84,17 @@ def catalog(streams, methods=None):
         root = {"selected": True}
         if methods and stream_id in methods:
             root["replication-method"] = methods[stream_id]
-        entries.append({"tap_stream_id": stream_id, "schema": schema,
-                        "metadata": [{"breadcrumb": [], "metadata": root}]})
+        entries.append(
+            {"tap_stream_id": stream_id, "schema": schema, "metadata": [{"breadcrumb": [], "metadata": root}]}
+        )
     return {"streams": entries}
 
 
 def context(client, streams, state=None, config=None, methods=None):
     config = dict({"start_date": "2015-01-01T00:00:00Z"}, **(config or {}))
-    return SyncContext(client, config, State(state or {}), selected_streams(catalog(streams, methods)),
-                       workers=2, out=io.BytesIO())
+    return SyncContext(
+        client, config, State(state or {}), selected_streams(catalog(streams, methods)), workers=2, out=io.BytesIO()
+    )
 
 
 def messages(ctx):
@@ -96,13 +109,18 @@ def pairs(ctx):
     return {(r["list_id"], r["contact_id"]) for r in records(ctx, "lists_contacts")}
 
 
-DOCS = [doc(1, ["list_a", "list_b"]), doc(2), doc(3, ["list_b", "gone_list", "list_b"]), doc(4, []),
-        doc(5, ["list_a"], updated="2025-06-01T00:00:00Z")]
-TRUTH = {("list_a", "person_0001"), ("list_b", "person_0001"), ("list_b", "person_0003"),
-         ("list_a", "person_0005")}
+DOCS = [
+    doc(1, ["list_a", "list_b"]),
+    doc(2),
+    doc(3, ["list_b", "gone_list", "list_b"]),
+    doc(4, []),
+    doc(5, ["list_a"], updated="2025-06-01T00:00:00Z"),
+]
+TRUTH = {("list_a", "person_0001"), ("list_b", "person_0001"), ("list_b", "person_0003"), ("list_a", "person_0005")}
 
 
 # ---- the contract -------------------------------------------------------------------------
+
 
 class RecordingScan(PageScan):
     path = "/contacts"
@@ -128,7 +146,7 @@ class RecordingScan(PageScan):
 
 
 def test_scan_contract_one_request_per_step_page_dropped_pages_left_finish_once():
-    client = FakeClient([doc(n) for n in range(250)], page_size=100)   # the API's 100 a page
+    client = FakeClient([doc(n) for n in range(250)], page_size=100)  # the API's 100 a page
     ctx = context(client, ["contacts"])
     scan = RecordingScan(ctx)
     steps = scan.steps()
@@ -141,7 +159,7 @@ def test_scan_contract_one_request_per_step_page_dropped_pages_left_finish_once(
     assert left == [2, 1, 0]
     assert scan.finished == 1
     states = [m for m in messages(ctx) if m["type"] == "STATE"]
-    assert len(states) == 3    # one commit, so one STATE, per page
+    assert len(states) == 3  # one commit, so one STATE, per page
 
 
 def pages_held_while_suspended(ctx, steps, client):
@@ -154,11 +172,12 @@ def pages_held_while_suspended(ctx, steps, client):
 
     def paginate(path, data_key, cursor=None):
         pages = original(path, data_key, cursor)
-        while True:   # (a for loop would itself hold the page while suspended)
+        while True:  # (a for loop would itself hold the page while suspended)
             try:
                 yield track(next(pages))
             except StopIteration:
                 return
+
     client.paginate = paginate
     held = []
     for _ in steps:
@@ -188,8 +207,18 @@ def test_a_membership_scan_holds_no_page_while_suspended():
 
 def test_a_vanished_cursor_restarts_the_scan_from_its_first_page():
     client = FakeClient(DOCS)
-    state = {"bookmarks": {"contacts": {"scan": {"threshold": "2015-01-01T00:00:00Z", "cursor": "person_0002",
-                                                  "max_updated_at": None, "started_at": None}}}}
+    state = {
+        "bookmarks": {
+            "contacts": {
+                "scan": {
+                    "threshold": "2015-01-01T00:00:00Z",
+                    "cursor": "person_0002",
+                    "max_updated_at": None,
+                    "started_at": None,
+                }
+            }
+        }
+    }
     ctx = context(client, ["contacts"], state)
     from tap_autopilot.client import NotFoundError
 
@@ -199,6 +228,7 @@ def test_a_vanished_cursor_restarts_the_scan_from_its_first_page():
         if cursor == "person_0002":
             raise NotFoundError("gone")
         yield from original(path, data_key, cursor)
+
     client.paginate = paginate
     ctx.run()
     assert [r["contact_id"] for r in records(ctx, "contacts")] == [d["contact_id"] for d in DOCS]
@@ -206,11 +236,12 @@ def test_a_vanished_cursor_restarts_the_scan_from_its_first_page():
 
 # ---- lists_contacts from the contacts scan ---------------------------------------------------
 
+
 def test_memberships_from_the_scan_are_the_lists_of_every_document_on_lists():
     client = FakeClient(DOCS)
     ctx = context(client, ["contacts", "lists_contacts"])
     ctx.run()
-    assert pairs(ctx) == TRUTH   # absent lists = none; ids not on /lists dropped; each pair once
+    assert pairs(ctx) == TRUTH  # absent lists = none; ids not on /lists dropped; each pair once
     assert len(records(ctx, "lists_contacts")) == len(TRUTH)
     assert not [path for path in client.requests if path.startswith("/list/")]
     assert client.requests.count("/contacts") == 3 and client.requests.count("/lists") == 1
@@ -233,16 +264,26 @@ def test_memberships_from_the_scan_one_version_activated_at_the_end_and_in_each_
     assert {m["version"] for m in out if m.get("stream") == "lists_contacts" and m["type"] == "RECORD"} == {version}
     assert {r[VERSION_COLUMN] for r in records(ctx, "lists_contacts")} == {version}
     last = [i for i, m in enumerate(out) if m["type"] == "ACTIVATE_VERSION" and m["stream"] == "lists_contacts"]
-    assert last and last[-1] > max(i for i, m in enumerate(out) if m.get("stream") == "lists_contacts"
-                                   and m["type"] == "RECORD")
+    assert last and last[-1] > max(
+        i for i, m in enumerate(out) if m.get("stream") == "lists_contacts" and m["type"] == "RECORD"
+    )
     assert ctx.state.entry("lists_contacts") == {"version": version, "complete": True}
 
 
 def test_an_interrupted_scan_resumes_for_both_streams_at_the_shared_cursor_with_the_same_version():
-    state = {"bookmarks": {
-        "contacts": {"scan": {"threshold": "2015-01-01T00:00:00Z", "cursor": "person_0002",
-                              "max_updated_at": None, "started_at": None}},
-        "lists_contacts": {"version": 42, "complete": False, "scan": {"cursor": "person_0002"}}}}
+    state = {
+        "bookmarks": {
+            "contacts": {
+                "scan": {
+                    "threshold": "2015-01-01T00:00:00Z",
+                    "cursor": "person_0002",
+                    "max_updated_at": None,
+                    "started_at": None,
+                }
+            },
+            "lists_contacts": {"version": 42, "complete": False, "scan": {"cursor": "person_0002"}},
+        }
+    }
     client = FakeClient(DOCS)
     ctx = context(client, ["contacts", "lists_contacts"], state)
     ctx.run()
@@ -253,9 +294,19 @@ def test_an_interrupted_scan_resumes_for_both_streams_at_the_shared_cursor_with_
 
 
 def test_streams_stopped_at_different_pages_scan_from_the_first_page():
-    state = {"bookmarks": {"contacts": {"scan": {"threshold": "2015-01-01T00:00:00Z", "cursor": "person_0002",
-                                                  "max_updated_at": None, "started_at": None}}}}
-    ctx = context(FakeClient(DOCS), ["contacts", "lists_contacts"], state)   # lists_contacts: a new pass
+    state = {
+        "bookmarks": {
+            "contacts": {
+                "scan": {
+                    "threshold": "2015-01-01T00:00:00Z",
+                    "cursor": "person_0002",
+                    "max_updated_at": None,
+                    "started_at": None,
+                }
+            }
+        }
+    }
+    ctx = context(FakeClient(DOCS), ["contacts", "lists_contacts"], state)  # lists_contacts: a new pass
     ctx.run()
     assert pairs(ctx) == TRUTH
     assert len(records(ctx, "contacts")) == len(DOCS)
@@ -263,7 +314,7 @@ def test_streams_stopped_at_different_pages_scan_from_the_first_page():
 
 @pytest.mark.parametrize("source", ["auto", "contacts"])
 def test_memberships_from_the_scan_without_contacts_selected(source):
-    client = FakeClient(DOCS, page_size=100)   # one page: the scan is cheapest
+    client = FakeClient(DOCS, page_size=100)  # one page: the scan is cheapest
     ctx = context(client, ["lists_contacts"], config={"lists_contacts_source": source})
     ctx.run()
     assert pairs(ctx) == TRUTH
@@ -283,17 +334,21 @@ def test_forced_lists_source_reads_list_by_list_even_with_contacts_selected():
 
 
 def test_auto_reads_list_by_list_when_that_takes_fewer_requests():
-    docs = [doc(n, ["list_a"] if n < 3 else None) for n in range(2000)]   # 20 scan pages; lists: 3 pages
+    docs = [doc(n, ["list_a"] if n < 3 else None) for n in range(2000)]  # 20 scan pages; lists: 3 pages
     client = FakeClient(docs, page_size=100, members=members_of(docs))
     ctx = context(client, ["lists_contacts"])
     ctx.run()
     assert pairs(ctx) == {("list_a", d["contact_id"]) for d in docs[:3]}
-    assert client.requests.count("/contacts") == 1   # the first page decided
+    assert client.requests.count("/contacts") == 1  # the first page decided
 
 
 def test_estimate_of_membership_requests_from_the_first_page():
-    page = Page(items=[doc(n, ["a"] if n % 2 else []) for n in range(100)], next_cursor="x",
-                meta={"total_contacts": 1000}, server_time=None)
+    page = Page(
+        items=[doc(n, ["a"] if n % 2 else []) for n in range(100)],
+        next_cursor="x",
+        meta={"total_contacts": 1000},
+        server_time=None,
+    )
     # 9 more scan pages; list a ~500 members = 5 pages, list b (nobody on it) 1 page
     assert estimate_membership_requests(page, {"a", "b"}) == (9, 6)
 
@@ -301,12 +356,18 @@ def test_estimate_of_membership_requests_from_the_first_page():
 def test_bad_lists_contacts_source_is_a_clear_error():
     from tap_autopilot.client import TapError
     from tap_autopilot.sync import sync
+
     with pytest.raises(TapError, match="lists_contacts_source"):
-        sync(FakeClient([]), {"start_date": "2015-01-01T00:00:00Z", "lists_contacts_source": "both"}, {},
-             catalog(["lists_contacts"]))
+        sync(
+            FakeClient([]),
+            {"start_date": "2015-01-01T00:00:00Z", "lists_contacts_source": "both"},
+            {},
+            catalog(["lists_contacts"]),
+        )
 
 
 # ---- contacts in FULL_TABLE mode ----------------------------------------------------------------
+
 
 def test_full_table_contacts_emit_every_contact_under_one_version_then_activate_it():
     state = {"bookmarks": {"contacts": {"updated_at": "2025-01-01T00:00:00.000000Z"}}}
@@ -321,7 +382,7 @@ def test_full_table_contacts_emit_every_contact_under_one_version_then_activate_
     assert activations == [{"type": "ACTIVATE_VERSION", "stream": "contacts", "version": version}]
     assert out.index(activations[0]) > max(i for i, m in enumerate(out) if m["type"] == "RECORD")
     assert ctx.state.entry("contacts") == {"version": version, "complete": True}
-    assert client.requests == ["/contacts"] * 3   # no extra request
+    assert client.requests == ["/contacts"] * 3  # no extra request
     schema = next(m for m in out if m["type"] == "SCHEMA")
     assert "bookmark_properties" not in schema or not schema["bookmark_properties"]
 

@@ -1,4 +1,5 @@
 """The rules of the state document (tap_autopilot/state.py), one test each, no server."""
+
 import datetime
 import json
 import threading
@@ -8,7 +9,7 @@ import pytest
 from tap_autopilot.state import MembershipPass, State, next_version, version_number
 from tap_autopilot.streams import CLOCK_SKEW, next_threshold
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 T0 = datetime.datetime(2024, 1, 1, tzinfo=UTC)
 START = datetime.datetime(2015, 1, 1, tzinfo=UTC)
 
@@ -18,6 +19,7 @@ def at(minutes):
 
 
 # ---- the next contacts threshold -------------------------------------------------------------
+
 
 def test_next_threshold_stays_when_nothing_was_seen():
     assert next_threshold(at(0), None, at(100)) == at(0)
@@ -44,6 +46,7 @@ def test_next_threshold_without_a_start_time_is_the_newest_seen():
 
 # ---- table versions ------------------------------------------------------------------------
 
+
 def test_table_versions_never_go_down_when_the_clock_is_set_back():
     state = State({"bookmarks": {"lists": {"version": 5_000, "complete": True}}})
     version, first = state.begin_version("lists", now_ms=1_000)  # clock behind the last version
@@ -56,8 +59,13 @@ def test_a_new_version_is_the_clock_when_it_is_ahead():
 
 
 def test_resume_of_an_interrupted_pass_keeps_its_version_and_progress():
-    entry = {"version": 5_000, "complete": False, "done_through": "b", "done_beyond": ["d"],
-             "in_progress": {"c": "person_9"}}
+    entry = {
+        "version": 5_000,
+        "complete": False,
+        "done_through": "b",
+        "done_beyond": ["d"],
+        "in_progress": {"c": "person_9"},
+    }
     state = State({"bookmarks": {"lists_contacts": dict(entry)}})
     assert state.begin_version("lists_contacts", now_ms=9_000) == (5_000, False)
     assert state.entry("lists_contacts") == entry
@@ -76,28 +84,47 @@ def test_only_a_stream_without_any_entry_is_first():
     assert state.begin_version("contacts", now_ms=9_000) == (9_000, False)
 
 
-@pytest.mark.parametrize("value, expected", [(5, 5), (5.0, 5), (5.5, None), (0, None), (-3, None),
-                                             (True, None), ("5", None), (None, None)])
+@pytest.mark.parametrize(
+    "value, expected", [(5, 5), (5.0, 5), (5.5, None), (0, None), (-3, None), (True, None), ("5", None), (None, None)]
+)
 def test_unusable_versions_in_state_are_ignored(value, expected):
     assert version_number(value) == expected
 
 
 def test_completing_a_pass_keeps_only_its_version():
-    state = State({"bookmarks": {"x": {"version": 7, "complete": False, "scan": {"cursor": "p"},
-                                       "done_through": "a", "done_beyond": [], "in_progress": {}}}})
+    state = State(
+        {
+            "bookmarks": {
+                "x": {
+                    "version": 7,
+                    "complete": False,
+                    "scan": {"cursor": "p"},
+                    "done_through": "a",
+                    "done_beyond": [],
+                    "in_progress": {},
+                }
+            }
+        }
+    )
     state.complete_version("x")
     assert state.entry("x") == {"version": 7, "complete": True}
 
 
 # ---- the contacts scan (incremental) --------------------------------------------------------------
 
+
 def test_incremental_scan_shape_while_it_runs_and_after():
     state = State({})
     assert state.incremental_scan("contacts", START) == (START, None, None, None)
     state.save_incremental_scan("contacts", at(0), "person_5", at(10), at(20))
-    assert state.to_dict()["bookmarks"]["contacts"] == {"scan": {
-        "threshold": "2024-01-01T00:00:00.000000Z", "cursor": "person_5",
-        "max_updated_at": "2024-01-01T00:10:00.000000Z", "started_at": "2024-01-01T00:20:00.000000Z"}}
+    assert state.to_dict()["bookmarks"]["contacts"] == {
+        "scan": {
+            "threshold": "2024-01-01T00:00:00.000000Z",
+            "cursor": "person_5",
+            "max_updated_at": "2024-01-01T00:10:00.000000Z",
+            "started_at": "2024-01-01T00:20:00.000000Z",
+        }
+    }
     assert state.incremental_scan("contacts", START) == (at(0), "person_5", at(10), at(20))
     state.finish_incremental_scan("contacts", at(15))
     assert state.to_dict()["bookmarks"]["contacts"] == {"updated_at": "2024-01-01T00:15:00.000000Z"}
@@ -105,8 +132,20 @@ def test_incremental_scan_shape_while_it_runs_and_after():
 
 
 def test_an_incremental_scan_saved_by_earlier_versions_resumes():
-    state = State({"bookmarks": {"contacts": {"scan": {"threshold": "2024-01-01T00:00:00Z", "bookmark": "person_5",
-                                                        "max_updated_at": None, "started_at": None}}}})
+    state = State(
+        {
+            "bookmarks": {
+                "contacts": {
+                    "scan": {
+                        "threshold": "2024-01-01T00:00:00Z",
+                        "bookmark": "person_5",
+                        "max_updated_at": None,
+                        "started_at": None,
+                    }
+                }
+            }
+        }
+    )
     assert state.incremental_scan("contacts", START) == (at(0), "person_5", None, None)
 
 
@@ -130,6 +169,7 @@ def test_a_scan_entry_that_is_not_an_object_is_an_error():
 
 # ---- a versioned pass over the contacts scan ---------------------------------------------------
 
+
 def test_versioned_scan_shape():
     state = State({})
     state.begin_version("lists_contacts", now_ms=9_000)
@@ -142,14 +182,26 @@ def test_versioned_scan_shape():
 
 
 def test_switching_how_a_pass_reads_drops_its_progress_not_its_version():
-    state = State({"bookmarks": {"lists_contacts": {"version": 7, "complete": False, "done_through": "a",
-                                                    "done_beyond": [], "in_progress": {"b": "p"}}}})
+    state = State(
+        {
+            "bookmarks": {
+                "lists_contacts": {
+                    "version": 7,
+                    "complete": False,
+                    "done_through": "a",
+                    "done_beyond": [],
+                    "in_progress": {"b": "p"},
+                }
+            }
+        }
+    )
     assert state.reads_parents("lists_contacts")
     state.drop_progress("lists_contacts")
     assert state.entry("lists_contacts") == {"version": 7, "complete": False}
 
 
 # ---- the membership watermark ----------------------------------------------------------------
+
 
 def membership(entry=None, parents=("a", "b", "c", "d", "e")):
     state = State({"bookmarks": {"m": dict(entry or {}, version=1, complete=False)}})
@@ -175,7 +227,7 @@ def test_parents_in_progress_keep_their_cursor_until_done():
     assert state.entry("m")["in_progress"] == {"c": "person_1", "a": "person_2"}
     progress.done("a")
     assert state.entry("m")["in_progress"] == {"c": "person_1"}
-    progress.restart("c")   # its cursor vanished: from its first page again
+    progress.restart("c")  # its cursor vanished: from its first page again
     assert state.entry("m")["in_progress"] == {} and progress.cursor("c") is None
 
 
@@ -188,12 +240,18 @@ def test_a_resumed_membership_pass_skips_what_was_done():
 def test_membership_pass_shape():
     state, progress = membership(parents=("x", "y"))
     progress.advance("y", "person_1")
-    assert state.entry("m") == {"version": 1, "complete": False, "done_through": None, "done_beyond": [],
-                                "in_progress": {"y": "person_1"}}
+    assert state.entry("m") == {
+        "version": 1,
+        "complete": False,
+        "done_through": None,
+        "done_beyond": [],
+        "in_progress": {"y": "person_1"},
+    }
     assert isinstance(progress, MembershipPass)
 
 
 # ---- every change under the output lock ------------------------------------------------------
+
 
 class CountingLock:
     """An RLock that counts how often it was taken."""
@@ -239,5 +297,7 @@ def test_every_change_to_the_state_takes_the_output_lock(change):
 
 def test_the_document_is_plain_json():
     state = State({"currently_syncing": "contacts", "bookmarks": {"contacts": {"updated_at": "x"}, "bad": 3}})
-    assert json.loads(json.dumps(state.to_dict())) == {"currently_syncing": "contacts",
-                                                       "bookmarks": {"contacts": {"updated_at": "x"}}}
+    assert json.loads(json.dumps(state.to_dict())) == {
+        "currently_syncing": "contacts",
+        "bookmarks": {"contacts": {"updated_at": "x"}},
+    }

@@ -8,8 +8,18 @@ import singer
 from singer.transform import Transformer
 
 from tap_autopilot.discover import custom_field_columns, discover, load_schema
-from tap_autopilot.transform import (ContactTransformer, custom_field_column, format_datetime, replication_instant,
-                                     serialize, snake_case, to_boolean, to_datetime, to_integer, to_number)
+from tap_autopilot.transform import (
+    ContactTransformer,
+    custom_field_column,
+    format_datetime,
+    replication_instant,
+    serialize,
+    snake_case,
+    to_boolean,
+    to_datetime,
+    to_integer,
+    to_number,
+)
 
 
 def to_datetime_string(value):
@@ -22,19 +32,22 @@ def as_written(row):
     return orjson.loads(serialize(row))
 
 
-@pytest.mark.parametrize("raw, expected", [
-    ("2015-04-29T23:15:25.347Z", "2015-04-29T23:15:25.347000Z"),
-    ("2015-04-29T23:15:25Z", "2015-04-29T23:15:25.000000Z"),
-    ("2015-04-30T01:15:25.347+02:00", "2015-04-29T23:15:25.347000Z"),
-    (1430349325347, "2015-04-29T23:15:25.347000Z"),
-    ("1430349325347", "2015-04-29T23:15:25.347000Z"),
-    (1430349325, "2015-04-29T23:15:25.000000Z"),
-    ("2015-04-29", "2015-04-29T00:00:00.000000Z"),
-    ("not a date", None),
-    ("", None),
-    (True, None),
-    ({"a": 1}, None),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("2015-04-29T23:15:25.347Z", "2015-04-29T23:15:25.347000Z"),
+        ("2015-04-29T23:15:25Z", "2015-04-29T23:15:25.000000Z"),
+        ("2015-04-30T01:15:25.347+02:00", "2015-04-29T23:15:25.347000Z"),
+        (1430349325347, "2015-04-29T23:15:25.347000Z"),
+        ("1430349325347", "2015-04-29T23:15:25.347000Z"),
+        (1430349325, "2015-04-29T23:15:25.000000Z"),
+        ("2015-04-29", "2015-04-29T00:00:00.000000Z"),
+        ("not a date", None),
+        ("", None),
+        (True, None),
+        ({"a": 1}, None),
+    ],
+)
 def test_timestamps_become_rfc3339_utc(raw, expected):
     assert to_datetime_string(raw) == expected
 
@@ -45,66 +58,93 @@ def test_timestamps_agree_with_singer_python():
         assert singer.utils.strptime_to_utc(ours) == singer.utils.strptime_to_utc(raw)
 
 
-@pytest.mark.parametrize("name, column", [
-    ("FirstName", "first_name"), ("MailingPostalCode", "mailing_postal_code"),
-    ("Favorite Color", "favorite_color"), ("NPS score (0-10)", "nps_score_0_10"),
-    ("HTTPStatus", "http_status"), ("already_snake", "already_snake"),
-])
+@pytest.mark.parametrize(
+    "name, column",
+    [
+        ("FirstName", "first_name"),
+        ("MailingPostalCode", "mailing_postal_code"),
+        ("Favorite Color", "favorite_color"),
+        ("NPS score (0-10)", "nps_score_0_10"),
+        ("HTTPStatus", "http_status"),
+        ("already_snake", "already_snake"),
+    ],
+)
 def test_snake_case(name, column):
     assert snake_case(name) == column
 
 
 def test_custom_field_columns_are_typed():
-    columns = custom_field_columns([
-        {"name": "Favorite Color", "fieldType": "string"},
-        {"name": "Seats", "fieldType": "integer"},
-        {"name": "Lifetime Value", "fieldType": "float"},
-        {"name": "Is Partner", "fieldType": "boolean"},
-        {"name": "Renewal Date", "fieldType": "date"},
-        {"name": "Odd", "fieldType": "geo"},
-        {"fieldType": "string"},
-    ])
+    columns = custom_field_columns(
+        [
+            {"name": "Favorite Color", "fieldType": "string"},
+            {"name": "Seats", "fieldType": "integer"},
+            {"name": "Lifetime Value", "fieldType": "float"},
+            {"name": "Is Partner", "fieldType": "boolean"},
+            {"name": "Renewal Date", "fieldType": "date"},
+            {"name": "Odd", "fieldType": "geo"},
+            {"fieldType": "string"},
+        ]
+    )
     by_column = {column: (name, schema) for column, name, schema in columns}
     assert by_column["custom_favorite_color"] == ("Favorite Color", {"type": ["null", "string"]})
     assert by_column["custom_seats"][1]["type"] == ["null", "integer"]
     assert by_column["custom_lifetime_value"][1]["type"] == ["null", "number"]
     assert by_column["custom_is_partner"][1]["type"] == ["null", "boolean"]
     assert by_column["custom_renewal_date"][1] == {"type": ["null", "string"], "format": "date-time"}
-    assert by_column["custom_odd"][1]["type"] == ["null", "string"]   # unknown fieldType: a text column
+    assert by_column["custom_odd"][1]["type"] == ["null", "string"]  # unknown fieldType: a text column
     assert len(columns) == 6
     assert custom_field_column("Favorite Color") == "custom_favorite_color"
 
 
-@pytest.mark.parametrize("name, column", [
-    ("Größe", "custom_grosse"), ("Ærø Straße", "custom_aero_strasse"), ("Café crème", "custom_cafe_creme"),
-    ("Город", "custom_gorod"), ("客户名单", "custom_ke_hu_ming_dan"), ("Δείκτης", "custom_deiktis"),
-])
+@pytest.mark.parametrize(
+    "name, column",
+    [
+        ("Größe", "custom_grosse"),
+        ("Ærø Straße", "custom_aero_strasse"),
+        ("Café crème", "custom_cafe_creme"),
+        ("Город", "custom_gorod"),
+        ("客户名单", "custom_ke_hu_ming_dan"),
+        ("Δείκτης", "custom_deiktis"),
+    ],
+)
 def test_non_ascii_field_names_are_transliterated(name, column):
     assert custom_field_column(name) == column
 
 
 def test_names_with_nothing_to_transliterate_get_a_stable_hash():
-    column = custom_field_column("\u200b\u200b")   # zero-width spaces: no letters at all
+    column = custom_field_column("\u200b\u200b")  # zero-width spaces: no letters at all
     assert re.fullmatch(r"custom_field_[0-9a-f]{6}", column)
     assert custom_field_column("\u200b\u200b") == column != custom_field_column("\u200b")
 
 
 COLLIDING = [
-    {"name": "Favorite Color", "fieldType": "string",
-     "key": "contacts_customfields_1430000000000_6e0c2f36-aaaa-4b8e-8f0a-0c9d1e2f3a4b"},
-    {"name": "favorite-color", "fieldType": "string",
-     "key": "contacts_customfields_1440000000000_11111111-bbbb-4b8e-8f0a-0c9d1e2f3a4b"},
-    {"name": "FAVORITE_COLOR", "fieldType": "integer",
-     "key": "contacts_customfields_1450000000000_22222222-cccc-4b8e-8f0a-0c9d1e2f3a4b"},
-    {"name": "Seats", "fieldType": "integer",
-     "key": "contacts_customfields_1420000000000_33333333-dddd-4b8e-8f0a-0c9d1e2f3a4b"},
+    {
+        "name": "Favorite Color",
+        "fieldType": "string",
+        "key": "contacts_customfields_1430000000000_6e0c2f36-aaaa-4b8e-8f0a-0c9d1e2f3a4b",
+    },
+    {
+        "name": "favorite-color",
+        "fieldType": "string",
+        "key": "contacts_customfields_1440000000000_11111111-bbbb-4b8e-8f0a-0c9d1e2f3a4b",
+    },
+    {
+        "name": "FAVORITE_COLOR",
+        "fieldType": "integer",
+        "key": "contacts_customfields_1450000000000_22222222-cccc-4b8e-8f0a-0c9d1e2f3a4b",
+    },
+    {
+        "name": "Seats",
+        "fieldType": "integer",
+        "key": "contacts_customfields_1420000000000_33333333-dddd-4b8e-8f0a-0c9d1e2f3a4b",
+    },
 ]
 
 
 def test_colliding_names_get_distinct_columns_stable_whatever_the_order():
     mapping = {name: column for column, name, _ in custom_field_columns(COLLIDING)}
     assert len(set(mapping.values())) == 4
-    assert mapping["Favorite Color"] == "custom_favorite_color"       # the oldest keeps the plain name
+    assert mapping["Favorite Color"] == "custom_favorite_color"  # the oldest keeps the plain name
     assert re.fullmatch(r"custom_favorite_color_[0-9a-f]{6}", mapping["favorite-color"])
     for order in itertools.permutations(COLLIDING):
         assert {name: column for column, name, _ in custom_field_columns(list(order))} == mapping
@@ -129,11 +169,21 @@ def test_scalar_coercions():
 
 
 RAW = {
-    "contact_id": "person_1", "Email": "ann@example.com", "FirstName": "Ann", "LastName": "Lée",
-    "Name": "Ann Lée", "NumberOfEmployees": "250", "Unsubscribed": False, "LinkedIn": "ann-lee",
-    "MailingCountry": "Österreich", "owner_name": "Bob", "company_priority": True,
-    "created_at": 1430349325347, "updated_at": "2016-01-02T03:04:05.678Z",
-    "lists": ["contactlist_1", "contactlist_2"], "type": "Contact",
+    "contact_id": "person_1",
+    "Email": "ann@example.com",
+    "FirstName": "Ann",
+    "LastName": "Lée",
+    "Name": "Ann Lée",
+    "NumberOfEmployees": "250",
+    "Unsubscribed": False,
+    "LinkedIn": "ann-lee",
+    "MailingCountry": "Österreich",
+    "owner_name": "Bob",
+    "company_priority": True,
+    "created_at": 1430349325347,
+    "updated_at": "2016-01-02T03:04:05.678Z",
+    "lists": ["contactlist_1", "contactlist_2"],
+    "type": "Contact",
     "anywhere_page_visits": {"https://x.test/a": True},
     "anywhere_utm": {},
     "mail_opened": {"mail_1": 1430349325347},
@@ -148,9 +198,13 @@ RAW = {
 
 def contacts_schema():
     schema = load_schema("contacts")
-    for column, _, column_schema in custom_field_columns([
-            {"name": "Seats", "fieldType": "integer"}, {"name": "Renewal Date", "fieldType": "date"},
-            {"name": "Is Partner", "fieldType": "boolean"}]):
+    for column, _, column_schema in custom_field_columns(
+        [
+            {"name": "Seats", "fieldType": "integer"},
+            {"name": "Renewal Date", "fieldType": "date"},
+            {"name": "Is Partner", "fieldType": "boolean"},
+        ]
+    ):
         schema["properties"][column] = column_schema
     return schema
 
@@ -178,8 +232,9 @@ def test_contact_row_values():
 
 
 def test_snake_case_source_spellings_are_accepted():
-    row = make_transformer(contacts_schema())({"contact_id": "p", "first_name": "Zoë", "mailing_country": "NZ",
-                                                "number_of_employees": 3})
+    row = make_transformer(contacts_schema())(
+        {"contact_id": "p", "first_name": "Zoë", "mailing_country": "NZ", "number_of_employees": 3}
+    )
     assert row["first_name"] == "Zoë" and row["mailing_country"] == "NZ" and row["number_of_employees"] == 3
 
 
@@ -187,8 +242,12 @@ def test_only_selected_columns_are_produced():
     schema = contacts_schema()
     props = {k: schema["properties"][k] for k in ("contact_id", "updated_at", "email", "custom_seats")}
     row = as_written(ContactTransformer(props, {"custom_seats": "Seats"})(RAW))
-    assert row == {"contact_id": "person_1", "updated_at": "2016-01-02T03:04:05.678000Z",
-                   "email": "ann@example.com", "custom_seats": 12}
+    assert row == {
+        "contact_id": "person_1",
+        "updated_at": "2016-01-02T03:04:05.678000Z",
+        "email": "ann@example.com",
+        "custom_seats": 12,
+    }
 
 
 def test_fast_transform_equals_generic_singer_transformer():
@@ -217,8 +276,9 @@ def test_custom_columns_without_field_names_in_the_catalog_still_fill():
     props = {k: schema["properties"][k] for k in ("contact_id", "custom_seats", "custom_renewal_date")}
     transform = ContactTransformer(props, {})
     first, second = as_written(transform(RAW)), as_written(transform(RAW))
-    assert first == second == {"contact_id": "person_1", "custom_seats": 12,
-                               "custom_renewal_date": "2020-02-03T00:00:00Z"}
+    assert (
+        first == second == {"contact_id": "person_1", "custom_seats": 12, "custom_renewal_date": "2020-02-03T00:00:00Z"}
+    )
 
 
 # ---- the live API's shapes (docs/autopilot-api notes): built here, field by field ----
@@ -226,21 +286,51 @@ def test_custom_columns_without_field_names_in_the_catalog_still_fill():
 INSTANT = "2015-05-12T21:41:31.000000Z"
 
 
-@pytest.mark.parametrize("raw", [
-    "2015-05-12T21:41:31.000Z", "2015-05-12T21:41:31Z", "2015-05-12T21:41:31", "2015-05-12T21:41:31+00:00",
-    "2015-05-12T23:41:31.000+02:00", "2015-05-12T16:11:31-05:30", "2015-05-12T21:41:31.0000000Z",
-    "Tue, 12 May 2015 21:41:31 GMT", "Tue, 12 May 2015 21:41:31 +0000", "12 May 2015 23:41:31 +0200",
-    "Tue, 12 May 2015 17:41:31 EDT",
-    1431466891000, "1431466891000", 1431466891, "1431466891", 1431466891.0, "1431466891000.0",
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "2015-05-12T21:41:31.000Z",
+        "2015-05-12T21:41:31Z",
+        "2015-05-12T21:41:31",
+        "2015-05-12T21:41:31+00:00",
+        "2015-05-12T23:41:31.000+02:00",
+        "2015-05-12T16:11:31-05:30",
+        "2015-05-12T21:41:31.0000000Z",
+        "Tue, 12 May 2015 21:41:31 GMT",
+        "Tue, 12 May 2015 21:41:31 +0000",
+        "12 May 2015 23:41:31 +0200",
+        "Tue, 12 May 2015 17:41:31 EDT",
+        1431466891000,
+        "1431466891000",
+        1431466891,
+        "1431466891",
+        1431466891.0,
+        "1431466891000.0",
+    ],
+)
 def test_every_timestamp_form_becomes_the_same_utc_instant(raw):
     assert to_datetime_string(raw) == INSTANT
 
 
-@pytest.mark.parametrize("raw", [
-    "", " ", "soon", "Tue, 32 May 2015 21:41:31 GMT", "2015-13-01T00:00:00Z", "0001-01-01T00:00:00+01:00",
-    "9999-12-31T23:59:59-01:00", 10 ** 30, float("nan"), float("inf"), "1e400", [], {"at": 1}, False,
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        " ",
+        "soon",
+        "Tue, 32 May 2015 21:41:31 GMT",
+        "2015-13-01T00:00:00Z",
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:59:59-01:00",
+        10**30,
+        float("nan"),
+        float("inf"),
+        "1e400",
+        [],
+        {"at": 1},
+        False,
+    ],
+)
 def test_anything_else_is_null_never_an_error(raw):
     assert to_datetime(raw) is None
 
@@ -263,8 +353,15 @@ def full_transformer(*custom):
 
 def test_sparse_document_missing_keys_are_null_and_no_lists_means_on_none():
     transform, _ = full_transformer({"name": "Seats", "fieldType": "integer"})
-    row = as_written(transform({"contact_id": "person_AP2-9cbf7ac0-eec5-4c3a-8b4e-3f6a1d2c9e01",
-                                "created_at": "2017-01-10T09:30:12.000Z", "api_originated": True}))
+    row = as_written(
+        transform(
+            {
+                "contact_id": "person_AP2-9cbf7ac0-eec5-4c3a-8b4e-3f6a1d2c9e01",
+                "created_at": "2017-01-10T09:30:12.000Z",
+                "api_originated": True,
+            }
+        )
+    )
     assert row["contact_id"] == "person_AP2-9cbf7ac0-eec5-4c3a-8b4e-3f6a1d2c9e01"
     assert row["created_at"] == "2017-01-10T09:30:12Z"
     assert row["lists"] == []
@@ -276,63 +373,125 @@ def test_sparse_document_missing_keys_are_null_and_no_lists_means_on_none():
 
 
 def test_empty_strings_are_null_in_every_typed_and_text_column():
-    transform, _ = full_transformer({"name": "Seats", "fieldType": "integer"},
-                                    {"name": "Renewal Date", "fieldType": "date"},
-                                    {"name": "Nickname", "fieldType": "string"},
-                                    {"name": "VIP", "fieldType": "boolean"})
-    doc = {"contact_id": "person_1", "Twitter": "", "Company": "", "NumberOfEmployees": "", "Unsubscribed": "",
-           "updated_at": "", "company_priority": "", "first_visit_at": "",
-           "custom_fields": [{"kind": "Seats", "value": "", "fieldType": "integer", "deleted": False},
-                             {"kind": "Renewal Date", "value": "", "fieldType": "date", "deleted": False},
-                             {"kind": "Nickname", "value": "", "fieldType": "string", "deleted": False},
-                             {"kind": "VIP", "value": "", "fieldType": "boolean", "deleted": False}]}
+    transform, _ = full_transformer(
+        {"name": "Seats", "fieldType": "integer"},
+        {"name": "Renewal Date", "fieldType": "date"},
+        {"name": "Nickname", "fieldType": "string"},
+        {"name": "VIP", "fieldType": "boolean"},
+    )
+    doc = {
+        "contact_id": "person_1",
+        "Twitter": "",
+        "Company": "",
+        "NumberOfEmployees": "",
+        "Unsubscribed": "",
+        "updated_at": "",
+        "company_priority": "",
+        "first_visit_at": "",
+        "custom_fields": [
+            {"kind": "Seats", "value": "", "fieldType": "integer", "deleted": False},
+            {"kind": "Renewal Date", "value": "", "fieldType": "date", "deleted": False},
+            {"kind": "Nickname", "value": "", "fieldType": "string", "deleted": False},
+            {"kind": "VIP", "value": "", "fieldType": "boolean", "deleted": False},
+        ],
+    }
     row = as_written(transform(doc))
-    for column in ("twitter", "company", "number_of_employees", "unsubscribed", "updated_at", "company_priority",
-                   "first_visit_at", "custom_seats", "custom_renewal_date", "custom_nickname", "custom_vip"):
+    for column in (
+        "twitter",
+        "company",
+        "number_of_employees",
+        "unsubscribed",
+        "updated_at",
+        "company_priority",
+        "first_visit_at",
+        "custom_seats",
+        "custom_renewal_date",
+        "custom_nickname",
+        "custom_vip",
+    ):
         assert row[column] is None, column
-    assert [field["value"] for field in row["custom_fields"]] == ["", "", "", ""]   # the raw copy keeps them
+    assert [field["value"] for field in row["custom_fields"]] == ["", "", "", ""]  # the raw copy keeps them
     validate(row)
 
 
 def test_numbers_and_booleans_sent_as_text_fill_their_typed_columns():
-    transform, _ = full_transformer({"name": "Seats", "fieldType": "integer"},
-                                    {"name": "Lifetime Value", "fieldType": "float"},
-                                    {"name": "VIP", "fieldType": "boolean"})
-    row = as_written(transform({
-        "contact_id": "person_1", "NumberOfEmployees": "10001", "Unsubscribed": "false",
-        "custom_fields": [{"kind": "Seats", "value": "12", "fieldType": "integer", "deleted": False},
-                          {"kind": "Lifetime Value", "value": "99.5", "fieldType": "float", "deleted": False},
-                          {"kind": "VIP", "value": "true", "fieldType": "boolean", "deleted": False}]}))
+    transform, _ = full_transformer(
+        {"name": "Seats", "fieldType": "integer"},
+        {"name": "Lifetime Value", "fieldType": "float"},
+        {"name": "VIP", "fieldType": "boolean"},
+    )
+    row = as_written(
+        transform(
+            {
+                "contact_id": "person_1",
+                "NumberOfEmployees": "10001",
+                "Unsubscribed": "false",
+                "custom_fields": [
+                    {"kind": "Seats", "value": "12", "fieldType": "integer", "deleted": False},
+                    {"kind": "Lifetime Value", "value": "99.5", "fieldType": "float", "deleted": False},
+                    {"kind": "VIP", "value": "true", "fieldType": "boolean", "deleted": False},
+                ],
+            }
+        )
+    )
     assert row["number_of_employees"] == 10001 and row["unsubscribed"] is False
     assert row["custom_seats"] == 12 and row["custom_lifetime_value"] == 99.5 and row["custom_vip"] is True
 
 
 def test_deleted_custom_values_stay_out_of_typed_columns_but_in_the_raw_array():
-    transform, kinds = full_transformer({"name": "Seats", "fieldType": "integer"},
-                                        {"name": "Größe", "fieldType": "float"})
+    transform, kinds = full_transformer(
+        {"name": "Seats", "fieldType": "integer"}, {"name": "Größe", "fieldType": "float"}
+    )
     assert set(kinds) == {"custom_seats", "custom_grosse"}
-    row = as_written(transform({"contact_id": "person_1", "custom_fields": [
-        {"kind": "Seats", "value": 40, "fieldType": "integer", "deleted": True},
-        {"kind": "Größe", "value": "1.85", "fieldType": "float", "deleted": False}]}))
+    row = as_written(
+        transform(
+            {
+                "contact_id": "person_1",
+                "custom_fields": [
+                    {"kind": "Seats", "value": 40, "fieldType": "integer", "deleted": True},
+                    {"kind": "Größe", "value": "1.85", "fieldType": "float", "deleted": False},
+                ],
+            }
+        )
+    )
     assert row["custom_seats"] is None and row["custom_grosse"] == 1.85
     assert row["custom_fields"] == [
         {"kind": "Seats", "value": "40", "field_type": "integer", "deleted": True},
-        {"kind": "Größe", "value": "1.85", "field_type": "float", "deleted": False}]
+        {"kind": "Größe", "value": "1.85", "field_type": "float", "deleted": False},
+    ]
     # A live value after a deleted one of the same field still fills the column.
-    row = transform({"contact_id": "p", "custom_fields": [
-        {"kind": "Seats", "value": 1, "fieldType": "integer", "deleted": True},
-        {"kind": "Seats", "value": 2, "fieldType": "integer", "deleted": False}]})
+    row = transform(
+        {
+            "contact_id": "p",
+            "custom_fields": [
+                {"kind": "Seats", "value": 1, "fieldType": "integer", "deleted": True},
+                {"kind": "Seats", "value": 2, "fieldType": "integer", "deleted": False},
+            ],
+        }
+    )
     assert row["custom_seats"] == 2
 
 
 def test_extras_go_to_one_object_column_and_only_the_unknown_keys():
     transform, _ = full_transformer()
-    doc = {"contact_id": "person_1", "Email": "a@b.test", "first_name": "Zoë", "_rev": "3-a1b2c3",
-           "api_originated": False, "employeesRange": {"min": 10001}, "lists": ["contactlist_x"],
-           "custom_fields": [], "SomethingNew": [1, 2]}
+    doc = {
+        "contact_id": "person_1",
+        "Email": "a@b.test",
+        "first_name": "Zoë",
+        "_rev": "3-a1b2c3",
+        "api_originated": False,
+        "employeesRange": {"min": 10001},
+        "lists": ["contactlist_x"],
+        "custom_fields": [],
+        "SomethingNew": [1, 2],
+    }
     row = as_written(transform(doc))
-    assert row["extra_fields"] == {"_rev": "3-a1b2c3", "api_originated": False, "employeesRange": {"min": 10001},
-                                   "SomethingNew": [1, 2]}
+    assert row["extra_fields"] == {
+        "_rev": "3-a1b2c3",
+        "api_originated": False,
+        "employeesRange": {"min": 10001},
+        "SomethingNew": [1, 2],
+    }
     assert as_written(transform({"contact_id": "p", "Email": "x@y.test"}))["extra_fields"] is None
     validate(row)
     # Not selected: no column, whatever the document holds.
@@ -356,16 +515,19 @@ def test_extras_column_is_offered_but_not_selected_by_default():
     assert contacts["schema"]["properties"]["extra_fields"]["type"] == ["null", "object"]
 
 
-@pytest.mark.parametrize("doc, expected", [
-    ({"updated_at": "2017-01-10T09:30:12.000Z", "created_at": "2016-01-01T00:00:00.000Z"}, "2017-01-10T09:30:12"),
-    ({"updated_at": "Tue, 10 Jan 2017 09:30:12 GMT"}, "2017-01-10T09:30:12"),
-    ({"created_at": "2016-01-01T00:00:00.000Z"}, "2016-01-01T00:00:00"),             # never updated
-    ({"updated_at": None, "created_at": 1451606400000}, "2016-01-01T00:00:00"),
-    ({"updated_at": "garbage", "created_at": "2016-01-01T00:00:00Z"}, "2016-01-01T00:00:00"),
-    ({"updated_at": "", "created_at": "Fri, 01 Jan 2016 00:00:00 GMT"}, "2016-01-01T00:00:00"),
-    ({}, None),                                                                        # emitted every run
-    ({"created_at": "unknown"}, None),
-])
+@pytest.mark.parametrize(
+    "doc, expected",
+    [
+        ({"updated_at": "2017-01-10T09:30:12.000Z", "created_at": "2016-01-01T00:00:00.000Z"}, "2017-01-10T09:30:12"),
+        ({"updated_at": "Tue, 10 Jan 2017 09:30:12 GMT"}, "2017-01-10T09:30:12"),
+        ({"created_at": "2016-01-01T00:00:00.000Z"}, "2016-01-01T00:00:00"),  # never updated
+        ({"updated_at": None, "created_at": 1451606400000}, "2016-01-01T00:00:00"),
+        ({"updated_at": "garbage", "created_at": "2016-01-01T00:00:00Z"}, "2016-01-01T00:00:00"),
+        ({"updated_at": "", "created_at": "Fri, 01 Jan 2016 00:00:00 GMT"}, "2016-01-01T00:00:00"),
+        ({}, None),  # emitted every run
+        ({"created_at": "unknown"}, None),
+    ],
+)
 def test_replication_instant_is_updated_at_else_created_at(doc, expected):
     instant = ContactTransformer.replication_instant(dict(doc, contact_id="person_1"))
     assert (None if instant is None else instant.strftime("%Y-%m-%dT%H:%M:%S")) == expected
