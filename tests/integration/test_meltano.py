@@ -19,7 +19,7 @@ import time
 import urllib.request
 
 import tools
-from test_resume import instant
+from test_resume import changed_since, instant
 
 MELTANO = tools.TOOLS_DIR / "meltano" / "bin" / "meltano"
 API_KEY = "sk-meltano-9d2b7c41e0a6f358-NEVER-PRINT"
@@ -78,10 +78,6 @@ def _touch(sb, count):
         return set(json.loads(response.read())["contact_ids"])
 
 
-def _updated_since(sb, bookmark):
-    return {doc["contact_id"] for doc in sb.dataset.dump()["contacts"] if instant(doc["updated_at"]) >= bookmark}
-
-
 def test_meltano4_readme_pipeline(tmp_path, sandbox_factory):
     tools.require(MELTANO)
     sb = sandbox_factory(contacts=300, lists=2, segments=1, seed=71, api_key=API_KEY)
@@ -118,13 +114,13 @@ def test_meltano4_readme_pipeline(tmp_path, sandbox_factory):
 
     project.meltano("run", "tap-autopilot", "target-jsonl")
     first = project.contact_ids()
-    assert sorted(first) == sorted(_updated_since(sb, instant("2020-01-01T00:00:00Z")))  # the plain date
+    assert sorted(first) == sorted(changed_since(sb, instant("2020-01-01T00:00:00Z")))  # the plain date
     state = project.state()
     assert state["currently_syncing"] is None
     bookmark = instant(state["bookmarks"]["contacts"]["updated_at"])
 
     touched = _touch(sb, 3)
-    expected = _updated_since(sb, bookmark)
+    expected = changed_since(sb, bookmark)
     assert touched <= expected and len(expected) < 10
     project.meltano("run", "tap-autopilot", "target-jsonl")
     assert sorted(project.contact_ids()[len(first) :]) == sorted(expected), "the second run was not incremental"
@@ -135,7 +131,7 @@ def test_meltano4_readme_pipeline(tmp_path, sandbox_factory):
     project.meltano("job", "add", "autopilot", "--tasks", "[tap-autopilot target-jsonl]")
     project.meltano("schedule", "add", "autopilot-hourly", "--job", "autopilot", "--interval", "@hourly")
     written = len(project.contact_ids())
-    expected = _updated_since(sb, instant(second["bookmarks"]["contacts"]["updated_at"])) | _touch(sb, 2)
+    expected = changed_since(sb, instant(second["bookmarks"]["contacts"]["updated_at"])) | _touch(sb, 2)
     project.meltano("schedule", "run", "autopilot-hourly")
     assert sorted(project.contact_ids()[written:]) == sorted(expected), "the scheduled run lost the state"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import helpers
 import tools
-from test_resume import instant
+from test_resume import changed_since, instant
 
 SCRIPT = tools.REPO_ROOT / "scripts" / "run-pipeline.sh"
 
@@ -70,7 +70,7 @@ def test_cron_wrapper_carries_state_and_never_overlaps(tmp_path, sandbox_factory
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         touched = set(json.loads(response.read())["contact_ids"])
-    expected = {doc["contact_id"] for doc in sb.dataset.dump()["contacts"] if instant(doc["updated_at"]) >= bookmark}
+    expected = changed_since(sb, bookmark)
     assert touched <= expected and len(expected) < 10
 
     second = _run(command, tmp_path)
@@ -157,7 +157,7 @@ def test_sigterm_to_the_tap_lets_the_target_commit_and_the_next_run_resume(tmp_p
     assert "WARNING Stopped by SIGTERM." in stderr
     written = _contact_lines(tmp_path)  # every line whole (json.loads)
     state = json.loads((tmp_path / "state.json").read_text())
-    assert state["bookmarks"]["contacts"]["scan"]["bookmark"], "the target's state is not mid-scan"
+    assert state["bookmarks"]["contacts"]["scan"]["cursor"], "the target's state is not mid-scan"
     assert 0 < len(written) < 1500
 
     sb.set_faults(latency_ms=None)
