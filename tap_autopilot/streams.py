@@ -21,6 +21,7 @@ output, the thread pool and the HTTP client; state.py owns the state document.
 
 import datetime
 import logging
+from typing import ClassVar
 from urllib.parse import quote
 
 from tap_autopilot.client import PAGE_SIZE, NotFoundError, TapError
@@ -62,11 +63,11 @@ def contact_id(doc):
 
 
 class Stream:
-    tap_stream_id = None
-    key_properties = []
-    replication_methods = (FULL_TABLE,)  # the ones allowed; the first is the default
-    replication_key = None
-    parent = None  # tap_stream_id of the parent stream, for membership streams
+    tap_stream_id: ClassVar[str]
+    key_properties: ClassVar[list[str]] = []
+    replication_methods: ClassVar[tuple[str, ...]] = (FULL_TABLE,)  # the ones allowed; the first is the default
+    replication_key: ClassVar[str | None] = None
+    parent: ClassVar[str | None] = None  # tap_stream_id of the parent stream, for membership streams
 
     def sync(self, ctx):
         raise NotImplementedError
@@ -94,7 +95,7 @@ class PageScan:
     it starts over when its saved cursor vanished (restart), and what it does when
     the endpoint itself is gone (gone)."""
 
-    path = None
+    path: str  # set by each subclass, or per scan in __init__
     data_key = "contacts"
     total_key = "total_contacts"  # the page's count of everything the scan will read
 
@@ -431,7 +432,7 @@ def estimate_membership_requests(page, list_ids):
 
 class Contacts(Stream):
     tap_stream_id = "contacts"
-    key_properties = ["contact_id"]
+    key_properties: ClassVar[list[str]] = ["contact_id"]
     replication_methods = (INCREMENTAL, FULL_TABLE)
     replication_key = "updated_at"
 
@@ -448,9 +449,9 @@ class Contacts(Stream):
 class ParentStream(Stream):
     """lists / smart_segments: one request returns them all."""
 
-    path = None
-    data_key = None
-    id_key = None
+    path: ClassVar[str]
+    data_key: ClassVar[str]
+    id_key: ClassVar[str]
 
     def fetch(self, client):
         """Every parent object, as the API returns them. Cached per run by the context."""
@@ -474,9 +475,9 @@ class MembershipStream(Stream):
     Parents are scanned concurrently in order of id; state.MembershipPass keeps
     which are done and where the others stand."""
 
-    parent_stream = None
-    member_path = None
-    parent_key = None
+    parent_stream: ClassVar[ParentStream]
+    member_path: ClassVar[str]
+    parent_key: ClassVar[str]
 
     def sync(self, ctx):
         self.read_by_parents(ctx, ctx.begin_version(self.tap_stream_id))
@@ -561,7 +562,7 @@ class ParentScan(PageScan):
 
 class Lists(ParentStream):
     tap_stream_id = "lists"
-    key_properties = ["list_id"]
+    key_properties: ClassVar[list[str]] = ["list_id"]
     path = "/lists"
     data_key = "lists"
     id_key = "list_id"
@@ -569,7 +570,7 @@ class Lists(ParentStream):
 
 class SmartSegments(ParentStream):
     tap_stream_id = "smart_segments"
-    key_properties = ["segment_id"]
+    key_properties: ClassVar[list[str]] = ["segment_id"]
     path = "/smart_segments"
     data_key = "segments"
     id_key = "segment_id"
@@ -582,7 +583,7 @@ class ListsContacts(MembershipStream):
     scan's first page). `lists_contacts_source` forces one way."""
 
     tap_stream_id = "lists_contacts"
-    key_properties = ["list_id", "contact_id"]
+    key_properties: ClassVar[list[str]] = ["list_id", "contact_id"]
     parent = "lists"
     parent_stream = Lists()
     member_path = "/list/{}/contacts"
@@ -611,7 +612,7 @@ class SmartSegmentsContacts(MembershipStream):
     """Segment membership is not on the contact document: each segment's own scan."""
 
     tap_stream_id = "smart_segments_contacts"
-    key_properties = ["segment_id", "contact_id"]
+    key_properties: ClassVar[list[str]] = ["segment_id", "contact_id"]
     parent = "smart_segments"
     parent_stream = SmartSegments()
     member_path = "/smart_segments/{}/contacts"

@@ -124,7 +124,7 @@ class SyncContext:
         self.out = out or sys.stdout.buffer  # bytes: records are encoded by orjson
         self.lock = state.lock  # the output lock, which also guards the state document
         self.workers = workers
-        self._scheduler = None
+        self._scheduler: Scheduler | None = None  # set by run()
         self._parents = {}
         self._shared_scans = {}
         self.progress = Progress(self.order, client.stats)
@@ -204,6 +204,7 @@ class SyncContext:
 
     def add_scan(self, steps):
         """Run a scan's steps (PageScan.steps(), see scheduler.py) on the workers."""
+        assert self._scheduler is not None, "scans are added by the streams run() starts"
         self._scheduler.add(steps)
 
     # --- output ----------------------------------------------------------
