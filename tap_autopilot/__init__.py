@@ -309,6 +309,9 @@ def validate_config(config):
     workers = config.get("max_concurrent_requests")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ConfigError(f"Config 'max_concurrent_requests' must be a whole number of at least 1, not {workers!r}.")
+    from tap_autopilot.streams import membership_source  # imported here, like the sync: --help needs none of it
+
+    membership_source(config)  # TapError for a value that is not one of the sources
     return config
 
 

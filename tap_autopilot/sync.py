@@ -22,7 +22,7 @@ from tap_autopilot.discover import CUSTOM_FIELD_KEY
 from tap_autopilot.progress import Progress
 from tap_autopilot.scheduler import Scheduler
 from tap_autopilot.state import State
-from tap_autopilot.streams import STREAMS, VERSION_COLUMN, membership_source
+from tap_autopilot.streams import STREAMS, VERSION_COLUMN
 from tap_autopilot.transform import serialize, to_datetime
 
 LOGGER = logging.getLogger("tap_autopilot")
@@ -269,7 +269,6 @@ class SyncContext:
 
 def sync(client, config, state, catalog, on_start=None):
     """on_start(SyncContext), if given, is called before the sync begins (for stop())."""
-    membership_source(config)  # bad config fails before anything is written
     selected = selected_streams(catalog)
     if not selected:
         LOGGER.warning(
