@@ -155,11 +155,16 @@ class PageScan:
             raise RestartScan() from None
 
 
+def pages_for(count):
+    """Pages of PAGE_SIZE that `count` documents take (rounded up)."""
+    return -(-count // PAGE_SIZE)
+
+
 def pages_left(total, read):
     """Pages a scan still has to read, from the page's total."""
     if not isinstance(total, int) or isinstance(total, bool):
         return None
-    return max(0, -(-(total - read) // PAGE_SIZE))
+    return max(0, pages_for(total - read))
 
 
 # --- the contacts scan and what reads it ------------------------------------------------
@@ -423,7 +428,7 @@ def estimate_membership_requests(page, list_ids):
         for list_id in set(lists) if isinstance(lists, list) else ():
             if list_id in on_list:
                 on_list[list_id] += 1
-    list_pages = sum(max(1, -(-round(total * count / max(1, len(docs))) // PAGE_SIZE)) for count in on_list.values())
+    list_pages = sum(max(1, pages_for(round(total * count / max(1, len(docs))))) for count in on_list.values())
     return scan_pages, list_pages
 
 
