@@ -589,8 +589,8 @@ class ListsContacts(MembershipStream):
 
     tap_stream_id = "lists_contacts"
     key_properties: ClassVar[list[str]] = ["list_id", "contact_id"]
-    parent = "lists"
     parent_stream = Lists()
+    parent = parent_stream.tap_stream_id
     member_path = "/list/{}/contacts"
     parent_key = "list_id"
 
@@ -618,8 +618,8 @@ class SmartSegmentsContacts(MembershipStream):
 
     tap_stream_id = "smart_segments_contacts"
     key_properties: ClassVar[list[str]] = ["segment_id", "contact_id"]
-    parent = "smart_segments"
     parent_stream = SmartSegments()
+    parent = parent_stream.tap_stream_id
     member_path = "/smart_segments/{}/contacts"
     parent_key = "segment_id"
 
