@@ -50,20 +50,19 @@ class Bench:
         name = f"config-{os.getpid()}-{len(self._catalogs)}-{rate}.json"
         return write_json(os.path.join(self.workdir, name), config)
 
-    def our_catalog(self, sandbox, config_path):
-        key = ("ours", sandbox.base_url)
+    def _discovered(self, key, name, cmd):
+        """The catalog `cmd` (a tap's --discover) writes, run once per key."""
         if key not in self._catalogs:
-            result = subprocess.run(
-                [TAP, "--config", config_path, "--discover"],
-                capture_output=True,
-                text=True,
-                cwd=self.workdir,
-                timeout=120,
-            )
+            result = subprocess.run(cmd, capture_output=True, text=True, cwd=self.workdir, timeout=120)
             if result.returncode != 0:
-                raise RuntimeError(f"tap-autopilot --discover failed: {result.stderr[-2000:]}")
+                raise RuntimeError(f"{name} --discover failed: {result.stderr[-2000:]}")
             self._catalogs[key] = json.loads(result.stdout)
         return self._catalogs[key]
+
+    def our_catalog(self, sandbox, config_path):
+        return self._discovered(
+            ("ours", sandbox.base_url), "tap-autopilot", [TAP, "--config", config_path, "--discover"]
+        )
 
     def published_config(self):
         return write_json(
@@ -72,26 +71,18 @@ class Bench:
 
     def published_catalog(self, sandbox):
         key = ("0.3.0",)
-        if key not in self._catalogs:
-            result = subprocess.run(
-                [
-                    PUBLISHED_PY,
-                    PUBLISHED_WRAPPER,
-                    "--base-url",
-                    sandbox.base_url,
-                    "--config",
-                    self.published_config(),
-                    "--discover",
-                ],
-                capture_output=True,
-                text=True,
-                cwd=self.workdir,
-                timeout=120,
-            )
-            if result.returncode != 0:
-                raise RuntimeError(f"tap-autopilot 0.3.0 --discover failed: {result.stderr[-2000:]}")
-            self._catalogs[key] = json.loads(result.stdout)
-        return self._catalogs[key]
+        if key in self._catalogs:  # the config file is written once, with the catalog
+            return self._catalogs[key]
+        cmd = [
+            PUBLISHED_PY,
+            PUBLISHED_WRAPPER,
+            "--base-url",
+            sandbox.base_url,
+            "--config",
+            self.published_config(),
+            "--discover",
+        ]
+        return self._discovered(key, "tap-autopilot 0.3.0", cmd)
 
     # --- runs ---------------------------------------------------------------
 

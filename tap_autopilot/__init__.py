@@ -139,16 +139,17 @@ class Interrupted(BaseException):
         self.final_state_written = False
 
 
+_stop_signal_received: int | None = None
+
+
 def _on_stop_signal(signum, frame):
-    if _on_stop_signal.received is not None:
+    global _stop_signal_received
+    if _stop_signal_received is not None:
         # A second signal: the user insists. Exit now, whatever is in progress.
         os.write(2, f"CRITICAL {signal.Signals(signum).name} again: exiting at once.\n".encode())
         os._exit(exit_code_for(signum))
-    _on_stop_signal.received = signum
+    _stop_signal_received = signum
     raise Interrupted(signum)
-
-
-_on_stop_signal.received = None
 
 
 def _install_signal_handlers():
@@ -308,6 +309,9 @@ def validate_config(config):
     workers = config.get("max_concurrent_requests")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ConfigError(f"Config 'max_concurrent_requests' must be a whole number of at least 1, not {workers!r}.")
+    from tap_autopilot.streams import membership_source  # imported here, like the sync: --help needs none of it
+
+    membership_source(config)  # TapError for a value that is not one of the sources
     return config
 
 
@@ -377,9 +381,10 @@ def _sync_until_stopped(client, config, state, catalog):
     The main thread then never holds the output lock nor stands between a
     page's records and its STATE when a signal arrives; it stops the sync
     from outside (SyncContext.stop) without waiting for requests in flight."""
-    from tap_autopilot.sync import sync
+    from tap_autopilot.sync import SyncContext, sync
 
-    contexts, failure = [], []
+    contexts: list[SyncContext] = []
+    failure: list[BaseException] = []
 
     def work():
         try:

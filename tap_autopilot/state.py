@@ -27,9 +27,7 @@ import threading
 
 from tap_autopilot.transform import format_datetime, to_datetime
 
-# The keys of each kind of entry (and of its "scan").
-VERSION_KEYS = ("version", "complete")
-INCREMENTAL_SCAN_KEYS = ("threshold", "cursor", "max_updated_at", "started_at")
+# The keys a membership pass that reads each parent's pages keeps while it runs.
 MEMBERSHIP_PASS_KEYS = ("done_through", "done_beyond", "in_progress")
 
 

@@ -21,6 +21,7 @@ output, the thread pool and the HTTP client; state.py owns the state document.
 
 import datetime
 import logging
+from typing import ClassVar
 from urllib.parse import quote
 
 from tap_autopilot.client import PAGE_SIZE, NotFoundError, TapError
@@ -62,11 +63,11 @@ def contact_id(doc):
 
 
 class Stream:
-    tap_stream_id = None
-    key_properties = []
-    replication_methods = (FULL_TABLE,)  # the ones allowed; the first is the default
-    replication_key = None
-    parent = None  # tap_stream_id of the parent stream, for membership streams
+    tap_stream_id: ClassVar[str]
+    key_properties: ClassVar[list[str]] = []
+    replication_methods: ClassVar[tuple[str, ...]] = (FULL_TABLE,)  # the ones allowed; the first is the default
+    replication_key: ClassVar[str | None] = None
+    parent: ClassVar[str | None] = None  # tap_stream_id of the parent stream, for membership streams
 
     def sync(self, ctx):
         raise NotImplementedError
@@ -94,7 +95,7 @@ class PageScan:
     it starts over when its saved cursor vanished (restart), and what it does when
     the endpoint itself is gone (gone)."""
 
-    path = None
+    path: str  # set by each subclass, or per scan in __init__
     data_key = "contacts"
     total_key = "total_contacts"  # the page's count of everything the scan will read
 
@@ -154,11 +155,16 @@ class PageScan:
             raise RestartScan() from None
 
 
+def pages_for(count):
+    """Pages of PAGE_SIZE that `count` documents take (rounded up)."""
+    return -(-count // PAGE_SIZE)
+
+
 def pages_left(total, read):
     """Pages a scan still has to read, from the page's total."""
     if not isinstance(total, int) or isinstance(total, bool):
         return None
-    return max(0, -(-(total - read) // PAGE_SIZE))
+    return max(0, pages_for(total - read))
 
 
 # --- the contacts scan and what reads it ------------------------------------------------
@@ -422,7 +428,7 @@ def estimate_membership_requests(page, list_ids):
         for list_id in set(lists) if isinstance(lists, list) else ():
             if list_id in on_list:
                 on_list[list_id] += 1
-    list_pages = sum(max(1, -(-round(total * count / max(1, len(docs))) // PAGE_SIZE)) for count in on_list.values())
+    list_pages = sum(max(1, pages_for(round(total * count / max(1, len(docs))))) for count in on_list.values())
     return scan_pages, list_pages
 
 
@@ -431,7 +437,7 @@ def estimate_membership_requests(page, list_ids):
 
 class Contacts(Stream):
     tap_stream_id = "contacts"
-    key_properties = ["contact_id"]
+    key_properties: ClassVar[list[str]] = ["contact_id"]
     replication_methods = (INCREMENTAL, FULL_TABLE)
     replication_key = "updated_at"
 
@@ -448,9 +454,9 @@ class Contacts(Stream):
 class ParentStream(Stream):
     """lists / smart_segments: one request returns them all."""
 
-    path = None
-    data_key = None
-    id_key = None
+    path: ClassVar[str]
+    data_key: ClassVar[str]
+    id_key: ClassVar[str]
 
     def fetch(self, client):
         """Every parent object, as the API returns them. Cached per run by the context."""
@@ -474,9 +480,9 @@ class MembershipStream(Stream):
     Parents are scanned concurrently in order of id; state.MembershipPass keeps
     which are done and where the others stand."""
 
-    parent_stream = None
-    member_path = None
-    parent_key = None
+    parent_stream: ClassVar[ParentStream]
+    member_path: ClassVar[str]
+    parent_key: ClassVar[str]
 
     def sync(self, ctx):
         self.read_by_parents(ctx, ctx.begin_version(self.tap_stream_id))
@@ -561,7 +567,7 @@ class ParentScan(PageScan):
 
 class Lists(ParentStream):
     tap_stream_id = "lists"
-    key_properties = ["list_id"]
+    key_properties: ClassVar[list[str]] = ["list_id"]
     path = "/lists"
     data_key = "lists"
     id_key = "list_id"
@@ -569,7 +575,7 @@ class Lists(ParentStream):
 
 class SmartSegments(ParentStream):
     tap_stream_id = "smart_segments"
-    key_properties = ["segment_id"]
+    key_properties: ClassVar[list[str]] = ["segment_id"]
     path = "/smart_segments"
     data_key = "segments"
     id_key = "segment_id"
@@ -582,9 +588,9 @@ class ListsContacts(MembershipStream):
     scan's first page). `lists_contacts_source` forces one way."""
 
     tap_stream_id = "lists_contacts"
-    key_properties = ["list_id", "contact_id"]
-    parent = "lists"
+    key_properties: ClassVar[list[str]] = ["list_id", "contact_id"]
     parent_stream = Lists()
+    parent = parent_stream.tap_stream_id
     member_path = "/list/{}/contacts"
     parent_key = "list_id"
 
@@ -611,9 +617,9 @@ class SmartSegmentsContacts(MembershipStream):
     """Segment membership is not on the contact document: each segment's own scan."""
 
     tap_stream_id = "smart_segments_contacts"
-    key_properties = ["segment_id", "contact_id"]
-    parent = "smart_segments"
+    key_properties: ClassVar[list[str]] = ["segment_id", "contact_id"]
     parent_stream = SmartSegments()
+    parent = parent_stream.tap_stream_id
     member_path = "/smart_segments/{}/contacts"
     parent_key = "segment_id"
 

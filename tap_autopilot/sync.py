@@ -22,7 +22,7 @@ from tap_autopilot.discover import CUSTOM_FIELD_KEY
 from tap_autopilot.progress import Progress
 from tap_autopilot.scheduler import Scheduler
 from tap_autopilot.state import State
-from tap_autopilot.streams import STREAMS, VERSION_COLUMN, membership_source
+from tap_autopilot.streams import STREAMS, VERSION_COLUMN
 from tap_autopilot.transform import serialize, to_datetime
 
 LOGGER = logging.getLogger("tap_autopilot")
@@ -124,7 +124,7 @@ class SyncContext:
         self.out = out or sys.stdout.buffer  # bytes: records are encoded by orjson
         self.lock = state.lock  # the output lock, which also guards the state document
         self.workers = workers
-        self._scheduler = None
+        self._scheduler: Scheduler | None = None  # set by run()
         self._parents = {}
         self._shared_scans = {}
         self.progress = Progress(self.order, client.stats)
@@ -204,6 +204,7 @@ class SyncContext:
 
     def add_scan(self, steps):
         """Run a scan's steps (PageScan.steps(), see scheduler.py) on the workers."""
+        assert self._scheduler is not None, "scans are added by the streams run() starts"
         self._scheduler.add(steps)
 
     # --- output ----------------------------------------------------------
@@ -268,7 +269,6 @@ class SyncContext:
 
 def sync(client, config, state, catalog, on_start=None):
     """on_start(SyncContext), if given, is called before the sync begins (for stop())."""
-    membership_source(config)  # bad config fails before anything is written
     selected = selected_streams(catalog)
     if not selected:
         LOGGER.warning(

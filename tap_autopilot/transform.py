@@ -11,7 +11,9 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Callable
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import orjson
 from anyascii import anyascii
@@ -362,7 +364,8 @@ class ContactTransformer:
     def __init__(self, properties, custom_field_kinds):
         """properties: {column: schema} of the selected columns.
         custom_field_kinds: {column: Autopilot field name} for custom_* columns."""
-        self.custom = {}  # Autopilot field name -> (column, converter)
+        # Autopilot field name -> (column, converter); None: a field no column takes
+        self.custom: dict[Any, tuple[str, Callable[[Any], Any]] | None] = {}
         standard = []  # (column, raw keys, converter)
         # custom_* columns whose catalog entry lost the field name (a tool rewrote
         # the catalog): matched by column name when a field turns up.
@@ -415,7 +418,7 @@ class ContactTransformer:
         if extras:
             lines.append("    extra = {k: v for k, v in doc.items() if k not in known_keys}")
             values.append(f"{EXTRA_FIELDS_COLUMN!r}: extra or None")
-        custom_columns = [column for column, _ in self.custom.values()] + list(self._unnamed_custom)
+        custom_columns = [target[0] for target in self.custom.values() if target] + list(self._unnamed_custom)
         values += [f"{column!r}: None" for column in custom_columns]
         lines.append("    row = {" + ", ".join(values) + "}")
         if custom_columns:

@@ -50,7 +50,7 @@ class _Group:
         self.salt = salt
         self.threshold = int(share * (1 << 64))
         self.removed = set()  # contact indexes explicitly taken out
-        self.members = None  # array('I') of member indexes in API order, built on first use
+        self.members: array[int] | None = None  # array('I') of member indexes in API order, built on first use
 
     def is_member(self, i):
         return self.threshold and mix64(self.salt ^ i) < self.threshold and i not in self.removed
@@ -110,7 +110,7 @@ class Dataset:
         self._instants = max(1, int(contacts) // 4)
         self._overrides = {}  # index -> {"touch": n, "updated_ms": ms} or {"added": ms}
         self._deleted = set()
-        self._order = None  # array('I') of live indexes in API order, built on first use
+        self._order: array[int] | None = None  # array('I') of live indexes in API order, built on first use
         self._clock_ms = UPDATED_END  # mutations stamp times after every generated one
         self._touch_round = 0
         self._lock = threading.RLock()
@@ -156,14 +156,13 @@ class Dataset:
         contact_ids()), or None if it is not a live contact."""
         if self.index_of(contact_id) is None:
             return None
-        self._api_order()
         with self._lock:
-            return self._after(self._order, contact_id) - 1
+            return self._after(self._api_order(), contact_id) - 1
 
     def __len__(self):
         return len(self._api_order())
 
-    def _api_order(self):
+    def _api_order(self) -> "array[int]":  # quoted: array is not subscriptable at run time before 3.12
         """Live indexes in ascending contact id order (sorted once, then maintained)."""
         order = self._order
         if order is None:
@@ -216,9 +215,11 @@ class Dataset:
         span = updated - created
         cid = self._contact_id(i)
         shape = flags & 0xFFFF
-        touched = 0 if ov is None else ov.get("touch", 0)
-        if touched:
-            updated = ov["updated_ms"]
+        touched = 0
+        if ov is not None:
+            touched = ov.get("touch", 0)
+            if touched:
+                updated = ov["updated_ms"]
         fmt = self._time_format(flags)
         if recordings and shape < _MINIMAL:
             text = documents.minimal_json(cid, fmt(created), flags >> 20 & 1)
@@ -312,19 +313,17 @@ class Dataset:
 
     def _members(self, group):
         """Member indexes in API order, computed once per group (one cheap hash per contact)."""
-        self._api_order()
         with self._lock:
             if group.members is None:
-                group.members = array("I", (i for i in self._order if self._in_group(group, i)))
+                group.members = array("I", (i for i in self._api_order() if self._in_group(group, i)))
             return group.members
 
     # ----- pages -----------------------------------------------------------------
 
     def contacts_page(self, bookmark=None):
         """The Page of /contacts[/{bookmark}] (KeyError for an unknown bookmark)."""
-        self._api_order()
         with self._lock:
-            return self._page(self._order, bookmark)
+            return self._page(self._api_order(), bookmark)
 
     def list_page(self, list_id, bookmark=None):
         """The Page of /list/{id}/contacts[/{bookmark}] (KeyError: unknown list or bookmark)."""
@@ -375,9 +374,8 @@ class Dataset:
         Without contact_ids, touches `count` (default 1) contacts picked
         deterministically across the whole order.
         """
-        self._api_order()
         with self._lock:
-            order = self._order
+            order = self._api_order()
             if contact_ids is not None:
                 idx = self._indexes(contact_ids)
             else:
@@ -399,9 +397,8 @@ class Dataset:
         count = int(count)
         if count < 0:
             raise ValueError("count must be >= 0")
-        self._api_order()
         with self._lock:
-            order = self._order
+            order = self._api_order()
             new = range(self._allocated, self._allocated + count)
             groups = list(self._lists.values()) + list(self._segments.values())
             for i in new:
@@ -416,11 +413,10 @@ class Dataset:
 
     def delete_contacts(self, contact_ids):
         """The contacts vanish from /contacts, every list's and segment's pages, and dump()."""
-        self._api_order()
         with self._lock:
             gone = set(self._indexes(contact_ids))
             self._deleted = self._deleted | gone  # replaced, never edited: index_of reads it unlocked
-            self._order = array("I", (i for i in self._order if i not in gone))
+            self._order = array("I", (i for i in self._api_order() if i not in gone))
             for group in list(self._lists.values()) + list(self._segments.values()):
                 if group.members is not None:
                     group.members = array("I", (i for i in group.members if i not in gone))

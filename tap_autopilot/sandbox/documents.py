@@ -18,6 +18,7 @@ Two shapes:
 import json
 import random
 import unicodedata
+from typing import Any
 
 from .timestamps import iso_ms, rfc1123
 from .vocabulary import (
@@ -158,10 +159,10 @@ def _bool_map(r, pool, most):
 
 def _custom_value(r, field_type, recordings):
     if field_type in ("string", "picklist"):
-        value = COLORS[int(r() * len(COLORS))]
+        color = COLORS[int(r() * len(COLORS))]
         if recordings and r() < 0.1:
-            value = ""
-        return value
+            color = ""
+        return color
     if field_type == "integer":
         value = 1 + int(r() * 500)
     elif field_type == "float":
@@ -242,7 +243,7 @@ class Profile:
             "Unsubscribed": r() < 0.1,
             "owner_name": OWNERS[int(r() * len(OWNERS))],
         }
-        extras = {}
+        extras: dict[str, Any] = {}
         if recordings:
             self.email = "%s%%d@%s" % (slug, domain) if r() >= 0.1 else None  # some have no Email
             for key in ("FirstName", "LastName", "Name", "Unsubscribed") + _OPTIONAL:
@@ -284,7 +285,7 @@ class Profile:
             fields["anywhere_form_submits"] = _bool_map(r, FORMS, 3)
             fields["anywhere_utm"] = _bool_map(r, UTMS, 3)
         self._fields = fields
-        self._fields_json = [None, None]  # [PascalCase, snake_case], built on first use
+        self._fields_json: list[str | None] = [None, None]  # [PascalCase, snake_case], built on first use
 
         self.visit = r() if r() < 0.7 else None
         self.conversion = r() if self.visit is not None and r() < 0.5 else None

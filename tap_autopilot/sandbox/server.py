@@ -6,6 +6,7 @@ so faults are deterministic and a retried request is not faulted again (unless
 X_every is 1).  /_admin requests are never counted nor faulted.
 """
 
+import contextlib
 import json
 import socket
 import socketserver
@@ -13,7 +14,9 @@ import sys
 import threading
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import unquote
 
 from .dataset import Dataset
@@ -112,6 +115,7 @@ def _split_api_path(path):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive; every response carries Content-Length
     server_version = "AutopilotSandbox/1.0"
+    server: "_Server"
 
     def version_string(self):
         return self.server_version
@@ -130,10 +134,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.track(self.request, False)
 
     def handle(self):
-        try:
+        # the client may go away (e.g. its timeout fired during a stall)
+        with contextlib.suppress(ConnectionError, TimeoutError, OSError):
             super().handle()
-        except (ConnectionError, TimeoutError, OSError):
-            pass  # the client went away (e.g. its timeout fired during a stall)
 
     def log_message(self, fmt, *args):
         if self.server.sandbox.verbose:
@@ -286,7 +289,7 @@ def _page_body(page, dataset):
     return ('{"contacts":[%s],"total_contacts":%d%s' % (docs, page.total, tail)).encode("utf-8")
 
 
-_ROUTES = {
+_ROUTES: dict[str, Callable[..., bytes]] = {
     "contacts": lambda ds, bm: _page_body(ds.contacts_page(bm), ds),
     "custom_fields": lambda ds: _json_bytes(ds.custom_field_definitions()),
     "lists": lambda ds: _json_bytes({"lists": ds.lists()}),
@@ -353,7 +356,7 @@ class _Server(ThreadingHTTPServer):
     def server_bind(self):
         # HTTPServer.server_bind does a reverse DNS lookup (getfqdn): skip it.
         socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
+        self.server_name, self.server_port = self.socket.getsockname()[:2]  # what server_bind set server_address to
 
     def track(self, conn, alive):
         with self._conns_lock:
@@ -364,10 +367,8 @@ class _Server(ThreadingHTTPServer):
         with self._conns_lock:
             conns = list(self._conns)
         for conn in conns:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def handle_error(self, request, client_address):
         if self.sandbox.verbose:
@@ -417,11 +418,12 @@ class Sandbox:
         self._lock = threading.Lock()
         self._faults = dict(FAULT_DEFAULTS)
         self._faults.update(_check_faults(faults))
-        self._window = deque()  # arrival times within the last second (rate limit)
+        self._window: deque[float] = deque()  # arrival times within the last second (rate limit)
         self._throttled = 0  # 429s sent so far
         self._stopping = threading.Event()
-        self._server = None
-        self._thread = None
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._stats: dict[str, Any] = {}
         self.reset_stats()
 
     # ----- lifecycle ---------------------------------------------------------
@@ -445,7 +447,8 @@ class Sandbox:
         self._server.shutdown()
         self._server.server_close()
         self._server.close_connections()
-        self._thread.join(timeout=5)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
         self._server = None
         self._thread = None
 
@@ -518,7 +521,7 @@ class Sandbox:
             s["by_endpoint"][endpoint] = s["by_endpoint"].get(endpoint, 0) + 1
             s["paths"][path] += 1
             faults = dict(self._faults)
-            limited = False
+            limited = 0
             if faults["rate_limit"] is not None:
                 window = self._window
                 window.append(now)

@@ -4,8 +4,8 @@ milliseconds ('2015-04-29T23:15:25.347Z') and RFC 1123 ('Tue, 12 May 2015
 
 import time
 
-_DAY_PREFIX = {}  # day number -> 'YYYY-MM-DDT' (a few thousand days at most)
-_DAY_RFC = {}  # day number -> 'Tue, 12 May 2015 '
+_DAY_PREFIX: dict[int, str] = {}  # day number -> 'YYYY-MM-DDT' (a few thousand days at most)
+_DAY_RFC: dict[int, str] = {}  # day number -> 'Tue, 12 May 2015 '
 _WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
