@@ -1,5 +1,7 @@
-"""Small helpers for integration tests: a sandbox, a config, the installed tap CLI
-run as a subprocess, catalog selection, and checks on the tap's Singer output.
+"""The one place for integration-test helpers: a sandbox and its admin API, a config,
+the installed tap CLI run as a subprocess (to the end, or killed when its output says
+so), catalog selection, the sandbox's data as the rows each stream must hold, and
+checks on the tap's Singer output.
 
     with helpers.sandbox(contacts=300, seed=7) as sb:          # or the sandbox fixtures
         config = helpers.write_config(tmp_path, sb)
@@ -18,17 +20,70 @@ import contextlib
 import copy
 import datetime
 import json
+import os
 import re
+import signal
 import subprocess
+import tempfile
+import threading
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import tools
 
 from tap_autopilot.sandbox import Sandbox
+from tap_autopilot.streams import STREAMS
 
 API_KEY = "sandbox-key"
+# A key shaped like a real one, for tests that check it is never printed.
+SECRET_API_KEY = "sk-test-4b8d1f2a6c9e3b70-NEVER-PRINT"
 START_DATE = "2015-01-01T00:00:00Z"
+
+# ---- streams and their rows -----------------------------------------------------
+
+STREAM_NAMES = tuple(STREAMS)  # every stream of the tap, in its order
+# Every stream but contacts is full-table only (versioned passes, ACTIVATE_VERSION).
+FULL_TABLE_STREAMS = tuple(name for name in STREAM_NAMES if name != "contacts")
+# membership stream -> the key of its parent (list or segment) in each record
+PARENT_KEYS = {"lists_contacts": "list_id", "smart_segments_contacts": "segment_id"}
+_ID_KEYS = {"contacts": "contact_id", "lists": "list_id", "smart_segments": "segment_id"}
+
+
+def key_of(stream: str, record: dict) -> Any:
+    """The row's identity: its id, or (parent id, contact id) for a membership."""
+    if stream in PARENT_KEYS:
+        return (record[PARENT_KEYS[stream]], record["contact_id"])
+    return record[_ID_KEYS[stream]]
+
+
+def expected_keys(sb: Sandbox) -> dict[str, set]:
+    """{stream: the key_of every row the sandbox holds now}, read from the dataset."""
+    ds = sb.dataset
+    lists = [g["list_id"] for g in ds.lists()]
+    segments = [g["segment_id"] for g in ds.segments()]
+    return {
+        "contacts": set(ds.contact_ids()),
+        "lists": set(lists),
+        "smart_segments": set(segments),
+        "lists_contacts": {(lid, cid) for lid in lists for cid in ds.list_members(lid)},
+        "smart_segments_contacts": {(sid, cid) for sid in segments for cid in ds.segment_members(sid)},
+    }
+
+
+def instant(value) -> datetime.datetime:
+    """An API updated_at (ISO text or epoch ms) or a tap timestamp -> aware datetime."""
+    if isinstance(value, int):
+        return datetime.datetime.fromtimestamp(value / 1000, tz=datetime.UTC)
+    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def updated_since(sb: Sandbox, at: datetime.datetime) -> set:
+    """Ids of the sandbox's contacts updated at or after `at`."""
+    return {doc["contact_id"] for doc in sb.dataset.iter_contacts() if instant(doc["updated_at"]) >= at}
 
 
 # ---- sandbox and config -------------------------------------------------------
@@ -47,6 +102,19 @@ def sandbox(**kwargs):
         sb.stop()
 
 
+def admin(sb: Sandbox, name: str, body=None):
+    """The sandbox's admin HTTP API (mutations with a body, stats without): its JSON answer."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        sb.url + "/_admin/" + name,
+        data=data,
+        method="GET" if data is None else "POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
 def write_json(path, obj) -> str:
     """Write obj as JSON to path; returns the path as a str (handy as a CLI argument)."""
     Path(path).write_text(json.dumps(obj, indent=2), encoding="utf-8")
@@ -57,7 +125,8 @@ def write_config(tmp_path, sandbox, **overrides) -> str:
     """A tap config for the sandbox in tmp_path/config.json; returns its path.
 
     Defaults: api_key "sandbox-key", start_date 2015-01-01, the sandbox's base_url and
-    max_requests_per_second 100. An override of None removes that key.
+    max_requests_per_second 100. An override of None removes that key. `sandbox` may be
+    anything with a base_url (a stub server).
     """
     config = {
         "api_key": API_KEY,
@@ -80,21 +149,120 @@ def run_cli(args, timeout=120, **kwargs) -> subprocess.CompletedProcess:
     )
 
 
-def run_tap(args, timeout=120):
-    """Run the tap; returns (returncode, messages, stderr), messages being stdout parsed
-    line by line. Every stdout line must be one JSON Singer message."""
-    proc = run_cli(args, timeout=timeout)
+class TapRun:
+    """What one run of the tap wrote: exit code, raw stdout and stderr, its messages in
+    order, and whether the test killed it."""
+
+    def __init__(self, returncode: int, stdout: str, stderr: str, messages: list[dict], killed: bool = False):
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        self.messages = messages
+        self.killed = killed
+
+    def records(self, stream: str) -> list[dict]:
+        return records_by_stream(self.messages).get(stream, [])
+
+    def states(self) -> list[dict]:
+        return [m["value"] for m in self.messages if m.get("type") == "STATE"]
+
+    @property
+    def state(self) -> dict:
+        """The last STATE (the run must have written one)."""
+        state = last_state(self.messages)
+        assert state is not None, f"the tap wrote no STATE: {self!r}"
+        return state
+
+    def lines(self, level: str) -> list[str]:
+        """stderr lines of one log level ("WARNING", "CRITICAL", ...)."""
+        return [line for line in self.stderr.splitlines() if line.startswith(level + " ")]
+
+    def keys(self, stream: str) -> list:
+        """key_of every record of the stream, in output order."""
+        return [key_of(stream, r) for r in self.records(stream)]
+
+    def __repr__(self):  # what pytest shows when an assertion on a run fails
+        return f"TapRun(rc={self.returncode}, killed={self.killed}, stderr tail:\n{self.stderr[-3000:]})"
+
+
+def parse_messages(stdout: str, stderr: str = "") -> list[dict]:
+    """stdout parsed line by line: every line must be one JSON Singer message."""
     messages = []
-    for number, line in enumerate(proc.stdout.splitlines(), 1):
+    for number, line in enumerate(stdout.splitlines(), 1):
         if not line.strip():
             continue
         try:
             messages.append(json.loads(line))
         except ValueError:
             raise AssertionError(
-                f"stdout line {number} is not a JSON message: {line[:300]!r}\nstderr:\n{proc.stderr[-3000:]}"
+                f"stdout line {number} is not a JSON message: {line[:300]!r}\nstderr:\n{stderr[-3000:]}"
             ) from None
-    return proc.returncode, messages, proc.stderr
+    return messages
+
+
+def assert_clean(run: TapRun, secret: str) -> None:
+    """No traceback and the API key `secret` never shown, whatever happened."""
+    assert "Traceback" not in run.stderr and "Traceback" not in run.stdout, run
+    assert secret not in run.stderr, "the API key was printed on stderr"
+    assert secret not in run.stdout, "the API key was printed on stdout"
+
+
+def run_tap(args, timeout=120, env=None, secret: str | None = None) -> TapRun:
+    """Run the tap to its end. With `secret`, assert_clean(run, secret)."""
+    proc = run_cli(args, timeout=timeout, env=env)
+    run = TapRun(proc.returncode, proc.stdout, proc.stderr, parse_messages(proc.stdout, proc.stderr))
+    if secret is not None:
+        assert_clean(run, secret)
+    return run
+
+
+def run_and_kill(args, kill_when: Callable[[list[dict]], Any], timeout=120, secret: str | None = None) -> TapRun:
+    """Run the tap, reading its stdout line by line; SIGKILL it as soon as
+    kill_when(messages so far) is true, then keep what it had written before dying.
+    Fails if the tap finished before the condition was met. With `secret`, assert_clean."""
+    cmd = tools.tap_cmd() + [str(a) for a in args]
+    with tempfile.TemporaryFile() as stderr_file:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr_file)
+        assert proc.stdout is not None
+        watchdog = threading.Timer(timeout, proc.kill)
+        watchdog.start()
+        messages: list[dict] = []
+        raw: list[bytes] = []
+        killed = False
+        try:
+            for line in proc.stdout:
+                raw.append(line)
+                try:
+                    messages.append(json.loads(line))
+                except ValueError:
+                    assert killed, f"unparseable stdout line before the kill: {line[:200]!r}"
+                    continue  # the last line, cut by the kill: a target would never see it
+                if not killed and kill_when(messages):
+                    os.kill(proc.pid, signal.SIGKILL)
+                    killed = True
+        finally:
+            if proc.poll() is None and not killed:
+                proc.kill()
+            proc.wait()
+            watchdog.cancel()
+        stderr_file.seek(0)
+        stderr = stderr_file.read().decode("utf-8", "replace")
+    run = TapRun(proc.returncode, b"".join(raw).decode("utf-8", "replace"), stderr, messages, killed=killed)
+    assert killed and proc.returncode == -signal.SIGKILL, f"the tap ended before it could be killed: {run!r}"
+    if secret is not None:
+        assert_clean(run, secret)
+    return run
+
+
+def tap_args(tmp_path, config, catalog, state=None, name="run") -> list:
+    """--config, --catalog (a dict is written to tmp_path/<name>-catalog.json) and, with a
+    state, --state (written to tmp_path/<name>-state.json)."""
+    if isinstance(catalog, dict):
+        catalog = write_json(Path(tmp_path) / f"{name}-catalog.json", catalog)
+    args = ["--config", config, "--catalog", catalog]
+    if state is not None:
+        args += ["--state", write_json(Path(tmp_path) / f"{name}-state.json", state)]
+    return args
 
 
 def discover(config_path):
@@ -134,9 +302,9 @@ def select(catalog, streams=None, deselect_columns=None):
 # ---- reading the output -----------------------------------------------------------
 
 
-def records_by_stream(messages):
+def records_by_stream(messages) -> dict[str, list[dict]]:
     """{stream: [record, ...]} in output order."""
-    out = {}
+    out: dict[str, list[dict]] = {}
     for message in messages:
         if message.get("type") == "RECORD":
             out.setdefault(message["stream"], []).append(message["record"])
@@ -182,7 +350,10 @@ def validate_records(messages, max_errors=10):
     is valid (Draft 4, strict date-time) against the latest SCHEMA of its stream and has
     no column its SCHEMA lacks. Returns {stream: records checked}."""
     checker = _format_checker()
-    validators, properties, counts, errors = {}, {}, {}, []
+    validators: dict[str, jsonschema.Draft4Validator] = {}
+    properties: dict[str, set] = {}
+    counts: dict[str, int] = {}
+    errors: list[str] = []
     for number, message in enumerate(messages, 1):
         kind, stream = message.get("type"), message.get("stream")
         if kind == "SCHEMA":
@@ -205,3 +376,9 @@ def validate_records(messages, max_errors=10):
             break
     assert not errors, "invalid records:\n" + "\n".join(errors)
     return counts
+
+
+def assert_exactly_once(run: TapRun, stream: str) -> None:
+    """No row of the stream emitted twice within one run."""
+    repeated = [key for key, n in Counter(run.keys(stream)).items() if n > 1]
+    assert not repeated, f"{stream}: emitted more than once within one run: {repeated[:5]}"
