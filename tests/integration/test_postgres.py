@@ -143,7 +143,7 @@ class Warehouse:
             "lists",
             "anywhere_page_visits",
         )
-        return {row[0]: dict(zip(names, row)) for row in rows}
+        return {row[0]: dict(zip(names, row, strict=True)) for row in rows}
 
 
 def _assert_contact_matches(row: dict, doc: dict):

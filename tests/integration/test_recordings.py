@@ -100,7 +100,7 @@ def mismatches(doc, record, definitions, columns):
         check(column, typed(raw, kind), record.get(column))
     for column in dense.TIMESTAMPS:
         expected, got = raw_instant(doc.get(column)), record.get(column)
-        if not expected == (None if got is None else emitted(got)):
+        if expected != (None if got is None else emitted(got)):
             out.append(f"{doc['contact_id']} {column}: expected {expected}, got {got!r}")
     got = record.get("lists")  # absent in the document: on no list, []
     check("lists", sorted(doc.get("lists", [])), sorted(got) if isinstance(got, list) else got)
@@ -132,11 +132,9 @@ def synced(tmp_path_factory):
         config = helpers.write_config(tmp, sb)
         catalog = helpers.discover(config)
         selected = helpers.select(catalog)
-        code, messages, stderr = helpers.run_tap(
-            ["--config", config, "--catalog", helpers.write_json(tmp / "catalog.json", selected)]
-        )
-        assert code == 0, stderr[-3000:]
-    return truth, catalog, messages
+        run = helpers.run_tap(["--config", config, "--catalog", helpers.write_json(tmp / "catalog.json", selected)])
+        assert run.returncode == 0, run
+    return truth, catalog, run.messages
 
 
 def test_the_default_data_is_sparse_like_the_recordings(synced):
@@ -220,20 +218,18 @@ def test_extras_are_offered_not_selected_and_kept_when_selected(tmp_path, sandbo
     config = helpers.write_config(tmp_path, sb)
     catalog = helpers.discover(config)
     contacts_only = helpers.write_json(tmp_path / "c1.json", helpers.select(catalog, ["contacts"]))
-    code, messages, stderr = helpers.run_tap(["--config", config, "--catalog", contacts_only])
-    assert code == 0, stderr[-3000:]
-    assert all("extra_fields" not in r for r in helpers.records_by_stream(messages)["contacts"])
+    run = helpers.run_tap(["--config", config, "--catalog", contacts_only])
+    assert run.returncode == 0, run
+    assert all("extra_fields" not in r for r in helpers.records_by_stream(run.messages)["contacts"])
     selected = helpers.select(catalog, ["contacts"])
     entry = selected["streams"][[e["tap_stream_id"] for e in selected["streams"]].index("contacts")]
     for m in entry["metadata"]:
         if m["breadcrumb"] == ["properties", "extra_fields"]:
             m["metadata"]["selected"] = True
-    code, messages, stderr = helpers.run_tap(
-        ["--config", config, "--catalog", helpers.write_json(tmp_path / "c2.json", selected)]
-    )
-    assert code == 0, stderr[-3000:]
-    helpers.validate_records(messages)
-    records = {r["contact_id"]: r for r in helpers.records_by_stream(messages)["contacts"]}
+    run = helpers.run_tap(["--config", config, "--catalog", helpers.write_json(tmp_path / "c2.json", selected)])
+    assert run.returncode == 0, run
+    helpers.validate_records(run.messages)
+    records = {r["contact_id"]: r for r in helpers.records_by_stream(run.messages)["contacts"]}
     for doc in sb.dataset.iter_contacts():
         extras = {k: v for k, v in doc.items() if k in ("_rev", "api_originated", "employeesRange")}
         assert records[doc["contact_id"]]["extra_fields"] == (extras or None), doc["contact_id"]
@@ -247,10 +243,10 @@ def test_incremental_run_after_k_changes_emits_about_k(tmp_path, sandbox_factory
     config = helpers.write_config(tmp_path, sb)
     catalog = helpers.select(helpers.discover(config), ["contacts"], deselect_columns={"contacts": ["created_at"]})
     catalog_path = helpers.write_json(tmp_path / "catalog.json", catalog)
-    code, messages, stderr = helpers.run_tap(["--config", config, "--catalog", catalog_path])
-    assert code == 0, stderr[-3000:]
-    assert len(helpers.records_by_stream(messages)["contacts"]) == 1000
-    state = helpers.last_state(messages)
+    run = helpers.run_tap(["--config", config, "--catalog", catalog_path])
+    assert run.returncode == 0, run
+    assert len(helpers.records_by_stream(run.messages)["contacts"]) == 1000
+    state = helpers.last_state(run.messages)
 
     docs = list(sb.dataset.iter_contacts())
     sparse = [d["contact_id"] for d in docs if "updated_at" not in d][:10]
@@ -258,15 +254,15 @@ def test_incremental_run_after_k_changes_emits_about_k(tmp_path, sandbox_factory
     added = set(sb.dataset.add_contacts(17))
     assert any("updated_at" not in sb.dataset.contact(c) for c in added)
     changed = touched | added
-    code, messages, stderr = helpers.run_tap(
+    run = helpers.run_tap(
         ["--config", config, "--catalog", catalog_path, "--state", helpers.write_json(tmp_path / "state.json", state)]
     )
-    assert code == 0, stderr[-3000:]
-    emitted_ids = Counter(r["contact_id"] for r in helpers.records_by_stream(messages)["contacts"])
+    assert run.returncode == 0, run
+    emitted_ids = Counter(r["contact_id"] for r in helpers.records_by_stream(run.messages)["contacts"])
     assert max(emitted_ids.values()) == 1
     assert changed <= set(emitted_ids), f"lost: {sorted(changed - set(emitted_ids))[:5]}"
     assert len(emitted_ids) <= len(changed) + 10, f"{len(emitted_ids)} emitted after {len(changed)} changes"
-    assert all("created_at" not in r for r in helpers.records_by_stream(messages)["contacts"])
+    assert all("created_at" not in r for r in helpers.records_by_stream(run.messages)["contacts"])
 
 
 def test_429_with_both_bodies_and_no_retry_after_is_retried(tmp_path, sandbox_factory):
@@ -277,19 +273,19 @@ def test_429_with_both_bodies_and_no_retry_after_is_retried(tmp_path, sandbox_fa
     catalog = helpers.write_json(tmp_path / "catalog.json", helpers.select(helpers.discover(config)))
     truth = sb.dataset.dump()
     sb.reset_stats()
-    code, messages, stderr = helpers.run_tap(["--config", config, "--catalog", catalog])
-    assert code == 0, stderr[-3000:]
+    run = helpers.run_tap(["--config", config, "--catalog", catalog])
+    assert run.returncode == 0, run
     throttled = sb.stats()["status"].get("429", 0)
     assert throttled >= 2, "both bodies take turns: two 429s at least are needed to see both"
     warned = [
         line
-        for line in stderr.splitlines()
+        for line in run.stderr.splitlines()
         if line.startswith("WARNING") and re.search(r"throttled GET /\S+ \(429\); retrying in", line)
     ]
     assert len(warned) == throttled
-    assert "Traceback" not in stderr
-    helpers.validate_records(messages)
-    records = helpers.records_by_stream(messages)
+    assert "Traceback" not in run.stderr
+    helpers.validate_records(run.messages)
+    records = helpers.records_by_stream(run.messages)
     assert sorted(r["contact_id"] for r in records["contacts"]) == sorted(d["contact_id"] for d in truth["contacts"])
     assert {(r["list_id"], r["contact_id"]) for r in records["lists_contacts"]} == dense.membership(
         truth["list_members"]

@@ -266,14 +266,14 @@ def run(env, catalog, name, flag="--catalog", state=None, config=None):
     args = ["--config", config or env.config, flag, helpers.write_json(env.tmp / f"{name}.json", catalog)]
     if state is not None:
         args += ["--state", helpers.write_json(env.tmp / f"{name}-state.json", state)]
-    code, messages, stderr = helpers.run_tap(args)
-    assert code == 0, stderr[-3000:]
+    done = helpers.run_tap(args)
+    assert done.returncode == 0, done
     return SimpleNamespace(
-        messages=messages,
-        stderr=stderr,
-        records=helpers.records_by_stream(messages),
-        schemas=helpers.schemas_by_stream(messages),
-        state=helpers.last_state(messages),
+        messages=done.messages,
+        stderr=done.stderr,
+        records=helpers.records_by_stream(done.messages),
+        schemas=helpers.schemas_by_stream(done.messages),
+        state=helpers.last_state(done.messages),
     )
 
 

@@ -46,7 +46,7 @@ def request(sb, path, key=KEY, method="GET", body=None, timeout=5):
 
 
 def api(sb, path, **kw):
-    status, headers, body = request(sb, "/v1" + path, **kw)
+    status, _headers, body = request(sb, "/v1" + path, **kw)
     return status, json.loads(body)
 
 
@@ -295,7 +295,7 @@ def test_custom_field_definitions():
     assert sorted(d["fieldType"] for d in dense) == ["boolean", "date", "float", "integer", "string"]
     defs = Dataset(contacts=1).custom_field_definitions()
     assert {"Favorite Color", "favorite-color", "Größe"} <= {d["name"] for d in defs}
-    assert set(d["fieldType"] for d in defs) == {"boolean", "date", "float", "integer", "string", "picklist"}
+    assert {d["fieldType"] for d in defs} == {"boolean", "date", "float", "integer", "string", "picklist"}
     for d in defs + dense:
         assert set(d) == {"name", "fieldType", "key"}
         assert re.fullmatch(
@@ -589,8 +589,8 @@ def test_delete_contacts(fresh):
     assert admin(fresh, "delete_contacts", {"contact_ids": gone}) == {"ok": True}
     ids = [d["contact_id"] for d in scan(fresh, "/contacts")[1]]
     assert len(ids) == 250 - len(set(gone)) and not set(gone) & set(ids)
-    assert not set(gone) & set(d["contact_id"] for d in scan(fresh, "/list/%s/contacts" % lid)[1])
-    assert not set(gone) & set(d["contact_id"] for d in scan(fresh, "/smart_segments/%s/contacts" % sid)[1])
+    assert not set(gone) & {d["contact_id"] for d in scan(fresh, "/list/%s/contacts" % lid)[1]}
+    assert not set(gone) & {d["contact_id"] for d in scan(fresh, "/smart_segments/%s/contacts" % sid)[1]}
     dump = admin(fresh, "dump")
     assert [d["contact_id"] for d in dump["contacts"]] == ids
     assert not set(gone) & {c for members in dump["list_members"].values() for c in members}
