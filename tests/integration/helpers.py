@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime
+import email.utils
 import json
 import os
 import re
@@ -74,11 +75,81 @@ def expected_keys(sb: Sandbox) -> dict[str, set]:
     }
 
 
+# ---- the sandbox's raw documents, read independently of the tap ------------------
+
+# column -> the raw keys it may come under (PascalCase, then snake_case).
+STANDARD = {
+    "email": ("Email", "email"),
+    "first_name": ("FirstName", "first_name"),
+    "last_name": ("LastName", "last_name"),
+    "name": ("Name", "name"),
+    "salutation": ("Salutation", "salutation"),
+    "company": ("Company", "company"),
+    "number_of_employees": ("NumberOfEmployees", "number_of_employees"),
+    "title": ("Title", "title"),
+    "industry": ("Industry", "industry"),
+    "phone": ("Phone", "phone"),
+    "mobile_phone": ("MobilePhone", "mobile_phone"),
+    "fax": ("Fax", "fax"),
+    "website": ("Website", "website"),
+    "mailing_street": ("MailingStreet", "mailing_street"),
+    "mailing_city": ("MailingCity", "mailing_city"),
+    "mailing_state": ("MailingState", "mailing_state"),
+    "mailing_postal_code": ("MailingPostalCode", "mailing_postal_code"),
+    "mailing_country": ("MailingCountry", "mailing_country"),
+    "lead_source": ("LeadSource", "lead_source"),
+    "status": ("Status", "status"),
+    "linkedin": ("LinkedIn", "linkedin"),
+    "twitter": ("Twitter", "twitter"),
+    "unsubscribed": ("Unsubscribed", "unsubscribed"),
+    "owner_name": ("owner_name",),
+    "contact_id": ("contact_id",),
+    "company_priority": ("company_priority",),
+    "type": ("type",),
+}
+TIMESTAMPS = ("created_at", "updated_at", "first_visit_at", "first_conversion_at")
+ISO = re.compile(r"^\d{4}-\d\d-\d\dT")
+RFC1123 = re.compile(r"^[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT$")
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+def raw_value(doc: dict, keys):
+    """The value of the first of keys the document has (None if it has none)."""
+    for key in keys:
+        if key in doc:
+            return doc[key]
+    return None
+
+
 def instant(value) -> datetime.datetime:
-    """An API updated_at (ISO text or epoch ms) or a tap timestamp -> aware datetime."""
-    if isinstance(value, int):
-        return datetime.datetime.fromtimestamp(value / 1000, tz=datetime.UTC)
+    """A timestamp as the sandbox sends it (ISO 8601, RFC 1123, epoch ms) or as the tap
+    writes it -> aware datetime in UTC."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return EPOCH + datetime.timedelta(milliseconds=value)
+    if ISO.match(value):
+        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(datetime.UTC)
+    assert RFC1123.match(value), f"not a timestamp: {value!r}"
+    return email.utils.parsedate_to_datetime(value).astimezone(datetime.UTC)
+
+
+def raw_instant(value) -> datetime.datetime | None:
+    """instant(value), or None for a missing timestamp."""
+    return None if value is None else instant(value)
+
+
+def emitted_instant(value) -> datetime.datetime | None:
+    """A timestamp the tap emitted -> aware datetime; it must be an RFC 3339 string in UTC."""
+    if value is None:
+        return None
+    assert isinstance(value, str) and re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|\+00:00)$", value), (
+        f"not RFC 3339 UTC: {value!r}"
+    )
     return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def membership_pairs(members: dict) -> set:
+    """{parent id: [contact id, ...]} (a dump's list_members or segment_members) -> pairs."""
+    return {(group, contact) for group, contacts in members.items() for contact in contacts}
 
 
 def updated_since(sb: Sandbox, at: datetime.datetime) -> set:
@@ -121,17 +192,17 @@ def write_json(path, obj) -> str:
     return str(path)
 
 
-def write_config(tmp_path, sandbox, **overrides) -> str:
+def write_config(tmp_path, sandbox: Sandbox | None, **overrides) -> str:
     """A tap config for the sandbox in tmp_path/config.json; returns its path.
 
     Defaults: api_key "sandbox-key", start_date 2015-01-01, the sandbox's base_url and
-    max_requests_per_second 100. An override of None removes that key. `sandbox` may be
-    anything with a base_url (a stub server).
+    max_requests_per_second 100. An override of None removes that key. Without a sandbox
+    (a stub server instead), base_url must be given.
     """
     config = {
         "api_key": API_KEY,
         "start_date": START_DATE,
-        "base_url": sandbox.base_url,
+        "base_url": sandbox.base_url if sandbox else None,
         "max_requests_per_second": 100,
     }
     config.update(overrides)
@@ -153,12 +224,21 @@ class TapRun:
     """What one run of the tap wrote: exit code, raw stdout and stderr, its messages in
     order, and whether the test killed it."""
 
-    def __init__(self, returncode: int, stdout: str, stderr: str, messages: list[dict], killed: bool = False):
+    def __init__(
+        self, returncode: int, stdout: str, stderr: str, messages: list[dict] | None = None, killed: bool = False
+    ):
         self.returncode = returncode
         self.stdout = stdout
         self.stderr = stderr
-        self.messages = messages
+        self._messages = messages
         self.killed = killed
+
+    @property
+    def messages(self) -> list[dict]:
+        """The Singer messages on stdout (parsed when first asked for: --discover prints a catalog)."""
+        if self._messages is None:
+            self._messages = parse_messages(self.stdout, self.stderr)
+        return self._messages
 
     def records(self, stream: str) -> list[dict]:
         return records_by_stream(self.messages).get(stream, [])
@@ -210,7 +290,7 @@ def assert_clean(run: TapRun, secret: str) -> None:
 def run_tap(args, timeout=120, env=None, secret: str | None = None) -> TapRun:
     """Run the tap to its end. With `secret`, assert_clean(run, secret)."""
     proc = run_cli(args, timeout=timeout, env=env)
-    run = TapRun(proc.returncode, proc.stdout, proc.stderr, parse_messages(proc.stdout, proc.stderr))
+    run = TapRun(proc.returncode, proc.stdout, proc.stderr)
     if secret is not None:
         assert_clean(run, secret)
     return run
@@ -252,6 +332,16 @@ def run_and_kill(args, kill_when: Callable[[list[dict]], Any], timeout=120, secr
     if secret is not None:
         assert_clean(run, secret)
     return run
+
+
+def contacts_scan_position(sb: Sandbox, messages: list[dict]) -> int:
+    """How far the contacts scan of the last STATE got (index of its page cursor), or -1."""
+    for message in reversed(messages):
+        if message.get("type") == "STATE":
+            scan = message["value"]["bookmarks"].get("contacts", {}).get("scan") or {}
+            cursor = scan.get("cursor")
+            return sb.dataset.position_of(cursor) if cursor else -1
+    return -1
 
 
 def tap_args(tmp_path, config, catalog, state=None, name="run") -> list:
@@ -382,3 +472,94 @@ def assert_exactly_once(run: TapRun, stream: str) -> None:
     """No row of the stream emitted twice within one run."""
     repeated = [key for key, n in Counter(run.keys(stream)).items() if n > 1]
     assert not repeated, f"{stream}: emitted more than once within one run: {repeated[:5]}"
+
+
+# ---- PostgreSQL through meltanolabs-target-postgres ----------------------------------------
+
+SCHEMA = "autopilot"  # the target's default_target_schema in these tests
+
+
+def write_target_postgres_config(tmp_path, postgres, dbname: str) -> str:
+    """tmp_path/target-postgres.json: upserts, hard deletes, record metadata and
+    ACTIVATE_VERSION honoured (rows of older table versions deleted), into SCHEMA."""
+    return write_json(
+        Path(tmp_path) / "target-postgres.json",
+        postgres.target_postgres_config(
+            database=dbname,
+            default_target_schema=SCHEMA,
+            load_method="upsert",
+            hard_delete=True,
+            add_record_metadata=True,
+            activate_version=True,
+        ),
+    )
+
+
+def sync_into_postgres(
+    tmp: Path, name: str, config: str, catalog: str, target_config: str, state: str | None = None, timeout=600
+) -> dict:
+    """tap stdout -> target-postgres stdin (an OS pipe); returns the last STATE the target emitted."""
+    argv = tools.tap_cmd() + ["--config", config, "--catalog", catalog]
+    if state:
+        argv += ["--state", state]
+    tap_log, target_log = tmp / f"{name}.tap.log", tmp / f"{name}.target.log"
+    with open(tap_log, "wb") as tap_err, open(target_log, "wb") as target_err:
+        tap = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=tap_err)
+        assert tap.stdout is not None
+        target = subprocess.Popen(
+            [str(tools.TARGET_POSTGRES), "--config", target_config],
+            stdin=tap.stdout,
+            stdout=subprocess.PIPE,
+            stderr=target_err,
+        )
+        tap.stdout.close()  # only the target holds the read end
+        try:
+            out, _ = target.communicate(timeout=timeout)
+            tap.wait(timeout=timeout)
+        finally:
+            for proc in (tap, target):
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+    assert tap.returncode == 0, f"tap failed ({tap.returncode}):\n{tap_log.read_text()[-3000:]}"
+    assert target.returncode == 0, f"target failed ({target.returncode}):\n{target_log.read_text()[-5000:]}"
+    states = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
+    assert states, f"target-postgres emitted no state:\n{target_log.read_text()[-3000:]}"
+    return states[-1]
+
+
+class Warehouse:
+    """Queries on one database of the `postgres` fixture, tables in SCHEMA."""
+
+    def __init__(self, server, dbname):
+        self.server, self.dbname = server, dbname
+
+    def query(self, sql):
+        return self.server.query(sql, dbname=self.dbname)
+
+    def count(self, table):
+        return int(self.query(f"select count(*) from {SCHEMA}.{table}")[0][0])
+
+    def pairs(self, table, parent_key):
+        return set(self.query(f"select {parent_key}, contact_id from {SCHEMA}.{table}"))
+
+    def contacts(self):
+        """{contact_id: row dict} with the columns the tests compare."""
+        rows = self.query(f"""
+            select contact_id, email, first_name, title, custom_favorite_color, custom_seats,
+                   created_at::text, updated_at::text, array_to_json(lists)::text,
+                   array_to_json(anywhere_page_visits)::text
+            from {SCHEMA}.contacts""")
+        names = (
+            "contact_id",
+            "email",
+            "first_name",
+            "title",
+            "custom_favorite_color",
+            "custom_seats",
+            "created_at",
+            "updated_at",
+            "lists",
+            "anywhere_page_visits",
+        )
+        return {row[0]: dict(zip(names, row, strict=True)) for row in rows}

@@ -16,7 +16,6 @@ import tools
 
 import tap_autopilot
 
-STREAMS = ("contacts", "lists", "lists_contacts", "smart_segments", "smart_segments_contacts")
 SINGER_TYPES = {"SCHEMA", "RECORD", "STATE", "ACTIVATE_VERSION"}
 PLUGIN_FILE = tools.REPO_ROOT / "meltano-plugin.yml"
 # Setting kinds and extractor capabilities Meltano's meltano.yml schema accepts.
@@ -82,7 +81,7 @@ def test_about_describes_the_tap():
     assert about["secret_settings"] == ["api_key"]
     assert settings["request_timeout"]["type"] in ("integer", "number")
     assert settings["base_url"]["default"] == "https://api2.autopilothq.com/v1"
-    assert sorted(about["streams"]) == sorted(STREAMS)
+    assert sorted(about["streams"]) == sorted(helpers.STREAM_NAMES)
 
 
 def test_about_needs_no_config_and_leaks_nothing(tmp_path):

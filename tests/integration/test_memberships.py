@@ -17,7 +17,6 @@ from pathlib import Path
 import helpers
 import tools
 
-SCHEMA = "autopilot"
 README = tools.REPO_ROOT / "README.md"
 TIMEOUT = 600
 
@@ -127,17 +126,7 @@ def test_removed_memberships_leave_postgres_and_the_documented_query_over_append
     tools.require(tools.TARGET_POSTGRES, tools.TARGET_JSONL)
     sb = sandbox_factory(contacts=300, lists=4, segments=2, seed=53, awkward_ids=True)
     dbname = postgres.create_database("memberships")
-    pg_config = helpers.write_json(
-        tmp_path / "target-postgres.json",
-        postgres.target_postgres_config(
-            database=dbname,
-            default_target_schema=SCHEMA,
-            load_method="upsert",
-            hard_delete=True,
-            add_record_metadata=True,
-            activate_version=True,
-        ),
-    )
+    pg_config = helpers.write_target_postgres_config(tmp_path, postgres, dbname)
     jsonl_dir = tmp_path / "jsonl"
     jsonl_dir.mkdir()
     jsonl_config = helpers.write_json(
@@ -170,9 +159,11 @@ def test_removed_memberships_leave_postgres_and_the_documented_query_over_append
     assert not removed & current["lists_contacts"]
 
     # meltanolabs-target-postgres honours ACTIVATE_VERSION: the rows are gone.
-    in_pg = set(postgres.query(f"select list_id, contact_id from {SCHEMA}.lists_contacts", dbname=dbname))
+    in_pg = set(postgres.query(f"select list_id, contact_id from {helpers.SCHEMA}.lists_contacts", dbname=dbname))
     assert in_pg == current["lists_contacts"]
-    in_pg = set(postgres.query(f"select segment_id, contact_id from {SCHEMA}.smart_segments_contacts", dbname=dbname))
+    in_pg = set(
+        postgres.query(f"select segment_id, contact_id from {helpers.SCHEMA}.smart_segments_contacts", dbname=dbname)
+    )
     assert in_pg == current["smart_segments_contacts"]
 
     # target-jsonl ignores it and appends: both runs' rows are there, removed ones included...
@@ -212,17 +203,7 @@ def test_contacts_full_table_deleted_contacts_leave_postgres(tmp_path, sandbox_f
     tools.require(tools.TARGET_POSTGRES)
     sb = sandbox_factory(contacts=300, lists=3, segments=1, seed=54)
     dbname = postgres.create_database("contacts_full_table")
-    pg_config = helpers.write_json(
-        tmp_path / "target-postgres.json",
-        postgres.target_postgres_config(
-            database=dbname,
-            default_target_schema=SCHEMA,
-            load_method="upsert",
-            hard_delete=True,
-            add_record_metadata=True,
-            activate_version=True,
-        ),
-    )
+    pg_config = helpers.write_target_postgres_config(tmp_path, postgres, dbname)
     config = helpers.write_config(tmp_path, sb)
     catalog = catalog_file(tmp_path, config, streams=["contacts", "lists_contacts"], contacts_method="FULL_TABLE")
 
@@ -249,10 +230,12 @@ def test_contacts_full_table_deleted_contacts_leave_postgres(tmp_path, sandbox_f
     assert {r["contact_id"] for r in helpers.records_by_stream(messages)["contacts"]} == set(sb.dataset.contact_ids())
     version2 = helpers.last_state(messages)["bookmarks"]["contacts"]["version"]
     assert version2 > version1
-    in_pg = {row[0] for row in postgres.query(f"select contact_id from {SCHEMA}.contacts", dbname=dbname)}
+    in_pg = {row[0] for row in postgres.query(f"select contact_id from {helpers.SCHEMA}.contacts", dbname=dbname)}
     assert in_pg == set(sb.dataset.contact_ids()) and not in_pg & set(doomed)
-    assert postgres.query(f"select distinct table_version from {SCHEMA}.contacts", dbname=dbname) == [(str(version2),)]
-    in_pg = set(postgres.query(f"select list_id, contact_id from {SCHEMA}.lists_contacts", dbname=dbname))
+    assert postgres.query(f"select distinct table_version from {helpers.SCHEMA}.contacts", dbname=dbname) == [
+        (str(version2),)
+    ]
+    in_pg = set(postgres.query(f"select list_id, contact_id from {helpers.SCHEMA}.lists_contacts", dbname=dbname))
     assert in_pg == helpers.expected_keys(sb)["lists_contacts"]
 
 

@@ -19,7 +19,6 @@ from tap_autopilot.sandbox import Sandbox
 
 API_KEY = helpers.SECRET_API_KEY
 START_DATE = "2000-01-01T00:00:00Z"
-ALL_STREAMS = helpers.STREAM_NAMES
 # Every run here must be clean: no traceback, the key never printed.
 run_tap = functools.partial(helpers.run_tap, timeout=180, secret=API_KEY)
 run_and_kill = functools.partial(helpers.run_and_kill, secret=API_KEY)
@@ -77,7 +76,7 @@ def schema_order(out: helpers.TapRun):
 
 def test_kill_mid_contacts_scan_and_resume(tmp_path, sandbox_factory):
     sb = sandbox_factory(contacts=1500, lists=3, segments=2, seed=31, api_key=API_KEY, dense=True)
-    catalog = catalog_for(sb, tmp_path, ALL_STREAMS)
+    catalog = catalog_for(sb, tmp_path, helpers.STREAM_NAMES)
     expected = expected_data(sb)
     sb.set_faults(latency_ms=60)
     sb.reset_stats()
@@ -107,7 +106,7 @@ def test_kill_mid_contacts_scan_and_resume(tmp_path, sandbox_factory):
     assert second.returncode == 0, second
 
     # Nothing lost: the union of both runs is the sandbox's data, and each run emits a row once.
-    for stream in ALL_STREAMS:
+    for stream in helpers.STREAM_NAMES:
         helpers.assert_exactly_once(second, stream)
         union = set(first.keys(stream)) | set(second.keys(stream))
         assert union == expected[stream], f"{stream}: {len(expected[stream] - union)} rows lost"
@@ -134,16 +133,6 @@ def test_kill_mid_contacts_scan_and_resume(tmp_path, sandbox_factory):
         assert set(second.keys(stream)) == expected[stream], f"{stream} skipped on resume"
 
 
-def _scan_position(sb, messages):
-    """How far the contacts scan of the last STATE got (index of its page cursor), or -1."""
-    for message in reversed(messages):
-        if message.get("type") == "STATE":
-            scan = message["value"]["bookmarks"].get("contacts", {}).get("scan") or {}
-            cursor = scan.get("cursor")
-            return sb.dataset.position_of(cursor) if cursor else -1
-    return -1
-
-
 def _interrupted_incremental_scan(tmp_path, sb):
     """A complete run, then one killed half-way through its (incremental) contacts scan."""
     catalog = catalog_for(sb, tmp_path, ["contacts"])
@@ -154,7 +143,7 @@ def _interrupted_incremental_scan(tmp_path, sb):
     sb.set_faults(latency_ms=60)
     killed = run_and_kill(
         helpers.tap_args(tmp_path, config, catalog, state=full.state, name="killed"),
-        lambda messages: messages[-1].get("type") == "STATE" and _scan_position(sb, messages) >= 500,
+        lambda messages: messages[-1].get("type") == "STATE" and helpers.contacts_scan_position(sb, messages) >= 500,
     )
     sb.set_faults(latency_ms=None)
     entry = killed.state["bookmarks"]["contacts"]

@@ -23,7 +23,6 @@ import pytest
 import tools
 
 API_KEY = helpers.SECRET_API_KEY
-ALL_STREAMS = helpers.STREAM_NAMES
 run_tap = functools.partial(helpers.run_tap, timeout=180, secret=API_KEY)
 
 EXIT_CODES = {signal.SIGTERM: 143, signal.SIGINT: 130}
@@ -126,7 +125,7 @@ def _mid_membership_pass(messages):
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_mid_contacts_scan_then_resume(tmp_path, sandbox_factory, signum):
     sb = sandbox_factory(contacts=1500, lists=2, segments=1, seed=41, api_key=API_KEY)
-    catalog = catalog_for(tmp_path, sb, ALL_STREAMS)
+    catalog = catalog_for(tmp_path, sb, helpers.STREAM_NAMES)
     expected = helpers.expected_keys(sb)
     sb.set_faults(latency_ms=60)
     config = config_for(tmp_path, sb)
@@ -135,7 +134,7 @@ def test_signal_mid_contacts_scan_then_resume(tmp_path, sandbox_factory, signum)
     assert stopped.state["currently_syncing"] == "contacts"
     assert "updated_at" not in stopped.state["bookmarks"]["contacts"]
     sb.set_faults(latency_ms=None)
-    assert_resume_gives_the_union(tmp_path, config, catalog, stopped, expected, ALL_STREAMS)
+    assert_resume_gives_the_union(tmp_path, config, catalog, stopped, expected, helpers.STREAM_NAMES)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -157,7 +156,7 @@ def test_signal_mid_membership_pass_then_resume(tmp_path, sandbox_factory, signu
 def test_sigterm_while_a_request_is_stuck(tmp_path, sandbox_factory):
     """Every 4th request hangs for 10 minutes: the stop must not wait for it."""
     sb = sandbox_factory(contacts=1500, lists=2, segments=1, seed=43, api_key=API_KEY)
-    catalog = catalog_for(tmp_path, sb, ALL_STREAMS)
+    catalog = catalog_for(tmp_path, sb, helpers.STREAM_NAMES)
     expected = helpers.expected_keys(sb)
     sb.reset_stats()
     sb.set_faults(stall_every=4, stall_seconds=600)
@@ -169,7 +168,7 @@ def test_sigterm_while_a_request_is_stuck(tmp_path, sandbox_factory):
     )
     assert_stopped_cleanly(stopped, signal.SIGTERM)
     sb.set_faults(stall_every=None)
-    assert_resume_gives_the_union(tmp_path, config, catalog, stopped, expected, ALL_STREAMS)
+    assert_resume_gives_the_union(tmp_path, config, catalog, stopped, expected, helpers.STREAM_NAMES)
 
 
 def test_stop_while_the_output_is_blocked_is_bounded_and_a_second_signal_exits_at_once(tmp_path, sandbox_factory):
