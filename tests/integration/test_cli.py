@@ -142,7 +142,7 @@ def test_progress_and_summary_on_stderr_stdout_pure_singer(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     # stdout: nothing but Singer messages, one JSON object a line
-    records = Counter()
+    records: Counter[str] = Counter()
     for number, line in enumerate(proc.stdout.splitlines(), 1):
         message = json.loads(line)
         assert isinstance(message, dict) and message.get("type") in SINGER_TYPES, f"stdout line {number}: {line[:200]}"
@@ -152,7 +152,7 @@ def test_progress_and_summary_on_stderr_stdout_pure_singer(tmp_path):
     assert "Progress" not in proc.stdout and "summary" not in proc.stdout
 
     # the standard Singer record_count metrics add up to the records of each stream
-    counted = Counter()
+    counted: Counter[str] = Counter()
     for line in proc.stderr.splitlines():
         if line.startswith("INFO METRIC: "):
             point = json.loads(line[len("INFO METRIC: ") :])
@@ -186,9 +186,9 @@ def test_progress_and_summary_on_stderr_stdout_pure_singer(tmp_path):
     summary = lines[start + 1 :]
     table = {}
     for line in summary:
-        match = re.fullmatch(r"INFO\s+(\w+)\s+([\d,]+)\s+([\d,]+)", line)
-        if match:
-            table[match.group(1)] = _int(match.group(2))
+        row = re.fullmatch(r"INFO\s+(\w+)\s+([\d,]+)\s+([\d,]+)", line)
+        if row:
+            table[row.group(1)] = _int(row.group(2))
     assert table == expected
     totals = [m for m in map(_REQUESTS.search, summary) if m]
     assert len(totals) == 1

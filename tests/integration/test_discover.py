@@ -92,6 +92,15 @@ def snake(name):
     return re.sub(r"[^0-9a-z]+", "_", name.lower()).strip("_")
 
 
+# array-of-object kinds -> their items' properties and kinds (None: any type)
+ITEM_PROPERTIES: dict[str, dict[str, str | None]] = {
+    URL_FLAGS: {"url": "string", "value": "boolean"},
+    MAIL_EVENTS: {"id": "string", "timestamp": DATE_TIME},
+    # a value keeps whatever the field held: its type is the tap's choice
+    "custom-fields": {"kind": "string", "value": None, "field_type": "string", "deleted": "boolean"},
+}
+
+
 def types(schema):
     kind = schema.get("type", [])
     return set(kind if isinstance(kind, list) else [kind])
@@ -108,12 +117,7 @@ def kind_problem(schema, kind):
     elif kind in (URL_FLAGS, MAIL_EVENTS, "custom-fields"):
         items = schema.get("items") or {}
         props = items.get("properties") or {}
-        expected = {
-            URL_FLAGS: {"url": "string", "value": "boolean"},
-            MAIL_EVENTS: {"id": "string", "timestamp": DATE_TIME},
-            # a value keeps whatever the field held: its type is the tap's choice
-            "custom-fields": {"kind": "string", "value": None, "field_type": "string", "deleted": "boolean"},
-        }[kind]
+        expected = ITEM_PROPERTIES[kind]
         ok = (
             "array" in t
             and "object" in types(items)

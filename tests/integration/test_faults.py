@@ -258,7 +258,7 @@ class StubAPI:
     def __init__(self, routes, default=None):
         self.routes = routes
         self.default = default or (404, {"error": "Not Found", "message": "no such path"})
-        self.paths = []
+        self.paths: list[str] = []
         stub = self
 
         class Handler(BaseHTTPRequestHandler):

@@ -169,11 +169,13 @@ def without_version(records):
 
 
 def max_updated(docs):
-    return max(helpers.raw_instant(d["updated_at"]) for d in docs)
+    return max(helpers.instant(d["updated_at"]) for d in docs)
 
 
 def bookmark(state):
-    return helpers.emitted_instant(state["bookmarks"]["contacts"]["updated_at"])
+    at = helpers.emitted_instant(state["bookmarks"]["contacts"]["updated_at"])
+    assert at is not None, state
+    return at
 
 
 # ---- fixtures ---------------------------------------------------------------------
@@ -346,20 +348,20 @@ def test_selected_columns_keep_their_values(env, selective):
     for record in selective.records["contacts"]:
         doc = docs[record["contact_id"]]
         assert record["last_name"] == helpers.raw_value(doc, helpers.STANDARD["last_name"])
-        assert helpers.emitted_instant(record["updated_at"]) == helpers.raw_instant(doc["updated_at"])
+        assert helpers.emitted_instant(record["updated_at"]) == helpers.instant(doc["updated_at"])
 
 
 # ---- incremental ------------------------------------------------------------------
 
 
 def test_start_date_filters_the_first_run(env, tmp_path):
-    docs = sorted(env.data["contacts"], key=lambda d: helpers.raw_instant(d["updated_at"]))
+    docs = sorted(env.data["contacts"], key=lambda d: helpers.instant(d["updated_at"]))
     boundary = docs[len(docs) // 2]
-    start = helpers.raw_instant(boundary["updated_at"])
+    start = helpers.instant(boundary["updated_at"])
     # Exactly the boundary contact's instant (>= keeps it), written in another offset.
     config = helpers.write_config(tmp_path, env.sb, start_date=rfc3339(start, offset_minutes=330))
     out = run(env, helpers.select(env.catalog, streams=["contacts"]), "start", config=config)
-    expected = {d["contact_id"] for d in docs if helpers.raw_instant(d["updated_at"]) >= start}
+    expected = {d["contact_id"] for d in docs if helpers.instant(d["updated_at"]) >= start}
     assert boundary["contact_id"] in expected and len(expected) < len(docs)
     assert ids(out.records["contacts"]) == expected
     assert bookmark(out.state) == max_updated(docs)
@@ -382,12 +384,12 @@ def test_second_run_emits_only_contacts_updated_since(env, sandbox_factory, tmp_
 
     second = run(env, catalog, "incremental-2", state=first.state, config=config)
     since = bookmark(first.state)
-    expected = {d["contact_id"] for d in after if helpers.raw_instant(d["updated_at"]) >= since}
+    expected = {d["contact_id"] for d in after if helpers.instant(d["updated_at"]) >= since}
     emitted = ids(second.records["contacts"])
     assert emitted == expected
     assert touched <= emitted
     # Beyond the touched ones, only contacts exactly at the old bookmark come again.
-    assert {helpers.raw_instant(d["updated_at"]) for d in after if d["contact_id"] in emitted - touched} <= {since}
+    assert {helpers.instant(d["updated_at"]) for d in after if d["contact_id"] in emitted - touched} <= {since}
     problems = all_mismatches(
         [d for d in after if d["contact_id"] in emitted], second.records["contacts"], env.data["custom_fields"]
     )
@@ -396,6 +398,4 @@ def test_second_run_emits_only_contacts_updated_since(env, sandbox_factory, tmp_
     # The bookmark moves forward, but never past the time the scan began (less the
     # clock-skew margin): a change made during a scan must not fall behind it.
     assert since < bookmark(second.state) <= max_updated(after)
-    assert bookmark(second.state) <= min(
-        helpers.raw_instant(d["updated_at"]) for d in after if d["contact_id"] in touched
-    )
+    assert bookmark(second.state) <= min(helpers.instant(d["updated_at"]) for d in after if d["contact_id"] in touched)

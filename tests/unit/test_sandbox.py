@@ -191,8 +191,8 @@ def test_default_documents_look_like_the_recordings():
     """The [seen] facts of the API notes, in the default data."""
     ds = Dataset(contacts=3000, seed=2)
     assert ds.dump() == Dataset(contacts=3000, seed=2).dump()  # deterministic per seed
-    seen = Counter()
-    updated_at = Counter()
+    seen: Counter[str] = Counter()
+    updated_at: Counter[str] = Counter()
     for doc in ds.iter_contacts():
         cid = doc["contact_id"]
         seen["ap2"] += cid.startswith("person_AP2-")
@@ -391,8 +391,10 @@ def test_keep_alive_and_content_length(sb):
         conn.request("GET", path, headers={"autopilotapikey": KEY})
         resp = conn.getresponse()
         body = resp.read()
-        assert resp.status == 200 and int(resp.getheader("Content-Length")) == len(body)
-        assert resp.getheader("Content-Type").startswith("application/json")
+        length, content_type = resp.getheader("Content-Length"), resp.getheader("Content-Type")
+        assert length is not None and content_type is not None
+        assert resp.status == 200 and int(length) == len(body)
+        assert content_type.startswith("application/json")
         assert conn.sock is first_sock  # same socket: connection kept alive
     conn.close()
 
@@ -727,6 +729,7 @@ def test_cli_prints_base_url_and_exits_on_sigterm():
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert proc.stdout is not None
     try:
         line = proc.stdout.readline().strip()
         match = re.fullmatch(r"http://127\.0\.0\.1:(\d+)/v1", line)
