@@ -53,8 +53,14 @@ def write_config(tmp_path: Path, base_url: str, **overrides) -> str:
     """A config with our API key and the tap's own defaults unless overridden, but for
     memberships read list by list: these tests need the list pages' requests (their faults,
     404s and loops), which reading memberships from the contacts scan (issue 10) saves."""
-    overrides = {"max_requests_per_second": None, "lists_contacts_source": "lists", **overrides}
-    return helpers.write_config(tmp_path, None, base_url=base_url, api_key=API_KEY, start_date=START_DATE, **overrides)
+    config = {
+        "api_key": API_KEY,
+        "start_date": START_DATE,
+        "base_url": base_url,
+        "max_requests_per_second": None,
+        "lists_contacts_source": "lists",
+    }
+    return helpers.write_config(tmp_path, None, **{**config, **overrides})
 
 
 def catalog_file(tmp_path: Path, catalog) -> str:
