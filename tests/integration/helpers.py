@@ -210,6 +210,14 @@ def write_config(tmp_path, sandbox: Sandbox | None, **overrides) -> str:
     return write_json(Path(tmp_path) / "config.json", config)
 
 
+def write_secret_config(tmp_path, sandbox: Sandbox, **overrides) -> str:
+    """write_config for runs that are killed or stopped mid-scan and must never print
+    their key: SECRET_API_KEY (make the sandbox with api_key=SECRET_API_KEY), a
+    start_date before every contact and 10 requests a second."""
+    config = {"api_key": SECRET_API_KEY, "start_date": "2000-01-01T00:00:00Z", "max_requests_per_second": 10}
+    return write_config(tmp_path, sandbox, **{**config, **overrides})
+
+
 # ---- running the tap ------------------------------------------------------------
 
 

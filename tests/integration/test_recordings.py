@@ -279,9 +279,7 @@ def test_kill_mid_scan_add_contacts_before_the_saved_position_resume_and_run_aga
     does not see them, and the run after it takes them."""
     key = helpers.SECRET_API_KEY
     sb = sandbox_factory(contacts=1500, lists=1, segments=1, seed=13, api_key=key)
-    config = helpers.write_config(
-        tmp_path, sb, api_key=key, start_date="2000-01-01T00:00:00Z", max_requests_per_second=10
-    )
+    config = helpers.write_secret_config(tmp_path, sb)
     catalog = helpers.select(helpers.discover(config), streams=["contacts"])
     sb.set_faults(latency_ms=60)
 

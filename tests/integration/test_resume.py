@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import json
 from collections import Counter
-from pathlib import Path
 
 import helpers
 import pytest
@@ -18,19 +17,12 @@ import pytest
 from tap_autopilot.sandbox import Sandbox
 
 API_KEY = helpers.SECRET_API_KEY
-START_DATE = "2000-01-01T00:00:00Z"
 # Every run here must be clean: no traceback, the key never printed.
 run_tap = functools.partial(helpers.run_tap, timeout=180, secret=API_KEY)
 run_and_kill = functools.partial(helpers.run_and_kill, secret=API_KEY)
 
 
 # ----- helpers (on top of the shared helpers.py) ---------------------------------------
-
-
-def config_for(tmp_path: Path, sb: Sandbox, **overrides):
-    return helpers.write_config(
-        tmp_path, sb, api_key=API_KEY, start_date=START_DATE, max_requests_per_second=10, **overrides
-    )
 
 
 def unit_of(path):
@@ -55,11 +47,6 @@ def pages_read_twice(first_paths, second_paths):
     return twice
 
 
-def catalog_for(sb: Sandbox, tmp_path: Path, streams):
-    config = config_for(tmp_path, sb)
-    return helpers.select(helpers.discover(config), streams=streams)
-
-
 def expected_data(sb: Sandbox):
     """expected_keys, and the newest updated_at of every contact."""
     expected = helpers.expected_keys(sb)
@@ -76,11 +63,11 @@ def schema_order(out: helpers.TapRun):
 
 def test_kill_mid_contacts_scan_and_resume(tmp_path, sandbox_factory):
     sb = sandbox_factory(contacts=1500, lists=3, segments=2, seed=31, api_key=API_KEY, dense=True)
-    catalog = catalog_for(sb, tmp_path, helpers.STREAM_NAMES)
+    config = helpers.write_secret_config(tmp_path, sb)
+    catalog = helpers.select(helpers.discover(config), streams=helpers.STREAM_NAMES)
     expected = expected_data(sb)
     sb.set_faults(latency_ms=60)
     sb.reset_stats()
-    config = config_for(tmp_path, sb)
 
     def mid_scan(messages):
         if sum(1 for m in messages if m.get("type") == "RECORD" and m["stream"] == "contacts") < 400:
@@ -135,8 +122,8 @@ def test_kill_mid_contacts_scan_and_resume(tmp_path, sandbox_factory):
 
 def _interrupted_incremental_scan(tmp_path, sb):
     """A complete run, then one killed half-way through its (incremental) contacts scan."""
-    catalog = catalog_for(sb, tmp_path, ["contacts"])
-    config = config_for(tmp_path, sb)
+    config = helpers.write_secret_config(tmp_path, sb)
+    catalog = helpers.select(helpers.discover(config), streams=["contacts"])
     full = run_tap(helpers.tap_args(tmp_path, config, catalog, name="full"))
     assert full.returncode == 0, full
     done = full.state["bookmarks"]["contacts"]["updated_at"]
@@ -218,14 +205,14 @@ def _big_list_in_progress(stream, big, min_records):
 
 def test_kill_mid_membership_scan_and_resume(tmp_path, sandbox_factory):
     sb = sandbox_factory(contacts=3000, lists=2, segments=1, seed=34, api_key=API_KEY, dense=True)
-    catalog = catalog_for(sb, tmp_path, ["lists_contacts"])
+    config = helpers.write_secret_config(tmp_path, sb)
+    catalog = helpers.select(helpers.discover(config), streams=["lists_contacts"])
     expected = expected_data(sb)
     sizes = Counter(gid for gid, _ in expected["lists_contacts"])
     big = max(sizes, key=lambda gid: sizes[gid])
     assert sizes[big] > 1000
     sb.set_faults(latency_ms=60)
     sb.reset_stats()
-    config = config_for(tmp_path, sb)
 
     first = run_and_kill(
         helpers.tap_args(tmp_path, config, catalog, name="first"), _big_list_in_progress("lists_contacts", big, 300)
@@ -262,12 +249,12 @@ def test_kill_mid_membership_scan_and_resume(tmp_path, sandbox_factory):
 
 def test_list_deleted_between_kill_and_resume_is_dropped_cleanly(tmp_path, sandbox_factory):
     sb = sandbox_factory(contacts=3000, lists=2, segments=1, seed=37, api_key=API_KEY, dense=True)
-    catalog = catalog_for(sb, tmp_path, ["lists_contacts"])
+    config = helpers.write_secret_config(tmp_path, sb)
+    catalog = helpers.select(helpers.discover(config), streams=["lists_contacts"])
     expected = expected_data(sb)
     sizes = Counter(gid for gid, _ in expected["lists_contacts"])
     big = max(sizes, key=lambda gid: sizes[gid])
     sb.set_faults(latency_ms=60)
-    config = config_for(tmp_path, sb)
     first = run_and_kill(
         helpers.tap_args(tmp_path, config, catalog, name="first"), _big_list_in_progress("lists_contacts", big, 300)
     )
@@ -295,12 +282,12 @@ def test_list_deleted_between_kill_and_resume_is_dropped_cleanly(tmp_path, sandb
 def test_resume_runs_the_interrupted_stream_first_then_every_other(tmp_path, sandbox_factory):
     streams = ["lists", "lists_contacts", "smart_segments", "smart_segments_contacts"]
     sb = sandbox_factory(contacts=3000, lists=2, segments=2, seed=35, api_key=API_KEY, dense=True)
-    catalog = catalog_for(sb, tmp_path, streams)
+    config = helpers.write_secret_config(tmp_path, sb)
+    catalog = helpers.select(helpers.discover(config), streams=streams)
     expected = expected_data(sb)
     sizes = Counter(gid for gid, _ in expected["lists_contacts"])
     big = max(sizes, key=lambda gid: sizes[gid])
     sb.set_faults(latency_ms=60)
-    config = config_for(tmp_path, sb)
 
     first = run_and_kill(
         helpers.tap_args(tmp_path, config, catalog, name="first"), _big_list_in_progress("lists_contacts", big, 300)
@@ -333,9 +320,9 @@ def test_resume_runs_the_interrupted_stream_first_then_every_other(tmp_path, san
 def test_currently_syncing_an_unknown_stream_warns_and_runs_on(tmp_path, sandbox_factory, named):
     sb = sandbox_factory(contacts=300, lists=3, segments=2, seed=36, api_key=API_KEY, dense=True)
     streams = ["contacts", "lists", "lists_contacts"]
-    catalog = catalog_for(sb, tmp_path, streams)
+    config = helpers.write_secret_config(tmp_path, sb)
+    catalog = helpers.select(helpers.discover(config), streams=streams)
     expected = expected_data(sb)
-    config = config_for(tmp_path, sb)
     out = run_tap(helpers.tap_args(tmp_path, config, catalog, state={"currently_syncing": named, "bookmarks": {}}))
     assert out.returncode == 0, out
     assert [line for line in out.lines("WARNING") if named in line], out

@@ -32,16 +32,6 @@ EXIT_CODES = {signal.SIGTERM: 143, signal.SIGINT: 130}
 EXIT_BOUND_SECONDS = 30
 
 
-def config_for(tmp_path, sb, **overrides):
-    return helpers.write_config(
-        tmp_path, sb, api_key=API_KEY, start_date="2000-01-01T00:00:00Z", max_requests_per_second=10, **overrides
-    )
-
-
-def catalog_for(tmp_path, sb, streams):
-    return helpers.select(helpers.discover(config_for(tmp_path, sb)), streams=streams)
-
-
 def run_and_signal(args, signum, when, timeout=120) -> helpers.TapRun:
     """Run the tap reading its stdout line by line; send `signum` once when(messages
     so far) is true, then read to the end. Every line must be a whole JSON message."""
@@ -125,10 +115,10 @@ def _mid_membership_pass(messages):
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_mid_contacts_scan_then_resume(tmp_path, sandbox_factory, signum):
     sb = sandbox_factory(contacts=1500, lists=2, segments=1, seed=41, api_key=API_KEY)
-    catalog = catalog_for(tmp_path, sb, helpers.STREAM_NAMES)
+    config = helpers.write_secret_config(tmp_path, sb)
+    catalog = helpers.select(helpers.discover(config), streams=helpers.STREAM_NAMES)
     expected = helpers.expected_keys(sb)
     sb.set_faults(latency_ms=60)
-    config = config_for(tmp_path, sb)
     stopped = run_and_signal(helpers.tap_args(tmp_path, config, catalog, name="stopped"), signum, _mid_contacts_scan)
     assert_stopped_cleanly(stopped, signum)
     assert stopped.state["currently_syncing"] == "contacts"
@@ -141,10 +131,10 @@ def test_signal_mid_contacts_scan_then_resume(tmp_path, sandbox_factory, signum)
 def test_signal_mid_membership_pass_then_resume(tmp_path, sandbox_factory, signum):
     sb = sandbox_factory(contacts=1500, lists=3, segments=1, seed=42, api_key=API_KEY)
     streams = ["lists", "lists_contacts"]
-    catalog = catalog_for(tmp_path, sb, streams)
+    config = helpers.write_secret_config(tmp_path, sb)
+    catalog = helpers.select(helpers.discover(config), streams=streams)
     expected = helpers.expected_keys(sb)
     sb.set_faults(latency_ms=60)
-    config = config_for(tmp_path, sb)
     stopped = run_and_signal(helpers.tap_args(tmp_path, config, catalog, name="stopped"), signum, _mid_membership_pass)
     assert_stopped_cleanly(stopped, signum)
     entry = stopped.state["bookmarks"]["lists_contacts"]
@@ -156,11 +146,12 @@ def test_signal_mid_membership_pass_then_resume(tmp_path, sandbox_factory, signu
 def test_sigterm_while_a_request_is_stuck(tmp_path, sandbox_factory):
     """Every 4th request hangs for 10 minutes: the stop must not wait for it."""
     sb = sandbox_factory(contacts=1500, lists=2, segments=1, seed=43, api_key=API_KEY)
-    catalog = catalog_for(tmp_path, sb, helpers.STREAM_NAMES)
+    config = helpers.write_secret_config(tmp_path, sb)
+    catalog = helpers.select(helpers.discover(config), streams=helpers.STREAM_NAMES)
     expected = helpers.expected_keys(sb)
     sb.reset_stats()
     sb.set_faults(stall_every=4, stall_seconds=600)
-    config = config_for(tmp_path, sb, max_concurrent_requests=1)  # one worker: the stall holds the run
+    config = helpers.write_secret_config(tmp_path, sb, max_concurrent_requests=1)  # one worker: the stall holds the run
     stopped = run_and_signal(
         helpers.tap_args(tmp_path, config, catalog, name="stopped"),
         signal.SIGTERM,
@@ -176,8 +167,8 @@ def test_stop_while_the_output_is_blocked_is_bounded_and_a_second_signal_exits_a
     SIGTERM cannot write the final STATE without cutting that page: it gives up after
     a grace period (10 s) and says so; a second SIGTERM exits at once."""
     sb = sandbox_factory(contacts=1500, lists=1, segments=1, seed=44, api_key=API_KEY)
-    catalog = catalog_for(tmp_path, sb, ["contacts"])
-    config = config_for(tmp_path, sb)
+    config = helpers.write_secret_config(tmp_path, sb)
+    catalog = helpers.select(helpers.discover(config), streams=["contacts"])
     args = tools.tap_cmd() + [str(a) for a in helpers.tap_args(tmp_path, config, catalog, name="blocked")]
     results = {}
     for insist in (False, True):
@@ -225,7 +216,7 @@ def _blocked_writing_to_a_pipe(pid):
 
 def test_sigterm_during_discovery(tmp_path, sandbox_factory):
     sb = sandbox_factory(contacts=10, api_key=API_KEY, stall_every=1, stall_seconds=600)
-    config = config_for(tmp_path, sb)
+    config = helpers.write_secret_config(tmp_path, sb)
     proc = subprocess.Popen(
         tools.tap_cmd() + ["--config", config, "--discover"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
