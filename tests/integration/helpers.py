@@ -147,6 +147,12 @@ def emitted_instant(value) -> datetime.datetime | None:
     return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
+def custom_column(field_name: str) -> str:
+    """The column of a plain custom field: 'Favorite Color' -> 'custom_favorite_color'
+    (written here, independent of the tap)."""
+    return "custom_" + re.sub(r"[^0-9a-z]+", "_", field_name.lower()).strip("_")
+
+
 def membership_pairs(members: dict) -> set:
     """{parent id: [contact id, ...]} (a dump's list_members or segment_members) -> pairs."""
     return {(group, contact) for group, contacts in members.items() for contact in contacts}

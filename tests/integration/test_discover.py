@@ -2,7 +2,6 @@
 columns (standard and custom) and metadata, as the table reference and issue 2 say."""
 
 import json
-import re
 import urllib.request
 
 import helpers
@@ -85,11 +84,6 @@ DOCUMENTED_CONTACTS = {
 }
 # Autopilot custom field type -> column kind.
 CUSTOM_KINDS = {"string": "string", "integer": "integer", "float": "number", "boolean": "boolean", "date": DATE_TIME}
-
-
-def snake(name):
-    """'Favorite Color' -> 'favorite_color' (written here, independent of the tap)."""
-    return re.sub(r"[^0-9a-z]+", "_", name.lower()).strip("_")
 
 
 # array-of-object kinds -> their items' properties and kinds (None: any type)
@@ -220,7 +214,7 @@ def test_contacts_custom_field_columns_from_the_account(discovered):
     catalog, definitions, _ = discovered
     assert definitions, "the sandbox defines custom fields"
     properties = entry(catalog, "contacts")["schema"]["properties"]
-    expected = {"custom_" + snake(d["name"]): CUSTOM_KINDS[d["fieldType"]] for d in definitions}
+    expected = {helpers.custom_column(d["name"]): CUSTOM_KINDS[d["fieldType"]] for d in definitions}
     assert "custom_favorite_color" in expected  # the issue's own example
     custom_columns = {c for c in properties if c.startswith("custom_")}
     assert custom_columns == set(expected) | {"custom_fields"}

@@ -187,6 +187,12 @@ def test_contacts_touched_one_after_the_other_during_an_interrupted_scan_are_not
 # ----- membership scans ----------------------------------------------------------
 
 
+def _biggest_list(expected):
+    """(the list with the most members, {list id: its number of members})."""
+    sizes = Counter(gid for gid, _ in expected["lists_contacts"])
+    return max(sizes, key=lambda gid: sizes[gid]), sizes
+
+
 def _big_list_in_progress(stream, big, min_records):
     def check(messages):
         last = messages[-1]
@@ -208,8 +214,7 @@ def test_kill_mid_membership_scan_and_resume(tmp_path, sandbox_factory):
     config = helpers.write_secret_config(tmp_path, sb)
     catalog = helpers.select(helpers.discover(config), streams=["lists_contacts"])
     expected = expected_data(sb)
-    sizes = Counter(gid for gid, _ in expected["lists_contacts"])
-    big = max(sizes, key=lambda gid: sizes[gid])
+    big, sizes = _biggest_list(expected)
     assert sizes[big] > 1000
     sb.set_faults(latency_ms=60)
     sb.reset_stats()
@@ -252,8 +257,7 @@ def test_list_deleted_between_kill_and_resume_is_dropped_cleanly(tmp_path, sandb
     config = helpers.write_secret_config(tmp_path, sb)
     catalog = helpers.select(helpers.discover(config), streams=["lists_contacts"])
     expected = expected_data(sb)
-    sizes = Counter(gid for gid, _ in expected["lists_contacts"])
-    big = max(sizes, key=lambda gid: sizes[gid])
+    big, sizes = _biggest_list(expected)
     sb.set_faults(latency_ms=60)
     first = run_and_kill(
         helpers.tap_args(tmp_path, config, catalog, name="first"), _big_list_in_progress("lists_contacts", big, 300)
@@ -285,8 +289,7 @@ def test_resume_runs_the_interrupted_stream_first_then_every_other(tmp_path, san
     config = helpers.write_secret_config(tmp_path, sb)
     catalog = helpers.select(helpers.discover(config), streams=streams)
     expected = expected_data(sb)
-    sizes = Counter(gid for gid, _ in expected["lists_contacts"])
-    big = max(sizes, key=lambda gid: sizes[gid])
+    big, sizes = _biggest_list(expected)
     sb.set_faults(latency_ms=60)
 
     first = run_and_kill(

@@ -6,7 +6,6 @@ the tap's transform code: if both were wrong the same way, nothing would notice.
 
 import datetime
 import json
-import re
 from types import SimpleNamespace
 
 import helpers
@@ -37,10 +36,6 @@ def rfc3339(instant, offset_minutes=0):
     sign, minutes = "+-"[offset_minutes < 0], abs(offset_minutes)
     zone = "Z" if not offset_minutes else "%s%02d:%02d" % (sign, minutes // 60, minutes % 60)
     return local.strftime("%Y-%m-%dT%H:%M:%S.") + "%03d" % (local.microsecond // 1000) + zone
-
-
-def snake(name):
-    return re.sub(r"[^0-9a-z]+", "_", name.lower()).strip("_")
 
 
 def same_typed(expected, got):
@@ -124,7 +119,7 @@ def contact_mismatches(doc, record, custom_definitions):
         )
     fields = doc.get("custom_fields") or []
     for definition in custom_definitions:
-        column = "custom_" + snake(definition["name"])
+        column = helpers.custom_column(definition["name"])
         raw = next((f["value"] for f in fields if f["kind"] == definition["name"]), None)
         got = record.get(column)
         if definition["fieldType"] == "date":
