@@ -257,7 +257,7 @@ def test_list_deleted_between_kill_and_resume_is_dropped_cleanly(tmp_path, sandb
     config = helpers.write_secret_config(tmp_path, sb)
     catalog = helpers.select(helpers.discover(config), streams=["lists_contacts"])
     expected = expected_data(sb)
-    big, sizes = _biggest_list(expected)
+    big, _ = _biggest_list(expected)
     sb.set_faults(latency_ms=60)
     first = run_and_kill(
         helpers.tap_args(tmp_path, config, catalog, name="first"), _big_list_in_progress("lists_contacts", big, 300)
@@ -289,7 +289,7 @@ def test_resume_runs_the_interrupted_stream_first_then_every_other(tmp_path, san
     config = helpers.write_secret_config(tmp_path, sb)
     catalog = helpers.select(helpers.discover(config), streams=streams)
     expected = expected_data(sb)
-    big, sizes = _biggest_list(expected)
+    big, _ = _biggest_list(expected)
     sb.set_faults(latency_ms=60)
 
     first = run_and_kill(
