@@ -1,16 +1,18 @@
-"""The one place for integration-test helpers: a sandbox and its admin API, a config,
+"""The one place for integration-test helpers: a sandbox and its admin API, configs,
 the installed tap CLI run as a subprocess (to the end, or killed when its output says
-so), catalog selection, the sandbox's data as the rows each stream must hold, and
-checks on the tap's Singer output.
+so), catalog selection, the stream names (from tap_autopilot.streams), the sandbox's data
+as the rows each stream must hold, timestamps read independently of the tap, checks on
+the tap's Singer output, and the load into PostgreSQL through target-postgres.
 
     with helpers.sandbox(contacts=300, seed=7) as sb:          # or the sandbox fixtures
         config = helpers.write_config(tmp_path, sb)
         catalog = helpers.select(helpers.discover(config), streams=["contacts"])
-        code, messages, stderr = helpers.run_tap(
-            ["--config", config, "--catalog", helpers.write_json(tmp_path / "catalog.json", catalog)])
-        helpers.validate_records(messages)
-        rows = helpers.records_by_stream(messages)["contacts"]
+        run = helpers.run_tap(helpers.tap_args(tmp_path, config, catalog))
+        assert run.returncode == 0, run
+        helpers.validate_records(run.messages)
+        assert set(run.keys("contacts")) == helpers.expected_keys(sb)["contacts"]
 
+Test modules import helpers from here, never from each other.
 Import as ``helpers`` (conftest.py puts this directory on sys.path).
 """
 
