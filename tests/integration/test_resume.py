@@ -284,7 +284,7 @@ def test_list_deleted_between_kill_and_resume_is_dropped_cleanly(tmp_path, sandb
 
 
 def test_resume_runs_the_interrupted_stream_first_then_every_other(tmp_path, sandbox_factory):
-    streams = ["lists", "lists_contacts", "smart_segments", "smart_segments_contacts"]
+    streams = list(helpers.FULL_TABLE_STREAMS)
     sb = sandbox_factory(contacts=3000, lists=2, segments=2, seed=35, api_key=API_KEY, dense=True)
     config = helpers.write_secret_config(tmp_path, sb)
     catalog = helpers.select(helpers.discover(config), streams=streams)
