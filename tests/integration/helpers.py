@@ -160,9 +160,14 @@ def membership_pairs(members: dict) -> set:
     return {(group, contact) for group, contacts in members.items() for contact in contacts}
 
 
+def last_changed(doc: dict) -> datetime.datetime:
+    """When a raw contact last changed: updated_at, else created_at (never updated)."""
+    return instant(doc.get("updated_at") or doc["created_at"])
+
+
 def updated_since(sb: Sandbox, at: datetime.datetime) -> set:
-    """Ids of the sandbox's contacts updated at or after `at`."""
-    return {doc["contact_id"] for doc in sb.dataset.iter_contacts() if instant(doc["updated_at"]) >= at}
+    """Ids of the sandbox's contacts changed at or after `at`."""
+    return {doc["contact_id"] for doc in sb.dataset.iter_contacts() if last_changed(doc) >= at}
 
 
 # ---- sandbox and config -------------------------------------------------------

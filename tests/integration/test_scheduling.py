@@ -148,7 +148,7 @@ def test_sigterm_to_the_tap_lets_the_target_commit_and_the_next_run_resume(tmp_p
     assert "WARNING Stopped by SIGTERM." in stderr
     written = _contact_lines(tmp_path)  # every line whole (json.loads)
     state = json.loads((tmp_path / "state.json").read_text())
-    assert state["bookmarks"]["contacts"]["scan"]["bookmark"], "the target's state is not mid-scan"
+    assert state["bookmarks"]["contacts"]["scan"]["cursor"], "the target's state is not mid-scan"
     assert 0 < len(written) < 1500
 
     sb.set_faults(latency_ms=None)

@@ -99,7 +99,7 @@ def _mid_contacts_scan(messages):
     return (
         records >= 400
         and last.get("type") == "STATE"
-        and (last["value"]["bookmarks"].get("contacts", {}).get("scan") or {}).get("bookmark") is not None
+        and (last["value"]["bookmarks"].get("contacts", {}).get("scan") or {}).get("cursor") is not None
     )
 
 

@@ -38,12 +38,7 @@ def test_trickling_body_is_bounded_by_request_timeout_and_retried(tmp_path, sand
 
 def test_plain_date_start_date_on_a_first_run(tmp_path, sandbox_factory):
     sb = sandbox_factory(contacts=400, lists=1, segments=1, seed=52)
-    # When each contact last changed: updated_at, else created_at (the default data has
-    # contacts never updated, and RFC 1123 timestamps).
-    updated = sorted(
-        (helpers.instant(doc.get("updated_at") or doc["created_at"]), doc["contact_id"])
-        for doc in sb.dataset.iter_contacts()
-    )
+    updated = sorted((helpers.last_changed(doc), doc["contact_id"]) for doc in sb.dataset.iter_contacts())
     day = updated[len(updated) // 2][0].date()
     midnight = datetime.datetime.combine(day, datetime.time(), tzinfo=datetime.UTC)
     expected = {cid for at, cid in updated if at >= midnight}
