@@ -355,16 +355,6 @@ def run_and_kill(args, kill_when: Callable[[list[dict]], Any], timeout=120, secr
     return run
 
 
-def contacts_scan_position(sb: Sandbox, messages: list[dict]) -> int:
-    """How far the contacts scan of the last STATE got (index of its page cursor), or -1."""
-    for message in reversed(messages):
-        if message.get("type") == "STATE":
-            scan = message["value"]["bookmarks"].get("contacts", {}).get("scan") or {}
-            cursor = scan.get("cursor")
-            return sb.dataset.position_of(cursor) if cursor else -1
-    return -1
-
-
 def tap_args(tmp_path, config, catalog, state=None, name="run") -> list:
     """--config, --catalog (a dict is written to tmp_path/<name>-catalog.json) and, with a
     state, --state (written to tmp_path/<name>-state.json)."""
@@ -431,6 +421,16 @@ def last_state(messages):
     """The value of the last STATE message, or None if there is none."""
     states = [m["value"] for m in messages if m.get("type") == "STATE"]
     return states[-1] if states else None
+
+
+def contacts_scan_position(sb: Sandbox, messages: list[dict]) -> int:
+    """How far the contacts scan of the last STATE got (index of its page cursor), or -1."""
+    for message in reversed(messages):
+        if message.get("type") == "STATE":
+            scan = message["value"]["bookmarks"].get("contacts", {}).get("scan") or {}
+            cursor = scan.get("cursor")
+            return sb.dataset.position_of(cursor) if cursor else -1
+    return -1
 
 
 # A strict RFC 3339 date-time (jsonschema 2.6, which singer-python pins, only checks
