@@ -283,7 +283,7 @@ def test_bad_input_fails_with_one_clear_line(tmp_path, sb, catalog, case):
 def test_rfc3339_start_dates_are_accepted(tmp_path, sb, catalog, start_date):
     """The other side of the table: every RFC 3339 form passes (lower-case t and z too), and a plain date."""
     config = helpers.write_json(tmp_path / "config.json", dict(good_config(sb), start_date=start_date))
-    code, messages, stderr = helpers.run_tap(
+    run = helpers.run_tap(
         [
             "--config",
             config,
@@ -291,8 +291,8 @@ def test_rfc3339_start_dates_are_accepted(tmp_path, sb, catalog, start_date):
             helpers.write_json(tmp_path / "catalog.json", helpers.select(catalog, streams=["contacts"])),
         ]
     )
-    assert code == 0, stderr[-3000:]
-    contacts = helpers.records_by_stream(messages)["contacts"]
+    assert run.returncode == 0, run
+    contacts = helpers.records_by_stream(run.messages)["contacts"]
     assert {r["contact_id"] for r in contacts} == set(sb.dataset.contact_ids())
 
 
@@ -305,14 +305,14 @@ def test_catalog_naming_an_unknown_stream_warns_and_runs_on(tmp_path, sb, catalo
     stranger["tap_stream_id"] = stranger["stream"] = "campaigns"
     catalog["streams"].append(stranger)  # selected, like its model
     config = helpers.write_json(tmp_path / "config.json", good_config(sb))
-    code, messages, stderr = helpers.run_tap(
-        ["--config", config, "--catalog", helpers.write_json(tmp_path / "catalog.json", catalog)]
+    run = helpers.run_tap(["--config", config, "--catalog", helpers.write_json(tmp_path / "catalog.json", catalog)])
+    assert run.returncode == 0, run
+    assert [line for line in run.stderr.splitlines() if line.startswith("WARNING") and "'campaigns'" in line], (
+        run.stderr
     )
-    assert code == 0, stderr[-3000:]
-    assert [line for line in stderr.splitlines() if line.startswith("WARNING") and "'campaigns'" in line], stderr
-    assert not critical_lines(stderr) and "Traceback" not in stderr
-    assert API_KEY not in stderr + json.dumps(messages)
-    records = helpers.records_by_stream(messages)
+    assert not critical_lines(run.stderr) and "Traceback" not in run.stderr
+    assert API_KEY not in run.stderr + json.dumps(run.messages)
+    records = helpers.records_by_stream(run.messages)
     assert "campaigns" not in records
     assert {r["contact_id"] for r in records["contacts"]} == set(sb.dataset.contact_ids())
     assert {r["list_id"] for r in records["lists"]} == {item["list_id"] for item in sb.dataset.lists()}

@@ -16,7 +16,6 @@ import tools
 
 import tap_autopilot
 
-STREAMS = ("contacts", "lists", "lists_contacts", "smart_segments", "smart_segments_contacts")
 SINGER_TYPES = {"SCHEMA", "RECORD", "STATE", "ACTIVATE_VERSION"}
 PLUGIN_FILE = tools.REPO_ROOT / "meltano-plugin.yml"
 # Setting kinds and extractor capabilities Meltano's meltano.yml schema accepts.
@@ -82,7 +81,7 @@ def test_about_describes_the_tap():
     assert about["secret_settings"] == ["api_key"]
     assert settings["request_timeout"]["type"] in ("integer", "number")
     assert settings["base_url"]["default"] == "https://api2.autopilothq.com/v1"
-    assert sorted(about["streams"]) == sorted(STREAMS)
+    assert sorted(about["streams"]) == sorted(helpers.STREAM_NAMES)
 
 
 def test_about_needs_no_config_and_leaks_nothing(tmp_path):
@@ -143,7 +142,7 @@ def test_progress_and_summary_on_stderr_stdout_pure_singer(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     # stdout: nothing but Singer messages, one JSON object a line
-    records = Counter()
+    records: Counter[str] = Counter()
     for number, line in enumerate(proc.stdout.splitlines(), 1):
         message = json.loads(line)
         assert isinstance(message, dict) and message.get("type") in SINGER_TYPES, f"stdout line {number}: {line[:200]}"
@@ -153,7 +152,7 @@ def test_progress_and_summary_on_stderr_stdout_pure_singer(tmp_path):
     assert "Progress" not in proc.stdout and "summary" not in proc.stdout
 
     # the standard Singer record_count metrics add up to the records of each stream
-    counted = Counter()
+    counted: Counter[str] = Counter()
     for line in proc.stderr.splitlines():
         if line.startswith("INFO METRIC: "):
             point = json.loads(line[len("INFO METRIC: ") :])
@@ -187,9 +186,9 @@ def test_progress_and_summary_on_stderr_stdout_pure_singer(tmp_path):
     summary = lines[start + 1 :]
     table = {}
     for line in summary:
-        match = re.fullmatch(r"INFO\s+(\w+)\s+([\d,]+)\s+([\d,]+)", line)
-        if match:
-            table[match.group(1)] = _int(match.group(2))
+        row = re.fullmatch(r"INFO\s+(\w+)\s+([\d,]+)\s+([\d,]+)", line)
+        if row:
+            table[row.group(1)] = _int(row.group(2))
     assert table == expected
     totals = [m for m in map(_REQUESTS.search, summary) if m]
     assert len(totals) == 1

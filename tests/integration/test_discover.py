@@ -2,7 +2,6 @@
 columns (standard and custom) and metadata, as the table reference and issue 2 say."""
 
 import json
-import re
 import urllib.request
 
 import helpers
@@ -87,9 +86,13 @@ DOCUMENTED_CONTACTS = {
 CUSTOM_KINDS = {"string": "string", "integer": "integer", "float": "number", "boolean": "boolean", "date": DATE_TIME}
 
 
-def snake(name):
-    """'Favorite Color' -> 'favorite_color' (written here, independent of the tap)."""
-    return re.sub(r"[^0-9a-z]+", "_", name.lower()).strip("_")
+# array-of-object kinds -> their items' properties and kinds (None: any type)
+ITEM_PROPERTIES: dict[str, dict[str, str | None]] = {
+    URL_FLAGS: {"url": "string", "value": "boolean"},
+    MAIL_EVENTS: {"id": "string", "timestamp": DATE_TIME},
+    # a value keeps whatever the field held: its type is the tap's choice
+    "custom-fields": {"kind": "string", "value": None, "field_type": "string", "deleted": "boolean"},
+}
 
 
 def types(schema):
@@ -108,12 +111,7 @@ def kind_problem(schema, kind):
     elif kind in (URL_FLAGS, MAIL_EVENTS, "custom-fields"):
         items = schema.get("items") or {}
         props = items.get("properties") or {}
-        expected = {
-            URL_FLAGS: {"url": "string", "value": "boolean"},
-            MAIL_EVENTS: {"id": "string", "timestamp": DATE_TIME},
-            # a value keeps whatever the field held: its type is the tap's choice
-            "custom-fields": {"kind": "string", "value": None, "field_type": "string", "deleted": "boolean"},
-        }[kind]
+        expected = ITEM_PROPERTIES[kind]
         ok = (
             "array" in t
             and "object" in types(items)
@@ -216,7 +214,7 @@ def test_contacts_custom_field_columns_from_the_account(discovered):
     catalog, definitions, _ = discovered
     assert definitions, "the sandbox defines custom fields"
     properties = entry(catalog, "contacts")["schema"]["properties"]
-    expected = {"custom_" + snake(d["name"]): CUSTOM_KINDS[d["fieldType"]] for d in definitions}
+    expected = {helpers.custom_column(d["name"]): CUSTOM_KINDS[d["fieldType"]] for d in definitions}
     assert "custom_favorite_color" in expected  # the issue's own example
     custom_columns = {c for c in properties if c.startswith("custom_")}
     assert custom_columns == set(expected) | {"custom_fields"}

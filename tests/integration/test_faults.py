@@ -28,7 +28,6 @@ from tap_autopilot.sandbox import Sandbox
 
 API_KEY = "sk-faults-7f3a9c1e5b2d4f60-NEVER-PRINT"
 START_DATE = "2000-01-01T00:00:00Z"
-ALL_STREAMS = ("contacts", "lists", "lists_contacts", "smart_segments", "smart_segments_contacts")
 CUSTOM_COLUMNS = {
     "custom_favorite_color",
     "custom_seats",
@@ -41,40 +40,8 @@ CUSTOM_COLUMNS = {
 # ----- helpers (on top of the shared helpers.py) ---------------------------------------
 
 
-class TapRun:
-    """A finished tap process: exit code, raw stdout/stderr, parsed messages."""
-
-    def __init__(self, proc: subprocess.CompletedProcess):
-        self.returncode = proc.returncode
-        self.stdout = proc.stdout
-        self.stderr = proc.stderr
-
-    @property
-    def messages(self):
-        """Singer messages on stdout: after a clean exit every line must parse."""
-        out = []
-        for line in self.stdout.splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                assert self.returncode != 0, f"stdout line is not a JSON message: {line[:200]!r}"
-        return out
-
-    def lines(self, level):
-        return [line for line in self.stderr.splitlines() if line.startswith(level + " ")]
-
-    def records(self, stream):
-        return helpers.records_by_stream(self.messages).get(stream, [])
-
-    def states(self):
-        return [m["value"] for m in self.messages if m.get("type") == "STATE"]
-
-    def __repr__(self):  # what pytest shows when an assertion on a run fails
-        return f"TapRun(rc={self.returncode}, stderr tail:\n{self.stderr[-3000:]})"
-
-
-def run_tap(*args, timeout=240, env=None) -> TapRun:
-    return TapRun(helpers.run_cli(list(args), timeout=timeout, env=env))
+def run_tap(*args, timeout=240, env=None) -> helpers.TapRun:
+    return helpers.run_tap(list(args), timeout=timeout, env=env)
 
 
 # For tests whose retries are the point but whose backoff waits are not: the first backoff
@@ -86,16 +53,21 @@ def write_config(tmp_path: Path, base_url: str, **overrides) -> str:
     """A config with our API key and the tap's own defaults unless overridden, but for
     memberships read list by list: these tests need the list pages' requests (their faults,
     404s and loops), which reading memberships from the contacts scan (issue 10) saves."""
-    config = {"api_key": API_KEY, "start_date": START_DATE, "base_url": base_url, "lists_contacts_source": "lists"}
-    config.update(overrides)
-    return helpers.write_json(Path(tmp_path) / "config.json", config)
+    config = {
+        "api_key": API_KEY,
+        "start_date": START_DATE,
+        "base_url": base_url,
+        "max_requests_per_second": None,
+        "lists_contacts_source": "lists",
+    }
+    return helpers.write_config(tmp_path, None, **{**config, **overrides})
 
 
 def catalog_file(tmp_path: Path, catalog) -> str:
     return helpers.write_json(Path(tmp_path) / "catalog.json", catalog)
 
 
-def select(catalog, streams=ALL_STREAMS):
+def select(catalog, streams=helpers.STREAM_NAMES):
     return helpers.select(catalog, streams=list(streams))
 
 
@@ -106,37 +78,25 @@ def discover(config, env=None) -> dict:
     return json.loads(run.stdout)
 
 
-def assert_clean(run: TapRun):
+def assert_clean(run: helpers.TapRun):
     """No traceback and no API key, whatever happened."""
-    assert "Traceback" not in run.stderr and "Traceback" not in run.stdout, run
-    assert API_KEY not in run.stderr, "the API key was printed on stderr"
-    assert API_KEY not in run.stdout, "the API key was printed on stdout"
+    helpers.assert_clean(run, API_KEY)
 
 
 def expected_data(sb: Sandbox):
-    dump = sb.dataset.dump()
-    return {
-        "contacts": Counter(doc["contact_id"] for doc in dump["contacts"]),
-        "lists": {item["list_id"] for item in dump["lists"]},
-        "smart_segments": {item["segment_id"] for item in dump["segments"]},
-        "lists_contacts": Counter(
-            (list_id, cid) for list_id, members in dump["list_members"].items() for cid in members
-        ),
-        "smart_segments_contacts": Counter(
-            (sid, cid) for sid, members in dump["segment_members"].items() for cid in members
-        ),
-    }
+    """expected_keys, each row counted once: runs must match these counts exactly."""
+    return {stream: Counter(keys) for stream, keys in helpers.expected_keys(sb).items()}
 
 
-def assert_full_data(run: TapRun, expected):
+def assert_full_data(run: helpers.TapRun, expected):
     """Every contact exactly once, every list and segment, every membership pair exactly
     once, every record valid against its schema, and a final state with nothing pending."""
     messages = run.messages
     helpers.validate_records(messages)
     records = helpers.records_by_stream(messages)
     assert Counter(r["contact_id"] for r in records.get("contacts", [])) == expected["contacts"]
-    assert {r["list_id"] for r in records.get("lists", [])} == expected["lists"]
-    assert {r["segment_id"] for r in records.get("smart_segments", [])} == expected["smart_segments"]
+    assert {r["list_id"] for r in records.get("lists", [])} == set(expected["lists"])
+    assert {r["segment_id"] for r in records.get("smart_segments", [])} == set(expected["smart_segments"])
     assert (
         Counter((r["list_id"], r["contact_id"]) for r in records.get("lists_contacts", []))
         == expected["lists_contacts"]
@@ -150,21 +110,8 @@ def assert_full_data(run: TapRun, expected):
     assert "scan" not in final["bookmarks"]["contacts"]
 
 
-def warnings_matching(run: TapRun, pattern):
+def warnings_matching(run: helpers.TapRun, pattern):
     return [line for line in run.lines("WARNING") if re.search(pattern, line)]
-
-
-def admin(sb: Sandbox, name, body=None):
-    """The sandbox's admin HTTP API (mutations, stats)."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        sb.url + "/_admin/" + name,
-        data=data,
-        method="GET" if data is None else "POST",
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
 
 
 def api_get(sb: Sandbox, path):
@@ -317,7 +264,7 @@ class StubAPI:
     def __init__(self, routes, default=None):
         self.routes = routes
         self.default = default or (404, {"error": "Not Found", "message": "no such path"})
-        self.paths = []
+        self.paths: list[str] = []
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -391,12 +338,12 @@ def test_list_deleted_mid_run_is_skipped_with_a_warning(tmp_path, sandbox, catal
                 assert proc.poll() is None and time.monotonic() < deadline, "the tap never fetched /lists"
                 time.sleep(0.005)
             assert not any(doomed in path for path in sb.stats()["paths"]), "too late to delete the list"
-            admin(sb, "delete_list", {"list_id": doomed})
+            helpers.admin(sb, "delete_list", {"list_id": doomed})
             stdout, stderr = proc.communicate(timeout=120)
         finally:
             if proc.poll() is None:
                 proc.kill()
-    run = TapRun(subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr))
+    run = helpers.TapRun(proc.returncode, stdout, stderr)
     assert run.returncode == 0, run
     assert_clean(run)
     assert sb.stats()["status"].get("404") == 1

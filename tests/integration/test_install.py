@@ -79,7 +79,9 @@ def test_non_editable_install_runs_discovery_and_a_sync(tmp_path, sandbox_factor
         "smart_segments.json",
         "smart_segments_contacts.json",
     ]
-    declared = {re.match(r"[A-Za-z0-9._-]+", r).group(0).lower() for r in requires or []}
+    names = [re.match(r"[A-Za-z0-9._-]+", r) for r in requires or []]
+    assert all(names), requires
+    declared = {name.group(0).lower() for name in names if name}
     assert {"singer-python", "requests", "backoff"} <= declared, requires
 
     tap = venv / "bin" / "tap-autopilot"

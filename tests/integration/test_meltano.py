@@ -16,10 +16,9 @@ import os
 import signal
 import subprocess
 import time
-import urllib.request
 
+import helpers
 import tools
-from test_resume import changed_since, instant
 
 MELTANO = tools.TOOLS_DIR / "meltano" / "bin" / "meltano"
 API_KEY = "sk-meltano-9d2b7c41e0a6f358-NEVER-PRINT"
@@ -68,14 +67,7 @@ class Project:
 
 
 def _touch(sb, count):
-    request = urllib.request.Request(
-        sb.url + "/_admin/touch",
-        data=json.dumps({"count": count}).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return set(json.loads(response.read())["contact_ids"])
+    return set(helpers.admin(sb, "touch", {"count": count})["contact_ids"])
 
 
 def test_meltano4_readme_pipeline(tmp_path, sandbox_factory):
@@ -114,24 +106,24 @@ def test_meltano4_readme_pipeline(tmp_path, sandbox_factory):
 
     project.meltano("run", "tap-autopilot", "target-jsonl")
     first = project.contact_ids()
-    assert sorted(first) == sorted(changed_since(sb, instant("2020-01-01T00:00:00Z")))  # the plain date
+    assert sorted(first) == sorted(helpers.updated_since(sb, helpers.instant("2020-01-01T00:00:00Z")))  # the plain date
     state = project.state()
     assert state["currently_syncing"] is None
-    bookmark = instant(state["bookmarks"]["contacts"]["updated_at"])
+    bookmark = helpers.instant(state["bookmarks"]["contacts"]["updated_at"])
 
     touched = _touch(sb, 3)
-    expected = changed_since(sb, bookmark)
+    expected = helpers.updated_since(sb, bookmark)
     assert touched <= expected and len(expected) < 10
     project.meltano("run", "tap-autopilot", "target-jsonl")
     assert sorted(project.contact_ids()[len(first) :]) == sorted(expected), "the second run was not incremental"
     second = project.state()
-    assert instant(second["bookmarks"]["contacts"]["updated_at"]) > bookmark
+    assert helpers.instant(second["bookmarks"]["contacts"]["updated_at"]) > bookmark
 
     # README, "Scheduling": the job and schedule, run as its cron line runs it.
     project.meltano("job", "add", "autopilot", "--tasks", "[tap-autopilot target-jsonl]")
     project.meltano("schedule", "add", "autopilot-hourly", "--job", "autopilot", "--interval", "@hourly")
     written = len(project.contact_ids())
-    expected = changed_since(sb, instant(second["bookmarks"]["contacts"]["updated_at"])) | _touch(sb, 2)
+    expected = helpers.updated_since(sb, helpers.instant(second["bookmarks"]["contacts"]["updated_at"])) | _touch(sb, 2)
     project.meltano("schedule", "run", "autopilot-hourly")
     assert sorted(project.contact_ids()[written:]) == sorted(expected), "the scheduled run lost the state"
 

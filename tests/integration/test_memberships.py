@@ -11,28 +11,14 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import helpers
 import tools
-from test_resume import run_and_kill
 
-SCHEMA = "autopilot"
 README = tools.REPO_ROOT / "README.md"
 TIMEOUT = 600
-
-
-def truth(sb):
-    ds = sb.dataset
-    return {
-        "lists_contacts": {(g["list_id"], c) for g in ds.lists() for c in ds.list_members(g["list_id"])},
-        "smart_segments_contacts": {
-            (g["segment_id"], c) for g in ds.segments() for c in ds.segment_members(g["segment_id"])
-        },
-        "contacts": set(ds.contact_ids()),
-    }
 
 
 def pairs(records, parent_key):
@@ -49,14 +35,10 @@ def catalog_file(tmp_path, config, streams=None, contacts_method=None, name="cat
 
 
 def run(config, catalog, state=None, tmp_path=None, name="run"):
-    args = ["--config", config, "--catalog", catalog]
-    if state is not None:
-        args += ["--state", helpers.write_json(Path(tmp_path) / f"{name}-state.json", state)]
-    proc = helpers.run_cli(args, timeout=TIMEOUT)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr
-    messages = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
-    return proc.stdout, messages
+    done = helpers.run_tap(helpers.tap_args(tmp_path, config, catalog, state, name), timeout=TIMEOUT)
+    assert done.returncode == 0, done
+    assert "Traceback" not in done.stderr
+    return done.stdout, done.messages
 
 
 def pages(n):
@@ -69,7 +51,7 @@ def pages(n):
 def test_memberships_from_the_scan_equal_each_lists_members_without_a_list_request(tmp_path, sandbox_factory):
     # 7 lists: one nobody is on, one whose id needs escaping; 2 segments, one escaped too.
     sb = sandbox_factory(contacts=450, lists=7, segments=2, seed=51, awkward_ids=True)
-    expected = truth(sb)
+    expected = helpers.expected_keys(sb)
     sizes = {g["list_id"]: len(sb.dataset.list_members(g["list_id"])) for g in sb.dataset.lists()}
     assert 0 in sizes.values(), "the dataset should have a list nobody is on"
     awkward = [lid for lid in sizes if "/" in lid]
@@ -101,7 +83,10 @@ def test_memberships_without_contacts_selected_take_the_cheaper_way(tmp_path, sa
     catalog = catalog_file(tmp_path, config, streams=["lists_contacts"])
     sb.reset_stats()
     _, messages = run(config, catalog)
-    assert set(pairs(helpers.records_by_stream(messages)["lists_contacts"], "list_id")) == truth(sb)["lists_contacts"]
+    assert (
+        set(pairs(helpers.records_by_stream(messages)["lists_contacts"], "list_id"))
+        == helpers.expected_keys(sb)["lists_contacts"]
+    )
     by_endpoint = sb.stats()["by_endpoint"]
     assert (by_endpoint["contacts"], by_endpoint["list_contacts"], by_endpoint["lists"]) == (3, 0, 1)
 
@@ -109,7 +94,10 @@ def test_memberships_without_contacts_selected_take_the_cheaper_way(tmp_path, sa
     config = helpers.write_config(tmp_path, sb, lists_contacts_source="lists")
     sb.reset_stats()
     _, messages = run(config, catalog)
-    assert set(pairs(helpers.records_by_stream(messages)["lists_contacts"], "list_id")) == truth(sb)["lists_contacts"]
+    assert (
+        set(pairs(helpers.records_by_stream(messages)["lists_contacts"], "list_id"))
+        == helpers.expected_keys(sb)["lists_contacts"]
+    )
     assert sb.stats()["by_endpoint"]["contacts"] == 0 and sb.stats()["by_endpoint"]["list_contacts"] == 4
 
 
@@ -127,8 +115,9 @@ def documented_query(table):
     """The README's current-rows query for `table` (its first sql block names lists_contacts)."""
     text = README.read_text(encoding="utf-8")
     section = text[text.index("**Removals") :]
-    sql = re.search(r"```sql\n(.*?)```", section, re.S).group(1)
-    return sql.replace("lists_contacts", table)
+    sql = re.search(r"```sql\n(.*?)```", section, re.S)
+    assert sql, "no sql block in the README's Removals section"
+    return sql.group(1).replace("lists_contacts", table)
 
 
 def test_removed_memberships_leave_postgres_and_the_documented_query_over_appended_rows(
@@ -137,17 +126,7 @@ def test_removed_memberships_leave_postgres_and_the_documented_query_over_append
     tools.require(tools.TARGET_POSTGRES, tools.TARGET_JSONL)
     sb = sandbox_factory(contacts=300, lists=4, segments=2, seed=53, awkward_ids=True)
     dbname = postgres.create_database("memberships")
-    pg_config = helpers.write_json(
-        tmp_path / "target-postgres.json",
-        postgres.target_postgres_config(
-            database=dbname,
-            default_target_schema=SCHEMA,
-            load_method="upsert",
-            hard_delete=True,
-            add_record_metadata=True,
-            activate_version=True,
-        ),
-    )
+    pg_config = helpers.write_target_postgres_config(tmp_path, postgres, dbname)
     jsonl_dir = tmp_path / "jsonl"
     jsonl_dir.mkdir()
     jsonl_config = helpers.write_json(
@@ -176,13 +155,15 @@ def test_removed_memberships_leave_postgres_and_the_documented_query_over_append
     ds.remove_from_segment(segment, off_segment)
     removed = {(lid, cid) for lid, cids in off.items() for cid in cids}
     sync("run2", state)
-    current = truth(sb)
+    current = helpers.expected_keys(sb)
     assert not removed & current["lists_contacts"]
 
     # meltanolabs-target-postgres honours ACTIVATE_VERSION: the rows are gone.
-    in_pg = set(postgres.query(f"select list_id, contact_id from {SCHEMA}.lists_contacts", dbname=dbname))
+    in_pg = set(postgres.query(f"select list_id, contact_id from {helpers.SCHEMA}.lists_contacts", dbname=dbname))
     assert in_pg == current["lists_contacts"]
-    in_pg = set(postgres.query(f"select segment_id, contact_id from {SCHEMA}.smart_segments_contacts", dbname=dbname))
+    in_pg = set(
+        postgres.query(f"select segment_id, contact_id from {helpers.SCHEMA}.smart_segments_contacts", dbname=dbname)
+    )
     assert in_pg == current["smart_segments_contacts"]
 
     # target-jsonl ignores it and appends: both runs' rows are there, removed ones included...
@@ -222,17 +203,7 @@ def test_contacts_full_table_deleted_contacts_leave_postgres(tmp_path, sandbox_f
     tools.require(tools.TARGET_POSTGRES)
     sb = sandbox_factory(contacts=300, lists=3, segments=1, seed=54)
     dbname = postgres.create_database("contacts_full_table")
-    pg_config = helpers.write_json(
-        tmp_path / "target-postgres.json",
-        postgres.target_postgres_config(
-            database=dbname,
-            default_target_schema=SCHEMA,
-            load_method="upsert",
-            hard_delete=True,
-            add_record_metadata=True,
-            activate_version=True,
-        ),
-    )
+    pg_config = helpers.write_target_postgres_config(tmp_path, postgres, dbname)
     config = helpers.write_config(tmp_path, sb)
     catalog = catalog_file(tmp_path, config, streams=["contacts", "lists_contacts"], contacts_method="FULL_TABLE")
 
@@ -252,34 +223,25 @@ def test_contacts_full_table_deleted_contacts_leave_postgres(tmp_path, sandbox_f
     assert activate > max(i for i, m in enumerate(messages) if m.get("stream") == "contacts" and m["type"] == "RECORD")
 
     doomed = sb.dataset.contact_ids()[10:300:29]
-    admin(sb, "delete_contacts", {"contact_ids": doomed})
+    helpers.admin(sb, "delete_contacts", {"contact_ids": doomed})
     stdout, messages = run(config, catalog, state, tmp_path, "run2")
     load([str(tools.TARGET_POSTGRES), "--config", pg_config], stdout, tmp_path / "run2.pg.log")
     # every contact again (not only the changed ones), under a new version
     assert {r["contact_id"] for r in helpers.records_by_stream(messages)["contacts"]} == set(sb.dataset.contact_ids())
     version2 = helpers.last_state(messages)["bookmarks"]["contacts"]["version"]
     assert version2 > version1
-    in_pg = {row[0] for row in postgres.query(f"select contact_id from {SCHEMA}.contacts", dbname=dbname)}
+    in_pg = {row[0] for row in postgres.query(f"select contact_id from {helpers.SCHEMA}.contacts", dbname=dbname)}
     assert in_pg == set(sb.dataset.contact_ids()) and not in_pg & set(doomed)
-    assert postgres.query(f"select distinct table_version from {SCHEMA}.contacts", dbname=dbname) == [(str(version2),)]
-    in_pg = set(postgres.query(f"select list_id, contact_id from {SCHEMA}.lists_contacts", dbname=dbname))
-    assert in_pg == truth(sb)["lists_contacts"]
-
-
-def admin(sb, name, body):
-    request = urllib.request.Request(
-        sb.url + "/_admin/" + name,
-        data=json.dumps(body).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
+    assert postgres.query(f"select distinct table_version from {helpers.SCHEMA}.contacts", dbname=dbname) == [
+        (str(version2),)
+    ]
+    in_pg = set(postgres.query(f"select list_id, contact_id from {helpers.SCHEMA}.lists_contacts", dbname=dbname))
+    assert in_pg == helpers.expected_keys(sb)["lists_contacts"]
 
 
 def test_killed_full_table_contacts_run_resumes_its_scan_under_the_same_version(tmp_path, sandbox_factory):
     sb = sandbox_factory(contacts=3000, lists=3, segments=1, seed=55)
-    expected = truth(sb)
+    expected = helpers.expected_keys(sb)
     config = helpers.write_config(tmp_path, sb, max_requests_per_second=10)
     catalog = catalog_file(tmp_path, config, streams=["contacts", "lists_contacts"], contacts_method="FULL_TABLE")
     sb.set_faults(latency_ms=60)
@@ -290,7 +252,7 @@ def test_killed_full_table_contacts_run_resumes_its_scan_under_the_same_version(
         last = messages[-1]
         return last.get("type") == "STATE" and (last["value"]["bookmarks"]["contacts"].get("scan") or {}).get("cursor")
 
-    first = run_and_kill(["--config", config, "--catalog", catalog], mid_scan)
+    first = helpers.run_and_kill(["--config", config, "--catalog", catalog], mid_scan, secret=helpers.API_KEY)
     interrupted = first.state
     entry = interrupted["bookmarks"]["contacts"]
     assert entry["complete"] is False and entry["scan"]["cursor"], entry
@@ -306,7 +268,7 @@ def test_killed_full_table_contacts_run_resumes_its_scan_under_the_same_version(
     second = helpers.records_by_stream(messages)
     ids_second = [r["contact_id"] for r in second["contacts"]]
     assert len(ids_second) == len(set(ids_second)) < len(expected["contacts"])  # resumed, not restarted
-    assert set(r["contact_id"] for r in first.records("contacts")) | set(ids_second) == expected["contacts"]
+    assert {r["contact_id"] for r in first.records("contacts")} | set(ids_second) == expected["contacts"]
     assert {m["version"] for m in messages if m.get("stream") == "contacts" and m["type"] == "RECORD"} == {version}
     assert {r["table_version"] for r in second["contacts"]} == {version}
     assert {"type": "ACTIVATE_VERSION", "stream": "contacts", "version": version} in messages

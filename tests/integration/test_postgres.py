@@ -21,53 +21,10 @@ from __future__ import annotations
 
 import datetime
 import json
-import subprocess
-from pathlib import Path
 
 import helpers
 import pytest
 import tools
-
-SCHEMA = "autopilot"
-STREAMS = ("contacts", "lists", "lists_contacts", "smart_segments", "smart_segments_contacts")
-FULL_TABLE = ("lists", "lists_contacts", "smart_segments", "smart_segments_contacts")
-TIMEOUT = 600
-
-
-# ---- running tap | target ---------------------------------------------------------------------
-
-
-def _sync_into_postgres(
-    tmp: Path, name: str, config: str, catalog: str, target_config: str, state: str | None = None
-) -> dict:
-    """tap stdout -> target-postgres stdin (an OS pipe); returns the last STATE the target emitted."""
-    argv = tools.tap_cmd() + ["--config", config, "--catalog", catalog]
-    if state:
-        argv += ["--state", state]
-    tap_log, target_log = tmp / f"{name}.tap.log", tmp / f"{name}.target.log"
-    with open(tap_log, "wb") as tap_err, open(target_log, "wb") as target_err:
-        tap = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=tap_err)
-        target = subprocess.Popen(
-            [str(tools.TARGET_POSTGRES), "--config", target_config],
-            stdin=tap.stdout,
-            stdout=subprocess.PIPE,
-            stderr=target_err,
-        )
-        tap.stdout.close()  # only the target holds the read end
-        try:
-            out, _ = target.communicate(timeout=TIMEOUT)
-            tap.wait(timeout=TIMEOUT)
-        finally:
-            for proc in (tap, target):
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
-    assert tap.returncode == 0, f"tap failed ({tap.returncode}):\n{tap_log.read_text()[-3000:]}"
-    assert target.returncode == 0, f"target failed ({target.returncode}):\n{target_log.read_text()[-5000:]}"
-    states = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
-    assert states, f"target-postgres emitted no state:\n{target_log.read_text()[-3000:]}"
-    return states[-1]
-
 
 # ---- the sandbox's raw documents, read independently of the tap ----------------------------
 
@@ -96,54 +53,6 @@ def _raw_time(value) -> datetime.datetime | None:
 
 def _pg_time(text: str | None) -> datetime.datetime | None:
     return None if text is None else datetime.datetime.fromisoformat(text)
-
-
-def _memberships(sb) -> dict[str, set]:
-    ds = sb.dataset
-    return {
-        "lists_contacts": {(g["list_id"], c) for g in ds.lists() for c in ds.list_members(g["list_id"])},
-        "smart_segments_contacts": {
-            (g["segment_id"], c) for g in ds.segments() for c in ds.segment_members(g["segment_id"])
-        },
-    }
-
-
-# ---- warehouse reads ---------------------------------------------------------------------------
-
-
-class Warehouse:
-    def __init__(self, server, dbname):
-        self.server, self.dbname = server, dbname
-
-    def query(self, sql):
-        return self.server.query(sql, dbname=self.dbname)
-
-    def count(self, table):
-        return int(self.query(f"select count(*) from {SCHEMA}.{table}")[0][0])
-
-    def pairs(self, table, parent_key):
-        return set(self.query(f"select {parent_key}, contact_id from {SCHEMA}.{table}"))
-
-    def contacts(self):
-        """{contact_id: row dict} with the columns the test compares."""
-        rows = self.query(f"""
-            select contact_id, email, first_name, title, custom_favorite_color, custom_seats,
-                   created_at::text, updated_at::text, array_to_json(lists)::text,
-                   array_to_json(anywhere_page_visits)::text
-            from {SCHEMA}.contacts""")
-        names = (
-            "contact_id",
-            "email",
-            "first_name",
-            "title",
-            "custom_favorite_color",
-            "custom_seats",
-            "created_at",
-            "updated_at",
-            "lists",
-            "anywhere_page_visits",
-        )
-        return {row[0]: dict(zip(names, row)) for row in rows}
 
 
 def _assert_contact_matches(row: dict, doc: dict):
@@ -177,35 +86,26 @@ def sb():
 def test_sandbox_to_postgres_upserts_and_removals(tmp_path, sb, postgres):
     tools.require(tools.TARGET_POSTGRES)
     dbname = postgres.create_database("autopilot_e2e")
-    wh = Warehouse(postgres, dbname)
-    target_config = helpers.write_json(
-        tmp_path / "target-postgres.json",
-        postgres.target_postgres_config(
-            database=dbname,
-            default_target_schema=SCHEMA,
-            load_method="upsert",
-            hard_delete=True,
-            add_record_metadata=True,
-            activate_version=True,
-        ),
-    )
+    wh = helpers.Warehouse(postgres, dbname)
+    target_config = helpers.write_target_postgres_config(tmp_path, postgres, dbname)
     config = helpers.write_config(tmp_path, sb)
     catalog = helpers.write_json(tmp_path / "catalog.json", helpers.select(helpers.discover(config)))
 
     # ---- first run -----------------------------------------------------------------------
-    state1 = _sync_into_postgres(tmp_path, "run1", config, catalog, target_config)
+    state1 = helpers.sync_into_postgres(tmp_path, "run1", config, catalog, target_config)
     ds = sb.dataset
     tables = {
-        r[0] for r in wh.query(f"select table_name from information_schema.tables where table_schema = '{SCHEMA}'")
+        r[0]
+        for r in wh.query(f"select table_name from information_schema.tables where table_schema = '{helpers.SCHEMA}'")
     }
-    assert tables == set(STREAMS)
+    assert tables == set(helpers.STREAM_NAMES)
     primary_keys = {
         r[0]: r[1]
         for r in wh.query(f"""
         select tc.table_name, string_agg(kcu.column_name, ',' order by kcu.ordinal_position)
         from information_schema.table_constraints tc
         join information_schema.key_column_usage kcu using (constraint_schema, constraint_name)
-        where tc.table_schema = '{SCHEMA}' and tc.constraint_type = 'PRIMARY KEY'
+        where tc.table_schema = '{helpers.SCHEMA}' and tc.constraint_type = 'PRIMARY KEY'
         group by tc.table_name""")
     }
     assert primary_keys == {
@@ -217,7 +117,7 @@ def test_sandbox_to_postgres_upserts_and_removals(tmp_path, sb, postgres):
     }
     column_types = dict(
         wh.query(f"""select column_name, udt_name from information_schema.columns
-                                     where table_schema = '{SCHEMA}' and table_name = 'contacts'""")
+                                     where table_schema = '{helpers.SCHEMA}' and table_name = 'contacts'""")
     )
     assert column_types["updated_at"] == "timestamp"
     assert column_types["lists"] == "_text"
@@ -225,13 +125,13 @@ def test_sandbox_to_postgres_upserts_and_removals(tmp_path, sb, postgres):
     assert column_types["custom_seats"] == "int8"
 
     assert wh.count("contacts") == len(ds) == 300
-    assert set(wh.query(f"select list_id, title from {SCHEMA}.lists")) == {
+    assert set(wh.query(f"select list_id, title from {helpers.SCHEMA}.lists")) == {
         (g["list_id"], g["title"]) for g in ds.lists()
     }
-    assert set(wh.query(f"select segment_id, title from {SCHEMA}.smart_segments")) == {
+    assert set(wh.query(f"select segment_id, title from {helpers.SCHEMA}.smart_segments")) == {
         (g["segment_id"], g["title"]) for g in ds.segments()
     }
-    members = _memberships(sb)
+    members = helpers.expected_keys(sb)
     assert wh.count("lists_contacts") == len(members["lists_contacts"])
     assert wh.pairs("lists_contacts", "list_id") == members["lists_contacts"]
     assert wh.count("smart_segments_contacts") == len(members["smart_segments_contacts"])
@@ -247,10 +147,10 @@ def test_sandbox_to_postgres_upserts_and_removals(tmp_path, sb, postgres):
     assert any(isinstance(d["updated_at"], int) for d in docs.values())
     assert any(_custom(d, "Favorite Color") for d in docs.values())
 
-    for stream in FULL_TABLE:
+    for stream in helpers.FULL_TABLE_STREAMS:
         version = state1["bookmarks"][stream]["version"]
         assert state1["bookmarks"][stream]["complete"] is True
-        assert wh.query(f"select distinct _sdc_table_version from {SCHEMA}.{stream}") == [(str(version),)]
+        assert wh.query(f"select distinct _sdc_table_version from {helpers.SCHEMA}.{stream}") == [(str(version),)]
 
     # ---- change the source ---------------------------------------------------------------------
     touched = ds.touch(count=12)
@@ -268,11 +168,11 @@ def test_sandbox_to_postgres_upserts_and_removals(tmp_path, sb, postgres):
 
     # ---- second run, from the state the target emitted -------------------------------------------
     state_file = helpers.write_json(tmp_path / "state1.json", state1)
-    state2 = _sync_into_postgres(tmp_path, "run2", config, catalog, target_config, state=state_file)
+    state2 = helpers.sync_into_postgres(tmp_path, "run2", config, catalog, target_config, state=state_file)
 
     # upserts: one row per contact, touched rows changed, new ones present
     assert wh.count("contacts") == len(ds) == 306
-    assert wh.query(f"select count(distinct contact_id) from {SCHEMA}.contacts") == [("306",)]
+    assert wh.query(f"select count(distinct contact_id) from {helpers.SCHEMA}.contacts") == [("306",)]
     rows = wh.contacts()
     docs = {doc["contact_id"]: doc for doc in ds.iter_contacts()}
     assert set(rows) == set(docs)
@@ -280,10 +180,12 @@ def test_sandbox_to_postgres_upserts_and_removals(tmp_path, sb, postgres):
         _assert_contact_matches(rows[cid], docs[cid])
     for cid in touched:
         assert "(touched 1)" in rows[cid]["title"]
-        assert _pg_time(rows[cid]["updated_at"]) >= datetime.datetime(2026, 1, 1)
+        updated = _pg_time(rows[cid]["updated_at"])
+        # past every generated updated_at (all before 2026-01-01; a change is stamped after them)
+        assert updated is not None and updated >= datetime.datetime(2026, 1, 1)
 
     # removals: memberships gone, the deleted list and its memberships gone
-    members = _memberships(sb)
+    members = helpers.expected_keys(sb)
     wh_lists = wh.pairs("lists_contacts", "list_id")
     assert not {(big_list, c) for c in off_list} & wh_lists
     assert not {(small_list, c) for c in small_members} & wh_lists
@@ -291,12 +193,12 @@ def test_sandbox_to_postgres_upserts_and_removals(tmp_path, sb, postgres):
     wh_segments = wh.pairs("smart_segments_contacts", "segment_id")
     assert not {(segment, c) for c in off_segment} & wh_segments
     assert wh_segments == members["smart_segments_contacts"]
-    assert {r[0] for r in wh.query(f"select list_id from {SCHEMA}.lists")} == {g["list_id"] for g in ds.lists()}
-    assert small_list not in {r[0] for r in wh.query(f"select list_id from {SCHEMA}.lists")}
+    assert {r[0] for r in wh.query(f"select list_id from {helpers.SCHEMA}.lists")} == {g["list_id"] for g in ds.lists()}
+    assert small_list not in {r[0] for r in wh.query(f"select list_id from {helpers.SCHEMA}.lists")}
 
     # hard delete: nothing soft-deleted is left behind, every full-table row is of the new version
-    for stream in FULL_TABLE:
+    for stream in helpers.FULL_TABLE_STREAMS:
         old, new = state1["bookmarks"][stream]["version"], state2["bookmarks"][stream]["version"]
         assert new > old
-        assert wh.query(f"select distinct _sdc_table_version from {SCHEMA}.{stream}") == [(str(new),)]
-        assert wh.query(f"select count(*) from {SCHEMA}.{stream} where _sdc_deleted_at is not null") == [("0",)]
+        assert wh.query(f"select distinct _sdc_table_version from {helpers.SCHEMA}.{stream}") == [(str(new),)]
+        assert wh.query(f"select count(*) from {helpers.SCHEMA}.{stream} where _sdc_deleted_at is not null") == [("0",)]

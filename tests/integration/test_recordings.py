@@ -18,16 +18,10 @@ from email.utils import parsedate_to_datetime
 
 import helpers
 import pytest
-import test_postgres as pg_e2e
-import test_resume as resume
-import test_sync as dense
 import tools
 
 UTC = datetime.UTC
-ALL_STREAMS = ["contacts", "lists", "lists_contacts", "smart_segments", "smart_segments_contacts"]
 CUSTOM_FIELD_KEY = "tap-autopilot.custom-field-name"
-ISO = re.compile(r"^\d{4}-\d\d-\d\dT")
-RFC1123 = re.compile(r"^[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT$")
 # The sandbox's custom fields -> their columns as a user would name them (the second
 # "favorite color", newer, gets a suffix; the one with an unknown type is text).
 NAMED_COLUMNS = {
@@ -41,26 +35,10 @@ NAMED_COLUMNS = {
 }
 INTEGERS = {"number_of_employees"}
 BOOLEANS = {"unsubscribed", "company_priority"}
-TEXT = set(dense.STANDARD) - INTEGERS - BOOLEANS - {"contact_id"}
+TEXT = set(helpers.STANDARD) - INTEGERS - BOOLEANS - {"contact_id"}
 
 
 # ---- independent expectations ----------------------------------------------------
-
-
-def raw_instant(value):
-    """A timestamp as the sandbox sends it (ISO-8601, RFC 1123, epoch ms) -> aware datetime."""
-    if value is None:
-        return None
-    if isinstance(value, int):
-        return datetime.datetime(1970, 1, 1, tzinfo=UTC) + datetime.timedelta(milliseconds=value)
-    if ISO.match(value):
-        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
-    assert RFC1123.match(value), value
-    return parsedate_to_datetime(value).astimezone(UTC)
-
-
-def emitted(value):
-    return dense.emitted_instant(value)
 
 
 def typed(raw, kind):
@@ -74,7 +52,7 @@ def typed(raw, kind):
     if kind == "boolean":
         return raw if isinstance(raw, bool) else raw == "true"
     if kind == "date":
-        return raw_instant(raw)
+        return helpers.raw_instant(raw)
     return raw
 
 
@@ -94,13 +72,13 @@ def mismatches(doc, record, definitions, columns):
         if not (expected == got and type(expected) is type(got)):
             out.append(f"{doc['contact_id']} {column}: expected {expected!r}, got {got!r}")
 
-    for column, keys in dense.STANDARD.items():
-        raw = dense.raw_value(doc, keys)
+    for column, keys in helpers.STANDARD.items():
+        raw = helpers.raw_value(doc, keys)
         kind = "integer" if column in INTEGERS else "boolean" if column in BOOLEANS else "string"
         check(column, typed(raw, kind), record.get(column))
-    for column in dense.TIMESTAMPS:
-        expected, got = raw_instant(doc.get(column)), record.get(column)
-        if not expected == (None if got is None else emitted(got)):
+    for column in helpers.TIMESTAMPS:
+        expected, got = helpers.raw_instant(doc.get(column)), record.get(column)
+        if expected != (None if got is None else helpers.emitted_instant(got)):
             out.append(f"{doc['contact_id']} {column}: expected {expected}, got {got!r}")
     got = record.get("lists")  # absent in the document: on no list, []
     check("lists", sorted(doc.get("lists", [])), sorted(got) if isinstance(got, list) else got)
@@ -110,7 +88,7 @@ def mismatches(doc, record, definitions, columns):
         expected = typed(live[-1]["value"], definition["fieldType"]) if live else None
         got = record.get(columns[definition["name"]])
         if definition["fieldType"] == "date":
-            got = None if got is None else emitted(got)
+            got = None if got is None else helpers.emitted_instant(got)
         check(columns[definition["name"]], expected, got)
     check(
         "custom_fields",
@@ -132,11 +110,9 @@ def synced(tmp_path_factory):
         config = helpers.write_config(tmp, sb)
         catalog = helpers.discover(config)
         selected = helpers.select(catalog)
-        code, messages, stderr = helpers.run_tap(
-            ["--config", config, "--catalog", helpers.write_json(tmp / "catalog.json", selected)]
-        )
-        assert code == 0, stderr[-3000:]
-    return truth, catalog, messages
+        run = helpers.run_tap(["--config", config, "--catalog", helpers.write_json(tmp / "catalog.json", selected)])
+        assert run.returncode == 0, run
+    return truth, catalog, run.messages
 
 
 def test_the_default_data_is_sparse_like_the_recordings(synced):
@@ -146,7 +122,7 @@ def test_the_default_data_is_sparse_like_the_recordings(synced):
     assert sum(set(d) == {"contact_id", "created_at", "api_originated"} for d in docs) > 20
     assert sum("updated_at" not in d for d in docs) > 80
     assert sum("lists" not in d for d in docs) > 50 and all(d.get("lists") != [] for d in docs)
-    assert sum(RFC1123.match(str(d.get("updated_at"))) is not None for d in docs) > 10
+    assert sum(helpers.RFC1123.match(str(d.get("updated_at"))) is not None for d in docs) > 10
     assert sum(isinstance(d.get("NumberOfEmployees"), str) for d in docs) > 10
     assert sum(f["deleted"] for d in docs for f in d.get("custom_fields", [])) > 10
 
@@ -163,10 +139,10 @@ def test_full_sync_is_exact_against_the_sandbox(synced):
         for p in mismatches(doc, contacts[doc["contact_id"]], truth["custom_fields"], columns)
     ]
     assert not problems, f"{len(problems)} mismatches, first ones:\n" + "\n".join(problems[:15])
-    assert {(r["list_id"], r["contact_id"]) for r in records["lists_contacts"]} == dense.membership(
+    assert {(r["list_id"], r["contact_id"]) for r in records["lists_contacts"]} == helpers.membership_pairs(
         truth["list_members"]
     )
-    assert {(r["segment_id"], r["contact_id"]) for r in records["smart_segments_contacts"]} == dense.membership(
+    assert {(r["segment_id"], r["contact_id"]) for r in records["smart_segments_contacts"]} == helpers.membership_pairs(
         truth["segment_members"]
     )
     assert {r["list_id"] for r in records["lists"]} == {g["list_id"] for g in truth["lists"]}
@@ -193,26 +169,29 @@ def test_every_rfc1123_date_survives(synced):
     for doc in truth["contacts"]:
         record = contacts[doc["contact_id"]]
         for column in ("created_at", "updated_at"):
-            if RFC1123.match(str(doc.get(column))):
+            if helpers.RFC1123.match(str(doc.get(column))):
                 seen += 1
-                assert emitted(record[column]) == parsedate_to_datetime(doc[column]), (doc["contact_id"], column)
+                assert helpers.emitted_instant(record[column]) == parsedate_to_datetime(doc[column]), (
+                    doc["contact_id"],
+                    column,
+                )
         for field in doc.get("custom_fields", []):
-            if field["fieldType"] == "date" and RFC1123.match(str(field["value"])) and not field["deleted"]:
+            if field["fieldType"] == "date" and helpers.RFC1123.match(str(field["value"])) and not field["deleted"]:
                 seen += 1
                 got = record[columns[field["kind"]]]
-                assert emitted(got) == parsedate_to_datetime(field["value"]), doc["contact_id"]
+                assert helpers.emitted_instant(got) == parsedate_to_datetime(field["value"]), doc["contact_id"]
     assert seen > 20
 
 
 def test_every_record_valid_against_its_schema(synced):
     counts = helpers.validate_records(synced[2])
-    assert set(counts) == set(ALL_STREAMS)
+    assert set(counts) == set(helpers.STREAM_NAMES)
 
 
 def test_final_bookmark_is_the_newest_change_seen(synced):
     truth, _, messages = synced
-    newest = max(raw_instant(d.get("updated_at") or d["created_at"]) for d in truth["contacts"])
-    assert dense.bookmark(helpers.last_state(messages)) == newest
+    newest = max(helpers.last_changed(d) for d in truth["contacts"])
+    assert helpers.emitted_instant(helpers.last_state(messages)["bookmarks"]["contacts"]["updated_at"]) == newest
 
 
 def test_extras_are_offered_not_selected_and_kept_when_selected(tmp_path, sandbox_factory):
@@ -220,20 +199,18 @@ def test_extras_are_offered_not_selected_and_kept_when_selected(tmp_path, sandbo
     config = helpers.write_config(tmp_path, sb)
     catalog = helpers.discover(config)
     contacts_only = helpers.write_json(tmp_path / "c1.json", helpers.select(catalog, ["contacts"]))
-    code, messages, stderr = helpers.run_tap(["--config", config, "--catalog", contacts_only])
-    assert code == 0, stderr[-3000:]
-    assert all("extra_fields" not in r for r in helpers.records_by_stream(messages)["contacts"])
+    run = helpers.run_tap(["--config", config, "--catalog", contacts_only])
+    assert run.returncode == 0, run
+    assert all("extra_fields" not in r for r in helpers.records_by_stream(run.messages)["contacts"])
     selected = helpers.select(catalog, ["contacts"])
     entry = selected["streams"][[e["tap_stream_id"] for e in selected["streams"]].index("contacts")]
     for m in entry["metadata"]:
         if m["breadcrumb"] == ["properties", "extra_fields"]:
             m["metadata"]["selected"] = True
-    code, messages, stderr = helpers.run_tap(
-        ["--config", config, "--catalog", helpers.write_json(tmp_path / "c2.json", selected)]
-    )
-    assert code == 0, stderr[-3000:]
-    helpers.validate_records(messages)
-    records = {r["contact_id"]: r for r in helpers.records_by_stream(messages)["contacts"]}
+    run = helpers.run_tap(["--config", config, "--catalog", helpers.write_json(tmp_path / "c2.json", selected)])
+    assert run.returncode == 0, run
+    helpers.validate_records(run.messages)
+    records = {r["contact_id"]: r for r in helpers.records_by_stream(run.messages)["contacts"]}
     for doc in sb.dataset.iter_contacts():
         extras = {k: v for k, v in doc.items() if k in ("_rev", "api_originated", "employeesRange")}
         assert records[doc["contact_id"]]["extra_fields"] == (extras or None), doc["contact_id"]
@@ -247,10 +224,10 @@ def test_incremental_run_after_k_changes_emits_about_k(tmp_path, sandbox_factory
     config = helpers.write_config(tmp_path, sb)
     catalog = helpers.select(helpers.discover(config), ["contacts"], deselect_columns={"contacts": ["created_at"]})
     catalog_path = helpers.write_json(tmp_path / "catalog.json", catalog)
-    code, messages, stderr = helpers.run_tap(["--config", config, "--catalog", catalog_path])
-    assert code == 0, stderr[-3000:]
-    assert len(helpers.records_by_stream(messages)["contacts"]) == 1000
-    state = helpers.last_state(messages)
+    run = helpers.run_tap(["--config", config, "--catalog", catalog_path])
+    assert run.returncode == 0, run
+    assert len(helpers.records_by_stream(run.messages)["contacts"]) == 1000
+    state = helpers.last_state(run.messages)
 
     docs = list(sb.dataset.iter_contacts())
     sparse = [d["contact_id"] for d in docs if "updated_at" not in d][:10]
@@ -258,15 +235,15 @@ def test_incremental_run_after_k_changes_emits_about_k(tmp_path, sandbox_factory
     added = set(sb.dataset.add_contacts(17))
     assert any("updated_at" not in sb.dataset.contact(c) for c in added)
     changed = touched | added
-    code, messages, stderr = helpers.run_tap(
+    run = helpers.run_tap(
         ["--config", config, "--catalog", catalog_path, "--state", helpers.write_json(tmp_path / "state.json", state)]
     )
-    assert code == 0, stderr[-3000:]
-    emitted_ids = Counter(r["contact_id"] for r in helpers.records_by_stream(messages)["contacts"])
+    assert run.returncode == 0, run
+    emitted_ids = Counter(r["contact_id"] for r in helpers.records_by_stream(run.messages)["contacts"])
     assert max(emitted_ids.values()) == 1
     assert changed <= set(emitted_ids), f"lost: {sorted(changed - set(emitted_ids))[:5]}"
     assert len(emitted_ids) <= len(changed) + 10, f"{len(emitted_ids)} emitted after {len(changed)} changes"
-    assert all("created_at" not in r for r in helpers.records_by_stream(messages)["contacts"])
+    assert all("created_at" not in r for r in helpers.records_by_stream(run.messages)["contacts"])
 
 
 def test_429_with_both_bodies_and_no_retry_after_is_retried(tmp_path, sandbox_factory):
@@ -277,21 +254,21 @@ def test_429_with_both_bodies_and_no_retry_after_is_retried(tmp_path, sandbox_fa
     catalog = helpers.write_json(tmp_path / "catalog.json", helpers.select(helpers.discover(config)))
     truth = sb.dataset.dump()
     sb.reset_stats()
-    code, messages, stderr = helpers.run_tap(["--config", config, "--catalog", catalog])
-    assert code == 0, stderr[-3000:]
+    run = helpers.run_tap(["--config", config, "--catalog", catalog])
+    assert run.returncode == 0, run
     throttled = sb.stats()["status"].get("429", 0)
     assert throttled >= 2, "both bodies take turns: two 429s at least are needed to see both"
     warned = [
         line
-        for line in stderr.splitlines()
+        for line in run.stderr.splitlines()
         if line.startswith("WARNING") and re.search(r"throttled GET /\S+ \(429\); retrying in", line)
     ]
     assert len(warned) == throttled
-    assert "Traceback" not in stderr
-    helpers.validate_records(messages)
-    records = helpers.records_by_stream(messages)
+    assert "Traceback" not in run.stderr
+    helpers.validate_records(run.messages)
+    records = helpers.records_by_stream(run.messages)
     assert sorted(r["contact_id"] for r in records["contacts"]) == sorted(d["contact_id"] for d in truth["contacts"])
-    assert {(r["list_id"], r["contact_id"]) for r in records["lists_contacts"]} == dense.membership(
+    assert {(r["list_id"], r["contact_id"]) for r in records["lists_contacts"]} == helpers.membership_pairs(
         truth["list_members"]
     )
 
@@ -300,13 +277,16 @@ def test_kill_mid_scan_add_contacts_before_the_saved_position_resume_and_run_aga
     """No contact is ever missing from the union of the runs: contacts added between the
     kill and the resume land before the saved position (the id order), the resumed scan
     does not see them, and the run after it takes them."""
-    sb = sandbox_factory(contacts=1500, lists=1, segments=1, seed=13, api_key=resume.API_KEY)
-    config = resume.config_for(tmp_path, sb)
-    catalog = resume.catalog_for(sb, tmp_path, ["contacts"])
+    key = helpers.SECRET_API_KEY
+    sb = sandbox_factory(contacts=1500, lists=1, segments=1, seed=13, api_key=key)
+    config = helpers.write_secret_config(tmp_path, sb)
+    catalog = helpers.select(helpers.discover(config), streams=["contacts"])
     sb.set_faults(latency_ms=60)
-    first = resume.run_and_kill(
-        resume.tap_args(tmp_path, config, catalog, name="first"),
-        lambda messages: messages[-1].get("type") == "STATE" and resume._scan_position(sb, messages) >= 600,
+
+    first = helpers.run_and_kill(
+        helpers.tap_args(tmp_path, config, catalog, name="first"),
+        lambda messages: messages[-1].get("type") == "STATE" and helpers.contacts_scan_position(sb, messages) >= 600,
+        secret=key,
     )
     sb.set_faults(latency_ms=None)
     position = sb.dataset.position_of(first.state["bookmarks"]["contacts"]["scan"]["cursor"])
@@ -314,19 +294,21 @@ def test_kill_mid_scan_add_contacts_before_the_saved_position_resume_and_run_aga
     before = [c for c in added if sb.dataset.position_of(c) <= position]
     assert len(before) >= 5, "the test needs contacts that land before the saved position"
 
-    second = resume.run_tap(resume.tap_args(tmp_path, config, catalog, state=first.state, name="second"))
+    second = helpers.run_tap(
+        helpers.tap_args(tmp_path, config, catalog, state=first.state, name="second"), timeout=180, secret=key
+    )
     assert second.returncode == 0, second
-    third = resume.run_tap(resume.tap_args(tmp_path, config, catalog, state=second.state, name="third"))
+    third = helpers.run_tap(
+        helpers.tap_args(tmp_path, config, catalog, state=second.state, name="third"), timeout=180, secret=key
+    )
     assert third.returncode == 0, third
 
-    union = (
-        set(resume.ids(first, "contacts")) | set(resume.ids(second, "contacts")) | set(resume.ids(third, "contacts"))
-    )
+    union = set(first.keys("contacts")) | set(second.keys("contacts")) | set(third.keys("contacts"))
     everyone = set(sb.dataset.contact_ids())
     assert everyone - union == set(), f"{len(everyone - union)} contacts never emitted"
-    assert set(added) <= set(resume.ids(second, "contacts")) | set(resume.ids(third, "contacts"))
+    assert set(added) <= set(second.keys("contacts")) | set(third.keys("contacts"))
     for out in (second, third):
-        resume.assert_exactly_once(out, "contacts")
+        helpers.assert_exactly_once(out, "contacts")
 
 
 def test_recordings_shaped_data_with_extras_loads_into_postgres(tmp_path, sandbox_factory, postgres):
@@ -335,44 +317,34 @@ def test_recordings_shaped_data_with_extras_loads_into_postgres(tmp_path, sandbo
     tools.require(tools.TARGET_POSTGRES)
     sb = sandbox_factory(contacts=300, lists=2, segments=1, seed=14)
     dbname = postgres.create_database("autopilot_recordings")
-    wh = pg_e2e.Warehouse(postgres, dbname)
-    target_config = helpers.write_json(
-        tmp_path / "target-postgres.json",
-        postgres.target_postgres_config(
-            database=dbname,
-            default_target_schema=pg_e2e.SCHEMA,
-            load_method="upsert",
-            hard_delete=True,
-            add_record_metadata=True,
-            activate_version=True,
-        ),
-    )
+    wh = helpers.Warehouse(postgres, dbname)
+    target_config = helpers.write_target_postgres_config(tmp_path, postgres, dbname)
     config = helpers.write_config(tmp_path, sb)
     catalog = helpers.select(helpers.discover(config))
     entry = next(e for e in catalog["streams"] if e["tap_stream_id"] == "contacts")
     next(m for m in entry["metadata"] if m["breadcrumb"] == ["properties", "extra_fields"])["metadata"]["selected"] = (
         True
     )
-    pg_e2e._sync_into_postgres(
+    helpers.sync_into_postgres(
         tmp_path, "run", config, helpers.write_json(tmp_path / "catalog.json", catalog), target_config
     )
     docs = {d["contact_id"]: d for d in sb.dataset.iter_contacts()}
     assert wh.count("contacts") == len(docs) == 300
     types = dict(
         wh.query(f"""select column_name, udt_name from information_schema.columns
-                              where table_schema = '{pg_e2e.SCHEMA}' and table_name = 'contacts'""")
+                              where table_schema = '{helpers.SCHEMA}' and table_name = 'contacts'""")
     )
     assert types["extra_fields"] == "jsonb" and types["updated_at"] == "timestamp"
     rows = {
         cid: (updated, extras)
         for cid, updated, extras in wh.query(
             f"select contact_id, to_char(updated_at, 'YYYY-MM-DD HH24:MI:SS'), extra_fields::text "
-            f"from {pg_e2e.SCHEMA}.contacts"
+            f"from {helpers.SCHEMA}.contacts"
         )
     }
     for cid, doc in docs.items():
         updated, extras = rows[cid]
-        expected = raw_instant(doc.get("updated_at"))
+        expected = helpers.raw_instant(doc.get("updated_at"))
         assert updated == (None if expected is None else expected.strftime("%Y-%m-%d %H:%M:%S")), cid
         if "_rev" in doc:
             assert doc["_rev"] in extras, cid

@@ -7,178 +7,22 @@ and the interrupted stream runs first on resume, followed by every other one.
 
 from __future__ import annotations
 
-import datetime
-import email.utils
+import functools
 import json
-import os
-import signal
-import subprocess
-import tempfile
-import threading
-import urllib.request
 from collections import Counter
-from pathlib import Path
 
 import helpers
 import pytest
-import tools
 
 from tap_autopilot.sandbox import Sandbox
 
-API_KEY = "sk-resume-4b8d1f2a6c9e3b70-NEVER-PRINT"
-START_DATE = "2000-01-01T00:00:00Z"
-ALL_STREAMS = ["contacts", "lists", "lists_contacts", "smart_segments", "smart_segments_contacts"]
-MEMBERSHIP = {"lists_contacts": "list_id", "smart_segments_contacts": "segment_id"}
+API_KEY = helpers.SECRET_API_KEY
+# Every run here must be clean: no traceback, the key never printed.
+run_tap = functools.partial(helpers.run_tap, timeout=180, secret=API_KEY)
+run_and_kill = functools.partial(helpers.run_and_kill, secret=API_KEY)
 
 
 # ----- helpers (on top of the shared helpers.py) ---------------------------------------
-
-
-class Output:
-    """What one run of the tap wrote: its messages (in order), stderr, exit code."""
-
-    def __init__(self, messages, stderr, returncode, killed=False):
-        self.messages = messages
-        self.stderr = stderr
-        self.returncode = returncode
-        self.killed = killed
-
-    def records(self, stream):
-        return helpers.records_by_stream(self.messages).get(stream, [])
-
-    def states(self):
-        return [m["value"] for m in self.messages if m.get("type") == "STATE"]
-
-    @property
-    def state(self):
-        return helpers.last_state(self.messages)
-
-    def warnings(self):
-        return [line for line in self.stderr.splitlines() if line.startswith("WARNING ")]
-
-    def __repr__(self):
-        return f"Output(rc={self.returncode}, killed={self.killed}, stderr tail:\n{self.stderr[-3000:]})"
-
-
-def check_clean(out: Output, raw_stdout: str = ""):
-    assert "Traceback" not in out.stderr, out
-    assert API_KEY not in out.stderr and API_KEY not in raw_stdout, "the API key was printed"
-
-
-def tap_args(tmp_path: Path, config, catalog, state=None, name="run"):
-    args = ["--config", config, "--catalog", helpers.write_json(tmp_path / f"{name}-catalog.json", catalog)]
-    if state is not None:
-        args += ["--state", helpers.write_json(tmp_path / f"{name}-state.json", state)]
-    return args
-
-
-def run_tap(args, timeout=180) -> Output:
-    proc = helpers.run_cli(args, timeout=timeout)
-    messages = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
-    out = Output(messages, proc.stderr, proc.returncode)
-    check_clean(out, proc.stdout)
-    return out
-
-
-def run_and_kill(args, kill_when, timeout=120) -> Output:
-    """Run the tap, reading its stdout line by line; SIGKILL it as soon as
-    kill_when(messages so far) is true, then keep what it had written before dying.
-    Fails if the tap finished before the condition was met."""
-    cmd = tools.tap_cmd() + [str(a) for a in args]
-    with tempfile.TemporaryFile() as stderr_file:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr_file)
-        watchdog = threading.Timer(timeout, proc.kill)
-        watchdog.start()
-        messages, killed, raw = [], False, []
-        try:
-            for line in proc.stdout:
-                raw.append(line)
-                try:
-                    messages.append(json.loads(line))
-                except ValueError:
-                    assert killed, f"unparseable stdout line before the kill: {line[:200]!r}"
-                    continue  # the last line, cut by the kill: a target would never see it
-                if not killed and kill_when(messages):
-                    os.kill(proc.pid, signal.SIGKILL)
-                    killed = True
-        finally:
-            if proc.poll() is None and not killed:
-                proc.kill()
-            proc.wait()
-            watchdog.cancel()
-        stderr_file.seek(0)
-        stderr = stderr_file.read().decode("utf-8", "replace")
-    out = Output(messages, stderr, proc.returncode, killed=killed)
-    assert killed and proc.returncode == -signal.SIGKILL, f"the tap ended before it could be killed: {out!r}"
-    check_clean(out, b"".join(raw).decode("utf-8", "replace"))
-    return out
-
-
-def config_for(tmp_path: Path, sb: Sandbox, **overrides):
-    config = {"api_key": API_KEY, "start_date": START_DATE, "base_url": sb.base_url, "max_requests_per_second": 10}
-    config.update(overrides)
-    return helpers.write_json(tmp_path / "config.json", config)
-
-
-def admin(sb: Sandbox, name, body):
-    request = urllib.request.Request(
-        sb.url + "/_admin/" + name,
-        data=json.dumps(body).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
-
-
-def instant(value):
-    """An API timestamp (ISO text, RFC 1123 text or epoch ms) or a tap timestamp -> aware datetime."""
-    if isinstance(value, int):
-        return datetime.datetime.fromtimestamp(value / 1000, tz=datetime.UTC)
-    if value[:3].isalpha():  # 'Tue, 12 May 2015 21:41:31 GMT'
-        return email.utils.parsedate_to_datetime(value)
-    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def change_time(doc):
-    """When a sandbox contact last changed, as the API shows it: its updated_at, else its
-    created_at (sparse documents leave updated_at out), else None (emitted every run)."""
-    value = doc.get("updated_at", doc.get("created_at"))
-    return None if value is None else instant(value)
-
-
-def changed_since(sb: Sandbox, bookmark):
-    """Ids of the contacts an incremental run from `bookmark` must emit."""
-    return {
-        doc["contact_id"]
-        for doc in sb.dataset.dump()["contacts"]
-        if change_time(doc) is None or change_time(doc) >= bookmark
-    }
-
-
-def expected_data(sb: Sandbox):
-    dump = sb.dataset.dump()
-    return {
-        "contacts": {doc["contact_id"] for doc in dump["contacts"]},
-        "max_updated_at": max(change_time(doc) for doc in dump["contacts"] if change_time(doc) is not None),
-        "lists": {item["list_id"] for item in dump["lists"]},
-        "smart_segments": {item["segment_id"] for item in dump["segments"]},
-        "lists_contacts": {(gid, cid) for gid, members in dump["list_members"].items() for cid in members},
-        "smart_segments_contacts": {(gid, cid) for gid, members in dump["segment_members"].items() for cid in members},
-    }
-
-
-def ids(out: Output, stream):
-    if stream in MEMBERSHIP:
-        return [(r[MEMBERSHIP[stream]], r["contact_id"]) for r in out.records(stream)]
-    if stream == "contacts":
-        return [r["contact_id"] for r in out.records(stream)]
-    return [r[{"lists": "list_id", "smart_segments": "segment_id"}[stream]] for r in out.records(stream)]
-
-
-def assert_exactly_once(out: Output, stream):
-    repeated = [key for key, n in Counter(ids(out, stream)).items() if n > 1]
-    assert not repeated, f"{stream}: emitted more than once within one run: {repeated[:5]}"
 
 
 def unit_of(path):
@@ -195,19 +39,22 @@ def unit_of(path):
 
 def pages_read_twice(first_paths, second_paths):
     """{unit: pages requested by both runs}: what the resume read again."""
-    twice = Counter()
+    twice: Counter[str] = Counter()
     for path in set(first_paths) & set(second_paths):
-        if unit_of(path):
-            twice[unit_of(path)] += 1
+        unit = unit_of(path)
+        if unit:
+            twice[unit] += 1
     return twice
 
 
-def catalog_for(sb: Sandbox, tmp_path: Path, streams):
-    config = config_for(tmp_path, sb)
-    return helpers.select(helpers.discover(config), streams=streams)
+def expected_data(sb: Sandbox):
+    """expected_keys, and the newest updated_at of every contact."""
+    expected = helpers.expected_keys(sb)
+    newest = max(helpers.instant(doc["updated_at"]) for doc in sb.dataset.iter_contacts())
+    return {**expected, "max_updated_at": newest}
 
 
-def schema_order(out: Output):
+def schema_order(out: helpers.TapRun):
     return [m["stream"] for m in out.messages if m.get("type") == "SCHEMA"]
 
 
@@ -216,11 +63,11 @@ def schema_order(out: Output):
 
 def test_kill_mid_contacts_scan_and_resume(tmp_path, sandbox_factory):
     sb = sandbox_factory(contacts=1500, lists=3, segments=2, seed=31, api_key=API_KEY, dense=True)
-    catalog = catalog_for(sb, tmp_path, ALL_STREAMS)
+    config = helpers.write_secret_config(tmp_path, sb)
+    catalog = helpers.select(helpers.discover(config), streams=helpers.STREAM_NAMES)
     expected = expected_data(sb)
     sb.set_faults(latency_ms=60)
     sb.reset_stats()
-    config = config_for(tmp_path, sb)
 
     def mid_scan(messages):
         if sum(1 for m in messages if m.get("type") == "RECORD" and m["stream"] == "contacts") < 400:
@@ -231,7 +78,7 @@ def test_kill_mid_contacts_scan_and_resume(tmp_path, sandbox_factory):
             and (last["value"]["bookmarks"].get("contacts", {}).get("scan") or {}).get("cursor") is not None
         )
 
-    first = run_and_kill(tap_args(tmp_path, config, catalog, name="first"), mid_scan)
+    first = run_and_kill(helpers.tap_args(tmp_path, config, catalog, name="first"), mid_scan)
     first_paths = sb.stats()["paths"]
     interrupted = first.state
     entry = interrupted["bookmarks"]["contacts"]
@@ -241,14 +88,14 @@ def test_kill_mid_contacts_scan_and_resume(tmp_path, sandbox_factory):
     assert sb.dataset.position_of(entry["scan"]["cursor"]) < len(expected["contacts"]) - 1
 
     sb.reset_stats()
-    second = run_tap(tap_args(tmp_path, config, catalog, state=interrupted, name="second"))
+    second = run_tap(helpers.tap_args(tmp_path, config, catalog, state=interrupted, name="second"))
     second_paths = sb.stats()["paths"]
     assert second.returncode == 0, second
 
     # Nothing lost: the union of both runs is the sandbox's data, and each run emits a row once.
-    for stream in ALL_STREAMS:
-        assert_exactly_once(second, stream)
-        union = set(ids(first, stream)) | set(ids(second, stream))
+    for stream in helpers.STREAM_NAMES:
+        helpers.assert_exactly_once(second, stream)
+        union = set(first.keys(stream)) | set(second.keys(stream))
         assert union == expected[stream], f"{stream}: {len(expected[stream] - union)} rows lost"
     # Little re-read: at most the one page each unit had in flight.
     twice = pages_read_twice(first_paths, second_paths)
@@ -266,39 +113,29 @@ def test_kill_mid_contacts_scan_and_resume(tmp_path, sandbox_factory):
     final = second.state
     assert final["currently_syncing"] is None
     assert "scan" not in final["bookmarks"]["contacts"]
-    assert instant(final["bookmarks"]["contacts"]["updated_at"]) == expected["max_updated_at"]
-    for stream in ALL_STREAMS[1:]:
+    assert helpers.instant(final["bookmarks"]["contacts"]["updated_at"]) == expected["max_updated_at"]
+    for stream in helpers.FULL_TABLE_STREAMS:
         assert final["bookmarks"][stream].get("complete") is True, (stream, final)
     for stream in ("lists", "smart_segments"):
-        assert set(ids(second, stream)) == expected[stream], f"{stream} skipped on resume"
-
-
-def _scan_position(sb, messages):
-    """How far the contacts scan of the last STATE got (index of its page cursor), or -1."""
-    for message in reversed(messages):
-        if message.get("type") == "STATE":
-            scan = message["value"]["bookmarks"].get("contacts", {}).get("scan") or {}
-            cursor = scan.get("cursor")
-            return sb.dataset.position_of(cursor) if cursor else -1
-    return -1
+        assert set(second.keys(stream)) == expected[stream], f"{stream} skipped on resume"
 
 
 def _interrupted_incremental_scan(tmp_path, sb):
     """A complete run, then one killed half-way through its (incremental) contacts scan."""
-    catalog = catalog_for(sb, tmp_path, ["contacts"])
-    config = config_for(tmp_path, sb)
-    full = run_tap(tap_args(tmp_path, config, catalog, name="full"))
+    config = helpers.write_secret_config(tmp_path, sb)
+    catalog = helpers.select(helpers.discover(config), streams=["contacts"])
+    full = run_tap(helpers.tap_args(tmp_path, config, catalog, name="full"))
     assert full.returncode == 0, full
     done = full.state["bookmarks"]["contacts"]["updated_at"]
     sb.set_faults(latency_ms=60)
     killed = run_and_kill(
-        tap_args(tmp_path, config, catalog, state=full.state, name="killed"),
-        lambda messages: messages[-1].get("type") == "STATE" and _scan_position(sb, messages) >= 500,
+        helpers.tap_args(tmp_path, config, catalog, state=full.state, name="killed"),
+        lambda messages: messages[-1].get("type") == "STATE" and helpers.contacts_scan_position(sb, messages) >= 500,
     )
     sb.set_faults(latency_ms=None)
     entry = killed.state["bookmarks"]["contacts"]
     assert entry["updated_at"] == done, "the updated_at bookmark changed before the scan completed"
-    assert instant(entry["scan"]["threshold"]) == instant(done)
+    assert helpers.instant(entry["scan"]["threshold"]) == helpers.instant(done)
     position = sb.dataset.position_of(entry["scan"]["cursor"])
     assert 500 <= position < len(sb.dataset) - 100
     return catalog, config, killed.state, position
@@ -307,27 +144,27 @@ def _interrupted_incremental_scan(tmp_path, sb):
 def test_contact_touched_between_kill_and_resume_is_emitted(tmp_path, sandbox_factory):
     sb = sandbox_factory(contacts=1500, lists=1, segments=1, seed=32, api_key=API_KEY, dense=True)
     catalog, config, interrupted, position = _interrupted_incremental_scan(tmp_path, sb)
-    done = instant(interrupted["bookmarks"]["contacts"]["updated_at"])
+    done = helpers.instant(interrupted["bookmarks"]["contacts"]["updated_at"])
     ahead = sb.dataset.contact_ids()[len(sb.dataset) - 7]  # on a page the resumed scan still has to read
     behind = sb.dataset.contact_ids()[position - 150]  # on a page the killed run had already read
-    admin(sb, "touch", {"contact_ids": [behind, ahead]})
-    touched_at = instant(sb.dataset.contact(ahead)["updated_at"])
+    helpers.admin(sb, "touch", {"contact_ids": [behind, ahead]})
+    touched_at = helpers.instant(sb.dataset.contact(ahead)["updated_at"])
     assert touched_at > done
 
-    resumed = run_tap(tap_args(tmp_path, config, catalog, state=interrupted, name="resumed"))
+    resumed = run_tap(helpers.tap_args(tmp_path, config, catalog, state=interrupted, name="resumed"))
     assert resumed.returncode == 0, resumed
     by_id = {r["contact_id"]: r for r in resumed.records("contacts")}
     assert ahead in by_id, "the contact touched before the resume was not emitted"
-    assert "(touched 1)" in by_id[ahead]["title"] and instant(by_id[ahead]["updated_at"]) == touched_at
-    assert_exactly_once(resumed, "contacts")
-    bookmark = instant(resumed.state["bookmarks"]["contacts"]["updated_at"])
+    assert "(touched 1)" in by_id[ahead]["title"] and helpers.instant(by_id[ahead]["updated_at"]) == touched_at
+    helpers.assert_exactly_once(resumed, "contacts")
+    bookmark = helpers.instant(resumed.state["bookmarks"]["contacts"]["updated_at"])
     # It advances, but not past the scan's start (less the clock-skew margin): the touch came
     # after the scan began, so the next run takes the touched contacts again.
     assert done < bookmark <= touched_at, "the bookmark did not advance when the scan completed"
     assert "scan" not in resumed.state["bookmarks"]["contacts"]
 
     # The one touched on an already-read page is not lost: the next run has it.
-    after = run_tap(tap_args(tmp_path, config, catalog, state=resumed.state, name="after"))
+    after = run_tap(helpers.tap_args(tmp_path, config, catalog, state=resumed.state, name="after"))
     assert after.returncode == 0, after
     assert behind in {r["contact_id"] for r in after.records("contacts")}
 
@@ -337,10 +174,10 @@ def test_contacts_touched_one_after_the_other_during_an_interrupted_scan_are_not
     catalog, config, interrupted, position = _interrupted_incremental_scan(tmp_path, sb)
     behind = sb.dataset.contact_ids()[position - 150]
     ahead = sb.dataset.contact_ids()[len(sb.dataset) - 7]
-    admin(sb, "touch", {"contact_ids": [behind]})  # first this one ...
-    admin(sb, "touch", {"contact_ids": [ahead]})  # ... then, a second later, this one
-    resumed = run_tap(tap_args(tmp_path, config, catalog, state=interrupted, name="resumed"))
-    after = run_tap(tap_args(tmp_path, config, catalog, state=resumed.state, name="after"))
+    helpers.admin(sb, "touch", {"contact_ids": [behind]})  # first this one ...
+    helpers.admin(sb, "touch", {"contact_ids": [ahead]})  # ... then, a second later, this one
+    resumed = run_tap(helpers.tap_args(tmp_path, config, catalog, state=interrupted, name="resumed"))
+    after = run_tap(helpers.tap_args(tmp_path, config, catalog, state=resumed.state, name="after"))
     assert resumed.returncode == after.returncode == 0
     emitted = {r["contact_id"]: r["title"] for out in (resumed, after) for r in out.records("contacts")}
     assert ahead in emitted
@@ -348,6 +185,12 @@ def test_contacts_touched_one_after_the_other_during_an_interrupted_scan_are_not
 
 
 # ----- membership scans ----------------------------------------------------------
+
+
+def _biggest_list(expected):
+    """(the list with the most members, {list id: its number of members})."""
+    sizes = Counter(gid for gid, _ in expected["lists_contacts"])
+    return max(sizes, key=lambda gid: sizes[gid]), sizes
 
 
 def _big_list_in_progress(stream, big, min_records):
@@ -359,7 +202,7 @@ def _big_list_in_progress(stream, big, min_records):
         rows = sum(
             1
             for m in messages
-            if m.get("type") == "RECORD" and m["stream"] == stream and m["record"][MEMBERSHIP[stream]] == big
+            if m.get("type") == "RECORD" and m["stream"] == stream and m["record"][helpers.PARENT_KEYS[stream]] == big
         )
         return big in (entry.get("in_progress") or {}) and rows >= min_records
 
@@ -368,17 +211,16 @@ def _big_list_in_progress(stream, big, min_records):
 
 def test_kill_mid_membership_scan_and_resume(tmp_path, sandbox_factory):
     sb = sandbox_factory(contacts=3000, lists=2, segments=1, seed=34, api_key=API_KEY, dense=True)
-    catalog = catalog_for(sb, tmp_path, ["lists_contacts"])
+    config = helpers.write_secret_config(tmp_path, sb)
+    catalog = helpers.select(helpers.discover(config), streams=["lists_contacts"])
     expected = expected_data(sb)
-    sizes = Counter(gid for gid, _ in expected["lists_contacts"])
-    big = max(sizes, key=sizes.get)
+    big, sizes = _biggest_list(expected)
     assert sizes[big] > 1000
     sb.set_faults(latency_ms=60)
     sb.reset_stats()
-    config = config_for(tmp_path, sb)
 
     first = run_and_kill(
-        tap_args(tmp_path, config, catalog, name="first"), _big_list_in_progress("lists_contacts", big, 300)
+        helpers.tap_args(tmp_path, config, catalog, name="first"), _big_list_in_progress("lists_contacts", big, 300)
     )
     first_paths = sb.stats()["paths"]
     interrupted = first.state
@@ -391,11 +233,11 @@ def test_kill_mid_membership_scan_and_resume(tmp_path, sandbox_factory):
     assert len(json.dumps(interrupted)) < 2000
 
     sb.reset_stats()
-    second = run_tap(tap_args(tmp_path, config, catalog, state=interrupted, name="second"))
+    second = run_tap(helpers.tap_args(tmp_path, config, catalog, state=interrupted, name="second"))
     second_paths = sb.stats()["paths"]
     assert second.returncode == 0, second
-    assert_exactly_once(second, "lists_contacts")
-    union = set(ids(first, "lists_contacts")) | set(ids(second, "lists_contacts"))
+    helpers.assert_exactly_once(second, "lists_contacts")
+    union = set(first.keys("lists_contacts")) | set(second.keys("lists_contacts"))
     assert union == expected["lists_contacts"], f"{len(expected['lists_contacts'] - union)} pairs lost"
     twice = pages_read_twice(first_paths, second_paths)
     assert all(n <= 1 for n in twice.values()), twice
@@ -412,28 +254,27 @@ def test_kill_mid_membership_scan_and_resume(tmp_path, sandbox_factory):
 
 def test_list_deleted_between_kill_and_resume_is_dropped_cleanly(tmp_path, sandbox_factory):
     sb = sandbox_factory(contacts=3000, lists=2, segments=1, seed=37, api_key=API_KEY, dense=True)
-    catalog = catalog_for(sb, tmp_path, ["lists_contacts"])
+    config = helpers.write_secret_config(tmp_path, sb)
+    catalog = helpers.select(helpers.discover(config), streams=["lists_contacts"])
     expected = expected_data(sb)
-    sizes = Counter(gid for gid, _ in expected["lists_contacts"])
-    big = max(sizes, key=sizes.get)
+    big, _ = _biggest_list(expected)
     sb.set_faults(latency_ms=60)
-    config = config_for(tmp_path, sb)
     first = run_and_kill(
-        tap_args(tmp_path, config, catalog, name="first"), _big_list_in_progress("lists_contacts", big, 300)
+        helpers.tap_args(tmp_path, config, catalog, name="first"), _big_list_in_progress("lists_contacts", big, 300)
     )
     assert first.state["bookmarks"]["lists_contacts"]["in_progress"].get(big)
-    admin(sb, "delete_list", {"list_id": big})  # gone from /lists; its pages answer 404
+    helpers.admin(sb, "delete_list", {"list_id": big})  # gone from /lists; its pages answer 404
     sb.reset_stats()
 
-    second = run_tap(tap_args(tmp_path, config, catalog, state=first.state, name="second"))
+    second = run_tap(helpers.tap_args(tmp_path, config, catalog, state=first.state, name="second"))
     assert second.returncode == 0, second
     # The list is gone from /lists, so the resumed run has no reason to ask for it any more
     # (a list that vanishes after /lists was read is test_faults' 404 case).
     assert not [path for path in sb.stats()["paths"] if big in path], sb.stats()["paths"]
-    union = set(ids(first, "lists_contacts")) | set(ids(second, "lists_contacts"))
+    union = set(first.keys("lists_contacts")) | set(second.keys("lists_contacts"))
     others = {pair for pair in expected["lists_contacts"] if pair[0] != big}
     assert others <= union, f"{len(others - union)} pairs of the other list lost"
-    assert not {pair for pair in ids(second, "lists_contacts") if pair[0] == big}
+    assert not {pair for pair in second.keys("lists_contacts") if pair[0] == big}
     final = second.state
     assert final["currently_syncing"] is None
     assert final["bookmarks"]["lists_contacts"] == {
@@ -443,33 +284,32 @@ def test_list_deleted_between_kill_and_resume_is_dropped_cleanly(tmp_path, sandb
 
 
 def test_resume_runs_the_interrupted_stream_first_then_every_other(tmp_path, sandbox_factory):
-    streams = ["lists", "lists_contacts", "smart_segments", "smart_segments_contacts"]
+    streams = list(helpers.FULL_TABLE_STREAMS)
     sb = sandbox_factory(contacts=3000, lists=2, segments=2, seed=35, api_key=API_KEY, dense=True)
-    catalog = catalog_for(sb, tmp_path, streams)
+    config = helpers.write_secret_config(tmp_path, sb)
+    catalog = helpers.select(helpers.discover(config), streams=streams)
     expected = expected_data(sb)
-    sizes = Counter(gid for gid, _ in expected["lists_contacts"])
-    big = max(sizes, key=sizes.get)
+    big, _ = _biggest_list(expected)
     sb.set_faults(latency_ms=60)
-    config = config_for(tmp_path, sb)
 
     first = run_and_kill(
-        tap_args(tmp_path, config, catalog, name="first"), _big_list_in_progress("lists_contacts", big, 300)
+        helpers.tap_args(tmp_path, config, catalog, name="first"), _big_list_in_progress("lists_contacts", big, 300)
     )
     interrupted = first.state
     assert interrupted["currently_syncing"] == "lists_contacts"  # lists came before it and is complete
     assert interrupted["bookmarks"]["lists"]["complete"] is True
 
-    second = run_tap(tap_args(tmp_path, config, catalog, state=interrupted, name="second"))
+    second = run_tap(helpers.tap_args(tmp_path, config, catalog, state=interrupted, name="second"))
     assert second.returncode == 0, second
     assert any("lists_contacts" in line for line in second.stderr.splitlines() if "esum" in line), second
     assert schema_order(second) == ["lists_contacts", "lists", "smart_segments", "smart_segments_contacts"]
     assert second.states()[0]["currently_syncing"] == "lists_contacts"
     # Then every other selected stream: none skipped.
     for stream in ("lists", "smart_segments"):
-        assert set(ids(second, stream)) == expected[stream], f"{stream} skipped on resume"
-    for stream in MEMBERSHIP:
-        assert_exactly_once(second, stream)
-        union = set(ids(first, stream)) | set(ids(second, stream))
+        assert set(second.keys(stream)) == expected[stream], f"{stream} skipped on resume"
+    for stream in helpers.PARENT_KEYS:
+        helpers.assert_exactly_once(second, stream)
+        union = set(first.keys(stream)) | set(second.keys(stream))
         assert union == expected[stream], f"{stream}: {len(expected[stream] - union)} pairs lost"
     final = second.state
     assert final["currently_syncing"] is None
@@ -483,14 +323,14 @@ def test_resume_runs_the_interrupted_stream_first_then_every_other(tmp_path, san
 def test_currently_syncing_an_unknown_stream_warns_and_runs_on(tmp_path, sandbox_factory, named):
     sb = sandbox_factory(contacts=300, lists=3, segments=2, seed=36, api_key=API_KEY, dense=True)
     streams = ["contacts", "lists", "lists_contacts"]
-    catalog = catalog_for(sb, tmp_path, streams)
+    config = helpers.write_secret_config(tmp_path, sb)
+    catalog = helpers.select(helpers.discover(config), streams=streams)
     expected = expected_data(sb)
-    config = config_for(tmp_path, sb)
-    out = run_tap(tap_args(tmp_path, config, catalog, state={"currently_syncing": named, "bookmarks": {}}))
+    out = run_tap(helpers.tap_args(tmp_path, config, catalog, state={"currently_syncing": named, "bookmarks": {}}))
     assert out.returncode == 0, out
-    assert [line for line in out.warnings() if named in line], out
+    assert [line for line in out.lines("WARNING") if named in line], out
     assert not [line for line in out.stderr.splitlines() if line.startswith(("ERROR", "CRITICAL"))], out
     for stream in streams:
-        assert_exactly_once(out, stream)
-        assert set(ids(out, stream)) == expected[stream], stream
+        helpers.assert_exactly_once(out, stream)
+        assert set(out.keys(stream)) == expected[stream], stream
     assert out.state["currently_syncing"] is None

@@ -10,12 +10,10 @@ import os
 import signal
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import helpers
 import tools
-from test_resume import changed_since, instant
 
 SCRIPT = tools.REPO_ROOT / "scripts" / "run-pipeline.sh"
 
@@ -60,17 +58,10 @@ def test_cron_wrapper_carries_state_and_never_overlaps(tmp_path, sandbox_factory
     assert first.returncode == 0, first.stderr[-3000:]
     assert sorted(_contact_lines(tmp_path)) == sorted(sb.dataset.contact_ids())
     state = json.loads((tmp_path / "state.json").read_text())
-    bookmark = instant(state["bookmarks"]["contacts"]["updated_at"])
+    bookmark = helpers.instant(state["bookmarks"]["contacts"]["updated_at"])
 
-    request = urllib.request.Request(
-        sb.url + "/_admin/touch",
-        data=json.dumps({"count": 3}).encode(),
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        touched = set(json.loads(response.read())["contact_ids"])
-    expected = changed_since(sb, bookmark)
+    touched = set(helpers.admin(sb, "touch", {"count": 3})["contact_ids"])
+    expected = helpers.updated_since(sb, bookmark)
     assert touched <= expected and len(expected) < 10
 
     second = _run(command, tmp_path)

@@ -8,6 +8,7 @@ STATE must give exactly the sandbox's data together with the stopped one.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -17,21 +18,12 @@ import threading
 import time
 from pathlib import Path
 
+import helpers
 import pytest
 import tools
-from test_resume import (
-    ALL_STREAMS,
-    API_KEY,
-    Output,
-    assert_exactly_once,
-    catalog_for,
-    check_clean,
-    config_for,
-    expected_data,
-    ids,
-    run_tap,
-    tap_args,
-)
+
+API_KEY = helpers.SECRET_API_KEY
+run_tap = functools.partial(helpers.run_tap, timeout=180, secret=API_KEY)
 
 EXIT_CODES = {signal.SIGTERM: 143, signal.SIGINT: 130}
 # Generous bound on how long a stopped tap may take to exit: far below the stalls
@@ -40,7 +32,7 @@ EXIT_CODES = {signal.SIGTERM: 143, signal.SIGINT: 130}
 EXIT_BOUND_SECONDS = 30
 
 
-def run_and_signal(args, signum, when, timeout=120) -> Output:
+def run_and_signal(args, signum, when, timeout=120) -> helpers.TapRun:
     """Run the tap reading its stdout line by line; send `signum` once when(messages
     so far) is true, then read to the end. Every line must be a whole JSON message."""
     cmd = tools.tap_cmd() + [str(a) for a in args]
@@ -48,7 +40,10 @@ def run_and_signal(args, signum, when, timeout=120) -> Output:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr_file)
         watchdog = threading.Timer(timeout, proc.kill)
         watchdog.start()
-        messages, raw, sent = [], [], threading.Event()
+        assert proc.stdout is not None
+        messages: list[dict] = []
+        raw: list[bytes] = []
+        sent = threading.Event()
 
         def signal_when_due():  # polled too: when() may turn true while no line comes (a stuck request)
             while not sent.is_set() and proc.poll() is None:
@@ -74,13 +69,13 @@ def run_and_signal(args, signum, when, timeout=120) -> Output:
             poller.join()
         stderr_file.seek(0)
         stderr = stderr_file.read().decode("utf-8", "replace")
-    out = Output(messages, stderr, proc.returncode, killed=True)
+    out = helpers.TapRun(proc.returncode, b"".join(raw).decode("utf-8", "replace"), stderr, messages, killed=True)
     assert out.returncode != 0, f"the tap ended before it could be signalled: {out!r}"
-    check_clean(out, b"".join(raw).decode("utf-8", "replace"))
+    helpers.assert_clean(out, API_KEY)
     return out
 
 
-def assert_stopped_cleanly(out: Output, signum):
+def assert_stopped_cleanly(out: helpers.TapRun, signum):
     name = signal.Signals(signum).name
     assert out.returncode == EXIT_CODES[signum], out
     assert out.messages[-1]["type"] == "STATE", "the last line is not the STATE covering the output"
@@ -88,12 +83,12 @@ def assert_stopped_cleanly(out: Output, signum):
     assert len(stops) == 1 and stops[0].startswith("WARNING ") and "--state" in stops[0], out
 
 
-def assert_resume_gives_the_union(tmp_path, config, catalog, stopped: Output, expected, streams):
-    resumed = run_tap(tap_args(tmp_path, config, catalog, state=stopped.state, name="resumed"))
+def assert_resume_gives_the_union(tmp_path, config, catalog, stopped: helpers.TapRun, expected, streams):
+    resumed = run_tap(helpers.tap_args(tmp_path, config, catalog, state=stopped.state, name="resumed"))
     assert resumed.returncode == 0, resumed
     for stream in streams:
-        assert_exactly_once(resumed, stream)
-        union = set(ids(stopped, stream)) | set(ids(resumed, stream))
+        helpers.assert_exactly_once(resumed, stream)
+        union = set(stopped.keys(stream)) | set(resumed.keys(stream))
         assert union == expected[stream], f"{stream}: {len(expected[stream] - union)} rows lost"
     assert resumed.state["currently_syncing"] is None
 
@@ -120,27 +115,27 @@ def _mid_membership_pass(messages):
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_mid_contacts_scan_then_resume(tmp_path, sandbox_factory, signum):
     sb = sandbox_factory(contacts=1500, lists=2, segments=1, seed=41, api_key=API_KEY)
-    catalog = catalog_for(sb, tmp_path, ALL_STREAMS)
-    expected = expected_data(sb)
+    config = helpers.write_secret_config(tmp_path, sb)
+    catalog = helpers.select(helpers.discover(config), streams=helpers.STREAM_NAMES)
+    expected = helpers.expected_keys(sb)
     sb.set_faults(latency_ms=60)
-    config = config_for(tmp_path, sb)
-    stopped = run_and_signal(tap_args(tmp_path, config, catalog, name="stopped"), signum, _mid_contacts_scan)
+    stopped = run_and_signal(helpers.tap_args(tmp_path, config, catalog, name="stopped"), signum, _mid_contacts_scan)
     assert_stopped_cleanly(stopped, signum)
     assert stopped.state["currently_syncing"] == "contacts"
     assert "updated_at" not in stopped.state["bookmarks"]["contacts"]
     sb.set_faults(latency_ms=None)
-    assert_resume_gives_the_union(tmp_path, config, catalog, stopped, expected, ALL_STREAMS)
+    assert_resume_gives_the_union(tmp_path, config, catalog, stopped, expected, helpers.STREAM_NAMES)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_mid_membership_pass_then_resume(tmp_path, sandbox_factory, signum):
     sb = sandbox_factory(contacts=1500, lists=3, segments=1, seed=42, api_key=API_KEY)
     streams = ["lists", "lists_contacts"]
-    catalog = catalog_for(sb, tmp_path, streams)
-    expected = expected_data(sb)
+    config = helpers.write_secret_config(tmp_path, sb)
+    catalog = helpers.select(helpers.discover(config), streams=streams)
+    expected = helpers.expected_keys(sb)
     sb.set_faults(latency_ms=60)
-    config = config_for(tmp_path, sb)
-    stopped = run_and_signal(tap_args(tmp_path, config, catalog, name="stopped"), signum, _mid_membership_pass)
+    stopped = run_and_signal(helpers.tap_args(tmp_path, config, catalog, name="stopped"), signum, _mid_membership_pass)
     assert_stopped_cleanly(stopped, signum)
     entry = stopped.state["bookmarks"]["lists_contacts"]
     assert entry["complete"] is False and entry["in_progress"], entry
@@ -151,19 +146,20 @@ def test_signal_mid_membership_pass_then_resume(tmp_path, sandbox_factory, signu
 def test_sigterm_while_a_request_is_stuck(tmp_path, sandbox_factory):
     """Every 4th request hangs for 10 minutes: the stop must not wait for it."""
     sb = sandbox_factory(contacts=1500, lists=2, segments=1, seed=43, api_key=API_KEY)
-    catalog = catalog_for(sb, tmp_path, ALL_STREAMS)
-    expected = expected_data(sb)
+    config = helpers.write_secret_config(tmp_path, sb)
+    catalog = helpers.select(helpers.discover(config), streams=helpers.STREAM_NAMES)
+    expected = helpers.expected_keys(sb)
     sb.reset_stats()
     sb.set_faults(stall_every=4, stall_seconds=600)
-    config = config_for(tmp_path, sb, max_concurrent_requests=1)  # one worker: the stall holds the run
+    config = helpers.write_secret_config(tmp_path, sb, max_concurrent_requests=1)  # one worker: the stall holds the run
     stopped = run_and_signal(
-        tap_args(tmp_path, config, catalog, name="stopped"),
+        helpers.tap_args(tmp_path, config, catalog, name="stopped"),
         signal.SIGTERM,
         lambda messages: sb.stats()["stalled"] >= 1 and sum(m.get("type") == "RECORD" for m in messages) >= 100,
     )
     assert_stopped_cleanly(stopped, signal.SIGTERM)
     sb.set_faults(stall_every=None)
-    assert_resume_gives_the_union(tmp_path, config, catalog, stopped, expected, ALL_STREAMS)
+    assert_resume_gives_the_union(tmp_path, config, catalog, stopped, expected, helpers.STREAM_NAMES)
 
 
 def test_stop_while_the_output_is_blocked_is_bounded_and_a_second_signal_exits_at_once(tmp_path, sandbox_factory):
@@ -171,9 +167,9 @@ def test_stop_while_the_output_is_blocked_is_bounded_and_a_second_signal_exits_a
     SIGTERM cannot write the final STATE without cutting that page: it gives up after
     a grace period (10 s) and says so; a second SIGTERM exits at once."""
     sb = sandbox_factory(contacts=1500, lists=1, segments=1, seed=44, api_key=API_KEY)
-    catalog = catalog_for(sb, tmp_path, ["contacts"])
-    config = config_for(tmp_path, sb)
-    args = tools.tap_cmd() + [str(a) for a in tap_args(tmp_path, config, catalog, name="blocked")]
+    config = helpers.write_secret_config(tmp_path, sb)
+    catalog = helpers.select(helpers.discover(config), streams=["contacts"])
+    args = tools.tap_cmd() + [str(a) for a in helpers.tap_args(tmp_path, config, catalog, name="blocked")]
     results = {}
     for insist in (False, True):
         sb.reset_stats()
@@ -220,7 +216,7 @@ def _blocked_writing_to_a_pipe(pid):
 
 def test_sigterm_during_discovery(tmp_path, sandbox_factory):
     sb = sandbox_factory(contacts=10, api_key=API_KEY, stall_every=1, stall_seconds=600)
-    config = config_for(tmp_path, sb)
+    config = helpers.write_secret_config(tmp_path, sb)
     proc = subprocess.Popen(
         tools.tap_cmd() + ["--config", config, "--discover"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )

@@ -6,47 +6,13 @@ the tap's transform code: if both were wrong the same way, nothing would notice.
 
 import datetime
 import json
-import re
 from types import SimpleNamespace
 
 import helpers
 import pytest
 
-STREAMS = ("contacts", "lists", "lists_contacts", "smart_segments", "smart_segments_contacts")
 UTC = datetime.UTC
-EPOCH = datetime.datetime(1970, 1, 1, tzinfo=UTC)
 
-# column -> the raw keys it may come under (PascalCase, then snake_case).
-STANDARD = {
-    "email": ("Email", "email"),
-    "first_name": ("FirstName", "first_name"),
-    "last_name": ("LastName", "last_name"),
-    "name": ("Name", "name"),
-    "salutation": ("Salutation", "salutation"),
-    "company": ("Company", "company"),
-    "number_of_employees": ("NumberOfEmployees", "number_of_employees"),
-    "title": ("Title", "title"),
-    "industry": ("Industry", "industry"),
-    "phone": ("Phone", "phone"),
-    "mobile_phone": ("MobilePhone", "mobile_phone"),
-    "fax": ("Fax", "fax"),
-    "website": ("Website", "website"),
-    "mailing_street": ("MailingStreet", "mailing_street"),
-    "mailing_city": ("MailingCity", "mailing_city"),
-    "mailing_state": ("MailingState", "mailing_state"),
-    "mailing_postal_code": ("MailingPostalCode", "mailing_postal_code"),
-    "mailing_country": ("MailingCountry", "mailing_country"),
-    "lead_source": ("LeadSource", "lead_source"),
-    "status": ("Status", "status"),
-    "linkedin": ("LinkedIn", "linkedin"),
-    "twitter": ("Twitter", "twitter"),
-    "unsubscribed": ("Unsubscribed", "unsubscribed"),
-    "owner_name": ("owner_name",),
-    "contact_id": ("contact_id",),
-    "company_priority": ("company_priority",),
-    "type": ("type",),
-}
-TIMESTAMPS = ("created_at", "updated_at", "first_visit_at", "first_conversion_at")
 ANYWHERE = ("anywhere_page_visits", "anywhere_form_submits", "anywhere_utm")
 MAIL = (
     "mail_received",
@@ -64,42 +30,12 @@ LATE_FIELD = "Late Field"  # a custom field the sandbox's /contacts/custom_field
 # ---- independent expectations ---------------------------------------------------
 
 
-def raw_instant(value):
-    """A raw timestamp (ISO-8601 string or epoch-ms integer) -> aware datetime, or None."""
-    if value is None:
-        return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return EPOCH + datetime.timedelta(milliseconds=value)
-    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
-
-
-def emitted_instant(value):
-    """An emitted timestamp -> aware datetime; it must be an RFC 3339 string in UTC."""
-    if value is None:
-        return None
-    assert isinstance(value, str) and re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|\+00:00)$", value), (
-        f"not RFC 3339 UTC: {value!r}"
-    )
-    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
 def rfc3339(instant, offset_minutes=0):
     """An instant as RFC 3339 with milliseconds, in the given UTC offset."""
     local = instant.astimezone(datetime.timezone(datetime.timedelta(minutes=offset_minutes)))
     sign, minutes = "+-"[offset_minutes < 0], abs(offset_minutes)
     zone = "Z" if not offset_minutes else "%s%02d:%02d" % (sign, minutes // 60, minutes % 60)
     return local.strftime("%Y-%m-%dT%H:%M:%S.") + "%03d" % (local.microsecond // 1000) + zone
-
-
-def snake(name):
-    return re.sub(r"[^0-9a-z]+", "_", name.lower()).strip("_")
-
-
-def raw_value(doc, keys):
-    for key in keys:
-        if key in doc:
-            return doc[key]
-    return None
 
 
 def same_typed(expected, got):
@@ -134,12 +70,12 @@ def contact_mismatches(doc, record, custom_definitions):
         if not ok:
             out.append((column, expected, got))
 
-    for column, keys in STANDARD.items():
-        expected, got = raw_value(doc, keys), record.get(column)
+    for column, keys in helpers.STANDARD.items():
+        expected, got = helpers.raw_value(doc, keys), record.get(column)
         check(column, same_typed(expected, got), expected, got)
-    for column in TIMESTAMPS:
-        expected, got = raw_instant(doc.get(column)), record.get(column)
-        check(column, expected == emitted_instant(got), expected, got)
+    for column in helpers.TIMESTAMPS:
+        expected, got = helpers.raw_instant(doc.get(column)), record.get(column)
+        check(column, expected == helpers.emitted_instant(got), expected, got)
     expected, got = doc.get("lists"), record.get("lists")
     check(
         "lists",
@@ -167,8 +103,8 @@ def contact_mismatches(doc, record, custom_definitions):
         )
     for column in MAIL:
         raw, got = doc.get(column), record.get(column)
-        expected = None if raw is None else {(k, raw_instant(v)) for k, v in raw.items()}
-        pairs = None if got is None else [(i.get("id"), emitted_instant(i.get("timestamp"))) for i in got]
+        expected = None if raw is None else {(k, helpers.raw_instant(v)) for k, v in raw.items()}
+        pairs = None if got is None else [(i.get("id"), helpers.emitted_instant(i.get("timestamp"))) for i in got]
         check(
             column,
             (pairs is None and expected is None)
@@ -183,11 +119,11 @@ def contact_mismatches(doc, record, custom_definitions):
         )
     fields = doc.get("custom_fields") or []
     for definition in custom_definitions:
-        column = "custom_" + snake(definition["name"])
+        column = helpers.custom_column(definition["name"])
         raw = next((f["value"] for f in fields if f["kind"] == definition["name"]), None)
         got = record.get(column)
         if definition["fieldType"] == "date":
-            check(column, raw_instant(raw) == emitted_instant(got), raw, got)
+            check(column, helpers.raw_instant(raw) == helpers.emitted_instant(got), raw, got)
         else:
             check(column, same_typed(raw, got), raw, got)
     got = record.get("custom_fields")
@@ -227,16 +163,14 @@ def without_version(records):
     return [{k: v for k, v in r.items() if k != "table_version"} for r in records]
 
 
-def membership(members):
-    return {(group, contact) for group, contacts in members.items() for contact in contacts}
-
-
 def max_updated(docs):
-    return max(raw_instant(d["updated_at"]) for d in docs)
+    return max(helpers.instant(d["updated_at"]) for d in docs)
 
 
 def bookmark(state):
-    return emitted_instant(state["bookmarks"]["contacts"]["updated_at"])
+    at = helpers.emitted_instant(state["bookmarks"]["contacts"]["updated_at"])
+    assert at is not None, state
+    return at
 
 
 # ---- fixtures ---------------------------------------------------------------------
@@ -266,14 +200,14 @@ def run(env, catalog, name, flag="--catalog", state=None, config=None):
     args = ["--config", config or env.config, flag, helpers.write_json(env.tmp / f"{name}.json", catalog)]
     if state is not None:
         args += ["--state", helpers.write_json(env.tmp / f"{name}-state.json", state)]
-    code, messages, stderr = helpers.run_tap(args)
-    assert code == 0, stderr[-3000:]
+    done = helpers.run_tap(args)
+    assert done.returncode == 0, done
     return SimpleNamespace(
-        messages=messages,
-        stderr=stderr,
-        records=helpers.records_by_stream(messages),
-        schemas=helpers.schemas_by_stream(messages),
-        state=helpers.last_state(messages),
+        messages=done.messages,
+        stderr=done.stderr,
+        records=helpers.records_by_stream(done.messages),
+        schemas=helpers.schemas_by_stream(done.messages),
+        state=helpers.last_state(done.messages),
     )
 
 
@@ -287,8 +221,8 @@ def full(env):
 
 
 def test_every_stream_emits_and_never_the_api_key(full):
-    assert set(full.records) == set(STREAMS)
-    assert set(full.schemas) == set(STREAMS)
+    assert set(full.records) == set(helpers.STREAM_NAMES)
+    assert set(full.schemas) == set(helpers.STREAM_NAMES)
     everything = json.dumps(full.messages, ensure_ascii=False) + full.stderr
     assert helpers.API_KEY not in everything
 
@@ -316,11 +250,13 @@ def test_custom_field_unknown_to_discovery_is_kept(env, full):
 
 
 def test_list_memberships_exactly(env, full):
-    assert pairs(full.records["lists_contacts"], "list_id") == membership(env.data["list_members"])
+    assert pairs(full.records["lists_contacts"], "list_id") == helpers.membership_pairs(env.data["list_members"])
 
 
 def test_smart_segment_memberships_exactly(env, full):
-    assert pairs(full.records["smart_segments_contacts"], "segment_id") == membership(env.data["segment_members"])
+    assert pairs(full.records["smart_segments_contacts"], "segment_id") == helpers.membership_pairs(
+        env.data["segment_members"]
+    )
 
 
 def test_lists_and_smart_segments_rows(env, full):
@@ -334,7 +270,7 @@ def test_lists_and_smart_segments_rows(env, full):
 
 def test_every_record_valid_against_its_schema(full):
     counts = helpers.validate_records(full.messages)
-    assert set(counts) == set(STREAMS)
+    assert set(counts) == set(helpers.STREAM_NAMES)
 
 
 def test_final_state(env, full):
@@ -345,7 +281,7 @@ def test_final_state(env, full):
 
 def test_properties_flag_syncs_the_same(env, full):
     legacy = run(env, helpers.select(env.catalog), "properties", flag="--properties")
-    for stream in STREAMS:
+    for stream in helpers.STREAM_NAMES:
         # (each run has its own table versions)
         as_text = lambda records: sorted(json.dumps(r, sort_keys=True) for r in without_version(records))  # noqa: E731
         assert as_text(legacy.records[stream]) == as_text(full.records[stream]), stream
@@ -385,7 +321,7 @@ def test_selective_records_valid_against_their_schemas(selective):
 
 
 def test_membership_stream_without_its_parent(env, selective):
-    assert pairs(selective.records["lists_contacts"], "list_id") == membership(env.data["list_members"])
+    assert pairs(selective.records["lists_contacts"], "list_id") == helpers.membership_pairs(env.data["list_members"])
 
 
 def test_deselected_columns_absent_keys_always_present(env, selective):
@@ -406,21 +342,21 @@ def test_selected_columns_keep_their_values(env, selective):
     assert ids(selective.records["contacts"]) == set(docs)
     for record in selective.records["contacts"]:
         doc = docs[record["contact_id"]]
-        assert record["last_name"] == raw_value(doc, STANDARD["last_name"])
-        assert emitted_instant(record["updated_at"]) == raw_instant(doc["updated_at"])
+        assert record["last_name"] == helpers.raw_value(doc, helpers.STANDARD["last_name"])
+        assert helpers.emitted_instant(record["updated_at"]) == helpers.instant(doc["updated_at"])
 
 
 # ---- incremental ------------------------------------------------------------------
 
 
 def test_start_date_filters_the_first_run(env, tmp_path):
-    docs = sorted(env.data["contacts"], key=lambda d: raw_instant(d["updated_at"]))
+    docs = sorted(env.data["contacts"], key=lambda d: helpers.instant(d["updated_at"]))
     boundary = docs[len(docs) // 2]
-    start = raw_instant(boundary["updated_at"])
+    start = helpers.instant(boundary["updated_at"])
     # Exactly the boundary contact's instant (>= keeps it), written in another offset.
     config = helpers.write_config(tmp_path, env.sb, start_date=rfc3339(start, offset_minutes=330))
     out = run(env, helpers.select(env.catalog, streams=["contacts"]), "start", config=config)
-    expected = {d["contact_id"] for d in docs if raw_instant(d["updated_at"]) >= start}
+    expected = {d["contact_id"] for d in docs if helpers.instant(d["updated_at"]) >= start}
     assert boundary["contact_id"] in expected and len(expected) < len(docs)
     assert ids(out.records["contacts"]) == expected
     assert bookmark(out.state) == max_updated(docs)
@@ -443,12 +379,12 @@ def test_second_run_emits_only_contacts_updated_since(env, sandbox_factory, tmp_
 
     second = run(env, catalog, "incremental-2", state=first.state, config=config)
     since = bookmark(first.state)
-    expected = {d["contact_id"] for d in after if raw_instant(d["updated_at"]) >= since}
+    expected = {d["contact_id"] for d in after if helpers.instant(d["updated_at"]) >= since}
     emitted = ids(second.records["contacts"])
     assert emitted == expected
     assert touched <= emitted
     # Beyond the touched ones, only contacts exactly at the old bookmark come again.
-    assert {raw_instant(d["updated_at"]) for d in after if d["contact_id"] in emitted - touched} <= {since}
+    assert {helpers.instant(d["updated_at"]) for d in after if d["contact_id"] in emitted - touched} <= {since}
     problems = all_mismatches(
         [d for d in after if d["contact_id"] in emitted], second.records["contacts"], env.data["custom_fields"]
     )
@@ -457,4 +393,4 @@ def test_second_run_emits_only_contacts_updated_since(env, sandbox_factory, tmp_
     # The bookmark moves forward, but never past the time the scan began (less the
     # clock-skew margin): a change made during a scan must not fall behind it.
     assert since < bookmark(second.state) <= max_updated(after)
-    assert bookmark(second.state) <= min(raw_instant(d["updated_at"]) for d in after if d["contact_id"] in touched)
+    assert bookmark(second.state) <= min(helpers.instant(d["updated_at"]) for d in after if d["contact_id"] in touched)

@@ -26,8 +26,6 @@ import tools
 
 from tap_autopilot.sandbox import Sandbox
 
-STREAMS = ("contacts", "lists", "lists_contacts", "smart_segments", "smart_segments_contacts")
-FULL_TABLE = ("lists", "lists_contacts", "smart_segments", "smart_segments_contacts")
 TIMEOUT = 180
 
 
@@ -45,7 +43,7 @@ def _config(tmp: Path, sb: Sandbox) -> Path:
 def _catalog(tmp: Path, config: Path) -> Path:
     """--discover through the CLI, then select every stream."""
     catalog = helpers.select(helpers.discover(config))
-    assert sorted(e["tap_stream_id"] for e in catalog["streams"]) == sorted(STREAMS)
+    assert sorted(e["tap_stream_id"] for e in catalog["streams"]) == sorted(helpers.STREAM_NAMES)
     return _write_json(tmp / "catalog.json", catalog)
 
 
@@ -57,44 +55,15 @@ def _sync_argv(config: Path, catalog: Path, state: Path | None = None) -> list[s
 
 
 def _run_tap(config: Path, catalog: Path, state: Path | None = None) -> list[dict]:
-    code, messages, stderr = helpers.run_tap(
-        _sync_argv(config, catalog, state)[len(tools.tap_cmd()) :], timeout=TIMEOUT
-    )
-    assert code == 0, stderr[-3000:]
-    return messages
+    run = helpers.run_tap(_sync_argv(config, catalog, state)[len(tools.tap_cmd()) :], timeout=TIMEOUT)
+    assert run.returncode == 0, run
+    return run.messages
 
 
 def _last_state(messages: list[dict]) -> dict:
     state = helpers.last_state(messages)
     assert state is not None, "the tap wrote no STATE"
     return state
-
-
-def _expected(sb: Sandbox) -> dict[str, set]:
-    """The primary keys of every row the sandbox holds, per stream."""
-    ds = sb.dataset
-    lists = [g["list_id"] for g in ds.lists()]
-    segments = [g["segment_id"] for g in ds.segments()]
-    return {
-        "contacts": {(cid,) for cid in ds.contact_ids()},
-        "lists": {(lid,) for lid in lists},
-        "smart_segments": {(sid,) for sid in segments},
-        "lists_contacts": {(lid, cid) for lid in lists for cid in ds.list_members(lid)},
-        "smart_segments_contacts": {(sid, cid) for sid in segments for cid in ds.segment_members(sid)},
-    }
-
-
-_KEYS = {
-    "contacts": ("contact_id",),
-    "lists": ("list_id",),
-    "smart_segments": ("segment_id",),
-    "lists_contacts": ("list_id", "contact_id"),
-    "smart_segments_contacts": ("segment_id", "contact_id"),
-}
-
-
-def _key(stream: str, record: dict) -> tuple:
-    return tuple(record[k] for k in _KEYS[stream])
 
 
 def _records(messages: list[dict], stream: str) -> list[dict]:
@@ -133,24 +102,25 @@ def test_target_jsonl_end_to_end(tmp_path, sb, synced):
             stdout=subprocess.PIPE,
             stderr=target_log,
         )
+        assert tap.stdout is not None
         tap.stdout.close()  # the target owns the read end now: a real pipe between the two
         target_out, _ = target.communicate(timeout=TIMEOUT)
         tap_rc = tap.wait(timeout=TIMEOUT)
     assert tap_rc == 0, (tmp_path / "tap.log").read_text()[-3000:]
     assert target.returncode == 0, (tmp_path / "target.log").read_text()[-3000:]
 
-    assert sorted(p.name for p in out_dir.iterdir()) == sorted(f"{s}.jsonl" for s in STREAMS)
-    expected = _expected(sb)
-    for stream in STREAMS:
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted(f"{s}.jsonl" for s in helpers.STREAM_NAMES)
+    expected = helpers.expected_keys(sb)
+    for stream in helpers.STREAM_NAMES:
         rows = [json.loads(line) for line in (out_dir / f"{stream}.jsonl").read_text().splitlines()]
-        keys = [_key(stream, row) for row in rows]
+        keys = [helpers.key_of(stream, row) for row in rows]
         assert len(keys) == len(expected[stream]), stream  # one line per row, no repeats
         assert set(keys) == expected[stream], stream
 
     # target-jsonl echoes the last STATE: every full-table pass completed, contacts bookmarked.
     state = json.loads(target_out.decode().strip().splitlines()[-1])
     assert state["currently_syncing"] is None
-    for stream in FULL_TABLE:
+    for stream in helpers.FULL_TABLE_STREAMS:
         assert state["bookmarks"][stream]["complete"] is True
         assert isinstance(state["bookmarks"][stream]["version"], int)
     assert state["bookmarks"]["contacts"]["updated_at"].startswith("2025-")
@@ -172,8 +142,8 @@ def test_singer_check_tap_accepts_output(tmp_path, sb, synced):
         m.group(1): int(m.group(2))
         for m in re.finditer(r"^\|\s*(\w+)\s*\|\s*(\d+)\s*\|\s*(\d+)\s*\|$", check.stdout, re.M)
     }
-    expected = _expected(sb)
-    assert counts == {stream: len(expected[stream]) for stream in STREAMS}
+    expected = helpers.expected_keys(sb)
+    assert counts == {stream: len(expected[stream]) for stream in helpers.STREAM_NAMES}
 
 
 # ---- ACTIVATE_VERSION at the message level ---------------------------------------------------
@@ -191,7 +161,7 @@ def _check_version_flow(messages: list[dict], state_in: dict) -> dict[str, int]:
     """
     bookmarks = (state_in or {}).get("bookmarks") or {}
     versions = {}
-    for stream in FULL_TABLE:
+    for stream in helpers.FULL_TABLE_STREAMS:
         positions = [(i, m) for i, m in enumerate(messages) if m.get("stream") == stream]
         records = [(i, m) for i, m in positions if m["type"] == "RECORD"]
         activations = [(i, m) for i, m in positions if m["type"] == "ACTIVATE_VERSION"]
@@ -224,8 +194,8 @@ def test_versions_first_run_then_second_run(tmp_path, sb, synced):
     first = _run_tap(config, catalog)
     v1 = _check_version_flow(first, {})
     state1 = _last_state(first)
-    assert {s: state1["bookmarks"][s] for s in FULL_TABLE} == {
-        s: {"version": v1[s], "complete": True} for s in FULL_TABLE
+    assert {s: state1["bookmarks"][s] for s in helpers.FULL_TABLE_STREAMS} == {
+        s: {"version": v1[s], "complete": True} for s in helpers.FULL_TABLE_STREAMS
     }
 
     # A contact leaves a list between runs: the second pass no longer has it, under a new version.
@@ -235,10 +205,10 @@ def test_versions_first_run_then_second_run(tmp_path, sb, synced):
 
     second = _run_tap(config, catalog, _write_json(tmp_path / "state1.json", state1))
     v2 = _check_version_flow(second, state1)
-    assert all(v2[s] > v1[s] for s in FULL_TABLE)
-    pairs = {_key("lists_contacts", m["record"]) for m in _records(second, "lists_contacts")}
+    assert all(v2[s] > v1[s] for s in helpers.FULL_TABLE_STREAMS)
+    pairs = {helpers.key_of("lists_contacts", m["record"]) for m in _records(second, "lists_contacts")}
     assert (lid, gone) not in pairs
-    assert pairs == _expected(sb)["lists_contacts"]
+    assert pairs == helpers.expected_keys(sb)["lists_contacts"]
     assert _last_state(second)["bookmarks"]["lists_contacts"] == {"version": v2["lists_contacts"], "complete": True}
 
 
@@ -247,10 +217,12 @@ def test_version_is_higher_than_the_last_even_if_the_clock_is_behind(tmp_path, s
     the next version must still be higher, or the target keeps rows of the 'newer' old version."""
     config, catalog = synced
     future = 4102444800000  # 2100-01-01 in ms
-    state = {"bookmarks": {s: {"version": future + i, "complete": True} for i, s in enumerate(FULL_TABLE)}}
+    state = {
+        "bookmarks": {s: {"version": future + i, "complete": True} for i, s in enumerate(helpers.FULL_TABLE_STREAMS)}
+    }
     messages = _run_tap(config, catalog, _write_json(tmp_path / "future.json", state))
     versions = _check_version_flow(messages, state)
-    assert all(versions[s] > state["bookmarks"][s]["version"] for s in FULL_TABLE)
+    assert all(versions[s] > state["bookmarks"][s]["version"] for s in helpers.FULL_TABLE_STREAMS)
 
 
 def test_interrupted_pass_resumes_with_the_same_version(tmp_path, sb, synced):
@@ -260,6 +232,7 @@ def test_interrupted_pass_resumes_with_the_same_version(tmp_path, sb, synced):
     config, catalog = synced
     sb.set_faults(latency_ms=150)  # slow enough that the kill lands mid-pass
     tap = subprocess.Popen(_sync_argv(config, catalog), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert tap.stdout is not None
     seen: list[dict] = []
     cut_state = None
     try:
@@ -288,10 +261,10 @@ def test_interrupted_pass_resumes_with_the_same_version(tmp_path, sb, synced):
     versions = _check_version_flow(resumed, cut_state)
     assert versions["lists_contacts"] == killed_version
 
-    before = {_key("lists_contacts", m["record"]) for m in _records(seen, "lists_contacts")}
-    after = {_key("lists_contacts", m["record"]) for m in _records(resumed, "lists_contacts")}
-    assert before | after == _expected(sb)["lists_contacts"]
-    assert len(after) < len(_expected(sb)["lists_contacts"])  # it resumed, it did not start over
+    before = {helpers.key_of("lists_contacts", m["record"]) for m in _records(seen, "lists_contacts")}
+    after = {helpers.key_of("lists_contacts", m["record"]) for m in _records(resumed, "lists_contacts")}
+    assert before | after == helpers.expected_keys(sb)["lists_contacts"]
+    assert len(after) < len(helpers.expected_keys(sb)["lists_contacts"])  # it resumed, it did not start over
     final = _last_state(resumed)["bookmarks"]["lists_contacts"]
     assert final == {"version": killed_version, "complete": True}
 

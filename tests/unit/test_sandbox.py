@@ -46,7 +46,7 @@ def request(sb, path, key=KEY, method="GET", body=None, timeout=5):
 
 
 def api(sb, path, **kw):
-    status, headers, body = request(sb, "/v1" + path, **kw)
+    status, _headers, body = request(sb, "/v1" + path, **kw)
     return status, json.loads(body)
 
 
@@ -191,8 +191,8 @@ def test_default_documents_look_like_the_recordings():
     """The [seen] facts of the API notes, in the default data."""
     ds = Dataset(contacts=3000, seed=2)
     assert ds.dump() == Dataset(contacts=3000, seed=2).dump()  # deterministic per seed
-    seen = Counter()
-    updated_at = Counter()
+    seen: Counter[str] = Counter()
+    updated_at: Counter[str] = Counter()
     for doc in ds.iter_contacts():
         cid = doc["contact_id"]
         seen["ap2"] += cid.startswith("person_AP2-")
@@ -295,7 +295,7 @@ def test_custom_field_definitions():
     assert sorted(d["fieldType"] for d in dense) == ["boolean", "date", "float", "integer", "string"]
     defs = Dataset(contacts=1).custom_field_definitions()
     assert {"Favorite Color", "favorite-color", "Größe"} <= {d["name"] for d in defs}
-    assert set(d["fieldType"] for d in defs) == {"boolean", "date", "float", "integer", "string", "picklist"}
+    assert {d["fieldType"] for d in defs} == {"boolean", "date", "float", "integer", "string", "picklist"}
     for d in defs + dense:
         assert set(d) == {"name", "fieldType", "key"}
         assert re.fullmatch(
@@ -391,8 +391,10 @@ def test_keep_alive_and_content_length(sb):
         conn.request("GET", path, headers={"autopilotapikey": KEY})
         resp = conn.getresponse()
         body = resp.read()
-        assert resp.status == 200 and int(resp.getheader("Content-Length")) == len(body)
-        assert resp.getheader("Content-Type").startswith("application/json")
+        length, content_type = resp.getheader("Content-Length"), resp.getheader("Content-Type")
+        assert length is not None and content_type is not None
+        assert resp.status == 200 and int(length) == len(body)
+        assert content_type.startswith("application/json")
         assert conn.sock is first_sock  # same socket: connection kept alive
     conn.close()
 
@@ -589,8 +591,8 @@ def test_delete_contacts(fresh):
     assert admin(fresh, "delete_contacts", {"contact_ids": gone}) == {"ok": True}
     ids = [d["contact_id"] for d in scan(fresh, "/contacts")[1]]
     assert len(ids) == 250 - len(set(gone)) and not set(gone) & set(ids)
-    assert not set(gone) & set(d["contact_id"] for d in scan(fresh, "/list/%s/contacts" % lid)[1])
-    assert not set(gone) & set(d["contact_id"] for d in scan(fresh, "/smart_segments/%s/contacts" % sid)[1])
+    assert not set(gone) & {d["contact_id"] for d in scan(fresh, "/list/%s/contacts" % lid)[1]}
+    assert not set(gone) & {d["contact_id"] for d in scan(fresh, "/smart_segments/%s/contacts" % sid)[1]}
     dump = admin(fresh, "dump")
     assert [d["contact_id"] for d in dump["contacts"]] == ids
     assert not set(gone) & {c for members in dump["list_members"].values() for c in members}
@@ -727,6 +729,7 @@ def test_cli_prints_base_url_and_exits_on_sigterm():
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert proc.stdout is not None
     try:
         line = proc.stdout.readline().strip()
         match = re.fullmatch(r"http://127\.0\.0\.1:(\d+)/v1", line)

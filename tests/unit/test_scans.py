@@ -198,7 +198,7 @@ def test_a_membership_scan_holds_no_page_while_suspended():
     docs = [doc(n, ["list_a"]) for n in range(250)]
     client = FakeClient(docs, page_size=100, members=members_of(docs))
     ctx = context(client, ["lists_contacts"], config={"lists_contacts_source": "lists"})
-    scans = []
+    scans: list = []
     ctx.add_scan = scans.append
     STREAMS["lists_contacts"].sync(ctx)
     held = [pages_held_while_suspended(ctx, steps, client) for steps in scans]
@@ -206,7 +206,15 @@ def test_a_membership_scan_holds_no_page_while_suspended():
 
 
 def test_a_vanished_cursor_restarts_the_scan_from_its_first_page():
-    client = FakeClient(DOCS)
+    from tap_autopilot.client import NotFoundError
+
+    class VanishingCursorClient(FakeClient):
+        def paginate(self, path, data_key, cursor=None):
+            if cursor == "person_0002":
+                raise NotFoundError("gone")
+            yield from super().paginate(path, data_key, cursor)
+
+    client = VanishingCursorClient(DOCS)
     state = {
         "bookmarks": {
             "contacts": {
@@ -220,16 +228,6 @@ def test_a_vanished_cursor_restarts_the_scan_from_its_first_page():
         }
     }
     ctx = context(client, ["contacts"], state)
-    from tap_autopilot.client import NotFoundError
-
-    original = client.paginate
-
-    def paginate(path, data_key, cursor=None):
-        if cursor == "person_0002":
-            raise NotFoundError("gone")
-        yield from original(path, data_key, cursor)
-
-    client.paginate = paginate
     ctx.run()
     assert [r["contact_id"] for r in records(ctx, "contacts")] == [d["contact_id"] for d in DOCS]
 

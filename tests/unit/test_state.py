@@ -163,7 +163,7 @@ def test_restarting_an_incremental_scan_keeps_its_threshold_and_start():
 
 
 def test_a_scan_entry_that_is_not_an_object_is_an_error():
-    with pytest.raises(ValueError, match="bookmarks.contacts.scan"):
+    with pytest.raises(ValueError, match=r"bookmarks\.contacts\.scan"):
         State({"bookmarks": {"contacts": {"scan": "x"}}}).incremental_scan("contacts", START)
 
 
