@@ -65,7 +65,8 @@ class RateLimitedError(RetryableError):
 
 class RateLimiter:
     """Spaces request starts evenly so that no one-second window ever holds
-    more than `rate` requests, however many threads share it."""
+    more than `rate` requests (rounded up: even spacing at 2.5/s puts 3 in some
+    windows), however many threads share it."""
 
     # 5% slack: requests leave evenly spaced but can arrive bunched (network,
     # a busy server or client), and one 429 costs a whole Retry-After pause.
