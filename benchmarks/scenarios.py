@@ -173,8 +173,6 @@ def list_heavy_lines(needed, rows, published):
     lines = [
         f"Needed requests (contact pages + segment pages + {LIST_HEAVY_LISTINGS} listings): "
         + (f"{needed:,}; floor {floor:.2f} s at {LIST_HEAVY_RATE} r/s." if needed else "unknown (no dataset)."),
-        "Until issue 10's tap is merged the tap ignores `lists_contacts_source` and both of our runs read "
-        "memberships list by list.",
         "",
         "| run | requests | needed | floor s | wall s | wall/floor | 429s | records | CPU µs/record | vs 0.3.0 "
         "| valid |",

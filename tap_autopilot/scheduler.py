@@ -7,7 +7,9 @@ writes the contract down. Cursor pagination is sequential within a scan, so the
 sync's length is bounded below by its longest scan: always advancing the scan
 with the most pages left keeps that scan busy and the others filling the rest
 of the rate limit, instead of leaving one long scan to run alone at the end.
-Workers hold at most one page each.
+Workers hold at most one page each. before_step(pages left), if given, runs on the
+worker before each step: the sync passes the rate limiter's set_priority, so that
+the scan with the most pages left also gets the next request slot.
 """
 
 import heapq
@@ -18,7 +20,8 @@ UNKNOWN = float("inf")  # a scan that has not read its first page yet goes first
 
 
 class Scheduler:
-    def __init__(self, workers):
+    def __init__(self, workers, before_step=None):
+        self._before_step = before_step
         self._heap = []
         self._order = itertools.count()
         self._cond = threading.Condition()
@@ -48,8 +51,10 @@ class Scheduler:
                 if self._error is not None or not self._heap:
                     self._cond.notify_all()
                     return
-                _, _, chain = heapq.heappop(self._heap)
+                urgency, _, chain = heapq.heappop(self._heap)
             try:
+                if self._before_step is not None:
+                    self._before_step(-urgency)
                 remaining = next(chain)
             except StopIteration:
                 with self._cond:

@@ -234,7 +234,7 @@ class SyncContext:
                 )
             self.out.flush()
         self.progress.start()
-        self._scheduler = Scheduler(self.workers)
+        self._scheduler = Scheduler(self.workers, before_step=self.client.limiter.set_priority)
         try:
             for stream_id in self.order:
                 self.selected[stream_id].stream.sync(self)

@@ -455,3 +455,48 @@ def test_rate_limiter_a_shorter_pause_does_not_shorten_a_longer_one():
 def test_client_rate_limiter_uses_max_requests_per_second():
     client = make_client(FakeSession(FakeResponse(200)), FakeTime(), rate=8)
     assert client.limiter.interval == pytest.approx(RateLimiter.SAFETY / 8)
+
+
+def test_rate_limiter_gives_a_more_urgent_thread_the_earliest_slot_a_waiting_thread_holds():
+    """The longest scan bounds the sync: when it asks for a slot, it takes the earliest
+    one held by a less urgent waiting thread, which waits for the next slot instead."""
+    limiter = RateLimiter(10, clock=lambda: 1000.0, sleep=lambda seconds: None)
+    limiter.acquire()  # the slot at 1000.0, taken at once
+    limiter._waiting = [[1000.105, 1], [1000.21, 1]]  # two less urgent threads asleep until their slots
+    limiter._next = 1000.315
+    starts = []
+    limiter._sleep = lambda seconds: starts.append(1000.0 + seconds)
+    limiter.set_priority(50)
+    limiter.acquire()
+    assert starts == [pytest.approx(1000.105)], "the urgent thread did not take the earliest waiting slot"
+    assert sorted(slot for slot, _ in limiter._waiting) == [pytest.approx(1000.21), pytest.approx(1000.315)]
+
+
+def test_rate_limiter_equal_urgency_keeps_first_come_first_served():
+    limiter = RateLimiter(10, clock=lambda: 1000.0, sleep=lambda seconds: None)
+    limiter.acquire()
+    limiter._waiting = [[1000.105, 7]]
+    limiter._next = 1000.21
+    starts = []
+    limiter._sleep = lambda seconds: starts.append(1000.0 + seconds)
+    limiter.set_priority(7)
+    limiter.acquire()
+    assert starts == [pytest.approx(1000.21)]
+    assert limiter._waiting == [[pytest.approx(1000.105), 7]]
+
+
+def test_rate_limiter_a_thread_whose_slot_was_taken_waits_for_its_new_slot():
+    """Moved to a later slot while it slept, a thread sleeps again rather than start early."""
+    fake_time = FakeTime()
+    limiter = RateLimiter(10, clock=fake_time.clock, sleep=fake_time.sleep)
+    limiter.acquire()  # 1000.0
+
+    def an_urgent_thread_arrives():  # runs while this thread sleeps towards its slot (1000.105)
+        with limiter._lock:
+            mine = limiter._waiting[0]
+            mine[0] = limiter._reserve(fake_time.now)  # what an urgent acquire does: a swap
+
+    fake_time.on_sleep = an_urgent_thread_arrives
+    limiter.acquire()
+    assert fake_time.now == pytest.approx(1000.21), "started at the slot it lost"
+    assert limiter._waiting == []

@@ -9,7 +9,7 @@ import weakref
 import orjson
 import pytest
 
-from tap_autopilot.client import Page, RequestStats
+from tap_autopilot.client import Page, RateLimiter, RequestStats
 from tap_autopilot.discover import load_schema
 from tap_autopilot.state import State
 from tap_autopilot.streams import (
@@ -46,6 +46,7 @@ class FakeClient:
         self.page_size = page_size
         self.members = members or {}
         self.stats = RequestStats()
+        self.limiter = RateLimiter(1000)  # the scheduler sets each worker's priority on it
         self.requests = []
 
     def get(self, path, data_key=None, expect_list=False):

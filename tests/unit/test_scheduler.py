@@ -169,3 +169,12 @@ def test_fail_from_outside_stops_the_workers():
     with pytest.raises(KeyboardInterrupt):
         scheduler.wait()
     assert steps == []
+
+
+def test_before_step_gets_the_pages_left_of_the_chain_about_to_step():
+    """The sync hands it to the rate limiter: the longest scan also gets the next request slot."""
+    seen: list[float] = []
+    scheduler = Scheduler(1, before_step=seen.append)
+    scheduler.add(chain("only", [5, 0], []))
+    scheduler.wait()
+    assert seen == [float("inf"), 5, 0]  # unknown before its first page, then what it yielded
