@@ -1,17 +1,13 @@
 """Issue 11: the rules a scheduled run rests on, without a network: start_date forms,
-which hosts may get the key over plain http, signal -> exit code, log levels, and
-the whole-response deadline of a request."""
+which hosts may get the key over plain http, signal -> exit code, log levels. (The
+whole-response deadline needs a socket: tests/integration/test_timeouts_and_dates.py.)"""
 
-import inspect
 import logging
 import signal
-import socket
-import threading
 
 import pytest
 
 from tap_autopilot import ConfigError, exit_code_for, is_loopback_host, log_level, normalize_start_date, validate_config
-from tap_autopilot.client import AutopilotClient, RetryableError
 
 
 @pytest.mark.parametrize(
@@ -118,50 +114,3 @@ def test_signal_exit_codes_follow_the_shell_convention():
 )
 def test_log_level(debug, requested, level):
     assert log_level(debug, requested) == level
-
-
-def _trickling_server(body_bytes, interval):
-    """A one-shot HTTP server: headers at once, then the body a byte per `interval`."""
-    server = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def serve():
-        conn, _ = server.accept()
-        with conn:
-            conn.recv(65536)
-            conn.sendall(
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body_bytes)
-            )
-            for index in range(len(body_bytes)):
-                if stop.wait(interval):
-                    return
-                try:
-                    conn.sendall(body_bytes[index : index + 1])
-                except OSError:
-                    return
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    return server, stop
-
-
-def test_request_timeout_bounds_a_trickling_body():
-    """Each byte comes well within the timeout, the whole (valid) body would take
-    100 s: the request gives up once the whole response has taken request_timeout."""
-    server, stop = _trickling_server(b'{"lists": []}' + b" " * 1000, 0.1)
-    try:
-        port = server.getsockname()[1]
-        client = AutopilotClient(
-            {
-                "api_key": "k",
-                "base_url": f"http://127.0.0.1:{port}/v1",
-                "request_timeout": 0.5,
-                "max_requests_per_second": 100,
-            }
-        )
-        one_attempt = inspect.unwrap(AutopilotClient.request)  # without the retry decorators
-        with pytest.raises(RetryableError, match=r"timed out after 0\.5 s"):
-            one_attempt(client, "/lists", "lists")
-    finally:
-        stop.set()
-        server.close()
