@@ -2,7 +2,7 @@ from setuptools import find_packages, setup
 
 setup(
     name="tap-autopilot",
-    version="1.0.0",
+    version="1.1.0",
     description="Singer tap for the Autopilot API: contacts, lists, smart segments and their memberships",
     author="tap-autopilot contributors",
     license="Apache-2.0",
