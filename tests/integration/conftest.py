@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -11,7 +12,7 @@ _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:  # so tests can `import pg` / `import tools` in any import mode
     sys.path.insert(0, _HERE)
 
-import pg  # noqa: E402
+import pg  # noqa: E402  (after the sys.path line above, like helpers below)
 
 
 @pytest.fixture(scope="session")
@@ -34,8 +35,6 @@ def postgres():
 
 
 # ---- the Autopilot sandbox (see helpers.py) -----------------------------------
-
-import contextlib  # noqa: E402
 
 import helpers  # noqa: E402
 
