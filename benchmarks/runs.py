@@ -69,8 +69,8 @@ class Bench:
             os.path.join(self.workdir, "config-0.3.0.json"), {"api_key": API_KEY, "start_date": START_DATE}
         )
 
-    def published_cmd(self, sandbox, properties_path):
-        """The published tap's sync command: its interpreter, the wrapper that points it at the sandbox."""
+    def published_cmd(self, sandbox, *args):
+        """A command of the published tap: its interpreter, the wrapper that points it at the sandbox, its config."""
         return [
             PUBLISHED_PY,
             PUBLISHED_WRAPPER,
@@ -78,24 +78,14 @@ class Bench:
             sandbox.base_url,
             "--config",
             self.published_config(),
-            "--properties",
-            properties_path,
+            *args,
         ]
 
     def published_catalog(self, sandbox):
         key = ("0.3.0",)
         if key in self._catalogs:  # the config file is written once, with the catalog
             return self._catalogs[key]
-        cmd = [
-            PUBLISHED_PY,
-            PUBLISHED_WRAPPER,
-            "--base-url",
-            sandbox.base_url,
-            "--config",
-            self.published_config(),
-            "--discover",
-        ]
-        return self._discovered(key, "tap-autopilot 0.3.0", cmd)
+        return self._discovered(key, "tap-autopilot 0.3.0", self.published_cmd(sandbox, "--discover"))
 
     # --- runs ---------------------------------------------------------------
 
@@ -124,7 +114,9 @@ class Bench:
         props = write_json(
             os.path.join(self.workdir, f"properties-{scenario}-{len(self.runs)}.json"), select_catalog(catalog, streams)
         )
-        return self._run(scenario, "0.3.0", sandbox, streams, self.published_cmd(sandbox, props), None, note)
+        return self._run(
+            scenario, "0.3.0", sandbox, streams, self.published_cmd(sandbox, "--properties", props), None, note
+        )
 
     def _run(self, scenario, tap, sandbox, streams, cmd, rate, note, variant=""):
         mix = MIX_LABELS.get(tuple(streams), "+".join(streams))
@@ -235,9 +227,8 @@ class Bench:
                 ]
             else:
                 catalog = select_catalog(self.published_catalog(sandbox), ())
-                cmd = self.published_cmd(
-                    sandbox, write_json(os.path.join(self.workdir, "properties-none.json"), catalog)
-                )
+                properties = write_json(os.path.join(self.workdir, "properties-none.json"), catalog)
+                cmd = self.published_cmd(sandbox, "--properties", properties)
             run = run_process(cmd, self.workdir, f"startup {tap}", Sink(), 120)
             best = run.cpu if best is None else min(best, run.cpu)
         return best
