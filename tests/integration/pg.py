@@ -286,18 +286,7 @@ class PostgresServer:
         deadline = time.monotonic() + 30
         while True:
             proc = subprocess.run(
-                [
-                    str(self.bindir / "pg_isready"),
-                    "-h",
-                    self.host,
-                    "-p",
-                    str(self.port),
-                    "-U",
-                    self.user,
-                    "-d",
-                    "postgres",
-                    "-q",
-                ]
+                [str(self.bindir / "pg_isready"), *self._connection_args("postgres"), "-q"]
                 if (self.bindir / "pg_isready").exists()
                 else ["true"]
             )
@@ -349,6 +338,10 @@ class PostgresServer:
         self.stop()
 
     # ---- SQL ---------------------------------------------------------------
+    def _connection_args(self, dbname: str) -> list[str]:
+        """Where pg_isready and psql connect: this server, as its superuser, to dbname."""
+        return ["-h", self.host, "-p", str(self.port), "-U", self.user, "-d", dbname]
+
     def psql(self, sql: str, *, dbname: str | None = None, timeout: float = 120) -> str:
         """Run SQL with psql (ON_ERROR_STOP), return raw unaligned, tuples-only stdout."""
         argv = [
@@ -359,14 +352,7 @@ class PostgresServer:
             "-t",
             "-v",
             "ON_ERROR_STOP=1",
-            "-h",
-            self.host,
-            "-p",
-            str(self.port),
-            "-U",
-            self.user,
-            "-d",
-            dbname or self.dbname,
+            *self._connection_args(dbname or self.dbname),
             "-F",
             _FIELD_SEP,
             "-R",

@@ -30,6 +30,17 @@ LATE_FIELD = "Late Field"  # a custom field the sandbox's /contacts/custom_field
 # ---- independent expectations ---------------------------------------------------
 
 
+def same_pairs(pairs, expected):
+    """An array column's (key, value) pairs against the raw map's: both absent, or the
+    same pairs with none repeated."""
+    return (pairs is None and expected is None) or (
+        pairs is not None
+        and expected is not None
+        and len(pairs) == len(set(pairs)) == len(expected)
+        and set(pairs) == expected
+    )
+
+
 def rfc3339(instant, offset_minutes=0):
     """An instant as RFC 3339 with milliseconds, in the given UTC offset."""
     local = instant.astimezone(datetime.timezone(datetime.timedelta(minutes=offset_minutes)))
@@ -90,14 +101,7 @@ def contact_mismatches(doc, record, custom_definitions):
         pairs = None if got is None else [(item.get("url"), item.get("value")) for item in got]
         check(
             column,
-            (pairs is None and expected is None)
-            or (
-                pairs is not None
-                and expected is not None
-                and len(pairs) == len(set(pairs)) == len(expected)
-                and set(pairs) == expected
-                and all(type(v) is bool for _, v in pairs)
-            ),
+            same_pairs(pairs, expected) and (pairs is None or all(type(v) is bool for _, v in pairs)),
             expected,
             got,
         )
@@ -105,18 +109,7 @@ def contact_mismatches(doc, record, custom_definitions):
         raw, got = doc.get(column), record.get(column)
         expected = None if raw is None else {(k, helpers.raw_instant(v)) for k, v in raw.items()}
         pairs = None if got is None else [(i.get("id"), helpers.emitted_instant(i.get("timestamp"))) for i in got]
-        check(
-            column,
-            (pairs is None and expected is None)
-            or (
-                pairs is not None
-                and expected is not None
-                and len(pairs) == len(set(pairs)) == len(expected)
-                and set(pairs) == expected
-            ),
-            expected,
-            got,
-        )
+        check(column, same_pairs(pairs, expected), expected, got)
     fields = doc.get("custom_fields") or []
     for definition in custom_definitions:
         column = helpers.custom_column(definition["name"])

@@ -91,6 +91,18 @@ def catalog(streams, methods=None):
     return {"streams": entries}
 
 
+def interrupted_incremental_scan():
+    """A fresh contacts entry of a run stopped after the page that ended with person_0002."""
+    return {
+        "scan": {
+            "threshold": "2015-01-01T00:00:00Z",
+            "cursor": "person_0002",
+            "max_updated_at": None,
+            "started_at": None,
+        }
+    }
+
+
 def context(client, streams, state=None, config=None, methods=None):
     config = dict({"start_date": "2015-01-01T00:00:00Z"}, **(config or {}))
     return SyncContext(
@@ -216,18 +228,7 @@ def test_a_vanished_cursor_restarts_the_scan_from_its_first_page():
             yield from super().paginate(path, data_key, cursor)
 
     client = VanishingCursorClient(DOCS)
-    state = {
-        "bookmarks": {
-            "contacts": {
-                "scan": {
-                    "threshold": "2015-01-01T00:00:00Z",
-                    "cursor": "person_0002",
-                    "max_updated_at": None,
-                    "started_at": None,
-                }
-            }
-        }
-    }
+    state = {"bookmarks": {"contacts": interrupted_incremental_scan()}}
     ctx = context(client, ["contacts"], state)
     ctx.run()
     assert [r["contact_id"] for r in records(ctx, "contacts")] == [d["contact_id"] for d in DOCS]
@@ -272,14 +273,7 @@ def test_memberships_from_the_scan_one_version_activated_at_the_end_and_in_each_
 def test_an_interrupted_scan_resumes_for_both_streams_at_the_shared_cursor_with_the_same_version():
     state = {
         "bookmarks": {
-            "contacts": {
-                "scan": {
-                    "threshold": "2015-01-01T00:00:00Z",
-                    "cursor": "person_0002",
-                    "max_updated_at": None,
-                    "started_at": None,
-                }
-            },
+            "contacts": interrupted_incremental_scan(),
             "lists_contacts": {"version": 42, "complete": False, "scan": {"cursor": "person_0002"}},
         }
     }
@@ -293,18 +287,7 @@ def test_an_interrupted_scan_resumes_for_both_streams_at_the_shared_cursor_with_
 
 
 def test_streams_stopped_at_different_pages_scan_from_the_first_page():
-    state = {
-        "bookmarks": {
-            "contacts": {
-                "scan": {
-                    "threshold": "2015-01-01T00:00:00Z",
-                    "cursor": "person_0002",
-                    "max_updated_at": None,
-                    "started_at": None,
-                }
-            }
-        }
-    }
+    state = {"bookmarks": {"contacts": interrupted_incremental_scan()}}
     ctx = context(FakeClient(DOCS), ["contacts", "lists_contacts"], state)  # lists_contacts: a new pass
     ctx.run()
     assert pairs(ctx) == TRUTH
