@@ -114,3 +114,14 @@ def test_signal_exit_codes_follow_the_shell_convention():
 )
 def test_log_level(debug, requested, level):
     assert log_level(debug, requested) == level
+
+
+def test_the_lists_contacts_source_setting_offers_exactly_the_sources_the_tap_takes():
+    """--about and the Meltano plugin list the options from SETTINGS; the sync checks
+    against streams.MEMBERSHIP_SOURCES (kept apart so the CLI starts without streams)."""
+    from tap_autopilot import SETTINGS
+    from tap_autopilot.streams import MEMBERSHIP_SOURCES
+
+    setting = next(s for s in SETTINGS if s["name"] == "lists_contacts_source")
+    assert setting["options"] == list(MEMBERSHIP_SOURCES)
+    assert setting["default"] == MEMBERSHIP_SOURCES[0]
