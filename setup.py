@@ -1,8 +1,19 @@
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+# The one place the version is written is tap_autopilot/__init__.py; read, not imported
+# (importing the package at build time would need its dependencies installed).
+VERSION = re.search(
+    r'^__version__ = "([^"]+)"$',
+    Path(__file__).with_name("tap_autopilot").joinpath("__init__.py").read_text(encoding="utf-8"),
+    re.M,
+).group(1)
 
 setup(
     name="tap-autopilot",
-    version="1.1.0",
+    version=VERSION,
     description="Singer tap for the Autopilot API: contacts, lists, smart segments and their memberships",
     author="tap-autopilot contributors",
     license="Apache-2.0",
@@ -23,7 +34,7 @@ setup(
         "dev": ["pytest>=8", "jsonschema", "ruff>=0.17,<0.18", "mypy>=2.4,<3", "types-requests"],
     },
     entry_points={
-        "console_scripts": ["tap-autopilot=tap_autopilot:main"],
+        "console_scripts": ["tap-autopilot=tap_autopilot.cli:main"],
     },
     packages=find_packages(exclude=["tests", "tests.*"]) + ["tap_autopilot.schemas"],
     package_data={"tap_autopilot": ["schemas/*.json"]},

@@ -29,7 +29,7 @@ sys.argv = ["tap-autopilot"] + sys.argv[1:]
 code = 0
 _main.enable()
 try:
-    from tap_autopilot import main
+    from tap_autopilot.cli import main
     main()
 except SystemExit as exit_:
     code = exit_.code

@@ -20,9 +20,11 @@ import requests
 import urllib3
 from singer import metrics
 
+from tap_autopilot.config import DEFAULT_BASE_URL, DEFAULT_MAX_REQUESTS_PER_SECOND, DEFAULT_REQUEST_TIMEOUT_SECONDS
+from tap_autopilot.errors import AuthError, NotFoundError, RateLimitedError, RetryableError, TapError
+
 LOGGER = logging.getLogger("tap_autopilot")
 
-DEFAULT_BASE_URL = "https://api2.autopilothq.com/v1"
 PAGE_SIZE = 100
 # Largest piece of a response body taken from the socket at once.
 BODY_CHUNK_BYTES = 256 * 1024
@@ -37,30 +39,6 @@ BACKOFF_CAP_SECONDS = 60
 # wait seconds of real backoff; users have no reason to.
 BACKOFF_BASE_ENV = "TAP_AUTOPILOT_BACKOFF_SECONDS"
 BACKOFF_BASE_SECONDS = 1.0
-
-
-class TapError(Exception):
-    """A fatal error with a message fit for the user's eyes (no key, no traceback)."""
-
-
-class AuthError(TapError):
-    pass
-
-
-class NotFoundError(TapError):
-    pass
-
-
-class RetryableError(Exception):
-    """A failure worth retrying: 5xx, transport error, unusable 200 body."""
-
-    retry_after = None
-
-
-class RateLimitedError(RetryableError):
-    def __init__(self, message, retry_after=None):
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 class RateLimiter:
@@ -235,8 +213,10 @@ class RequestStats:
 class AutopilotClient:
     def __init__(self, config, stats=None, clock=time.monotonic, sleep=time.sleep):
         self.base_url = config.get("base_url", DEFAULT_BASE_URL).rstrip("/")
-        self.timeout = float(config.get("request_timeout", 300))
-        self.limiter = RateLimiter(float(config.get("max_requests_per_second", 5)), clock=clock, sleep=sleep)
+        self.timeout = float(config.get("request_timeout", DEFAULT_REQUEST_TIMEOUT_SECONDS))
+        self.limiter = RateLimiter(
+            float(config.get("max_requests_per_second", DEFAULT_MAX_REQUESTS_PER_SECOND)), clock=clock, sleep=sleep
+        )
         self.retry = RetryPolicy(clock=clock, sleep=sleep)
         self.stats = stats or RequestStats()
         self._headers = {"autopilotapikey": config["api_key"], "Accept": "application/json"}

@@ -2,30 +2,24 @@
 contact columns, and standard Singer metadata."""
 
 import copy
-import json
 import logging
-import os
 import re
 
 from singer import metadata
 
+from tap_autopilot.converters import CUSTOM_FIELD_TYPES
+from tap_autopilot.schema_files import load_schema
 from tap_autopilot.streams import STREAMS, VERSION_COLUMN, VERSION_COLUMN_SCHEMA
-from tap_autopilot.transform import CUSTOM_FIELD_TYPES, EXTRA_FIELDS_COLUMN, custom_field_column, short_hash
+from tap_autopilot.transform import EXTRA_FIELDS_COLUMN, custom_field_column, short_hash
 
 LOGGER = logging.getLogger("tap_autopilot")
 
-SCHEMAS_DIR = os.path.join(os.path.dirname(__file__), "schemas")
 # Metadata key on a custom_* column naming the Autopilot field it holds, so the
 # sync maps fields to columns exactly as discovery did.
 CUSTOM_FIELD_KEY = "tap-autopilot.custom-field-name"
 # Metadata key on a stream's breadcrumb [] listing the replication methods it allows
 # (the first is its default) when there is a choice; set one with `replication-method`.
 REPLICATION_METHODS_KEY = "tap-autopilot.replication-methods"
-
-
-def load_schema(stream_id):
-    with open(os.path.join(SCHEMAS_DIR, stream_id + ".json"), encoding="utf-8") as handle:
-        return json.load(handle)
 
 
 def custom_field_columns(definitions):

@@ -2,7 +2,7 @@
 
 What add() takes (its parameter is named `chain`) is a scan's steps: a generator
 that reads and writes one page each time it is advanced and then yields how many
-pages it still has to go (None while it does not know yet); streams.PageScan
+pages it still has to go (None while it does not know yet); scans.PageScan
 writes the contract down. Cursor pagination is sequential within a scan, so the
 sync's length is bounded below by its longest scan: always advancing the scan
 with the most pages left keeps that scan busy and the others filling the rest

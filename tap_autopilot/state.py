@@ -25,7 +25,7 @@ under that lock, never sees an entry half changed by another thread.
 
 import threading
 
-from tap_autopilot.transform import format_datetime, to_datetime
+from tap_autopilot.converters import format_datetime, to_datetime
 
 # The keys a membership pass that reads each parent's pages keeps while it runs.
 MEMBERSHIP_PASS_KEYS = ("done_through", "done_beyond", "in_progress")

@@ -1,6 +1,6 @@
 """Sync: selection, output, state and dispatch.
 
-Streams hand their scans (cursor-paged walks, streams.PageScan) to a scheduler
+Streams hand their scans (cursor-paged walks, scans.PageScan) to a scheduler
 (scheduler.py) that advances several at once on a few worker threads, so that requests overlap (a
 100 ms round trip would otherwise cap a sequential tap near 10 requests/s)
 while the shared rate limiter keeps the API's pace.
@@ -18,18 +18,16 @@ import orjson
 import singer
 from singer import metadata
 
+from tap_autopilot.config import DEFAULT_MAX_CONCURRENT_REQUESTS
+from tap_autopilot.converters import to_datetime
 from tap_autopilot.discover import CUSTOM_FIELD_KEY
 from tap_autopilot.progress import Progress
 from tap_autopilot.scheduler import Scheduler
 from tap_autopilot.state import State
 from tap_autopilot.streams import STREAMS, VERSION_COLUMN
-from tap_autopilot.transform import serialize, to_datetime
+from tap_autopilot.transform import serialize
 
 LOGGER = logging.getLogger("tap_autopilot")
-
-# Concurrent requests in flight. The rate limiter, not this, sets the pace;
-# this only has to cover (rate x round trip) with some room.
-DEFAULT_WORKERS = 4
 
 
 class SelectedStream:
@@ -113,7 +111,7 @@ def selected_streams(catalog):
 
 
 class SyncContext:
-    def __init__(self, client, config, state, selected, workers=DEFAULT_WORKERS, out=None):
+    def __init__(self, client, config, state, selected, workers=DEFAULT_MAX_CONCURRENT_REQUESTS, out=None):
         self.client = client
         self.config = config
         self.state = state
@@ -291,7 +289,7 @@ def sync(client, config, state, catalog, on_start=None):
     # ones less often (about a tenth less CPU per record; memory stays flat).
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-    workers = int(config.get("max_concurrent_requests", DEFAULT_WORKERS))
+    workers = int(config.get("max_concurrent_requests", DEFAULT_MAX_CONCURRENT_REQUESTS))
     ctx = SyncContext(client, config, state, selected, workers=workers)
     if on_start is not None:
         on_start(ctx)

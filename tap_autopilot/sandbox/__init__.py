@@ -6,8 +6,11 @@
 
 Run it standalone with ``python -m tap_autopilot.sandbox --help``.
 
-    server.py      HTTP: routing, auth, fault knobs, admin endpoints, stats
+    server.py      the Sandbox: lifecycle, fault settings, stats
+    handler.py     HTTP: routing, auth, injected faults, admin endpoints
+    faults.py      the fault knobs, their defaults and when a request gets one
     dataset.py     the account: contacts in id order, lists, segments, pages, mutations
+    groups.py      lists and smart segments: membership by hash threshold, removals
     documents.py   contact documents (recordings-like or dense) and their JSON
     ids.py         hashing and every id form (contacts, lists, segments, mail deliveries)
     timestamps.py  ISO-8601 and RFC 1123 texts from epoch ms
@@ -15,6 +18,7 @@ Run it standalone with ``python -m tap_autopilot.sandbox --help``.
 """
 
 from .dataset import Dataset
-from .server import FAULT_DEFAULTS, Sandbox
+from .faults import FAULT_DEFAULTS
+from .server import Sandbox
 
 __all__ = ["FAULT_DEFAULTS", "Dataset", "Sandbox"]

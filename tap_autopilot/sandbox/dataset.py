@@ -19,6 +19,7 @@ from array import array
 
 from . import documents
 from .documents import CREATED_MIN, UPDATED_END, UPDATED_MIN
+from .groups import LIST_SHARES, SEGMENT_SHARES, new_group
 from .ids import AWKWARD_LIST_ID, AWKWARD_SEGMENT_ID, ContactIds, dense_mail_id, list_id, mail_id, mix64, segment_id
 from .timestamps import iso_ms, rfc1123
 from .vocabulary import LIST_TITLES, SEGMENT_TITLES
@@ -27,11 +28,6 @@ PAGE_SIZE = 100
 _PROFILES = 1024  # cached document profiles per dataset (power of two)
 _INV53 = 1.0 / (1 << 53)
 
-# Share of list members per list (cycled). 0.0 gives an empty list; 0.45 makes a
-# 300-contact dataset's first list span two pages.
-_LIST_SHARES = (0.45, 0.1, 0.0, 0.3, 0.02, 0.6)
-_SEGMENT_SHARES = (0.4, 0.05, 0.0, 0.25)
-
 # Recordings shape, per contact (out of 65536): the sparsest documents
 # ({contact_id, created_at, api_originated}), documents without updated_at,
 # and RFC 1123 timestamps.
@@ -39,21 +35,6 @@ _MINIMAL = 5243  # 8%
 _NO_UPDATED = 7864  # a further 12%: one contact in five has no updated_at
 _RFC1123 = 3932  # 6%
 _MS_FRACTION = 6554  # 10% keep milliseconds; the others are '...:SS.000Z'
-
-
-class _Group:
-    """A list or smart segment: membership is a hash threshold plus removals."""
-
-    def __init__(self, group_id, title, salt, share):
-        self.id = group_id
-        self.title = title
-        self.salt = salt
-        self.threshold = int(share * (1 << 64))
-        self.removed = set()  # contact indexes explicitly taken out
-        self.members: array[int] | None = None  # array('I') of member indexes in API order, built on first use
-
-    def is_member(self, i):
-        return self.threshold and mix64(self.salt ^ i) < self.threshold and i not in self.removed
 
 
 class Page:
@@ -118,26 +99,19 @@ class Dataset:
         # Replaced wholesale on change (copy-on-write) so readers can iterate freely.
         self._lists = {}
         for j in range(lists):
-            g = self._make_group(list_id, j, _LIST_SHARES, LIST_TITLES, 1)
+            g = new_group(self._salt, list_id, j, LIST_SHARES, LIST_TITLES, 1, recordings)
             if awkward_ids and j == 0:
                 g.id = AWKWARD_LIST_ID
             self._lists[g.id] = g
         self._segments = {}
         for j in range(segments):
-            g = self._make_group(segment_id, j, _SEGMENT_SHARES, SEGMENT_TITLES, 2)
+            g = new_group(self._salt, segment_id, j, SEGMENT_SHARES, SEGMENT_TITLES, 2, recordings)
             if awkward_ids and j == 0:
                 g.id = AWKWARD_SEGMENT_ID
             self._segments[g.id] = g
         self._mail_ids = tuple((mail_id if recordings else dense_mail_id)(self._salt, k) for k in range(24))
         self._profiles = [None] * _PROFILES
         self._custom_definitions = documents.custom_field_definitions(self._salt, recordings)
-
-    def _make_group(self, make_id, j, shares, titles, kind):
-        salt = mix64(self._salt ^ mix64(kind * 1000003 + j))
-        title = titles[j % len(titles)]
-        if j >= len(titles):
-            title = "%s %d" % (title, j // len(titles) + 1)
-        return _Group(make_id(salt, j, self.recordings), title, salt, shares[j % len(shares)])
 
     # ----- identifiers and order ------------------------------------------------
 

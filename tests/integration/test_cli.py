@@ -14,7 +14,7 @@ from importlib import metadata as importlib_metadata
 import helpers
 import tools
 
-import tap_autopilot
+from tap_autopilot.config import SETTINGS
 
 SINGER_TYPES = {"SCHEMA", "RECORD", "STATE", "ACTIVATE_VERSION"}
 PLUGIN_FILE = tools.REPO_ROOT / "meltano-plugin.yml"
@@ -67,7 +67,7 @@ def test_about_describes_the_tap():
     assert {"catalog", "discover", "state"} <= set(about["capabilities"])
 
     settings = {s["name"]: s for s in about["settings"]}
-    assert list(settings) == [s["name"] for s in tap_autopilot.SETTINGS]
+    assert list(settings) == [s["name"] for s in SETTINGS]
     assert {"api_key", "start_date", "base_url", "user_agent", "request_timeout", "max_requests_per_second"} <= set(
         settings
     )
@@ -246,7 +246,7 @@ def test_meltano_plugin_definition_matches_about():
     about_settings = {s["name"]: s for s in about["settings"]}
     assert list(settings) == list(about_settings)
     assert plugin["settings_group_validation"] == [about["required_settings"]]
-    declared_kinds = {s["name"]: s["kind"] for s in tap_autopilot.SETTINGS}
+    declared_kinds = {s["name"]: s["kind"] for s in SETTINGS}
     for name, setting in settings.items():
         assert setting["kind"] in MELTANO_KINDS, name
         assert setting["kind"] == declared_kinds[name], name

@@ -53,7 +53,7 @@ def tap_cmd() -> list[str]:
     beside = Path(sys.executable).parent / "tap-autopilot"
     if beside.exists():
         return [str(beside)]
-    return [sys.executable, "-c", "import sys, tap_autopilot; sys.exit(tap_autopilot.main())"]
+    return [sys.executable, "-c", "import sys, tap_autopilot.cli; sys.exit(tap_autopilot.cli.main())"]
 
 
 def require(*paths: Path) -> None:

@@ -12,16 +12,12 @@ from tap_autopilot.client import (
     BACKOFF_CAP_SECONDS,
     RATE_LIMIT_RETRY_SECONDS,
     TRANSIENT_MAX_TRIES,
-    AuthError,
     AutopilotClient,
-    NotFoundError,
-    RateLimitedError,
     RateLimiter,
-    RetryableError,
     RetryPolicy,
-    TapError,
     backoff_base_seconds,
 )
+from tap_autopilot.errors import AuthError, NotFoundError, RateLimitedError, RetryableError, TapError
 
 API_KEY = "unit-test-key"
 

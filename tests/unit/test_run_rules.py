@@ -7,7 +7,9 @@ import signal
 
 import pytest
 
-from tap_autopilot import ConfigError, exit_code_for, is_loopback_host, log_level, normalize_start_date, validate_config
+from tap_autopilot.cli import exit_code_for, log_level
+from tap_autopilot.config import is_loopback_host, normalize_start_date, validate_config
+from tap_autopilot.errors import ConfigError
 
 
 @pytest.mark.parametrize(
@@ -118,9 +120,8 @@ def test_log_level(debug, requested, level):
 
 def test_the_lists_contacts_source_setting_offers_exactly_the_sources_the_tap_takes():
     """--about and the Meltano plugin list the options from SETTINGS; the sync checks
-    against streams.MEMBERSHIP_SOURCES (kept apart so the CLI starts without streams)."""
-    from tap_autopilot import SETTINGS
-    from tap_autopilot.streams import MEMBERSHIP_SOURCES
+    against config.MEMBERSHIP_SOURCES."""
+    from tap_autopilot.config import MEMBERSHIP_SOURCES, SETTINGS
 
     setting = next(s for s in SETTINGS if s["name"] == "lists_contacts_source")
     assert setting["options"] == list(MEMBERSHIP_SOURCES)

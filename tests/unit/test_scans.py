@@ -1,4 +1,4 @@
-"""The scan contract (streams.PageScan) and the streams that read the contacts scan, on a
+"""The scan contract (scans.PageScan) and the streams that read the contacts scan, on a
 fake client: no server, no sockets."""
 
 import datetime
@@ -10,16 +10,11 @@ import orjson
 import pytest
 
 from tap_autopilot.client import Page, RateLimiter, RequestStats
-from tap_autopilot.discover import load_schema
+from tap_autopilot.readers import ContactsScan, estimate_membership_requests
+from tap_autopilot.scans import PageScan
+from tap_autopilot.schema_files import load_schema
 from tap_autopilot.state import State
-from tap_autopilot.streams import (
-    STREAMS,
-    VERSION_COLUMN,
-    VERSION_COLUMN_SCHEMA,
-    ContactsScan,
-    PageScan,
-    estimate_membership_requests,
-)
+from tap_autopilot.streams import STREAMS, VERSION_COLUMN, VERSION_COLUMN_SCHEMA
 from tap_autopilot.sync import SyncContext, selected_streams
 
 UTC = datetime.UTC
@@ -219,7 +214,7 @@ def test_a_membership_scan_holds_no_page_while_suspended():
 
 
 def test_a_vanished_cursor_restarts_the_scan_from_its_first_page():
-    from tap_autopilot.client import NotFoundError
+    from tap_autopilot.errors import NotFoundError
 
     class VanishingCursorClient(FakeClient):
         def paginate(self, path, data_key, cursor=None):
@@ -336,7 +331,7 @@ def test_estimate_of_membership_requests_from_the_first_page():
 
 
 def test_bad_lists_contacts_source_is_a_clear_error():
-    from tap_autopilot.client import TapError
+    from tap_autopilot.errors import TapError
     from tap_autopilot.sync import sync
 
     with pytest.raises(TapError, match="lists_contacts_source"):

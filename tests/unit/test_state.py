@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
+from tap_autopilot.readers import CLOCK_SKEW, next_threshold
 from tap_autopilot.state import MembershipPass, State, next_version, version_number
-from tap_autopilot.streams import CLOCK_SKEW, next_threshold
 
 UTC = datetime.UTC
 T0 = datetime.datetime(2024, 1, 1, tzinfo=UTC)

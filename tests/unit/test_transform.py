@@ -7,19 +7,10 @@ import pytest
 import singer
 from singer.transform import Transformer
 
-from tap_autopilot.discover import custom_field_columns, discover, load_schema
-from tap_autopilot.transform import (
-    ContactTransformer,
-    custom_field_column,
-    format_datetime,
-    replication_instant,
-    serialize,
-    snake_case,
-    to_boolean,
-    to_datetime,
-    to_integer,
-    to_number,
-)
+from tap_autopilot.converters import format_datetime, to_boolean, to_datetime, to_integer, to_number
+from tap_autopilot.discover import custom_field_columns, discover
+from tap_autopilot.schema_files import load_schema
+from tap_autopilot.transform import ContactTransformer, custom_field_column, replication_instant, serialize, snake_case
 
 
 def to_datetime_string(value):

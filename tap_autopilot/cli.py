@@ -1,0 +1,271 @@
+"""The command line: arguments, logging (with the API key redacted), signals and the
+stop, and the sync on its own thread.
+
+main() parses arguments, validates the config, and runs discovery or a sync.
+Every failure the user can fix ends in one CRITICAL line on stderr and exit 1;
+tracebacks are only logged with --debug.
+"""
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+
+from tap_autopilot import __version__
+from tap_autopilot.client import AutopilotClient
+from tap_autopilot.config import SETTINGS, validate_config
+from tap_autopilot.discover import discover
+from tap_autopilot.errors import ConfigError, Interrupted, RetryableError, TapError
+from tap_autopilot.streams import STREAMS
+from tap_autopilot.sync import SyncContext, sync
+
+LOGGER = logging.getLogger("tap_autopilot")
+
+NAME = "tap-autopilot"
+DESCRIPTION = "Singer tap for Autopilot: contacts, lists, smart segments and their memberships."
+CAPABILITIES = ["catalog", "discover", "state", "properties", "about"]
+
+
+def version():
+    return __version__
+
+
+# How long a stop (SIGTERM, SIGINT) waits for the output to take the page being
+# written and the final STATE before it exits anyway: only a target that does
+# not read its input (busy loading a batch, or stuck) makes a stop wait at all.
+STOP_WRITE_GRACE_SECONDS = 10
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def exit_code_for(signum):
+    """The shell convention for a process ended by a signal: 128 + its number
+    (143 for SIGTERM, 130 for SIGINT), what schedulers expect from a stopped job."""
+    return 128 + int(signum)
+
+
+_stop_signal_received: int | None = None
+
+
+def _on_stop_signal(signum, frame):
+    global _stop_signal_received
+    if _stop_signal_received is not None:
+        # A second signal: the user insists. Exit now, whatever is in progress.
+        os.write(2, f"CRITICAL {signal.Signals(signum).name} again: exiting at once.\n".encode())
+        os._exit(exit_code_for(signum))
+    _stop_signal_received = signum
+    raise Interrupted(signum)
+
+
+def _install_signal_handlers():
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) is not signal.SIG_IGN:  # started with it ignored (nohup, &): keep that
+            signal.signal(signum, _on_stop_signal)
+
+
+class _RedactingFormatter(logging.Formatter):
+    """Belt and braces: no log line may carry the API key, whatever produced
+    it. Redacts the whole formatted line, --debug tracebacks included."""
+
+    def __init__(self, fmt):
+        super().__init__(fmt)
+        self.secrets = []
+
+    def format(self, record):
+        text = super().format(record)
+        for secret in self.secrets:
+            text = text.replace(secret, "<redacted>")
+        return text
+
+
+_FORMATTER = _RedactingFormatter("%(levelname)s %(message)s")
+
+
+def log_level(debug, requested):
+    """The tap's log level: DEBUG with --debug, else $LOG_LEVEL if it names a
+    level (WARNING hides the INFO progress and METRIC lines), else INFO."""
+    if debug:
+        return logging.DEBUG
+    level = logging.getLevelName(requested.strip().upper()) if requested else None
+    return level if isinstance(level, int) else logging.INFO
+
+
+def _setup_logging(debug, requested_level=""):
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_FORMATTER)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    LOGGER.setLevel(log_level(debug, requested_level))
+
+
+def _parse_args(argv):
+    parser = argparse.ArgumentParser(prog=NAME, description=DESCRIPTION)
+    parser.add_argument("-c", "--config", help="config JSON file")
+    parser.add_argument("-s", "--state", help="state JSON file from the last run")
+    parser.add_argument("--catalog", help="catalog JSON file with the selected streams")
+    parser.add_argument("-p", "--properties", help="legacy name for --catalog")
+    parser.add_argument("-d", "--discover", action="store_true", help="print the catalog and exit")
+    parser.add_argument("--about", action="store_true", help="print what this tap is and takes, as JSON")
+    parser.add_argument("--version", action="store_true", help="print the version")
+    parser.add_argument("--debug", action="store_true", help="verbose logs, with tracebacks")
+    return parser.parse_args(argv)
+
+
+def _load_json(path, what, flag):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"The {what} file {path} does not exist. Check the {flag} path.") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(
+            f"The {what} file {path} cannot be read ({type(error).__name__}). Check the {flag} path."
+        ) from None
+    except ValueError as error:
+        raise ConfigError(f"The {what} file {path} is not valid JSON ({error}). Fix the file.") from None
+
+
+def about():
+    return {
+        "name": NAME,
+        "version": version(),
+        "description": DESCRIPTION,
+        "capabilities": CAPABILITIES,
+        "settings": [{k: v for k, v in s.items() if k != "kind"} for s in SETTINGS],
+        "required_settings": [s["name"] for s in SETTINGS if s["required"]],
+        "secret_settings": [s["name"] for s in SETTINGS if s["secret"]],
+        "streams": list(STREAMS),
+    }
+
+
+def run(args):
+    if args.version:
+        print(f"{NAME} {version()}")
+        return
+    if args.about:
+        json.dump(about(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    if not args.config:
+        raise ConfigError(
+            "No config given. Run: tap-autopilot --config config.json [--discover | --catalog "
+            "catalog.json [--state state.json]]"
+        )
+    config = validate_config(_load_json(args.config, "config", "--config"))
+    _FORMATTER.secrets = [config["api_key"]]
+    catalog_path = args.catalog or args.properties
+    catalog = None
+    state = {}
+    if not args.discover:
+        if not catalog_path:
+            raise ConfigError(
+                "Nothing to do: give --discover to write a catalog, or --catalog catalog.json "
+                "to sync the streams selected in it."
+            )
+        catalog = _load_json(catalog_path, "catalog", "--catalog" if args.catalog else "--properties")
+        if not isinstance(catalog, dict) or not isinstance(catalog.get("streams"), list):
+            raise ConfigError(
+                f"The catalog file {catalog_path} has no 'streams' list. Create it with "
+                "tap-autopilot --config config.json --discover."
+            )
+        if args.state:
+            state = _load_json(args.state, "state", "--state")
+            if not isinstance(state, dict):
+                raise ConfigError(f"The state file {args.state} must hold a JSON object.")
+
+    client = AutopilotClient(config)
+    if args.discover:
+        json.dump(discover(client), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        _sync_until_stopped(client, config, state, catalog)
+
+
+def _sync_until_stopped(client, config, state, catalog):
+    """Run the sync on its own thread, leaving the main thread free for signals.
+
+    The main thread then never holds the output lock nor stands between a
+    page's records and its STATE when a signal arrives; it stops the sync
+    from outside (SyncContext.stop) without waiting for requests in flight."""
+    contexts: list[SyncContext] = []
+    failure: list[BaseException] = []
+
+    def work():
+        try:
+            sync(client, config, state, catalog, on_start=contexts.append)
+        except BaseException as error:  # re-raised on the main thread
+            failure.append(error)
+
+    thread = threading.Thread(target=work, name="sync", daemon=True)
+    thread.start()
+    try:
+        thread.join()
+    except Interrupted as stop:
+        stop.sync_started = bool(contexts)
+        if contexts:
+            # Bounded: a target that stopped reading would block the final write forever.
+            stopper = threading.Thread(target=contexts[0].stop, args=(stop,), name="stop", daemon=True)
+            stopper.start()
+            stopper.join(STOP_WRITE_GRACE_SECONDS)
+            stop.final_state_written = not stopper.is_alive()
+        raise
+    if failure:
+        raise failure[0]
+
+
+def _exit_stopped(stop):
+    """Log how to resume after a SIGTERM/SIGINT and exit 128 + the signal number
+    at once: requests still in flight (even a stuck one) are dropped."""
+    name = signal.Signals(stop.signum).name
+    if not stop.sync_started:
+        LOGGER.warning("Stopped by %s before the sync began; nothing was written.", name)
+    elif stop.final_state_written:
+        LOGGER.warning(
+            "Stopped by %s. The last STATE written covers every record written: run again with it "
+            "(--state) to continue where this run stopped.",
+            name,
+        )
+    else:
+        LOGGER.critical(
+            "Stopped by %s while the output was blocked for %d s (is the target reading?); the last "
+            "complete STATE line covers every record before it: run again with it (--state).",
+            name,
+            STOP_WRITE_GRACE_SECONDS,
+        )
+    sys.stderr.flush()
+    os._exit(exit_code_for(stop.signum))  # skip joining threads stuck in a request
+
+
+def main(argv=None):
+    args = _parse_args(sys.argv[1:] if argv is None else argv)
+    _setup_logging(args.debug, os.environ.get("LOG_LEVEL", ""))
+    _install_signal_handlers()
+    try:
+        run(args)
+    except Interrupted as stop:
+        _exit_stopped(stop)
+    except RetryableError as error:  # before TapError, which it is
+        LOGGER.debug("Details:", exc_info=True)
+        LOGGER.critical(
+            "Autopilot could not be reached or kept failing, retries exhausted: %s. Check base_url and the "
+            "network, then run again with the last state.",
+            error,
+        )
+        sys.exit(1)
+    except TapError as error:
+        LOGGER.debug("Details:", exc_info=True)
+        LOGGER.critical("%s", error)
+        sys.exit(1)
+    except BrokenPipeError:
+        # The target exited: whatever it accepted is covered by the STATE it saw.
+        sys.stderr.write("CRITICAL The output pipe closed (did the target exit?). Stopping.\n")
+        os._exit(1)  # stdout is gone: skip flushing it at exit
+    except Exception as error:
+        LOGGER.debug("Details:", exc_info=True)
+        LOGGER.critical(
+            "Unexpected error (%s): %s. Run with --debug for details and report it.", type(error).__name__, error
+        )
+        sys.exit(1)

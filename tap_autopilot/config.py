@@ -1,0 +1,198 @@
+"""The config: the settings users can give (SETTINGS, for validation, --about and the
+Meltano plugin file), their defaults, and the validation a config passes before any
+request is made."""
+
+import datetime
+import ipaddress
+import re
+from urllib.parse import urlparse
+
+from tap_autopilot.errors import ConfigError
+
+DEFAULT_BASE_URL = "https://api2.autopilothq.com/v1"
+DEFAULT_REQUEST_TIMEOUT_SECONDS = 300
+DEFAULT_MAX_REQUESTS_PER_SECOND = 5
+# Concurrent requests in flight. The rate limiter, not this, sets the pace;
+# this only has to cover (rate x round trip) with some room.
+DEFAULT_MAX_CONCURRENT_REQUESTS = 4
+
+# Where lists_contacts rows come from (config `lists_contacts_source`).
+MEMBERSHIP_SOURCES = ("auto", "contacts", "lists")
+
+# The settings users can give, for validation, --about and the Meltano plugin file.
+SETTINGS = [
+    {
+        "name": "api_key",
+        "kind": "password",
+        "type": "string",
+        "required": True,
+        "secret": True,
+        "description": "Autopilot API key, sent as the autopilotapikey header.",
+    },
+    {
+        "name": "start_date",
+        "kind": "date_iso8601",
+        "type": "string",
+        "required": True,
+        "secret": False,
+        "description": "A date (2020-01-01, midnight UTC) or an RFC 3339 time; contacts updated before it are not "
+        "replicated on the first run.",
+    },
+    {
+        "name": "base_url",
+        "kind": "string",
+        "type": "string",
+        "required": False,
+        "secret": False,
+        "default": DEFAULT_BASE_URL,
+        "description": "API root URL (plain http only to localhost).",
+    },
+    {
+        "name": "user_agent",
+        "kind": "string",
+        "type": "string",
+        "required": False,
+        "secret": False,
+        "description": "Sent as the User-Agent header.",
+    },
+    {
+        "name": "request_timeout",
+        "kind": "decimal",
+        "type": "number",
+        "required": False,
+        "secret": False,
+        "default": DEFAULT_REQUEST_TIMEOUT_SECONDS,
+        "description": "Seconds each whole HTTP response (body included) may take before it is retried.",
+    },
+    {
+        "name": "max_requests_per_second",
+        "kind": "decimal",
+        "type": "number",
+        "required": False,
+        "secret": False,
+        "default": DEFAULT_MAX_REQUESTS_PER_SECOND,
+        "description": "Client-side request rate ceiling; Autopilot documents 5 per second.",
+    },
+    {
+        "name": "max_concurrent_requests",
+        "kind": "integer",
+        "type": "integer",
+        "required": False,
+        "secret": False,
+        "default": DEFAULT_MAX_CONCURRENT_REQUESTS,
+        "description": "Requests in flight at once; the rate limit, not this, sets the pace.",
+    },
+    {
+        "name": "lists_contacts_source",
+        "kind": "options",
+        "type": "string",
+        "required": False,
+        "secret": False,
+        "default": MEMBERSHIP_SOURCES[0],
+        "options": list(MEMBERSHIP_SOURCES),
+        "description": "Where lists_contacts rows come from: the contacts scan's documents (contacts), each "
+        "list's pages (lists), or auto: the scan when contacts are selected, else the cheaper.",
+    },
+]
+
+
+def _positive_number(config, key):
+    value = config.get(key)
+    if value is None:
+        return
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = None
+    if isinstance(value, bool) or number is None or not number > 0 or number == float("inf"):
+        raise ConfigError(
+            f"Config '{key}' must be a positive number of "
+            f"{'seconds' if key == 'request_timeout' else 'requests per second'}, "
+            f"not {value!r}."
+        )
+
+
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)\Z")
+_PLAIN_DATE = re.compile(r"\d{4}-\d\d-\d\d\Z")
+
+
+def normalize_start_date(text):
+    """start_date as the tap uses it (RFC 3339, upper-case T and Z), or None if it
+    is neither an RFC 3339 time nor a plain date (taken as midnight UTC: what
+    Meltano's date setting and most people write)."""
+    if not isinstance(text, str):
+        return None
+    if _PLAIN_DATE.match(text):
+        text += "T00:00:00Z"
+    elif not _RFC3339.match(text):  # fromisoformat alone also takes basic and week forms
+        return None
+    text = text.upper()  # RFC 3339 allows 't' and 'z'; Python's parser does not
+    try:
+        datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return text
+
+
+def is_loopback_host(host):
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1): the only hosts
+    the API key may be sent to over plain http (the local sandbox)."""
+    if not host:
+        return False
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def validate_config(config):
+    if not isinstance(config, dict):
+        raise ConfigError("The config file must hold a JSON object with api_key and start_date.")
+    api_key = config.get("api_key")
+    if not isinstance(api_key, str) or not api_key.strip():
+        raise ConfigError(
+            "Config 'api_key' is missing or empty. Set it to your Autopilot API key (Settings > Autopilot API)."
+        )
+    start_date = config.get("start_date")
+    if not isinstance(start_date, str) or not start_date.strip():
+        raise ConfigError(
+            "Config 'start_date' is missing. Set it to a date such as 2020-01-01 or an RFC 3339 "
+            "time such as 2020-01-01T00:00:00Z."
+        )
+    normalized = normalize_start_date(start_date)
+    if normalized is None:
+        raise ConfigError(
+            f"Config 'start_date' {start_date!r} is neither a date nor an RFC 3339 time. Use a "
+            "form such as 2020-01-01 (midnight UTC) or 2020-01-01T00:00:00Z."
+        )
+    config["start_date"] = normalized
+    base_url = config.get("base_url", DEFAULT_BASE_URL)
+    parts = urlparse(base_url) if isinstance(base_url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(
+            f"Config 'base_url' {base_url!r} is not an http(s) URL. Leave it out to use {DEFAULT_BASE_URL}."
+        )
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ConfigError(
+            f"Config 'base_url' {base_url!r} is plain http: the API key would cross the network "
+            "unencrypted. Use https (plain http is only allowed to localhost, for the sandbox)."
+        )
+    _positive_number(config, "request_timeout")
+    _positive_number(config, "max_requests_per_second")
+    workers = config.get("max_concurrent_requests")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"Config 'max_concurrent_requests' must be a whole number of at least 1, not {workers!r}.")
+    membership_source(config)  # ConfigError for a value that is not one of the sources
+    return config
+
+
+def membership_source(config):
+    """The config's `lists_contacts_source` (ConfigError if it is not one of MEMBERSHIP_SOURCES)."""
+    source = config.get("lists_contacts_source", MEMBERSHIP_SOURCES[0])
+    if source not in MEMBERSHIP_SOURCES:
+        raise ConfigError(
+            f"Config 'lists_contacts_source' must be one of {', '.join(MEMBERSHIP_SOURCES)}, not {source!r}."
+        )
+    return source

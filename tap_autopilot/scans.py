@@ -1,0 +1,101 @@
+"""The scan contract: one walk through a cursor-paged endpoint (/contacts, one list's
+or one segment's contacts), as steps the scheduler (scheduler.py) advances one page
+at a time.
+
+A *cursor* is the API's page position, the contact id a page ends with (the API
+names it "bookmark"; here a bookmark is only ever a Singer state bookmark).
+"""
+
+import logging
+
+from tap_autopilot.client import PAGE_SIZE
+from tap_autopilot.errors import NotFoundError, RestartScan
+
+LOGGER = logging.getLogger("tap_autopilot")
+
+
+class PageScan:
+    """One scan, as steps for the scheduler (see scheduler.py). The contract, kept here
+    so that no stream can get it wrong:
+
+    - one request per step: each step reads one page, then yields;
+    - a page's records and the state change that accounts for them are written by
+      one ctx.commit (take() makes exactly that call);
+    - the page is dropped before the step yields: a suspended scan holds no page;
+    - each step yields the pages left (None while unknown), which orders the scheduler;
+    - finish() runs exactly once, after the last page (or after gone()).
+
+    A subclass says where it starts (start_cursor), what a page becomes (take), how
+    it starts over when its saved cursor vanished (restart), and what it does when
+    the endpoint itself is gone (gone)."""
+
+    path: str  # set by each subclass, or per scan in __init__
+    data_key = "contacts"
+    total_key = "total_contacts"  # the page's count of everything the scan will read
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def start_cursor(self):
+        raise NotImplementedError
+
+    def take(self, page):
+        """Commit the page through the context. Returns False to stop the scan here
+        (without finish): nothing reads it any more."""
+        raise NotImplementedError
+
+    def restart(self):
+        raise NotImplementedError
+
+    def gone(self):
+        """404 on a scan that did not resume from a saved cursor."""
+        raise NotFoundError(f"Autopilot has no {self.path} (404).")
+
+    def finish(self):
+        raise NotImplementedError
+
+    def steps(self):
+        cursor = self.start_cursor()
+        read = 0
+        try:
+            for page in self._pages(cursor):
+                read += len(page.items)
+                total = page.meta.get(self.total_key)
+                if self.take(page) is False:
+                    return
+                del page  # hold no page while other scans run
+                yield pages_left(total, read)
+        except RestartScan:
+            self.restart()
+            yield from self.steps()
+            return
+        except NotFoundError:
+            self.gone()
+        self.finish()
+
+    def _pages(self, cursor):
+        """The client's pages; a saved cursor that vanished between runs means the
+        scan has to start over from its first page."""
+        try:
+            yield from self.ctx.client.paginate(self.path, self.data_key, cursor)
+        except NotFoundError:
+            if cursor is None:
+                raise
+            LOGGER.warning(
+                "%s: the saved page cursor no longer exists; restarting this scan from the "
+                "first page (records may repeat, none are lost).",
+                self.path,
+            )
+            raise RestartScan() from None
+
+
+def pages_for(count):
+    """Pages of PAGE_SIZE that `count` documents take (rounded up)."""
+    return -(-count // PAGE_SIZE)
+
+
+def pages_left(total, read):
+    """Pages a scan still has to read, from the page's total."""
+    if not isinstance(total, int) or isinstance(total, bool):
+        return None
+    return max(0, pages_for(total - read))

@@ -1,0 +1,51 @@
+"""The package's layout rules, read from its source (scripts/import-graph.py prints the graph):
+modules never import each other in a cycle, a package import inside a function needs a
+measured reason beside it, and no module outgrows what one reader takes in."""
+
+import importlib.util
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+PACKAGE = REPO / "tap_autopilot"
+MAX_LINES = 450
+
+_spec = importlib.util.spec_from_file_location("import_graph", REPO / "scripts" / "import-graph.py")
+assert _spec is not None and _spec.loader is not None
+import_graph = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(import_graph)
+
+
+def test_no_import_cycle_in_the_package():
+    graph, _ = import_graph.import_graph(PACKAGE)
+    assert "tap_autopilot.cli" in graph and "tap_autopilot.sandbox.server" in graph  # it read the package
+    assert import_graph.cycles(graph) == []
+
+
+def test_the_cycle_check_finds_a_cycle():
+    graph = {"a": ["b"], "b": ["c"], "c": ["a"], "d": ["a"]}
+    assert import_graph.cycles(graph) == [["a", "b", "c"]]
+
+
+def test_no_package_import_inside_a_function_without_a_measured_reason():
+    _, nested = import_graph.import_graph(PACKAGE)
+    assert nested == []
+
+
+def test_an_import_inside_a_function_is_found(tmp_path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("def f():\n    from pkg import b\n\n\ndef g():\n    import pkg.b  # measured: x\n")
+    (package / "b.py").write_text("from . import a\n")
+    graph, nested = import_graph.import_graph(package)
+    assert graph["pkg.a"] == ["pkg.b"] and graph["pkg.b"] == ["pkg.a"]
+    assert nested == [f"{package / 'a.py'}:2 pkg.a -> pkg.b"]
+    assert import_graph.cycles(graph) == [["pkg.a", "pkg.b"]]
+
+
+def test_no_module_over_450_lines():
+    sizes = {
+        str(path.relative_to(REPO)): len(path.read_text(encoding="utf-8").splitlines())
+        for path in PACKAGE.rglob("*.py")
+    }
+    assert {path: lines for path, lines in sizes.items() if lines > MAX_LINES} == {}
