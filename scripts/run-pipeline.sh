@@ -3,7 +3,7 @@
 #
 #   scripts/run-pipeline.sh STATE_FILE TAP [TAP ARGS...] -- TARGET [TARGET ARGS...]
 #
-# e.g. from cron (README, "Scheduling"):
+# e.g. from cron (docs/scheduling.md):
 #   scripts/run-pipeline.sh state.json tap-autopilot --config config.json --catalog catalog.json \
 #       -- target-postgres --config target-postgres.json
 #

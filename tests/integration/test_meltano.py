@@ -119,7 +119,7 @@ def test_meltano4_readme_pipeline(tmp_path, sandbox_factory):
     second = project.state()
     assert helpers.instant(second["bookmarks"]["contacts"]["updated_at"]) > bookmark
 
-    # README, "Scheduling": the job and schedule, run as its cron line runs it.
+    # docs/scheduling.md, "With Meltano": the job and schedule, run as its cron line runs it.
     project.meltano("job", "add", "autopilot", "--tasks", "[tap-autopilot target-jsonl]")
     project.meltano("schedule", "add", "autopilot-hourly", "--job", "autopilot", "--interval", "@hourly")
     written = len(project.contact_ids())
@@ -127,7 +127,7 @@ def test_meltano4_readme_pipeline(tmp_path, sandbox_factory):
     project.meltano("schedule", "run", "autopilot-hourly")
     assert sorted(project.contact_ids()[written:]) == sorted(expected), "the scheduled run lost the state"
 
-    # The job (README's plain cron line) hangs on a stuck request; a second run of the
+    # The job (docs/scheduling.md's plain cron line) hangs on a stuck request; a second run of the
     # same pipeline is refused while it runs.
     sb.reset_stats()
     sb.set_faults(stall_every=2, stall_seconds=600)

@@ -2,7 +2,7 @@
 full-table mode. The real CLI against the sandbox (its request counters say which
 endpoints were read), into meltanolabs-target-postgres and target-jsonl.
 
-The README's current-rows query for targets that ignore ACTIVATE_VERSION is evaluated
+The documented current-rows query for targets that ignore ACTIVATE_VERSION (docs/state.md) is evaluated
 in PostgreSQL, over the rows target-jsonl appended, loaded as they are.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import helpers
 import tools
 
-README = tools.REPO_ROOT / "README.md"
+STATE_PAGE = tools.REPO_ROOT / "docs" / "state.md"
 TIMEOUT = 600
 
 
@@ -112,11 +112,11 @@ def load(target_argv, stdout: str, log: Path) -> str:
 
 
 def documented_query(table):
-    """The README's current-rows query for `table` (its first sql block names lists_contacts)."""
-    text = README.read_text(encoding="utf-8")
-    section = text[text.index("**Removals") :]
+    """docs/state.md's current-rows query for `table` (its first sql block names lists_contacts)."""
+    text = STATE_PAGE.read_text(encoding="utf-8")
+    section = text[text.index("## Removals") :]
     sql = re.search(r"```sql\n(.*?)```", section, re.S)
-    assert sql, "no sql block in the README's Removals section"
+    assert sql, "no sql block in the Removals section of docs/state.md"
     return sql.group(1).replace("lists_contacts", table)
 
 
@@ -172,7 +172,7 @@ def test_removed_memberships_leave_postgres_and_the_documented_query_over_append
         rows = [json.loads(line) for line in (jsonl_dir / f"{stream}.jsonl").read_text().splitlines()]
         appended[stream] = rows
         assert {(r[key], r["contact_id"]) for r in rows} >= current[stream] | (removed if key == "list_id" else set())
-    # ...and the README's query, run in PostgreSQL over those rows as they are, returns exactly
+    # ...and the documented query, run in PostgreSQL over those rows as they are, returns exactly
     # the current memberships.
     postgres.psql(
         "create schema loaded; "

@@ -1,4 +1,4 @@
-"""Issue 11: the README's cron entry. scripts/run-pipeline.sh runs tap | target-jsonl,
+"""Issue 11: the cron entry of docs/scheduling.md. scripts/run-pipeline.sh runs tap | target-jsonl,
 carries the target's state from run to run, and never runs while another run of the
 same pipeline holds the lock."""
 
@@ -25,7 +25,7 @@ def _pipeline(tmp_path, sb):
     helpers.write_json(
         tmp_path / "target-jsonl.json", {"destination_path": str(tmp_path / "out"), "do_timestamp_file": False}
     )
-    # The README's cron command, with this checkout's tap and target.
+    # docs/scheduling.md's cron command, with this checkout's tap and target.
     return [
         str(SCRIPT),
         "state.json",
