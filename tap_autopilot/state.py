@@ -3,7 +3,7 @@
     {"currently_syncing": <stream id or null>,
      "bookmarks": {<stream id>: <entry>}}
 
-The entries, by kind of pass (see the README's "State" section):
+The entries, by kind of pass (docs/state.md describes them for users):
 
 - contacts, incremental: {"updated_at": T} between runs; while a scan runs also
   "scan": {"threshold", "cursor", "max_updated_at", "started_at"}.
