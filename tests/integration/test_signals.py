@@ -64,6 +64,7 @@ def run_and_signal(args, signum, when, timeout=120) -> helpers.TapRun:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            proc.stdout.close()
             watchdog.cancel()
             sent.set()
             poller.join()
