@@ -18,7 +18,10 @@ import subprocess
 import time
 
 import helpers
+import pytest
 import tools
+
+pytestmark = pytest.mark.meltano
 
 MELTANO = tools.TOOLS_DIR / "meltano" / "bin" / "meltano"
 API_KEY = "sk-meltano-9d2b7c41e0a6f358-NEVER-PRINT"
