@@ -24,10 +24,9 @@ from typing import ClassVar
 from urllib.parse import quote
 
 from tap_autopilot.config import membership_source
-from tap_autopilot.converters import to_string
 from tap_autopilot.readers import ContactsScan, FullTableContacts, IncrementalContacts, MembershipsFromScan
 from tap_autopilot.scans import PageScan
-from tap_autopilot.transform import ContactTransformer, contact_id
+from tap_autopilot.transform import ContactTransformer, contact_id, converter_for
 
 LOGGER = logging.getLogger("tap_autopilot")
 
@@ -83,9 +82,16 @@ class ParentStream(Stream):
         stream_id = self.tap_stream_id
         version = ctx.begin_version(stream_id)
         emit = ctx.record_line_maker(stream_id, version)
-        columns = [column for column in ctx.selected[stream_id].columns if column != VERSION_COLUMN]
-        # Every column of lists and segments is a string (ids and titles).
-        rows = [{column: to_string(item.get(column)) for column in columns} for item in ctx.parents(self)]
+        # Each column by its schema type, as contacts' are: a new column is a schema change only.
+        converters = [
+            (column, converter_for(column, schema))
+            for column, schema in ctx.selected[stream_id].columns.items()
+            if column != VERSION_COLUMN
+        ]
+        rows = [
+            {column: None if (value := item.get(column)) is None else convert(value) for column, convert in converters}
+            for item in ctx.parents(self)
+        ]
         ctx.commit([(stream_id, [emit(row) for row in rows], len(rows), len(rows))])
         ctx.complete(stream_id, lambda: ctx.state.complete_version(stream_id), activate=version)
 

@@ -343,6 +343,34 @@ def test_bad_lists_contacts_source_is_a_clear_error():
         )
 
 
+# ---- lists and smart_segments --------------------------------------------------------------------
+
+
+def test_a_new_column_on_lists_is_a_schema_change_only():
+    """lists and smart_segments convert each column by its schema type, the way contacts do."""
+
+    class ListsWithCounts(FakeClient):
+        def get(self, path, data_key=None, expect_list=False):
+            assert path == "/lists"
+            return {"lists": [{"list_id": "list_a", "title": "", "contact_count": "1,200", "archived": "yes"}]}
+
+    lists = catalog(["lists"])
+    properties = lists["streams"][0]["schema"]["properties"]
+    properties["contact_count"] = {"type": ["null", "integer"]}
+    properties["archived"] = {"type": ["null", "boolean"]}
+    config = {"start_date": "2015-01-01T00:00:00Z"}
+    ctx = SyncContext(ListsWithCounts([]), config, State({}), selected_streams(lists), workers=1, out=io.BytesIO())
+    ctx.run()
+    [row] = records(ctx, "lists")
+    assert row == {
+        "list_id": "list_a",
+        "title": None,  # "" is null, as in every text column
+        "contact_count": 1200,
+        "archived": True,
+        VERSION_COLUMN: ctx.state.entry("lists")["version"],
+    }
+
+
 # ---- contacts in FULL_TABLE mode ----------------------------------------------------------------
 
 
