@@ -142,7 +142,7 @@ class RecordingScan(PageScan):
 
     def take(self, page):
         self.pages.append(weakref.ref(page.items))
-        self.taken.append(len(self.ctx.client.requests))
+        self.taken.append(len(self.ctx.client.requests))  # type: ignore[attr-defined]  # the FakeClient's
         self.ctx.commit([("contacts", [], len(page.items), None)], None)
         return True
 
@@ -336,7 +336,7 @@ def test_bad_lists_contacts_source_is_a_clear_error():
 
     with pytest.raises(TapError, match="lists_contacts_source"):
         sync(
-            FakeClient([]),
+            FakeClient([]),  # type: ignore[arg-type]  # a fake client
             {"start_date": "2015-01-01T00:00:00Z", "lists_contacts_source": "both"},
             {},
             catalog(["lists_contacts"]),
@@ -359,7 +359,8 @@ def test_a_new_column_on_lists_is_a_schema_change_only():
     properties["contact_count"] = {"type": ["null", "integer"]}
     properties["archived"] = {"type": ["null", "boolean"]}
     config = {"start_date": "2015-01-01T00:00:00Z"}
-    ctx = SyncContext(ListsWithCounts([]), config, State({}), selected_streams(lists), workers=1, out=io.BytesIO())
+    client = ListsWithCounts([])
+    ctx = SyncContext(client, config, State({}), selected_streams(lists), workers=1, out=io.BytesIO())  # type: ignore[arg-type]
     ctx.run()
     [row] = records(ctx, "lists")
     assert row == {
