@@ -36,12 +36,21 @@ def test_no_package_import_inside_a_function_without_a_measured_reason():
     assert nested == []
 
 
-def test_an_import_inside_a_function_is_found(tmp_path):
+def package_of(tmp_path: Path, a: str, b: str) -> Path:
+    """A package `pkg` with the modules a and b."""
     package = tmp_path / "pkg"
     package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "a.py").write_text("def f():\n    from pkg import b\n\n\ndef g():\n    import pkg.b  # measured: x\n")
-    (package / "b.py").write_text("from . import a\n")
+    for name, source in {"__init__": "", "a": a, "b": b}.items():
+        (package / f"{name}.py").write_text(source)
+    return package
+
+
+def test_an_import_inside_a_function_is_found(tmp_path):
+    package = package_of(
+        tmp_path,
+        "def f():\n    from pkg import b\n\n\ndef g():\n    import pkg.b  # measured: x\n",
+        "from . import a\n",
+    )
     graph, nested = import_graph.import_graph(package)
     assert graph["pkg.a"] == ["pkg.b"] and graph["pkg.b"] == ["pkg.a"]
     assert nested == [f"{package / 'a.py'}:2 pkg.a -> pkg.b"]
@@ -57,11 +66,11 @@ def test_no_module_over_450_lines():
 
 
 def test_imports_for_type_annotations_only_are_not_edges(tmp_path):
-    package = tmp_path / "pkg"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "a.py").write_text("from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from pkg import b\n")
-    (package / "b.py").write_text("from pkg import a\n")
+    package = package_of(
+        tmp_path,
+        "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from pkg import b\n",
+        "from pkg import a\n",
+    )
     graph, nested = import_graph.import_graph(package)
     assert graph["pkg.a"] == [] and graph["pkg.b"] == ["pkg.a"] and nested == []
 
