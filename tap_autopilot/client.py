@@ -56,9 +56,8 @@ class RateLimiter:
     priority (the scheduler sets each worker's to its scan's pages left) takes
     the earliest slot a less urgent waiting thread holds, which waits for the
     next. Bookmark paging is sequential, so the longest scan bounds the sync:
-    queued first come first served behind the others for every page, it made
-    `make bench` scenario 3 (100 ms round trips, 20 r/s) take 7.76 s; 7.36 s
-    with this."""
+    queued first come, first served behind the other scans for every page, it
+    would end the sync alone, at the rate of one request per round trip."""
 
     # 5% slack: requests leave evenly spaced but can arrive bunched (network,
     # a busy server or client), and one 429 costs a whole Retry-After pause.

@@ -1,4 +1,4 @@
-"""Issue 11: the README's cron entry. scripts/run-pipeline.sh runs tap | target-jsonl,
+"""The README's cron entry. scripts/run-pipeline.sh runs tap | target-jsonl,
 carries the target's state from run to run, and never runs while another run of the
 same pipeline holds the lock."""
 
