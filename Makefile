@@ -3,6 +3,7 @@
 #   make venv    .venv with the tap installed editable + test and dev extras, pinned by constraints.txt
 #   make lint    ruff check, ruff format --check, mypy (config: ruff.toml, mypy.ini)
 #   make tools   one virtualenv per external Singer tool under .tools/ (they pin old singer-python)
+#   make unit    make lint, then tests/unit alone: the inner loop (needs .venv only, no tool venvs)
 #   make test    venv + tools (installed in parallel), make lint, then pytest tests (unit + integration)
 #   make demo    sandbox -> tap-autopilot -> target-jsonl into demo-output/ (scripts/demo.sh)
 #   make bench   benchmarks/run.py
@@ -40,7 +41,7 @@ SMOKE_singer-tools := singer-check-tap --help
 SMOKE_tap-autopilot-0.3.0 := tap-autopilot --help
 SMOKE_meltano := meltano --version
 
-.PHONY: all venv tools setup lint test demo bench clean
+.PHONY: all venv tools setup lint unit test demo bench clean
 
 all: test
 
@@ -76,6 +77,10 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+
+unit: $(VENV)/.installed
+	@$(MAKE) --no-print-directory lint
+	$(VENV)/bin/python -m pytest tests/unit -q
 
 test: setup
 	@$(MAKE) --no-print-directory lint

@@ -101,7 +101,7 @@ def scenario_descriptions(mode):
 
 
 def targets(bench):
-    """Issue 4's targets, checked against the figures (reported, never asserted)."""
+    """1.0's performance targets, checked against the figures (reported, never asserted)."""
     lines = []
 
     def mark(ok):
@@ -223,7 +223,7 @@ def print_report(bench, info, elapsed):
         print()
     target_lines = targets(bench) if bench.runs else []
     if target_lines:
-        print("Targets (issue 4)")
+        print("Targets (1.0)")
         print("\n".join("  " + line for line in target_lines))
         print()
     print(f"Bench time {elapsed:.0f} s.")
@@ -265,7 +265,7 @@ def markdown_report(bench, info, elapsed, argv):
         out += ["", f"## {title}", ""] + lines
     target_lines = targets(bench) if bench.runs else []
     if target_lines:
-        out += ["", "## Targets (issue 4)", ""] + target_lines
+        out += ["", "## Targets (1.0)", ""] + target_lines
     if bench.runs:
         out += ["", "## Details", ""] + details(bench)
     return "\n".join(out).rstrip() + "\n"

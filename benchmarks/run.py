@@ -19,7 +19,7 @@ Scenarios (each on a fresh sandbox):
   4  100 ms latency, 5 r/s on both sides, same data
   5  side by side with the published tap-autopilot 0.3.0 (.tools/), same data,
      same streams: CPU per record of both and the ratio
-  6  issue 10's list-heavy account (3k contacts, 12 lists, 3 segments), 50 ms, 10 r/s:
+  6  a list-heavy account (3k contacts, 12 lists, 3 segments), 50 ms, 10 r/s:
      memberships list by list, memberships from the scan, and the published tap 0.3.0
   profile  scenario 1 under a per-thread cProfile (thread CPU time): top 15
 

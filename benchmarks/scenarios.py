@@ -130,10 +130,10 @@ def scenario_5(bench):
     bench.sections.append(("Scenario 5: CPU per record, ours vs the published tap 0.3.0", lines))
 
 
-# Issue 10's list-heavy account at 10 r/s with 50 ms round trips.
+# A list-heavy account at 10 r/s with 50 ms round trips.
 LIST_HEAVY_RATE = 10
 LIST_HEAVY_LATENCY_MS = 50
-# Issue 10's floor counts the requests a sync of all five streams needs when memberships come
+# The floor counts the requests a sync of all five streams needs when memberships come
 # from the contacts scan: contact pages + segment pages + the three listings.
 LIST_HEAVY_LISTINGS = 3
 LIST_HEAVY_VARIANTS = (("lists", "memberships by list"), ("contacts", "memberships from scan"))
@@ -164,7 +164,7 @@ def scenario_list_heavy(bench):
     needed = None
     if exp is not None:
         needed = exp["pages"]["contacts"] + exp["pages"]["smart_segments_contacts"] + LIST_HEAVY_LISTINGS
-    bench.sections.append(("Scenario 6: a list-heavy account (issue 10)", list_heavy_lines(needed, rows, published)))
+    bench.sections.append(("Scenario 6: a list-heavy account", list_heavy_lines(needed, rows, published)))
 
 
 def list_heavy_lines(needed, rows, published):
@@ -198,7 +198,7 @@ def list_heavy_lines(needed, rows, published):
             + f" | {valid_text(row)} |"
         )
     scan = rows[-1]
-    lines += ["", "Targets (issue 10), memberships from the scan:"]
+    lines += ["", "Targets (1.1), memberships from the scan:"]
     if needed:
         lines.append(
             f"- requests {scan['requests']:,} <= needed + 2 = {needed + 2:,}: {mark(scan['requests'] <= needed + 2)}."

@@ -33,7 +33,7 @@ SIZES = {
         "s3": dict(contacts=5_000, lists=10, segments=5),
         "s4": dict(contacts=5_000, lists=10, segments=5),
         "s5": dict(contacts=10_000, lists=3, segments=2),
-        "s6": dict(contacts=3_000, lists=12, segments=3),  # issue 10's list-heavy account
+        "s6": dict(contacts=3_000, lists=12, segments=3),  # the list-heavy account
     },
     "quick": {
         "s1": dict(contacts=1_000, lists=3, segments=2),

@@ -6,7 +6,8 @@ One line per module: `module -> the package modules it imports`, then
 the import cycles and the package imports made inside a function or class. Exits 1 when
 there is either: modules import each other only at the top, so the order they load in
 is plain; an import inside a function is allowed only with a measured reason written on
-its line, as a comment starting `# measured:`.
+its line, as a comment starting `# measured:`. Imports under `if TYPE_CHECKING:` (names
+for type annotations, never run) are left out.
 
 Reads the source with ast: nothing is imported, so it runs with any Python 3.11.
 tests/unit/test_layout.py runs the same checks.
@@ -64,6 +65,8 @@ def import_graph(package_dir: Path) -> tuple[dict[str, list[str]], list[str]]:
         lines = source.splitlines()
         edges: list[str] = []
         for statement in ast.parse(source).body:
+            if _type_checking_only(statement):
+                continue  # never run: names for annotations, which may point back (sync <-> streams)
             inside = isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
             for node in ast.walk(statement):
                 if not isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -74,6 +77,16 @@ def import_graph(package_dir: Path) -> tuple[dict[str, list[str]], list[str]]:
                     nested += [f"{path}:{node.lineno} {module} -> {target}" for target in targets]
         graph[module] = sorted(edges)
     return graph, nested
+
+
+def _type_checking_only(statement: ast.stmt) -> bool:
+    """`if TYPE_CHECKING:` with no else: imports for type annotations only."""
+    if not isinstance(statement, ast.If) or statement.orelse:
+        return False
+    test = statement.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def cycles(graph: dict[str, list[str]]) -> list[list[str]]:

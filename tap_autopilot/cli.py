@@ -13,6 +13,8 @@ import os
 import signal
 import sys
 import threading
+from types import FrameType
+from typing import Any, NoReturn
 
 from tap_autopilot import __version__
 from tap_autopilot.client import AutopilotClient
@@ -29,7 +31,7 @@ DESCRIPTION = "Singer tap for Autopilot: contacts, lists, smart segments and the
 CAPABILITIES = ["catalog", "discover", "state", "properties", "about"]
 
 
-def version():
+def version() -> str:
     return __version__
 
 
@@ -40,7 +42,7 @@ STOP_WRITE_GRACE_SECONDS = 10
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-def exit_code_for(signum):
+def exit_code_for(signum: int) -> int:
     """The shell convention for a process ended by a signal: 128 + its number
     (143 for SIGTERM, 130 for SIGINT), what schedulers expect from a stopped job."""
     return 128 + int(signum)
@@ -49,7 +51,7 @@ def exit_code_for(signum):
 _stop_signal_received: int | None = None
 
 
-def _on_stop_signal(signum, frame):
+def _on_stop_signal(signum: int, frame: FrameType | None) -> None:
     global _stop_signal_received
     if _stop_signal_received is not None:
         # A second signal: the user insists. Exit now, whatever is in progress.
@@ -59,7 +61,7 @@ def _on_stop_signal(signum, frame):
     raise Interrupted(signum)
 
 
-def _install_signal_handlers():
+def _install_signal_handlers() -> None:
     for signum in STOP_SIGNALS:
         if signal.getsignal(signum) is not signal.SIG_IGN:  # started with it ignored (nohup, &): keep that
             signal.signal(signum, _on_stop_signal)
@@ -69,11 +71,11 @@ class _RedactingFormatter(logging.Formatter):
     """Belt and braces: no log line may carry the API key, whatever produced
     it. Redacts the whole formatted line, --debug tracebacks included."""
 
-    def __init__(self, fmt):
+    def __init__(self, fmt: str) -> None:
         super().__init__(fmt)
-        self.secrets = []
+        self.secrets: list[str] = []
 
-    def format(self, record):
+    def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
         for secret in self.secrets:
             text = text.replace(secret, "<redacted>")
@@ -83,7 +85,7 @@ class _RedactingFormatter(logging.Formatter):
 _FORMATTER = _RedactingFormatter("%(levelname)s %(message)s")
 
 
-def log_level(debug, requested):
+def log_level(debug: bool, requested: str) -> int:
     """The tap's log level: DEBUG with --debug, else $LOG_LEVEL if it names a
     level (WARNING hides the INFO progress and METRIC lines), else INFO."""
     if debug:
@@ -92,7 +94,7 @@ def log_level(debug, requested):
     return level if isinstance(level, int) else logging.INFO
 
 
-def _setup_logging(debug, requested_level=""):
+def _setup_logging(debug: bool, requested_level: str = "") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_FORMATTER)
     root = logging.getLogger()
@@ -101,7 +103,7 @@ def _setup_logging(debug, requested_level=""):
     LOGGER.setLevel(log_level(debug, requested_level))
 
 
-def _parse_args(argv):
+def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=NAME, description=DESCRIPTION)
     parser.add_argument("-c", "--config", help="config JSON file")
     parser.add_argument("-s", "--state", help="state JSON file from the last run")
@@ -114,7 +116,7 @@ def _parse_args(argv):
     return parser.parse_args(argv)
 
 
-def _load_json(path, what, flag):
+def _load_json(path: str, what: str, flag: str) -> Any:
     try:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
@@ -128,7 +130,7 @@ def _load_json(path, what, flag):
         raise ConfigError(f"The {what} file {path} is not valid JSON ({error}). Fix the file.") from None
 
 
-def about():
+def about() -> dict[str, Any]:
     return {
         "name": NAME,
         "version": version(),
@@ -141,7 +143,7 @@ def about():
     }
 
 
-def run(args):
+def run(args: argparse.Namespace) -> None:
     if args.version:
         print(f"{NAME} {version()}")
         return
@@ -157,8 +159,8 @@ def run(args):
     config = validate_config(_load_json(args.config, "config", "--config"))
     _FORMATTER.secrets = [config["api_key"]]
     catalog_path = args.catalog or args.properties
-    catalog = None
-    state = {}
+    catalog: dict[str, Any] = {}  # read below unless --discover
+    state: dict[str, Any] = {}
     if not args.discover:
         if not catalog_path:
             raise ConfigError(
@@ -184,7 +186,9 @@ def run(args):
         _sync_until_stopped(client, config, state, catalog)
 
 
-def _sync_until_stopped(client, config, state, catalog):
+def _sync_until_stopped(
+    client: AutopilotClient, config: dict[str, Any], state: dict[str, Any], catalog: dict[str, Any]
+) -> None:
     """Run the sync on its own thread, leaving the main thread free for signals.
 
     The main thread then never holds the output lock nor stands between a
@@ -193,7 +197,7 @@ def _sync_until_stopped(client, config, state, catalog):
     contexts: list[SyncContext] = []
     failure: list[BaseException] = []
 
-    def work():
+    def work() -> None:
         try:
             sync(client, config, state, catalog, on_start=contexts.append)
         except BaseException as error:  # re-raised on the main thread
@@ -216,7 +220,7 @@ def _sync_until_stopped(client, config, state, catalog):
         raise failure[0]
 
 
-def _exit_stopped(stop):
+def _exit_stopped(stop: Interrupted) -> NoReturn:
     """Log how to resume after a SIGTERM/SIGINT and exit 128 + the signal number
     at once: requests still in flight (even a stuck one) are dropped."""
     name = signal.Signals(stop.signum).name
@@ -239,7 +243,7 @@ def _exit_stopped(stop):
     os._exit(exit_code_for(stop.signum))  # skip joining threads stuck in a request
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> None:
     args = _parse_args(sys.argv[1:] if argv is None else argv)
     _setup_logging(args.debug, os.environ.get("LOG_LEVEL", ""))
     _install_signal_handlers()

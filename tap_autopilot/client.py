@@ -12,7 +12,8 @@ import os
 import random
 import threading
 import time
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterator
+from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
 from urllib.parse import quote
 
 import orjson
@@ -24,6 +25,11 @@ from tap_autopilot.config import DEFAULT_BASE_URL, DEFAULT_MAX_REQUESTS_PER_SECO
 from tap_autopilot.errors import AuthError, NotFoundError, RateLimitedError, RetryableError, TapError
 
 LOGGER = logging.getLogger("tap_autopilot")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+Clock = Callable[[], float]  # monotonic seconds; injectable for tests
+Sleep = Callable[[float], None]
 
 PAGE_SIZE = 100
 # Largest piece of a response body taken from the socket at once.
@@ -50,15 +56,14 @@ class RateLimiter:
     priority (the scheduler sets each worker's to its scan's pages left) takes
     the earliest slot a less urgent waiting thread holds, which waits for the
     next. Bookmark paging is sequential, so the longest scan bounds the sync:
-    queued first come first served behind the others for every page, it made
-    `make bench` scenario 3 (100 ms round trips, 20 r/s) take 7.76 s; 7.36 s
-    with this."""
+    queued first come, first served behind the other scans for every page, it
+    would end the sync alone, at the rate of one request per round trip."""
 
     # 5% slack: requests leave evenly spaced but can arrive bunched (network,
     # a busy server or client), and one 429 costs a whole Retry-After pause.
     SAFETY = 1.05
 
-    def __init__(self, rate, clock=time.monotonic, sleep=time.sleep):
+    def __init__(self, rate: float, clock: Clock = time.monotonic, sleep: Sleep = time.sleep) -> None:
         self.interval = self.SAFETY / float(rate)
         self._clock = clock
         self._sleep = sleep
@@ -68,11 +73,11 @@ class RateLimiter:
         self._local = threading.local()
         self._lock = threading.Lock()
 
-    def set_priority(self, priority):
+    def set_priority(self, priority: float) -> None:
         """This thread's urgency for its next requests (higher first; default 0)."""
         self._local.priority = priority
 
-    def acquire(self):
+    def acquire(self) -> None:
         """Block until this thread may start a request."""
         priority = getattr(self._local, "priority", 0)
         with self._lock:
@@ -99,13 +104,13 @@ class RateLimiter:
                 self._sleep(wait)
             slept_until = target
 
-    def _reserve(self, now):
+    def _reserve(self, now: float) -> float:
         # Callers hold the lock.
         slot = max(now, self._next)
         self._next = slot + self.interval
         return slot
 
-    def pause(self, seconds):
+    def pause(self, seconds: float) -> None:
         """Hold every thread back: the server asked us to slow down."""
         with self._lock:
             until = self._clock() + seconds
@@ -130,19 +135,25 @@ class RetryPolicy:
     and 5). This loop is small.
     """
 
-    def __init__(self, base=None, clock=time.monotonic, sleep=time.sleep, uniform=random.uniform):
+    def __init__(
+        self,
+        base: float | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = time.sleep,
+        uniform: Callable[[float, float], float] = random.uniform,
+    ) -> None:
         self.base = backoff_base_seconds() if base is None else base
         self._clock = clock
         self._sleep = sleep
         self._uniform = uniform
 
-    def wait(self, error, attempt):
+    def wait(self, error: RetryableError, attempt: int) -> float:
         """Seconds to wait before retrying after `error`, the `attempt`-th such failure (from 0)."""
         if error.retry_after is not None:
             return error.retry_after
         return self._uniform(0, min(BACKOFF_CAP_SECONDS, self.base * 2**attempt))
 
-    def call(self, attempt, on_retry=None):
+    def call(self, attempt: Callable[[], T], on_retry: Callable[[RetryableError, float, int], None] | None = None) -> T:
         """attempt() until it returns, retrying as the class says; on_retry(error, wait, tries)
         is called before each wait."""
         started = self._clock()
@@ -169,7 +180,7 @@ class RetryPolicy:
             self._sleep(wait)
 
 
-def backoff_base_seconds():
+def backoff_base_seconds() -> float:
     """BACKOFF_BASE_SECONDS, or $TAP_AUTOPILOT_BACKOFF_SECONDS when it is a non-negative number."""
     try:
         value = float(os.environ[BACKOFF_BASE_ENV])
@@ -178,18 +189,18 @@ def backoff_base_seconds():
     return value if value >= 0 else BACKOFF_BASE_SECONDS
 
 
-def _parse_retry_after(value):
+def _parse_retry_after(value: Any) -> float | None:
     try:
         return max(0.0, float(value))
     except (TypeError, ValueError):
         return None  # an HTTP date or garbage: fall back to our own backoff
 
 
-def _retried(method):
+def _retried(method: Callable[Concatenate["AutopilotClient", P], T]) -> Callable[Concatenate["AutopilotClient", P], T]:
     """Run a client method under the client's RetryPolicy."""
 
     @functools.wraps(method)
-    def retrying(self, *args, **kwargs):
+    def retrying(self: "AutopilotClient", *args: P.args, **kwargs: P.kwargs) -> T:
         return self.retry.call(lambda: method(self, *args, **kwargs), self._log_retry)
 
     return retrying
@@ -198,20 +209,26 @@ def _retried(method):
 class RequestStats:
     """Thread-safe counters for the end-of-run summary and progress lines."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self.counts = {"requests": 0, "retries": 0, "rate_limited": 0}
 
-    def count(self, name, amount=1):
+    def count(self, name: str, amount: int = 1) -> None:
         with self._lock:
             self.counts[name] = self.counts.get(name, 0) + amount
 
-    def __getitem__(self, name):
+    def __getitem__(self, name: str) -> int:
         return self.counts.get(name, 0)
 
 
 class AutopilotClient:
-    def __init__(self, config, stats=None, clock=time.monotonic, sleep=time.sleep):
+    def __init__(
+        self,
+        config: dict[str, Any],
+        stats: RequestStats | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = time.sleep,
+    ) -> None:
         self.base_url = config.get("base_url", DEFAULT_BASE_URL).rstrip("/")
         self.timeout = float(config.get("request_timeout", DEFAULT_REQUEST_TIMEOUT_SECONDS))
         self.limiter = RateLimiter(
@@ -225,13 +242,13 @@ class AutopilotClient:
         # requests.Session is not documented as thread-safe: one per thread.
         self._local = threading.local()
         # Set by the first 400/401/403: no thread sends another request after it.
-        self._rejected = None
+        self._rejected: str | None = None
         self._environment: dict[str, Any] = {
             "proxies": requests.utils.get_environ_proxies(self.base_url),
             "verify": os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE"),
         }
 
-    def _session(self):
+    def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
             session = self._local.session = requests.Session()
@@ -244,18 +261,20 @@ class AutopilotClient:
             session.trust_env = False
         return session
 
-    def get(self, path, data_key=None, expect_list=False):
+    def get(self, path: str, data_key: str | None = None, expect_list: bool = False) -> Any:
         """GET base_url + path and return its JSON body. With data_key, the
         body must be an object holding that key; with expect_list, a JSON
         array (else the 200 is retried)."""
         return self.request(path, data_key, expect_list)[0]
 
-    def _log_retry(self, error, wait, tries):
+    def _log_retry(self, error: RetryableError, wait: float, tries: int) -> None:
         LOGGER.warning("%s; retrying in %.1f s (attempt %d)", error, wait, tries)
         self.stats.count("retries")
 
     @_retried
-    def request(self, path, data_key=None, expect_list=False):
+    def request(
+        self, path: str, data_key: str | None = None, expect_list: bool = False
+    ) -> tuple[Any, datetime.datetime | None]:
         """get(), also returning the server's clock: (body, Date header as an
         aware datetime, or None)."""
         self.limiter.acquire()
@@ -264,7 +283,7 @@ class AutopilotClient:
         self.stats.count("requests")
         endpoint = _endpoint_name(path)
         started = time.monotonic()
-        status = "failed"
+        status: int | str = "failed"
         try:
             try:
                 response, content = self._fetch(path, started + self.timeout)
@@ -285,16 +304,16 @@ class AutopilotClient:
                 ),
             )
 
-    def _fetch(self, path, deadline):
+    def _fetch(self, path: str, deadline: float) -> tuple[requests.Response, bytes]:
         """The response and its whole body, all of it by `deadline` (a monotonic time).
 
         requests' own timeout limits each socket read, so a body trickling in a
         byte at a time would never trip it. urllib3's total timeout bounds connecting
         and waiting for the headers; the body is then read one socket read at a time,
         each allowed only what is left until the deadline."""
-        response = self._session().get(
-            self.base_url + path, stream=True, timeout=urllib3.Timeout(total=max(deadline - time.monotonic(), 0.001))
-        )
+        # requests hands a urllib3 Timeout through as it is; its type stubs know only numbers.
+        timeout: Any = urllib3.Timeout(total=max(deadline - time.monotonic(), 0.001))
+        response = self._session().get(self.base_url + path, stream=True, timeout=timeout)
         try:
             sock = getattr(response.raw.connection, "sock", None)
             chunks = []
@@ -313,7 +332,9 @@ class AutopilotClient:
             raise
         return response, b"".join(chunks)
 
-    def _decode(self, path, response, content, data_key, expect_list=False):
+    def _decode(
+        self, path: str, response: requests.Response, content: bytes, data_key: str | None, expect_list: bool = False
+    ) -> Any:
         status = response.status_code
         if status == 429:
             self.stats.count("rate_limited")
@@ -340,7 +361,7 @@ class AutopilotClient:
             raise RetryableError(f"GET {path} returned a body of an unexpected shape (not a list)")
         return body
 
-    def paginate(self, path, data_key, cursor=None):
+    def paginate(self, path: str, data_key: str, cursor: str | None = None) -> Iterator["Page"]:
         """Yield a Page for each page of a cursor-paged endpoint, starting after
         `cursor` if given. The API names its cursor "bookmark"; next_cursor is None
         on the last page. A cursor the API has already given is an error: the
@@ -373,7 +394,7 @@ class Page(NamedTuple):
     server_time: datetime.datetime | None
 
 
-def _server_time(response):
+def _server_time(response: requests.Response) -> datetime.datetime | None:
     """The API's clock from the Date header, to time scans by its clock."""
     try:
         return email.utils.parsedate_to_datetime(response.headers["Date"]).astimezone(datetime.UTC)
@@ -381,7 +402,7 @@ def _server_time(response):
         return None
 
 
-def _endpoint_name(path):
+def _endpoint_name(path: str) -> str:
     """A low-cardinality name for metrics: '/list/contactlist_x/contacts/p' -> 'list_contacts'."""
     parts = path.strip("/").split("/")
     if parts[0] == "list":
@@ -393,7 +414,7 @@ def _endpoint_name(path):
     return parts[0]
 
 
-def _error_message(content):
+def _error_message(content: bytes) -> str:
     try:
         return str(orjson.loads(content).get("message"))[:200]
     except (ValueError, AttributeError):

@@ -5,6 +5,7 @@ request is made."""
 import datetime
 import ipaddress
 import re
+from typing import Any
 from urllib.parse import urlparse
 
 from tap_autopilot.errors import ConfigError
@@ -96,7 +97,7 @@ SETTINGS = [
 ]
 
 
-def _positive_number(config, key):
+def _positive_number(config: dict[str, Any], key: str) -> None:
     value = config.get(key)
     if value is None:
         return
@@ -116,7 +117,7 @@ _RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:
 _PLAIN_DATE = re.compile(r"\d{4}-\d\d-\d\d\Z")
 
 
-def normalize_start_date(text):
+def normalize_start_date(text: object) -> str | None:
     """start_date as the tap uses it (RFC 3339, upper-case T and Z), or None if it
     is neither an RFC 3339 time nor a plain date (taken as midnight UTC: what
     Meltano's date setting and most people write)."""
@@ -134,7 +135,7 @@ def normalize_start_date(text):
     return text
 
 
-def is_loopback_host(host):
+def is_loopback_host(host: str | None) -> bool:
     """True for localhost and loopback addresses (127.0.0.0/8, ::1): the only hosts
     the API key may be sent to over plain http (the local sandbox)."""
     if not host:
@@ -147,7 +148,7 @@ def is_loopback_host(host):
         return False
 
 
-def validate_config(config):
+def validate_config(config: object) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise ConfigError("The config file must hold a JSON object with api_key and start_date.")
     api_key = config.get("api_key")
@@ -188,7 +189,7 @@ def validate_config(config):
     return config
 
 
-def membership_source(config):
+def membership_source(config: dict[str, Any]) -> str:
     """The config's `lists_contacts_source` (ConfigError if it is not one of MEMBERSHIP_SOURCES)."""
     source = config.get("lists_contacts_source", MEMBERSHIP_SOURCES[0])
     if source not in MEMBERSHIP_SOURCES:

@@ -6,7 +6,12 @@ import datetime
 import json
 import math
 import re
+from collections.abc import Callable
 from email.utils import parsedate_to_datetime
+from typing import Any
+
+# A value as the API sends it -> the column's value, or None when it cannot be made one.
+Converter = Callable[[Any], Any]
 
 _UTC = datetime.UTC
 _fromisoformat = datetime.datetime.fromisoformat
@@ -17,14 +22,14 @@ _OUT_OF_RANGE = (OverflowError, OSError, ValueError)
 _MS_THRESHOLD = 100_000_000_000
 
 
-def format_datetime(value):
+def format_datetime(value: datetime.datetime) -> str:
     """An aware datetime -> RFC 3339 UTC text, for STATE bookmarks. Records
     carry datetime objects, which the output's JSON encoder writes in the
     same form (orjson: OPT_NAIVE_UTC | OPT_UTC_Z)."""
     return value.astimezone(_UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
-def to_datetime(value):
+def to_datetime(value: Any) -> datetime.datetime | None:
     """A timestamp as Autopilot sends one -> aware UTC datetime, else None.
 
     ISO-8601 with any offset, with or without a fraction (tried first: nearly
@@ -49,7 +54,7 @@ def to_datetime(value):
     return None
 
 
-def _as_utc(parsed):
+def _as_utc(parsed: datetime.datetime) -> datetime.datetime | None:
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=_UTC)
     if parsed.tzinfo is _UTC:
@@ -63,7 +68,7 @@ def _as_utc(parsed):
 _EPOCH_TEXT = re.compile(r"^\s*-?\d+(\.\d+)?\s*$")
 
 
-def _text_datetime(value):
+def _text_datetime(value: str) -> datetime.datetime | None:
     """The slow path of to_datetime: text that is not ISO-8601."""
     if _EPOCH_TEXT.match(value):
         number = float(value)
@@ -75,7 +80,7 @@ def _text_datetime(value):
     return _as_utc(parsed)
 
 
-def to_string(value):
+def to_string(value: Any) -> str | None:
     """Text column value. An empty string is None: Autopilot sends "" for a
     field that was never set, which is what null says in a warehouse."""
     if value is None or isinstance(value, str):
@@ -87,7 +92,7 @@ def to_string(value):
     return None  # objects and arrays have no place in a string column
 
 
-def to_integer(value):
+def to_integer(value: Any) -> int | None:
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, float):
@@ -103,7 +108,7 @@ def to_integer(value):
     return None  # not a whole number, or too large for a 64-bit warehouse column
 
 
-def to_number(value):
+def to_number(value: Any) -> float | None:
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
@@ -121,7 +126,7 @@ _TRUE = {"true", "yes", "1", "y", "t"}
 _FALSE = {"false", "no", "0", "n", "f"}
 
 
-def to_boolean(value):
+def to_boolean(value: Any) -> bool | None:
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, (int, float)):
@@ -135,13 +140,13 @@ def to_boolean(value):
     return None
 
 
-def to_string_list(value):
+def to_string_list(value: Any) -> list[str] | None:
     if not isinstance(value, list):
         return None
     return [item for item in value if isinstance(item, str)]
 
 
-def to_url_flags(value):
+def to_url_flags(value: Any) -> list[dict[str, Any]] | None:
     """{url: bool} -> [{url, value}]."""
     if not isinstance(value, dict):
         return None
@@ -151,7 +156,7 @@ def to_url_flags(value):
     ]
 
 
-def to_mail_events(value):
+def to_mail_events(value: Any) -> list[dict[str, Any]] | None:
     """{mail id: epoch ms} -> [{id, timestamp}]."""
     if not isinstance(value, dict):
         return None
@@ -172,7 +177,7 @@ def to_mail_events(value):
         ]
 
 
-def to_custom_field_list(value):
+def to_custom_field_list(value: Any) -> list[dict[str, Any]] | None:
     """Keep every custom field, typed or not, so one created after discovery is never lost."""
     if value.__class__ is not list:
         return None
@@ -197,14 +202,14 @@ def to_custom_field_list(value):
     return out
 
 
-def _stringify(value):
+def _stringify(value: Any) -> str | None:
     if isinstance(value, (dict, list)):
         return json.dumps(value, separators=(",", ":"), sort_keys=True)
     return to_string(value)
 
 
 # Custom field types as Autopilot names them -> (JSON schema, converter).
-CUSTOM_FIELD_TYPES = {
+CUSTOM_FIELD_TYPES: dict[str, tuple[dict[str, Any], Converter]] = {
     "string": ({"type": ["null", "string"]}, to_string),
     "integer": ({"type": ["null", "integer"]}, to_integer),
     "float": ({"type": ["null", "number"]}, to_number),

@@ -4,9 +4,11 @@ contact columns, and standard Singer metadata."""
 import copy
 import logging
 import re
+from typing import Any
 
 from singer import metadata
 
+from tap_autopilot.client import AutopilotClient
 from tap_autopilot.converters import CUSTOM_FIELD_TYPES
 from tap_autopilot.schema_files import load_schema
 from tap_autopilot.streams import STREAMS, VERSION_COLUMN, VERSION_COLUMN_SCHEMA
@@ -22,7 +24,7 @@ CUSTOM_FIELD_KEY = "tap-autopilot.custom-field-name"
 REPLICATION_METHODS_KEY = "tap-autopilot.replication-methods"
 
 
-def custom_field_columns(definitions):
+def custom_field_columns(definitions: object) -> list[tuple[str, str, dict[str, Any]]]:
     """Autopilot custom field definitions -> [(column, field name, schema)].
 
     Unknown types become strings. Names that collapse to one column (after
@@ -62,14 +64,14 @@ def custom_field_columns(definitions):
 _KEY_TIME = re.compile(r"^contacts_customfields_(\d+)_")
 
 
-def _age(key):
+def _age(key: object) -> float:
     """Sort order of a field among namesakes: its creation time in ms, taken
     from a key like 'contacts_customfields_<ms>_<uuid>'; fields without one last."""
     match = _KEY_TIME.match(key) if isinstance(key, str) else None
     return int(match.group(1)) if match else float("inf")
 
 
-def discover(client):
+def discover(client: AutopilotClient) -> dict[str, Any]:
     custom_columns = custom_field_columns(client.get("/contacts/custom_fields", expect_list=True))
     streams = []
     for stream in STREAMS.values():

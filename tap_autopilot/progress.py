@@ -8,6 +8,8 @@ import time
 
 from singer import metrics
 
+from tap_autopilot.client import RequestStats
+
 LOGGER = logging.getLogger("tap_autopilot")
 
 PROGRESS_INTERVAL_SECONDS = 10
@@ -15,7 +17,7 @@ PROGRESS_INTERVAL_SECONDS = 10
 PROGRESS_INTERVAL_ENV = "TAP_AUTOPILOT_PROGRESS_SECONDS"
 
 
-def progress_interval():
+def progress_interval() -> float:
     """The progress interval: $TAP_AUTOPILOT_PROGRESS_SECONDS if it is a positive
     number of seconds, else PROGRESS_INTERVAL_SECONDS."""
     raw = os.environ.get(PROGRESS_INTERVAL_ENV)
@@ -38,9 +40,9 @@ def progress_interval():
 class _StreamProgress:
     __slots__ = ("counted", "done", "pages", "read", "records", "total")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.records = self.pages = self.read = self.counted = 0
-        self.total = None
+        self.total: int | None = None
         self.done = False
 
 
@@ -48,23 +50,23 @@ class Progress:
     """Counters are updated under the sync's output lock; the reporter thread
     only reads them (a line slightly stale is fine)."""
 
-    def __init__(self, stream_ids, request_stats, interval=None):
+    def __init__(self, stream_ids: list[str], request_stats: RequestStats, interval: float | None = None) -> None:
         self.streams = {stream_id: _StreamProgress() for stream_id in stream_ids}
         self.requests = request_stats
         self.interval = progress_interval() if interval is None else interval
         self.started = time.monotonic()
         self._stop = threading.Event()
         self._count_lock = threading.Lock()
-        self._thread = None
+        self._thread: threading.Thread | None = None
 
-    def start(self):
+    def start(self) -> None:
         self._thread = threading.Thread(target=self._report_loop, name="progress", daemon=True)
         self._thread.start()
 
-    def stop(self):
+    def stop(self) -> None:
         self._stop.set()
 
-    def page(self, stream_id, records, items_read, total):
+    def page(self, stream_id: str, records: int, items_read: int, total: int | None) -> None:
         stream = self.streams[stream_id]
         stream.records += records
         stream.pages += 1
@@ -72,7 +74,7 @@ class Progress:
         if total is not None:
             stream.total = total
 
-    def stream_done(self, stream_id):
+    def stream_done(self, stream_id: str) -> None:
         stream = self.streams[stream_id]
         stream.done = True
         self._log_record_count(stream_id, stream)
@@ -84,14 +86,14 @@ class Progress:
             time.monotonic() - self.started,
         )
 
-    def _report_loop(self):
+    def _report_loop(self) -> None:
         while not self._stop.wait(self.interval):
             LOGGER.info("Progress: %s", self.line())
             for stream_id, stream in self.streams.items():
                 if not stream.done:
                     self._log_record_count(stream_id, stream)
 
-    def _log_record_count(self, stream_id, stream):
+    def _log_record_count(self, stream_id: str, stream: _StreamProgress) -> None:
         """The standard Singer record_count metric: records since the last one.
         (Both the reporter thread and a stream's end log it: one at a time.)"""
         with self._count_lock:
@@ -108,7 +110,7 @@ class Progress:
                 )
                 stream.counted = records
 
-    def line(self):
+    def line(self) -> str:
         elapsed = time.monotonic() - self.started
         parts = []
         for stream_id, stream in self.streams.items():
@@ -125,13 +127,13 @@ class Progress:
         parts.append(self._requests_text())
         return " | ".join(parts)
 
-    def _requests_text(self):
+    def _requests_text(self) -> str:
         return (
             f"{self.requests['requests']:,} requests, {self.requests['rate_limited']:,} throttled (429), "
             f"{self.requests['retries']:,} retries"
         )
 
-    def summary(self):
+    def summary(self) -> None:
         self.stop()
         elapsed = time.monotonic() - self.started
         LOGGER.info("Sync summary (%s):", _duration(elapsed))
@@ -141,6 +143,6 @@ class Progress:
         LOGGER.info("  %s", self._requests_text())
 
 
-def _duration(seconds):
+def _duration(seconds: float) -> str:
     seconds = round(seconds)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

@@ -9,9 +9,17 @@ records and state.
 
 import datetime
 import logging
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
+from tap_autopilot.client import Page
 from tap_autopilot.scans import PageScan, pages_for, pages_left
 from tap_autopilot.transform import contact_id
+
+if TYPE_CHECKING:  # for annotations only: sync and streams import this module
+    from tap_autopilot.streams import Contacts, ListsContacts
+    from tap_autopilot.sync import SyncContext
 
 LOGGER = logging.getLogger("tap_autopilot")
 
@@ -24,11 +32,11 @@ class ContactsScan(PageScan):
 
     path = "/contacts"
 
-    def __init__(self, ctx):
+    def __init__(self, ctx: "SyncContext") -> None:
         super().__init__(ctx)
-        self.readers = []
+        self.readers: list[ScanReader] = []
 
-    def start_cursor(self):
+    def start_cursor(self) -> str | None:
         with self.ctx.lock:
             cursors = {reader.saved_cursor() for reader in self.readers}
             if len(cursors) == 1:
@@ -43,7 +51,7 @@ class ContactsScan(PageScan):
                 reader.restart()
             return None
 
-    def take(self, page):
+    def take(self, page: Page) -> bool:
         self.readers = [reader for reader in self.readers if reader.keep_reading(page)]
         if not self.readers:
             return False
@@ -51,51 +59,53 @@ class ContactsScan(PageScan):
         parts = [(reader.stream_id, reader.read(page), len(items), total) for reader in self.readers]
         readers = list(self.readers)
 
-        def save():
+        def save() -> None:
             for reader in readers:
                 reader.save(cursor)
 
         self.ctx.commit(parts, save)
         return True
 
-    def restart(self):
+    def restart(self) -> None:
         with self.ctx.lock:
             for reader in self.readers:
                 reader.restart()
 
-    def finish(self):
+    def finish(self) -> None:
         for reader in self.readers:
             reader.complete()
 
 
-class ScanReader:
+class ScanReader(ABC):
     """One stream's use of the contacts scan."""
 
-    def __init__(self, ctx, stream_id):
+    def __init__(self, ctx: "SyncContext", stream_id: str) -> None:
         self.ctx = ctx
         self.stream_id = stream_id
 
-    def saved_cursor(self):
+    @abstractmethod
+    def saved_cursor(self) -> str | None:
         """Where this stream's scan stopped last run (None: from the first page)."""
-        raise NotImplementedError
 
-    def keep_reading(self, page):
+    def keep_reading(self, page: Page) -> bool:
         """Called with each page before read(); False detaches the reader from the scan."""
         return page is not None
 
-    def read(self, page):
+    @abstractmethod
+    def read(self, page: Page) -> list[bytes]:
         """This page's RECORD lines for the stream (no state change: that is save())."""
-        raise NotImplementedError
 
-    def save(self, cursor):
+    @abstractmethod
+    def save(self, cursor: str | None) -> None:
         """Record in the state that every page up to `cursor` is read (under the lock)."""
-        raise NotImplementedError
 
-    def restart(self):
-        raise NotImplementedError
+    @abstractmethod
+    def restart(self) -> None:
+        """Forget the saved cursor: the scan starts over from its first page."""
 
-    def complete(self):
-        raise NotImplementedError
+    @abstractmethod
+    def complete(self) -> None:
+        """The scan read its last page: the stream's pass is complete."""
 
 
 # How far the API's clock (the Date header) may be from the clock that stamps
@@ -103,7 +113,9 @@ class ScanReader:
 CLOCK_SKEW = datetime.timedelta(minutes=5)
 
 
-def next_threshold(threshold, max_seen, started):
+def next_threshold(
+    threshold: datetime.datetime, max_seen: datetime.datetime | None, started: datetime.datetime | None
+) -> datetime.datetime:
     """The updated_at the next incremental scan filters with, once this one completed.
 
     Not simply the newest updated_at seen: pages are not in updated_at order, so a
@@ -121,7 +133,7 @@ class IncrementalContacts(ScanReader):
     """A contact is emitted when its updated_at >= the threshold. The bookmark
     `updated_at` only advances when the scan completes (next_threshold)."""
 
-    def __init__(self, ctx, stream):
+    def __init__(self, ctx: "SyncContext", stream: "Contacts") -> None:
         super().__init__(ctx, stream.tap_stream_id)
         self.transform = stream.transformer(ctx.selected[self.stream_id])
         self.threshold, self.cursor, self.max_seen, self.started = ctx.state.incremental_scan(
@@ -134,10 +146,10 @@ class IncrementalContacts(ScanReader):
                 self.threshold,
             )
 
-    def saved_cursor(self):
+    def saved_cursor(self) -> str | None:
         return self.cursor
 
-    def read(self, page):
+    def read(self, page: Page) -> list[bytes]:
         if self.started is None:
             self.started = page.server_time or datetime.datetime.now(datetime.UTC)
         emit = self.ctx.record_line_maker(self.stream_id)  # per page: time_extracted is now
@@ -153,15 +165,15 @@ class IncrementalContacts(ScanReader):
         self.max_seen = max_seen
         return lines
 
-    def save(self, cursor):
+    def save(self, cursor: str | None) -> None:
         self.cursor = cursor
         self.ctx.state.save_incremental_scan(self.stream_id, self.threshold, cursor, self.max_seen, self.started)
 
-    def restart(self):
+    def restart(self) -> None:
         self.cursor = None
         self.ctx.state.forget_scan(self.stream_id)
 
-    def complete(self):
+    def complete(self) -> None:
         final = next_threshold(self.threshold, self.max_seen, self.started)
         self.ctx.complete(self.stream_id, lambda: self.ctx.state.finish_incremental_scan(self.stream_id, final))
 
@@ -171,23 +183,23 @@ class VersionedScanReader(ScanReader):
     pass's version, ACTIVATE_VERSION when the scan completes; a killed run resumes the
     scan, and the pass, under the same version."""
 
-    def __init__(self, ctx, stream_id):
+    def __init__(self, ctx: "SyncContext", stream_id: str) -> None:
         super().__init__(ctx, stream_id)
         self.version = ctx.begin_version(stream_id)
         self.cursor = ctx.state.scan_cursor(stream_id)
 
-    def saved_cursor(self):
+    def saved_cursor(self) -> str | None:
         return self.cursor
 
-    def save(self, cursor):
+    def save(self, cursor: str | None) -> None:
         self.cursor = cursor
         self.ctx.state.save_scan_cursor(self.stream_id, cursor)
 
-    def restart(self):
+    def restart(self) -> None:
         self.cursor = None
         self.ctx.state.save_scan_cursor(self.stream_id, None)
 
-    def complete(self):
+    def complete(self) -> None:
         self.ctx.complete(
             self.stream_id, lambda: self.ctx.state.complete_version(self.stream_id), activate=self.version
         )
@@ -197,11 +209,11 @@ class FullTableContacts(VersionedScanReader):
     """Every contact, whatever its updated_at, so that a target honouring
     ACTIVATE_VERSION drops the contacts deleted in Autopilot."""
 
-    def __init__(self, ctx, stream):
+    def __init__(self, ctx: "SyncContext", stream: "Contacts") -> None:
         super().__init__(ctx, stream.tap_stream_id)
         self.transform = stream.transformer(ctx.selected[self.stream_id])
 
-    def read(self, page):
+    def read(self, page: Page) -> list[bytes]:
         emit = self.ctx.record_line_maker(self.stream_id, self.version)
         transform = self.transform
         return [emit(transform(doc)) for doc in page.items]
@@ -215,14 +227,16 @@ class MembershipsFromScan(VersionedScanReader):
     With probe, the first page decides whether the scan is worth it (contacts not
     selected, `lists_contacts_source` auto): see keep_reading."""
 
-    def __init__(self, ctx, stream, list_ids, probe=False):
+    def __init__(
+        self, ctx: "SyncContext", stream: "ListsContacts", list_ids: Iterable[str], probe: bool = False
+    ) -> None:
         super().__init__(ctx, stream.tap_stream_id)
         self.stream = stream
         self.list_ids = frozenset(list_ids)
         self.parent_key = stream.parent_key
         self.probe = probe
 
-    def keep_reading(self, page):
+    def keep_reading(self, page: Page) -> bool:
         if not self.probe:
             return True
         self.probe = False
@@ -244,7 +258,7 @@ class MembershipsFromScan(VersionedScanReader):
         self.stream.read_by_parents(self.ctx, self.version)
         return False
 
-    def read(self, page):
+    def read(self, page: Page) -> list[bytes]:
         emit = self.ctx.record_line_maker(self.stream_id, self.version)
         list_ids, key, lines = self.list_ids, self.parent_key, []
         for doc in page.items:
@@ -260,7 +274,7 @@ class MembershipsFromScan(VersionedScanReader):
         return lines
 
 
-def estimate_membership_requests(page, list_ids):
+def estimate_membership_requests(page: Page, list_ids: Iterable[str]) -> tuple[int, int]:
     """(pages the contacts scan still needs, pages reading list by list would need),
     the second estimated from how many of this first page's documents are on each list."""
     total = page.meta.get("total_contacts")

@@ -7,14 +7,21 @@ names it "bookmark"; here a bookmark is only ever a Singer state bookmark).
 """
 
 import logging
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from tap_autopilot.client import PAGE_SIZE
+from tap_autopilot.client import PAGE_SIZE, Page
 from tap_autopilot.errors import NotFoundError, RestartScan
+from tap_autopilot.scheduler import Steps
+
+if TYPE_CHECKING:  # for annotations only: sync imports the streams, which import this module
+    from tap_autopilot.sync import SyncContext
 
 LOGGER = logging.getLogger("tap_autopilot")
 
 
-class PageScan:
+class PageScan(ABC):
     """One scan, as steps for the scheduler (see scheduler.py). The contract, kept here
     so that no stream can get it wrong:
 
@@ -33,28 +40,31 @@ class PageScan:
     data_key = "contacts"
     total_key = "total_contacts"  # the page's count of everything the scan will read
 
-    def __init__(self, ctx):
+    def __init__(self, ctx: "SyncContext") -> None:
         self.ctx = ctx
 
-    def start_cursor(self):
-        raise NotImplementedError
+    @abstractmethod
+    def start_cursor(self) -> str | None:
+        """The cursor the scan continues after (None: from its first page)."""
 
-    def take(self, page):
+    @abstractmethod
+    def take(self, page: Page) -> bool:
         """Commit the page through the context. Returns False to stop the scan here
         (without finish): nothing reads it any more."""
-        raise NotImplementedError
 
-    def restart(self):
-        raise NotImplementedError
+    @abstractmethod
+    def restart(self) -> None:
+        """Forget the saved cursor: the scan starts over from its first page."""
 
-    def gone(self):
+    def gone(self) -> None:
         """404 on a scan that did not resume from a saved cursor."""
         raise NotFoundError(f"Autopilot has no {self.path} (404).")
 
-    def finish(self):
-        raise NotImplementedError
+    @abstractmethod
+    def finish(self) -> None:
+        """After the last page (or gone()), exactly once."""
 
-    def steps(self):
+    def steps(self) -> Steps:
         cursor = self.start_cursor()
         read = 0
         try:
@@ -73,7 +83,7 @@ class PageScan:
             self.gone()
         self.finish()
 
-    def _pages(self, cursor):
+    def _pages(self, cursor: str | None) -> Iterator[Page]:
         """The client's pages; a saved cursor that vanished between runs means the
         scan has to start over from its first page."""
         try:
@@ -89,12 +99,12 @@ class PageScan:
             raise RestartScan() from None
 
 
-def pages_for(count):
+def pages_for(count: int) -> int:
     """Pages of PAGE_SIZE that `count` documents take (rounded up)."""
     return -(-count // PAGE_SIZE)
 
 
-def pages_left(total, read):
+def pages_left(total: object, read: int) -> int | None:
     """Pages a scan still has to read, from the page's total."""
     if not isinstance(total, int) or isinstance(total, bool):
         return None

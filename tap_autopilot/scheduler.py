@@ -15,35 +15,39 @@ the scan with the most pages left also gets the next request slot.
 import heapq
 import itertools
 import threading
+from collections.abc import Callable, Iterator
 
 UNKNOWN = float("inf")  # a scan that has not read its first page yet goes first
 
+# A scan's steps: each advance reads and writes one page, then yields the pages left (None: unknown).
+Steps = Iterator[int | None]
+
 
 class Scheduler:
-    def __init__(self, workers, before_step=None):
+    def __init__(self, workers: int, before_step: Callable[[float], None] | None = None) -> None:
         self._before_step = before_step
-        self._heap = []
+        self._heap: list[tuple[float, int, Steps]] = []
         self._order = itertools.count()
         self._cond = threading.Condition()
         self._active = 0  # scans added and not finished
         self._closed = False  # no more scans will be added
-        self._error = None
+        self._error: BaseException | None = None
         self._threads = [
             threading.Thread(target=self._work, name=f"autopilot-{n}", daemon=True) for n in range(workers)
         ]
         for thread in self._threads:
             thread.start()
 
-    def add(self, chain):
+    def add(self, chain: Steps) -> None:
         with self._cond:
             self._active += 1
             self._push(UNKNOWN, chain)
 
-    def _push(self, remaining, chain):
+    def _push(self, remaining: float | None, chain: Steps) -> None:
         heapq.heappush(self._heap, (-(UNKNOWN if remaining is None else remaining), next(self._order), chain))
         self._cond.notify()
 
-    def _work(self):
+    def _work(self) -> None:
         while True:
             with self._cond:
                 while not self._heap and self._error is None and not (self._closed and self._active == 0):
@@ -67,14 +71,14 @@ class Scheduler:
             with self._cond:
                 self._push(remaining, chain)
 
-    def fail(self, error):
+    def fail(self, error: BaseException) -> None:
         """Stop every worker after its current page; wait() raises the first error."""
         with self._cond:
             if self._error is None:
                 self._error = error
             self._cond.notify_all()
 
-    def wait(self):
+    def wait(self) -> None:
         """Block until every scan has finished, then raise the first error if any."""
         with self._cond:
             self._closed = True

@@ -23,7 +23,9 @@ while it commits a page), so a STATE message, which serializes the whole documen
 under that lock, never sees an entry half changed by another thread.
 """
 
+import datetime
 import threading
+from typing import Any
 
 from tap_autopilot.converters import format_datetime, to_datetime
 
@@ -31,7 +33,7 @@ from tap_autopilot.converters import format_datetime, to_datetime
 MEMBERSHIP_PASS_KEYS = ("done_through", "done_beyond", "in_progress")
 
 
-def version_number(value):
+def version_number(value: object) -> int | None:
     """A table version read from state as an int, or None if it is not a usable one."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
@@ -40,7 +42,7 @@ def version_number(value):
     return int(value) if value > 0 else None
 
 
-def next_version(previous, now_ms):
+def next_version(previous: int | None, now_ms: float) -> int:
     """A new pass's table version: the clock in ms, but always above the last one.
 
     Versions only grow: a target activating a version drops the rows of lower ones,
@@ -50,7 +52,7 @@ def next_version(previous, now_ms):
 
 
 class State:
-    def __init__(self, raw, lock=None):
+    def __init__(self, raw: object, lock: "threading.RLock | None" = None) -> None:
         raw = raw if isinstance(raw, dict) else {}
         bookmarks = raw.get("bookmarks")
         self._bookmarks = (
@@ -59,26 +61,26 @@ class State:
         self.currently_syncing = raw.get("currently_syncing")
         self.lock = lock or threading.RLock()
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         with self.lock:
             return {"currently_syncing": self.currently_syncing, "bookmarks": self._bookmarks}
 
-    def set_currently_syncing(self, stream_id):
+    def set_currently_syncing(self, stream_id: str | None) -> None:
         with self.lock:
             self.currently_syncing = stream_id
 
-    def entry(self, stream_id):
+    def entry(self, stream_id: str) -> dict[str, Any]:
         """A copy of a stream's entry, to read (tests, logs)."""
         with self.lock:
             return dict(self._bookmarks.get(stream_id) or {})
 
-    def _entry(self, stream_id):
+    def _entry(self, stream_id: str) -> dict[str, Any]:
         # Callers hold the lock.
         return self._bookmarks.setdefault(stream_id, {})
 
     # --- table versions -----------------------------------------------------------
 
-    def begin_version(self, stream_id, now_ms):
+    def begin_version(self, stream_id: str, now_ms: float) -> tuple[int, bool]:
         """(version, first) for a versioned full-table pass: the version of the last
         pass if it did not complete (its progress is kept), else a new one (the entry is
         reset to it). `first` is true when the stream has no entry at all yet."""
@@ -93,7 +95,7 @@ class State:
             entry.update({"version": version, "complete": False})
             return version, first
 
-    def complete_version(self, stream_id):
+    def complete_version(self, stream_id: str) -> None:
         """The pass completed: only its version is kept."""
         with self.lock:
             entry = self._entry(stream_id)
@@ -103,7 +105,9 @@ class State:
 
     # --- the contacts scan, incremental -------------------------------------------
 
-    def incremental_scan(self, stream_id, start_date):
+    def incremental_scan(
+        self, stream_id: str, start_date: datetime.datetime
+    ) -> tuple[datetime.datetime, str | None, datetime.datetime | None, datetime.datetime | None]:
         """Where an incremental scan starts: (threshold, cursor, max_updated_at, started_at)
         of the interrupted scan if there is one, else (the updated_at bookmark or
         start_date, None, None, None). Times as aware datetimes."""
@@ -123,7 +127,14 @@ class State:
                 )
             return to_datetime(entry.get("updated_at")) or start_date, None, None, None
 
-    def save_incremental_scan(self, stream_id, threshold, cursor, max_updated_at, started_at):
+    def save_incremental_scan(
+        self,
+        stream_id: str,
+        threshold: datetime.datetime,
+        cursor: str | None,
+        max_updated_at: datetime.datetime | None,
+        started_at: datetime.datetime | None,
+    ) -> None:
         with self.lock:
             self._entry(stream_id)["scan"] = {
                 "threshold": format_datetime(threshold),
@@ -132,7 +143,7 @@ class State:
                 "started_at": format_datetime(started_at) if started_at else None,
             }
 
-    def finish_incremental_scan(self, stream_id, next_threshold):
+    def finish_incremental_scan(self, stream_id: str, next_threshold: datetime.datetime) -> None:
         """The scan completed: the bookmark moves to the next threshold; nothing else is kept."""
         with self.lock:
             entry = self._entry(stream_id)
@@ -141,17 +152,17 @@ class State:
 
     # --- a versioned pass reading the contacts scan --------------------------------
 
-    def scan_cursor(self, stream_id):
+    def scan_cursor(self, stream_id: str) -> str | None:
         """The cursor a versioned pass's scan stopped after, or None (from the first page)."""
         with self.lock:
             scan = (self._bookmarks.get(stream_id) or {}).get("scan")
             return scan.get("cursor") if isinstance(scan, dict) else None
 
-    def save_scan_cursor(self, stream_id, cursor):
+    def save_scan_cursor(self, stream_id: str, cursor: str | None) -> None:
         with self.lock:
             self._entry(stream_id)["scan"] = {"cursor": cursor}
 
-    def forget_scan(self, stream_id):
+    def forget_scan(self, stream_id: str) -> None:
         """Start the scan over (its cursor vanished, or another pass shares the scan from
         its first page). An incremental scan keeps its threshold, newest updated_at and
         start time: they stay true for a scan that reads more pages."""
@@ -160,20 +171,20 @@ class State:
             if isinstance(scan, dict):
                 scan["cursor"] = None
 
-    def reads_scan(self, stream_id):
+    def reads_scan(self, stream_id: str) -> bool:
         """Whether the stream's pass in progress reads the contacts scan."""
         with self.lock:
             return isinstance((self._bookmarks.get(stream_id) or {}).get("scan"), dict)
 
     # --- a membership pass reading each parent's pages -----------------------------
 
-    def reads_parents(self, stream_id):
+    def reads_parents(self, stream_id: str) -> bool:
         """Whether the stream's pass in progress reads each parent's pages."""
         with self.lock:
             entry = self._bookmarks.get(stream_id) or {}
             return any(key in entry for key in MEMBERSHIP_PASS_KEYS)
 
-    def drop_progress(self, stream_id):
+    def drop_progress(self, stream_id: str) -> None:
         """Forget how far the pass in progress got (it restarts reading another way);
         its version stays."""
         with self.lock:
@@ -181,11 +192,13 @@ class State:
             for key in MEMBERSHIP_PASS_KEYS + ("scan",):
                 entry.pop(key, None)
 
-    def membership_pass(self, stream_id, parent_ids):
+    def membership_pass(self, stream_id: str, parent_ids: list[str]) -> "MembershipPass":
         with self.lock:
             return MembershipPass(self, stream_id, parent_ids, dict(self._entry(stream_id)))
 
-    def save_membership_pass(self, stream_id, done_through, done_beyond, in_progress):
+    def save_membership_pass(
+        self, stream_id: str, done_through: str | None, done_beyond: set[str], in_progress: dict[str, str]
+    ) -> None:
         with self.lock:
             entry = self._entry(stream_id)
             entry["done_through"] = done_through
@@ -200,7 +213,7 @@ class MembershipPass:
     (every parent up to it is done), the few parents done beyond it, and the cursor of
     each parent in progress: small whatever the number of parents."""
 
-    def __init__(self, state, stream_id, parent_ids, entry):
+    def __init__(self, state: State, stream_id: str, parent_ids: list[str], entry: dict[str, Any]) -> None:
         self._state = state
         self._stream_id = stream_id
         self.order = sorted(parent_ids)
@@ -208,28 +221,28 @@ class MembershipPass:
         self.done_beyond = set(entry.get("done_beyond") or [])
         self.in_progress = dict(entry.get("in_progress") or {})
 
-    def is_done(self, parent_id):
+    def is_done(self, parent_id: str) -> bool:
         return (self.done_through is not None and parent_id <= self.done_through) or parent_id in self.done_beyond
 
-    def todo(self):
+    def todo(self) -> list[str]:
         return [pid for pid in self.order if not self.is_done(pid)]
 
-    def cursor(self, parent_id):
+    def cursor(self, parent_id: str) -> str | None:
         with self._state.lock:
             return self.in_progress.get(parent_id)
 
-    def advance(self, parent_id, cursor):
+    def advance(self, parent_id: str, cursor: str) -> None:
         with self._state.lock:
             self.in_progress[parent_id] = cursor
             self._save()
 
-    def restart(self, parent_id):
+    def restart(self, parent_id: str) -> None:
         """The parent's saved cursor vanished: read it again from its first page."""
         with self._state.lock:
             self.in_progress.pop(parent_id, None)
             self._save()
 
-    def done(self, parent_id):
+    def done(self, parent_id: str) -> None:
         with self._state.lock:
             self.in_progress.pop(parent_id, None)
             self.done_beyond.add(parent_id)
@@ -242,5 +255,5 @@ class MembershipPass:
                 self.done_through = pid
             self._save()
 
-    def _save(self):
+    def _save(self) -> None:
         self._state.save_membership_pass(self._stream_id, self.done_through, self.done_beyond, self.in_progress)

@@ -20,14 +20,20 @@ output, the thread pool and the HTTP client; state.py owns the state document.
 """
 
 import logging
-from typing import ClassVar
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
+from tap_autopilot.client import AutopilotClient, Page
 from tap_autopilot.config import membership_source
-from tap_autopilot.converters import to_string
 from tap_autopilot.readers import ContactsScan, FullTableContacts, IncrementalContacts, MembershipsFromScan
 from tap_autopilot.scans import PageScan
-from tap_autopilot.transform import ContactTransformer, contact_id
+from tap_autopilot.state import MembershipPass
+from tap_autopilot.transform import ContactTransformer, contact_id, converter_for
+
+if TYPE_CHECKING:  # for annotations only: sync imports this module
+    from tap_autopilot.sync import SelectedStream, SyncContext
 
 LOGGER = logging.getLogger("tap_autopilot")
 
@@ -40,15 +46,18 @@ VERSION_COLUMN = "table_version"
 VERSION_COLUMN_SCHEMA = {"type": ["null", "integer"]}
 
 
-class Stream:
+class Stream(ABC):
+    """A stream of the catalog; STREAMS holds one instance of each."""
+
     tap_stream_id: ClassVar[str]
     key_properties: ClassVar[list[str]] = []
     replication_methods: ClassVar[tuple[str, ...]] = (FULL_TABLE,)  # the ones allowed; the first is the default
     replication_key: ClassVar[str | None] = None
     parent: ClassVar[str | None] = None  # tap_stream_id of the parent stream, for membership streams
 
-    def sync(self, ctx):
-        raise NotImplementedError
+    @abstractmethod
+    def sync(self, ctx: "SyncContext") -> None:
+        """Plan this run's work for the stream on the context (scans, commits)."""
 
 
 class Contacts(Stream):
@@ -57,11 +66,11 @@ class Contacts(Stream):
     replication_methods = (INCREMENTAL, FULL_TABLE)
     replication_key = "updated_at"
 
-    def transformer(self, selected):
+    def transformer(self, selected: "SelectedStream") -> ContactTransformer:
         columns = {column: schema for column, schema in selected.columns.items() if column != VERSION_COLUMN}
         return ContactTransformer(columns, selected.custom_field_kinds)
 
-    def sync(self, ctx):
+    def sync(self, ctx: "SyncContext") -> None:
         method = ctx.selected[self.tap_stream_id].replication_method
         reader = FullTableContacts(ctx, self) if method == FULL_TABLE else IncrementalContacts(ctx, self)
         ctx.shared_scan(ContactsScan).readers.append(reader)
@@ -74,18 +83,25 @@ class ParentStream(Stream):
     data_key: ClassVar[str]
     id_key: ClassVar[str]
 
-    def fetch(self, client):
+    def fetch(self, client: AutopilotClient) -> list[dict[str, Any]]:
         """Every parent object, as the API returns them. Cached per run by the context."""
         items = client.get(self.path, self.data_key)[self.data_key] or []
         return [item for item in items if isinstance(item, dict) and item.get(self.id_key)]
 
-    def sync(self, ctx):
+    def sync(self, ctx: "SyncContext") -> None:
         stream_id = self.tap_stream_id
         version = ctx.begin_version(stream_id)
         emit = ctx.record_line_maker(stream_id, version)
-        columns = [column for column in ctx.selected[stream_id].columns if column != VERSION_COLUMN]
-        # Every column of lists and segments is a string (ids and titles).
-        rows = [{column: to_string(item.get(column)) for column in columns} for item in ctx.parents(self)]
+        # Each column by its schema type, as contacts' are: a new column is a schema change only.
+        converters = [
+            (column, converter_for(column, schema))
+            for column, schema in ctx.selected[stream_id].columns.items()
+            if column != VERSION_COLUMN
+        ]
+        rows = [
+            {column: None if (value := item.get(column)) is None else convert(value) for column, convert in converters}
+            for item in ctx.parents(self)
+        ]
         ctx.commit([(stream_id, [emit(row) for row in rows], len(rows), len(rows))])
         ctx.complete(stream_id, lambda: ctx.state.complete_version(stream_id), activate=version)
 
@@ -100,10 +116,10 @@ class MembershipStream(Stream):
     member_path: ClassVar[str]
     parent_key: ClassVar[str]
 
-    def sync(self, ctx):
+    def sync(self, ctx: "SyncContext") -> None:
         self.read_by_parents(ctx, ctx.begin_version(self.tap_stream_id))
 
-    def read_by_parents(self, ctx, version):
+    def read_by_parents(self, ctx: "SyncContext", version: int) -> None:
         stream_id = self.tap_stream_id
         if ctx.state.reads_scan(stream_id):
             ctx.state.drop_progress(stream_id)
@@ -111,7 +127,7 @@ class MembershipStream(Stream):
         membership = ctx.state.membership_pass(stream_id, parent_ids)
         todo = membership.todo()
 
-        def complete():
+        def complete() -> None:
             ctx.complete(stream_id, lambda: ctx.state.complete_version(stream_id), activate=version)
 
         if not todo:
@@ -119,7 +135,7 @@ class MembershipStream(Stream):
             return
         remaining = {"count": len(todo)}
 
-        def parent_done():
+        def parent_done() -> None:
             with ctx.lock:
                 remaining["count"] -= 1
                 last = remaining["count"] == 0
@@ -133,7 +149,15 @@ class MembershipStream(Stream):
 class ParentScan(PageScan):
     """One parent's contacts, for a membership pass."""
 
-    def __init__(self, ctx, stream, parent_id, membership, version, on_done):
+    def __init__(
+        self,
+        ctx: "SyncContext",
+        stream: MembershipStream,
+        parent_id: str,
+        membership: MembershipPass,
+        version: int,
+        on_done: Callable[[], None],
+    ) -> None:
         super().__init__(ctx)
         self.stream = stream
         self.parent_id = parent_id
@@ -142,10 +166,10 @@ class ParentScan(PageScan):
         self.on_done = on_done
         self.path = stream.member_path.format(quote(parent_id, safe=""))
 
-    def start_cursor(self):
+    def start_cursor(self) -> str | None:
         return self.membership.cursor(self.parent_id)
 
-    def take(self, page):
+    def take(self, page: Page) -> bool:
         stream_id, parent_id, key = self.stream.tap_stream_id, self.parent_id, self.stream.parent_key
         emit = self.ctx.record_line_maker(stream_id, self.version)  # per page: time_extracted is now
         lines = []
@@ -155,7 +179,7 @@ class ParentScan(PageScan):
                 lines.append(emit({key: parent_id, "contact_id": cid}))
         cursor = page.next_cursor
 
-        def change():
+        def change() -> None:
             if cursor is None:
                 self.membership.done(parent_id)
             else:
@@ -164,10 +188,10 @@ class ParentScan(PageScan):
         self.ctx.commit([(stream_id, lines, len(page.items), None)], change)
         return True
 
-    def restart(self):
+    def restart(self) -> None:
         self.membership.restart(self.parent_id)
 
-    def gone(self):
+    def gone(self) -> None:
         stream_id = self.stream.tap_stream_id
         LOGGER.warning(
             "%s: %s %s disappeared during the sync (404); skipping it.",
@@ -177,7 +201,7 @@ class ParentScan(PageScan):
         )
         self.ctx.commit([(stream_id, [], 0, None)], lambda: self.membership.done(self.parent_id))
 
-    def finish(self):
+    def finish(self) -> None:
         self.on_done()
 
 
@@ -210,7 +234,7 @@ class ListsContacts(MembershipStream):
     member_path = "/list/{}/contacts"
     parent_key = "list_id"
 
-    def sync(self, ctx):
+    def sync(self, ctx: "SyncContext") -> None:
         stream_id = self.tap_stream_id
         source = membership_source(ctx.config)
         version = ctx.begin_version(stream_id)

@@ -13,34 +13,42 @@ import gc
 import logging
 import sys
 import time
+from collections.abc import Callable
+from typing import Any, BinaryIO, TypeVar, cast
 
 import orjson
 import singer
 from singer import metadata
 
+from tap_autopilot.client import AutopilotClient
 from tap_autopilot.config import DEFAULT_MAX_CONCURRENT_REQUESTS
 from tap_autopilot.converters import to_datetime
 from tap_autopilot.discover import CUSTOM_FIELD_KEY
 from tap_autopilot.progress import Progress
-from tap_autopilot.scheduler import Scheduler
+from tap_autopilot.scans import PageScan
+from tap_autopilot.scheduler import Scheduler, Steps
 from tap_autopilot.state import State
-from tap_autopilot.streams import STREAMS, VERSION_COLUMN
+from tap_autopilot.streams import STREAMS, VERSION_COLUMN, ParentStream, Stream
 from tap_autopilot.transform import serialize
 
 LOGGER = logging.getLogger("tap_autopilot")
+
+ScanT = TypeVar("ScanT", bound=PageScan)
+# What a page commits for one stream: (stream id, RECORD lines, documents read, total or None).
+Part = tuple[str, list[bytes], int, int | None]
 
 
 class SelectedStream:
     """A catalog entry the user selected, reduced to what the sync needs."""
 
-    def __init__(self, entry):
+    def __init__(self, entry: dict[str, Any]) -> None:
         self.tap_stream_id = entry["tap_stream_id"]
         self.stream = STREAMS[self.tap_stream_id]
         mdata = metadata.to_map(entry.get("metadata") or [])
         schema = entry.get("schema") or {}
         properties = schema.get("properties") or {}
-        self.columns = {}
-        self.custom_field_kinds = {}
+        self.columns: dict[str, dict[str, Any]] = {}
+        self.custom_field_kinds: dict[str, str] = {}
         for column, column_schema in properties.items():
             if _column_selected(mdata, column, column_schema):
                 self.columns[column] = column_schema
@@ -57,7 +65,7 @@ class SelectedStream:
         self.schema.pop("selected", None)
 
 
-def _replication_method(stream, mdata):
+def _replication_method(stream: Stream, mdata: dict[Any, Any]) -> str:
     """The catalog's `replication-method` for the stream if the stream allows it, else its default."""
     method = metadata.get(mdata, (), "replication-method")
     if method is None or method == stream.replication_methods[0]:
@@ -74,7 +82,7 @@ def _replication_method(stream, mdata):
     return stream.replication_methods[0]
 
 
-def _column_selected(mdata, column, column_schema):
+def _column_selected(mdata: dict[Any, Any], column: str, column_schema: object) -> bool:
     breadcrumb = ("properties", column)
     inclusion = metadata.get(mdata, breadcrumb, "inclusion")
     if inclusion == "automatic":
@@ -89,7 +97,7 @@ def _column_selected(mdata, column, column_schema):
     return selected is not False
 
 
-def _stream_selected(entry):
+def _stream_selected(entry: dict[str, Any]) -> bool:
     mdata = metadata.to_map(entry.get("metadata") or [])
     selected = metadata.get(mdata, (), "selected")
     if selected is None:
@@ -97,7 +105,7 @@ def _stream_selected(entry):
     return bool(selected)
 
 
-def selected_streams(catalog):
+def selected_streams(catalog: dict[str, Any]) -> list[SelectedStream]:
     """The selected catalog entries, known streams only, in canonical order."""
     chosen = {}
     for entry in catalog.get("streams") or []:
@@ -111,25 +119,35 @@ def selected_streams(catalog):
 
 
 class SyncContext:
-    def __init__(self, client, config, state, selected, workers=DEFAULT_MAX_CONCURRENT_REQUESTS, out=None):
+    def __init__(
+        self,
+        client: AutopilotClient,
+        config: dict[str, Any],
+        state: State,
+        selected: list[SelectedStream],
+        workers: int = DEFAULT_MAX_CONCURRENT_REQUESTS,
+        out: BinaryIO | None = None,
+    ) -> None:
         self.client = client
         self.config = config
         self.state = state
-        self.start_date = to_datetime(config["start_date"])
+        start_date = to_datetime(config["start_date"])
+        assert start_date is not None, "validate_config normalizes start_date"
+        self.start_date = start_date
         self.selected = {s.tap_stream_id: s for s in selected}
         self.order = [s.tap_stream_id for s in selected]
-        self.completed = set()
+        self.completed: set[str] = set()
         self.out = out or sys.stdout.buffer  # bytes: records are encoded by orjson
         self.lock = state.lock  # the output lock, which also guards the state document
         self.workers = workers
         self._scheduler: Scheduler | None = None  # set by run()
-        self._parents = {}
-        self._shared_scans = {}
+        self._parents: dict[str, list[dict[str, Any]]] = {}
+        self._shared_scans: dict[type[PageScan], PageScan] = {}
         self.progress = Progress(self.order, client.stats)
 
     # --- helpers for streams -------------------------------------------
 
-    def parents(self, parent_stream):
+    def parents(self, parent_stream: ParentStream) -> list[dict[str, Any]]:
         """The parent listing (lists or segments), fetched once per run."""
         stream_id = parent_stream.tap_stream_id
         with self.lock:
@@ -140,15 +158,15 @@ class SyncContext:
                 self._parents.setdefault(stream_id, cached)
         return cached
 
-    def shared_scan(self, scan_class):
+    def shared_scan(self, scan_class: type[ScanT]) -> ScanT:
         """The run's one scan of its kind (the contacts scan), which several streams
         read; scheduled once every stream has planned its work."""
         with self.lock:
             if scan_class not in self._shared_scans:
                 self._shared_scans[scan_class] = scan_class(self)
-            return self._shared_scans[scan_class]
+            return cast(ScanT, self._shared_scans[scan_class])
 
-    def record_line_maker(self, stream_id, version=None):
+    def record_line_maker(self, stream_id: str, version: int | None = None) -> Callable[[dict[str, Any]], bytes]:
         """A function row -> one RECORD line (bytes), the same message
         singer-python writes, without its per-message overhead. Datetimes in
         the row are written as RFC 3339 UTC. With a version, the row also gets
@@ -158,14 +176,14 @@ class SyncContext:
         tail += b',"time_extracted":%s}\n' % orjson.dumps(singer.utils.strftime(singer.utils.now()))
         if version is not None and VERSION_COLUMN in self.selected[stream_id].columns:
 
-            def emit(row):
+            def emit(row: dict[str, Any]) -> bytes:
                 row[VERSION_COLUMN] = version
                 return head + serialize(row) + tail
 
             return emit
         return lambda row: head + serialize(row) + tail
 
-    def begin_version(self, stream_id):
+    def begin_version(self, stream_id: str) -> int:
         """The table version of a full-table pass: resumed from state when the
         last pass did not complete, else new (state.begin_version). The very first
         pass activates its version up front so the target creates the table at once."""
@@ -175,7 +193,7 @@ class SyncContext:
                 self._write_message(singer.ActivateVersionMessage(stream_id, version))
             return version
 
-    def commit(self, parts, change=None):
+    def commit(self, parts: list[Part], change: Callable[[], None] | None = None) -> None:
         """Write a page's records, then the state that accounts for them.
         parts: [(stream_id, RECORD lines, documents read, total or None)];
         change: a function that changes the state (through state.py)."""
@@ -189,7 +207,7 @@ class SyncContext:
             for stream_id, lines, items_read, total in parts:
                 self.progress.page(stream_id, len(lines), items_read, total)
 
-    def complete(self, stream_id, change=None, activate=None):
+    def complete(self, stream_id: str, change: Callable[[], None] | None = None, activate: int | None = None) -> None:
         """A stream's work for this run is done (called once per stream)."""
         with self.lock:
             if change is not None:
@@ -200,17 +218,17 @@ class SyncContext:
             self._write_state()
             self.progress.stream_done(stream_id)
 
-    def add_scan(self, steps):
+    def add_scan(self, steps: Steps) -> None:
         """Run a scan's steps (PageScan.steps(), see scheduler.py) on the workers."""
         assert self._scheduler is not None, "scans are added by the streams run() starts"
         self._scheduler.add(steps)
 
     # --- output ----------------------------------------------------------
 
-    def _write_message(self, message):
+    def _write_message(self, message: singer.Message) -> None:
         self.out.write(singer.format_message(message).encode() + b"\n")
 
-    def _write_state(self):
+    def _write_state(self) -> None:
         remaining = [s for s in self.order if s not in self.completed]
         self.state.set_currently_syncing(remaining[0] if remaining else None)
         self._write_message(singer.StateMessage(self.state.to_dict()))
@@ -218,7 +236,7 @@ class SyncContext:
 
     # --- dispatch --------------------------------------------------------
 
-    def run(self):
+    def run(self) -> None:
         with self.lock:  # stop() may run from another thread at any time
             for stream_id in self.order:
                 selected = self.selected[stream_id]
@@ -251,7 +269,7 @@ class SyncContext:
             self._write_state()
         self.progress.summary()
 
-    def stop(self, error):
+    def stop(self, error: BaseException) -> None:
         """Stop from another thread (SIGTERM, SIGINT): no page starts after this
         and pages in flight are dropped; a page being written is finished, then
         the STATE covering everything written goes out. Returns holding the
@@ -265,7 +283,13 @@ class SyncContext:
         self._write_state()
 
 
-def sync(client, config, state, catalog, on_start=None):
+def sync(
+    client: AutopilotClient,
+    config: dict[str, Any],
+    state: object,
+    catalog: dict[str, Any],
+    on_start: Callable[[SyncContext], None] | None = None,
+) -> None:
     """on_start(SyncContext), if given, is called before the sync begins (for stop())."""
     selected = selected_streams(catalog)
     if not selected:

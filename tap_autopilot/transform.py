@@ -6,6 +6,7 @@ tight loop with no schema walking. The converters (converters.py) return a value
 that conforms to the column's schema, or None when the source value cannot be made to.
 """
 
+import datetime
 import hashlib
 import re
 from collections.abc import Callable
@@ -15,6 +16,7 @@ import orjson
 from anyascii import anyascii
 
 from tap_autopilot.converters import (
+    Converter,
     to_boolean,
     to_custom_field_list,
     to_datetime,
@@ -33,13 +35,13 @@ _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _NON_WORD = re.compile(r"[^0-9a-zA-Z]+")
 
 
-def snake_case(name):
+def snake_case(name: object) -> str:
     """'FirstName' -> 'first_name', 'Favorite Color' -> 'favorite_color'."""
     name = _CAMEL_BOUNDARY.sub("_", str(name))
     return _NON_WORD.sub("_", name).strip("_").lower()
 
 
-def custom_field_column(kind):
+def custom_field_column(kind: object) -> str:
     """A custom field's column: 'Favorite Color' -> 'custom_favorite_color'.
 
     Names are transliterated to ASCII first ('Größe' -> 'custom_grosse',
@@ -49,12 +51,12 @@ def custom_field_column(kind):
     return "custom_" + (snake_case(anyascii(name)) or "field_" + short_hash(name))
 
 
-def short_hash(text):
+def short_hash(text: str) -> str:
     """Six hex digits that stay the same for the same text on every run."""
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:6]
 
 
-def serialize(row):
+def serialize(row: dict[str, Any]) -> bytes:
     """A row -> JSON bytes, datetimes as RFC 3339 UTC ('...Z'). The one
     encoder of record payloads."""
     return orjson.dumps(row, option=_ORJSON_OPTIONS)
@@ -96,7 +98,7 @@ _SYSTEM = {
 }
 
 
-def source_keys(column):
+def source_keys(column: str) -> tuple[str, ...]:
     """Raw keys to look for a standard column under, in order of preference."""
     if column in _RENAMED:
         return _RENAMED[column]
@@ -109,7 +111,7 @@ def source_keys(column):
 _CONTACT_ID_KEYS = source_keys("contact_id")
 
 
-def contact_id(doc):
+def contact_id(doc: dict[str, Any]) -> str | None:
     """A raw document's contact id, under whichever spelling it has, or None."""
     for key in _CONTACT_ID_KEYS:
         value = doc.get(key)
@@ -118,7 +120,7 @@ def contact_id(doc):
     return None
 
 
-def replication_instant(doc):
+def replication_instant(doc: dict[str, Any]) -> datetime.datetime | None:
     """When a contact last changed, for the incremental filter and bookmark:
     its updated_at, else its created_at (a contact never updated last changed
     when it was created), else None (such a contact is emitted on every run)."""
@@ -130,7 +132,7 @@ def replication_instant(doc):
     return instant
 
 
-def converter_for(column, schema):
+def converter_for(column: str, schema: dict[str, Any]) -> Converter:
     """Pick the converter for a column from its JSON schema."""
     if column in ("anywhere_page_visits", "anywhere_form_submits", "anywhere_utm"):
         return to_url_flags
@@ -152,7 +154,7 @@ def converter_for(column, schema):
     return to_string
 
 
-def _types(schema):
+def _types(schema: dict[str, Any]) -> list[str]:
     kind = schema.get("type", [])
     return kind if isinstance(kind, list) else [kind]
 
@@ -173,15 +175,15 @@ class ContactTransformer:
 
     replication_instant = staticmethod(replication_instant)
 
-    def __init__(self, properties, custom_field_kinds):
+    def __init__(self, properties: dict[str, dict[str, Any]], custom_field_kinds: dict[str, str]) -> None:
         """properties: {column: schema} of the selected columns.
         custom_field_kinds: {column: Autopilot field name} for custom_* columns."""
         # Autopilot field name -> (column, converter); None: a field no column takes
-        self.custom: dict[Any, tuple[str, Callable[[Any], Any]] | None] = {}
-        standard = []  # (column, raw keys, converter)
+        self.custom: dict[Any, tuple[str, Converter] | None] = {}
+        standard: list[tuple[str, tuple[str, ...], Converter]] = []  # (column, raw keys, converter)
         # custom_* columns whose catalog entry lost the field name (a tool rewrote
         # the catalog): matched by column name when a field turns up.
-        self._unnamed_custom = {}
+        self._unnamed_custom: dict[str, tuple[str, Converter]] = {}
         extras = False
         for column, schema in properties.items():
             if column in custom_field_kinds:
@@ -194,11 +196,13 @@ class ContactTransformer:
                 standard.append((column, source_keys(column), converter_for(column, schema)))
         self._transform = self._compile(standard, extras)
 
-    def __call__(self, doc):
+    def __call__(self, doc: dict[str, Any]) -> dict[str, Any]:
         return self._transform(doc)
 
-    def _compile(self, standard, extras):
-        namespace = {
+    def _compile(
+        self, standard: list[tuple[str, tuple[str, ...], Converter]], extras: bool
+    ) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        namespace: dict[str, Any] = {
             "to_string": to_string,
             "apply_custom": self._apply_custom,
             "str": str,
@@ -243,7 +247,7 @@ class ContactTransformer:
         exec("\n".join(lines), namespace)
         return namespace["transform"]
 
-    def _apply_custom(self, row, fields):
+    def _apply_custom(self, row: dict[str, Any], fields: list[Any]) -> None:
         custom = self.custom
         for field in fields:
             if field.__class__ is dict:
@@ -260,7 +264,7 @@ class ContactTransformer:
                     row[target[0]] = None if value is None else target[1](value)
 
 
-def _known_keys():
+def _known_keys() -> frozenset[str]:
     """Every raw key some standard column reads (selected or not), in every
     spelling: what is left of a document is its extras."""
     columns = [column for column in load_schema("contacts")["properties"] if column != EXTRA_FIELDS_COLUMN]

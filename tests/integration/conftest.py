@@ -15,6 +15,13 @@ if _HERE not in sys.path:  # so tests can `import pg` / `import tools` in any im
 import pg  # noqa: E402  (after the sys.path line above, like helpers below)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs PostgreSQL (`-m "not postgres"` leaves them out)."""
+    for item in items:
+        if "postgres" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+
+
 @pytest.fixture(scope="session")
 def postgres():
     """A running PostgreSQL (see pg.PostgresServer): host, port, user, password, dbname, query(sql).

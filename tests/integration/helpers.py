@@ -345,6 +345,7 @@ def run_and_kill(args, kill_when: Callable[[list[dict]], Any], timeout=120, secr
             if proc.poll() is None and not killed:
                 proc.kill()
             proc.wait()
+            proc.stdout.close()
             watchdog.cancel()
         stderr_file.seek(0)
         stderr = stderr_file.read().decode("utf-8", "replace")

@@ -1,4 +1,4 @@
-"""Issue 3: bad input. Each gets exit code 1, exactly one CRITICAL line on stderr
+"""Bad input. Each gets exit code 1, exactly one CRITICAL line on stderr
 naming the problem and the fix, no traceback, and the API key never echoed.
 A catalog or state naming an unknown stream only gets a warning.
 """

@@ -117,7 +117,7 @@ def test_progress_and_summary_on_stderr_stdout_pure_singer(tmp_path):
     with helpers.sandbox(contacts=contacts, lists=3, segments=2, seed=41) as sb:
         # Twice the sandbox's rate limit: some requests get 429 (with Retry-After); every 4th
         # request fails with a 500 unless it was throttled. Latency makes the scan last a while.
-        # (lists_contacts_source "lists": enough requests for the limits to bite, as before issue 10)
+        # (lists_contacts_source "lists": enough requests for the limits to bite, as before 1.1.0)
         config = helpers.write_config(tmp_path, sb, max_requests_per_second=12, lists_contacts_source="lists")
         catalog = helpers.write_json(tmp_path / "catalog.json", helpers.select(helpers.discover(config)))
         sb.set_faults(latency_ms=200, rate_limit=8, error_every=4)

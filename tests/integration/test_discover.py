@@ -1,5 +1,5 @@
 """`tap-autopilot --discover` against the sandbox: streams, keys, replication, typed
-columns (standard and custom) and metadata, as the table reference and issue 2 say."""
+columns (standard and custom) and metadata, as the table reference says."""
 
 import json
 import urllib.request
@@ -19,7 +19,7 @@ STREAMS = {
 PARENTS = {"lists_contacts": "lists", "smart_segments_contacts": "smart_segments"}
 # Streams with a choice of replication method: the methods discovery states, the default first.
 REPLICATION_METHODS = {"contacts": ["INCREMENTAL", "FULL_TABLE"]}
-# The column a versioned full-table record carries its table version in (issue 10).
+# The column a versioned full-table record carries its table version in.
 VERSION_COLUMN = "table_version"
 
 # The columns of the four small tables, exactly (all strings but the version column).

@@ -1,4 +1,4 @@
-"""Issue 3: HTTP faults. The real CLI, run as a subprocess against the sandbox
+"""HTTP faults. The real CLI, run as a subprocess against the sandbox
 over real sockets, must come through every fault with the full data set, exit 0,
 its retries visible as WARNING lines, no traceback and the API key never shown.
 
@@ -52,7 +52,7 @@ SHORT_BACKOFF = dict(os.environ, TAP_AUTOPILOT_BACKOFF_SECONDS="0.05")
 def write_config(tmp_path: Path, base_url: str, **overrides) -> str:
     """A config with our API key and the tap's own defaults unless overridden, but for
     memberships read list by list: these tests need the list pages' requests (their faults,
-    404s and loops), which reading memberships from the contacts scan (issue 10) saves."""
+    404s and loops), which reading memberships from the contacts scan saves."""
     config = {
         "api_key": API_KEY,
         "start_date": START_DATE,

@@ -1,4 +1,4 @@
-"""Issue 11: the README's Meltano commands, verbatim, with real Meltano 4 from its own
+"""The README's Meltano commands, verbatim, with real Meltano 4 from its own
 virtualenv (.tools/meltano, `make tools`). Offline from MeltanoHub: the tap comes
 from this checkout's meltano-plugin.yml, target-jsonl from a local definition
 (both installed from PyPI/the checkout by Meltano itself).
@@ -18,7 +18,10 @@ import subprocess
 import time
 
 import helpers
+import pytest
 import tools
+
+pytestmark = pytest.mark.meltano
 
 MELTANO = tools.TOOLS_DIR / "meltano" / "bin" / "meltano"
 API_KEY = "sk-meltano-9d2b7c41e0a6f358-NEVER-PRINT"

@@ -1,4 +1,4 @@
-"""Issue 10: memberships from the contacts scan, removals for every target, contacts in
+"""Memberships from the contacts scan, removals for every target, contacts in
 full-table mode. The real CLI against the sandbox (its request counters say which
 endpoints were read), into meltanolabs-target-postgres and target-jsonl.
 

@@ -1,4 +1,4 @@
-"""Issue 8: the installed tap against the sandbox's default data, shaped like the live
+"""The installed tap against the sandbox's default data, shaped like the live
 API's recorded responses: pages in contact_id order, sparse documents (some only
 {contact_id, created_at, api_originated}, one in five without updated_at), `lists` absent
 rather than [], empty strings, numbers as strings, RFC 1123 timestamps, custom values

@@ -1,4 +1,4 @@
-"""Issue 3: resumable state. The real CLI is SIGKILLed mid-scan (the sandbox is
+"""Resumable state. The real CLI is SIGKILLed mid-scan (the sandbox is
 slowed with latency so that a scan takes a few seconds), then run again with the
 last STATE it printed. Across the two runs nothing may be lost, little may be
 read twice, the contacts `updated_at` bookmark moves only when a scan completes,

@@ -751,4 +751,4 @@ def test_cli_prints_base_url_and_exits_on_sigterm():
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+        proc.communicate()  # reaps it and closes its pipes

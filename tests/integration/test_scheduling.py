@@ -1,4 +1,4 @@
-"""Issue 11: the cron entry of docs/scheduling.md. scripts/run-pipeline.sh runs tap | target-jsonl,
+"""The cron entry of docs/scheduling.md. scripts/run-pipeline.sh runs tap | target-jsonl,
 carries the target's state from run to run, and never runs while another run of the
 same pipeline holds the lock."""
 

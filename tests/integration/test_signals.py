@@ -1,4 +1,4 @@
-"""Issue 11: stopped the way schedulers stop jobs. The real CLI gets SIGTERM or
+"""Stopped the way schedulers stop jobs. The real CLI gets SIGTERM or
 SIGINT mid-contacts-scan, mid-membership-pass, while a request is stuck, and
 while its output is blocked. It must write whole lines only, end with the STATE
 that covers every record written, say how to resume, exit 143 (SIGTERM) or 130
@@ -64,6 +64,7 @@ def run_and_signal(args, signum, when, timeout=120) -> helpers.TapRun:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+            proc.stdout.close()
             watchdog.cancel()
             sent.set()
             poller.join()

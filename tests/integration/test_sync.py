@@ -152,7 +152,7 @@ def pairs(records, parent_key):
 
 
 def without_version(records):
-    """The records without the table_version column (issue 10), which the version tests check."""
+    """The records without the table_version column, which the version tests check."""
     return [{k: v for k, v in r.items() if k != "table_version"} for r in records]
 
 

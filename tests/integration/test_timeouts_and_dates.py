@@ -1,4 +1,4 @@
-"""Issue 11: a body that trickles in is cut off by request_timeout and retried, and a
+"""A body that trickles in is cut off by request_timeout and retried, and a
 plain-date start_date (what Meltano's date setting gives) works on a first run."""
 
 from __future__ import annotations

@@ -1,9 +1,14 @@
 """The package's layout rules, read from its source (scripts/import-graph.py prints the graph):
 modules never import each other in a cycle, a package import inside a function needs a
-measured reason beside it, and no module outgrows what one reader takes in."""
+measured reason beside it, no module outgrows what one reader takes in; and the base
+classes say what a subclass must implement."""
 
 import importlib.util
 from pathlib import Path
+
+from tap_autopilot.readers import ScanReader
+from tap_autopilot.scans import PageScan
+from tap_autopilot.streams import STREAMS, Stream
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "tap_autopilot"
@@ -31,12 +36,21 @@ def test_no_package_import_inside_a_function_without_a_measured_reason():
     assert nested == []
 
 
-def test_an_import_inside_a_function_is_found(tmp_path):
+def package_of(tmp_path: Path, a: str, b: str) -> Path:
+    """A package `pkg` with the modules a and b."""
     package = tmp_path / "pkg"
     package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "a.py").write_text("def f():\n    from pkg import b\n\n\ndef g():\n    import pkg.b  # measured: x\n")
-    (package / "b.py").write_text("from . import a\n")
+    for name, source in {"__init__": "", "a": a, "b": b}.items():
+        (package / f"{name}.py").write_text(source)
+    return package
+
+
+def test_an_import_inside_a_function_is_found(tmp_path):
+    package = package_of(
+        tmp_path,
+        "def f():\n    from pkg import b\n\n\ndef g():\n    import pkg.b  # measured: x\n",
+        "from . import a\n",
+    )
     graph, nested = import_graph.import_graph(package)
     assert graph["pkg.a"] == ["pkg.b"] and graph["pkg.b"] == ["pkg.a"]
     assert nested == [f"{package / 'a.py'}:2 pkg.a -> pkg.b"]
@@ -49,3 +63,20 @@ def test_no_module_over_450_lines():
         for path in PACKAGE.rglob("*.py")
     }
     assert {path: lines for path, lines in sizes.items() if lines > MAX_LINES} == {}
+
+
+def test_imports_for_type_annotations_only_are_not_edges(tmp_path):
+    package = package_of(
+        tmp_path,
+        "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from pkg import b\n",
+        "from pkg import a\n",
+    )
+    graph, nested = import_graph.import_graph(package)
+    assert graph["pkg.a"] == [] and graph["pkg.b"] == ["pkg.a"] and nested == []
+
+
+def test_the_base_classes_name_what_a_subclass_must_implement():
+    assert Stream.__abstractmethods__ == {"sync"}
+    assert PageScan.__abstractmethods__ == {"start_cursor", "take", "restart", "finish"}
+    assert ScanReader.__abstractmethods__ == {"saved_cursor", "read", "save", "restart", "complete"}
+    assert all(type(stream).__abstractmethods__ == frozenset() for stream in STREAMS.values())

@@ -1,4 +1,4 @@
-"""Issue 11: the rules a scheduled run rests on, without a network: start_date forms,
+"""The rules a scheduled run rests on, without a network: start_date forms,
 which hosts may get the key over plain http, signal -> exit code, log levels. (The
 whole-response deadline needs a socket: tests/integration/test_timeouts_and_dates.py.)"""
 

@@ -142,7 +142,7 @@ class RecordingScan(PageScan):
 
     def take(self, page):
         self.pages.append(weakref.ref(page.items))
-        self.taken.append(len(self.ctx.client.requests))
+        self.taken.append(len(self.ctx.client.requests))  # type: ignore[attr-defined]  # the FakeClient's
         self.ctx.commit([("contacts", [], len(page.items), None)], None)
         return True
 
@@ -336,11 +336,40 @@ def test_bad_lists_contacts_source_is_a_clear_error():
 
     with pytest.raises(TapError, match="lists_contacts_source"):
         sync(
-            FakeClient([]),
+            FakeClient([]),  # type: ignore[arg-type]  # a fake client
             {"start_date": "2015-01-01T00:00:00Z", "lists_contacts_source": "both"},
             {},
             catalog(["lists_contacts"]),
         )
+
+
+# ---- lists and smart_segments --------------------------------------------------------------------
+
+
+def test_a_new_column_on_lists_is_a_schema_change_only():
+    """lists and smart_segments convert each column by its schema type, the way contacts do."""
+
+    class ListsWithCounts(FakeClient):
+        def get(self, path, data_key=None, expect_list=False):
+            assert path == "/lists"
+            return {"lists": [{"list_id": "list_a", "title": "", "contact_count": "1,200", "archived": "yes"}]}
+
+    lists = catalog(["lists"])
+    properties = lists["streams"][0]["schema"]["properties"]
+    properties["contact_count"] = {"type": ["null", "integer"]}
+    properties["archived"] = {"type": ["null", "boolean"]}
+    config = {"start_date": "2015-01-01T00:00:00Z"}
+    client = ListsWithCounts([])
+    ctx = SyncContext(client, config, State({}), selected_streams(lists), workers=1, out=io.BytesIO())  # type: ignore[arg-type]
+    ctx.run()
+    [row] = records(ctx, "lists")
+    assert row == {
+        "list_id": "list_a",
+        "title": None,  # "" is null, as in every text column
+        "contact_count": 1200,
+        "archived": True,
+        VERSION_COLUMN: ctx.state.entry("lists")["version"],
+    }
 
 
 # ---- contacts in FULL_TABLE mode ----------------------------------------------------------------
