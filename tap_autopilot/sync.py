@@ -9,6 +9,7 @@ under one lock: a STATE message never describes a record not yet written. The
 state document itself is state.py's.
 """
 
+import datetime
 import gc
 import logging
 import sys
@@ -19,7 +20,7 @@ import singer
 from singer import metadata
 
 from tap_autopilot.config import DEFAULT_MAX_CONCURRENT_REQUESTS
-from tap_autopilot.converters import to_datetime
+from tap_autopilot.converters import format_datetime, to_datetime
 from tap_autopilot.discover import CUSTOM_FIELD_KEY
 from tap_autopilot.progress import Progress
 from tap_autopilot.scheduler import Scheduler
@@ -111,11 +112,14 @@ def selected_streams(catalog):
 
 
 class SyncContext:
-    def __init__(self, client, config, state, selected, workers=DEFAULT_MAX_CONCURRENT_REQUESTS, out=None):
+    def __init__(
+        self, client, config, state, selected, workers=DEFAULT_MAX_CONCURRENT_REQUESTS, out=None, start_date=None
+    ):
         self.client = client
         self.config = config
         self.state = state
-        self.start_date = to_datetime(config["start_date"])
+        # where streams without a bookmark start (start_date_for)
+        self.start_date = start_date or to_datetime(config.get("start_date"))
         self.selected = {s.tap_stream_id: s for s in selected}
         self.order = [s.tap_stream_id for s in selected]
         self.completed = set()
@@ -265,8 +269,29 @@ class SyncContext:
         self._write_state()
 
 
-def sync(client, config, state, catalog, on_start=None):
-    """on_start(SyncContext), if given, is called before the sync begins (for stop())."""
+def start_date_for(config, state, run_began):
+    """Where streams without a bookmark start: the config's start_date, else the state's
+    default_start_date, else (a first run) one year before the run began, which the
+    state keeps from then on (state.State.start_date). Says which when it is a default."""
+    start_date, new = state.start_date(to_datetime(config.get("start_date")), run_began)
+    if new:
+        LOGGER.info(
+            "No start_date in the config: starting from %s, one year before this first run began; the state "
+            "keeps it (default_start_date), so later runs start streams without a bookmark from it too.",
+            format_datetime(start_date),
+        )
+    elif not config.get("start_date"):
+        LOGGER.info(
+            "No start_date in the config: streams without a bookmark start from %s, the state's default_start_date.",
+            format_datetime(start_date),
+        )
+    return start_date
+
+
+def sync(client, config, state, catalog, on_start=None, run_began=None):
+    """on_start(SyncContext), if given, is called before the sync begins (for stop()).
+    run_began: when the run began (an aware datetime; now if not given)."""
+    run_began = run_began or datetime.datetime.now(datetime.UTC)
     selected = selected_streams(catalog)
     if not selected:
         LOGGER.warning(
@@ -290,7 +315,8 @@ def sync(client, config, state, catalog, on_start=None):
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
     workers = int(config.get("max_concurrent_requests", DEFAULT_MAX_CONCURRENT_REQUESTS))
-    ctx = SyncContext(client, config, state, selected, workers=workers)
+    start_date = start_date_for(config, state, run_began)
+    ctx = SyncContext(client, config, state, selected, workers=workers, start_date=start_date)
     if on_start is not None:
         on_start(ctx)
     ctx.run()
