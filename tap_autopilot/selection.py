@@ -18,16 +18,14 @@ def _metadata_by_breadcrumb(entry):
     return {tuple(item.get("breadcrumb") or ()): item.setdefault("metadata", {}) for item in entry["metadata"]}
 
 
-def select(catalog, streams=None, exclude=()):
-    """Mark the catalog (changed in place, and returned): the named streams (every
-    stream when None) selected and the others not; each "stream.column" of `exclude`
-    not selected. An unknown stream or column, or one that cannot be left out (a key,
-    the replication key), raises SelectionError with the names to use."""
-    entries = {entry["tap_stream_id"]: entry for entry in catalog["streams"]}
-    wanted = list(entries) if streams is None else [name.strip() for name in streams]
+def check_names(known, streams=None, exclude=()):
+    """Refuse (SelectionError, with the names to use) a stream that is not one of
+    `known`, or an exclusion that is not STREAM.COLUMN of a selected stream: before
+    discovery, which columns need. Returns (the selected streams, [(stream, column)])."""
+    wanted = list(known) if streams is None else [name.strip() for name in streams]
     for name in wanted:
-        if name not in entries:
-            raise SelectionError(f"--select {name}: there is no such stream. The streams are {', '.join(entries)}.")
+        if name not in known:
+            raise SelectionError(f"--select {name}: there is no such stream. The streams are {', '.join(known)}.")
     excluded = []
     for item in exclude:
         stream, _, column = item.partition(".")
@@ -35,14 +33,26 @@ def select(catalog, streams=None, exclude=()):
             raise SelectionError(f"--exclude {item}: write STREAM.COLUMN, such as contacts.email.")
         if stream not in wanted:
             raise SelectionError(f"--exclude {item}: the stream {stream} is not selected.")
+        excluded.append((stream, column))
+    return wanted, excluded
+
+
+def select(catalog, streams=None, exclude=()):
+    """Mark the catalog (changed in place, and returned): the named streams (every
+    stream when None) selected and the others not; each "stream.column" of `exclude`
+    not selected. An unknown stream or column, or one that cannot be left out (a key,
+    the replication key), raises SelectionError with the names to use."""
+    entries = {entry["tap_stream_id"]: entry for entry in catalog["streams"]}
+    wanted, excluded = check_names(list(entries), streams, exclude)
+    for stream, column in excluded:
         mdata = _metadata_by_breadcrumb(entries[stream])
+        item = f"{stream}.{column}"
         if ("properties", column) not in mdata:
             raise SelectionError(f"--exclude {item}: {stream} has no column {column} (see --discover).")
         if mdata[("properties", column)].get("inclusion") == "automatic" or column in entries[stream].get(
             "key_properties", ()
         ):
             raise SelectionError(f"--exclude {item}: {column} is always replicated (a key or the replication key).")
-        excluded.append((stream, column))
     for name, entry in entries.items():
         mdata = _metadata_by_breadcrumb(entry)
         if () not in mdata:
