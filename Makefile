@@ -24,7 +24,9 @@ VENV := .venv
 # .venv is rebuilt when it was made by another minor version.
 SUPPORTED_PYTHONS := 3.11 3.12 3.13
 # version@path of each CPython found, newest first (found once; sub-makes inherit it)
-FOUND_PYTHONS ?= $(shell scripts/pythons.sh | tr ' ' '@')
+ifeq ($(origin FOUND_PYTHONS),undefined)
+FOUND_PYTHONS := $(shell scripts/pythons.sh | tr ' ' '@')
+endif
 export FOUND_PYTHONS
 found_version = $(word 1,$(subst @, ,$(1)))
 found_path = $(word 2,$(subst @, ,$(1)))
@@ -42,7 +44,9 @@ VENV_REBUILD := $(if $(VENV_MINOR),$(if $(filter $(PYTHON_MINOR),$(VENV_MINOR)),
 # The tools' interpreter: TOOLS_PYTHON if given, else the oldest CPython >= 3.11 found
 # (else PYTHON). Their pins were frozen on 3.11, and the published tap 0.3.0 (the
 # benchmark's baseline) does not start on 3.12 or 3.13 (its urllib3 imports six.moves).
-TOOLS_PYTHON ?= $(or $(call found_path,$(lastword $(FOUND_PYTHONS))),$(PYTHON))
+ifeq ($(origin TOOLS_PYTHON),undefined)
+TOOLS_PYTHON := $(or $(call found_path,$(lastword $(FOUND_PYTHONS))),$(PYTHON))
+endif
 # The other minor versions found: make test runs the unit and core end-to-end tests
 # under each, in its own venv (.venvs/<version>).
 OTHER_PYTHONS := $(foreach found,$(FOUND_PYTHONS),$(if $(filter $(PYTHON_MINOR).%,$(call found_version,$(found))),,$(call found_path,$(found))))
