@@ -2,7 +2,7 @@
 
 `tap-autopilot --discover --select contacts --select lists --exclude contacts.email`
 writes a catalog with those streams selected and those columns left out; a sync given no
---catalog takes every stream with its default columns (select_all). Both set the
+--catalog takes every stream with its default columns (select with no names). Both set the
 standard Singer metadata (`selected` on a stream's breadcrumb [] and on a column's),
 which is what a hand-edited catalog or Meltano's `select` sets too.
 """
