@@ -4,7 +4,8 @@
 #   make lint    ruff check, ruff format --check, mypy (config: ruff.toml, mypy.ini)
 #   make tools   one virtualenv per external Singer tool under .tools/ (they pin old singer-python)
 #   make unit    make lint, then tests/unit alone: the inner loop (needs .venv only, no tool venvs)
-#   make test    venv + tools (installed in parallel), make lint, then pytest tests (unit + integration)
+#   make test    venv + tools (installed in parallel), make lint, then pytest tests (unit + integration);
+#                then the unit and core end-to-end tests under every other supported Python found
 #   make demo    sandbox -> tap-autopilot -> target-jsonl into demo-output/ (scripts/demo.sh)
 #   make bench   benchmarks/run.py
 #   make clean   remove venvs, tool venvs, demo output and build debris
@@ -14,13 +15,44 @@
 # when its pinned requirements file (scripts/tools/<tool>.txt) changes.
 
 SHELL := /bin/bash
+VENV := .venv
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := test
 .DELETE_ON_ERROR:
 
-PYTHON ?= python3.11
+# The interpreter: PYTHON if given, else the newest CPython from 3.11 up that
+# scripts/pythons.sh finds (PATH, then pyenv's versions), said once per make.
+# .venv is rebuilt when it was made by another minor version.
+SUPPORTED_PYTHONS := 3.11 3.12 3.13
+# version@path of each CPython found, newest first (found once; sub-makes inherit it)
+ifeq ($(origin FOUND_PYTHONS),undefined)
+FOUND_PYTHONS := $(shell scripts/pythons.sh | tr ' ' '@')
+endif
+export FOUND_PYTHONS
+found_version = $(word 1,$(subst @, ,$(1)))
+found_path = $(word 2,$(subst @, ,$(1)))
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(call found_path,$(firstword $(FOUND_PYTHONS)))
+ifeq ($(PYTHON),)
+$(error no CPython 3.11 or newer found: install one (e.g. apt install python3) or set PYTHON=/path/to/python3)
+endif
+$(info make: using $(PYTHON) (CPython $(call found_version,$(firstword $(FOUND_PYTHONS)))), the newest CPython >= 3.11 found; set PYTHON to choose)
+endif
+export PYTHON
+PYTHON_MINOR := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+VENV_MINOR := $(if $(wildcard $(VENV)/bin/python),$(shell $(VENV)/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null))
+VENV_REBUILD := $(if $(VENV_MINOR),$(if $(filter $(PYTHON_MINOR),$(VENV_MINOR)),,venv-rebuild))
+# The tools' interpreter: TOOLS_PYTHON if given, else the oldest CPython >= 3.11 found
+# (else PYTHON). Their pins were frozen on 3.11, and the published tap 0.3.0 (the
+# benchmark's baseline) does not start on 3.12 or 3.13 (its urllib3 imports six.moves).
+ifeq ($(origin TOOLS_PYTHON),undefined)
+TOOLS_PYTHON := $(or $(call found_path,$(lastword $(FOUND_PYTHONS))),$(PYTHON))
+endif
+# The other minor versions found: make test runs the unit and core end-to-end tests
+# under each, in its own venv (.venvs/<version>).
+OTHER_PYTHONS := $(foreach found,$(FOUND_PYTHONS),$(if $(filter $(PYTHON_MINOR).%,$(call found_version,$(found))),,$(call found_path,$(found))))
+CORE_TESTS := tests/unit tests/integration/test_cli.py tests/integration/test_sync.py
 JOBS ?= 4
-VENV := .venv
 TOOLS_DIR := .tools
 TOOL_REQS := scripts/tools
 TOOL_NAMES := target-jsonl target-postgres singer-tools tap-autopilot-0.3.0 meltano
@@ -41,30 +73,34 @@ SMOKE_singer-tools := singer-check-tap --help
 SMOKE_tap-autopilot-0.3.0 := tap-autopilot --help
 SMOKE_meltano := meltano --version
 
-.PHONY: all venv tools setup lint unit test demo bench clean
+.PHONY: all venv tools setup lint unit test test-other-pythons venv-rebuild demo bench clean
 
 all: test
 
 # ---- project virtualenv ------------------------------------------------------
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: setup.py constraints.txt
+$(VENV)/.installed: setup.py constraints.txt $(VENV_REBUILD)
 	@echo ">> $(VENV): pip install -c constraints.txt -e '.[test,dev]'"
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	@$(PIP_ENV) $(VENV)/bin/python -m pip install -q -c constraints.txt -e '.[test,dev]' $(QUIET)
 	@touch $@
 
+venv-rebuild:
+	@echo ">> $(VENV) was made by Python $(VENV_MINOR): rebuilding it with $(PYTHON) ($(PYTHON_MINOR))"
+	rm -rf $(VENV)
+
 # ---- external tools, one venv each -------------------------------------------
 # Created --without-pip and filled by the base interpreter's pip (--python):
 # skips ensurepip, which costs ~10 s per venv here. To add a package by hand:
-#   python3.11 -m pip --python .tools/<tool>/bin/python install ...
+#   $(TOOLS_PYTHON) -m pip --python .tools/<tool>/bin/python install ...
 tools: $(TOOL_STAMPS)
 
 $(TOOLS_DIR)/%/.installed: $(TOOL_REQS)/%.txt
 	@echo ">> $(TOOLS_DIR)/$*: pip install -r $<"
 	@rm -rf $(TOOLS_DIR)/$*
-	@$(PYTHON) -m venv --without-pip $(TOOLS_DIR)/$*
-	@$(PIP_ENV) $(PYTHON) -m pip --python $(TOOLS_DIR)/$*/bin/python install -q -r $< $(QUIET)
+	@$(TOOLS_PYTHON) -m venv --without-pip $(TOOLS_DIR)/$*
+	@$(PIP_ENV) $(TOOLS_PYTHON) -m pip --python $(TOOLS_DIR)/$*/bin/python install -q -r $< $(QUIET)
 	@$(TOOLS_DIR)/$*/bin/$(SMOKE_$*) >/dev/null
 	@touch $@
 
@@ -85,6 +121,21 @@ unit: $(VENV)/.installed
 test: setup
 	@$(MAKE) --no-print-directory lint
 	$(VENV)/bin/python -m pytest tests -q
+	@$(MAKE) --no-print-directory test-other-pythons
+
+# Unit + core end-to-end tests under each other supported Python found (a venv each).
+test-other-pythons:
+	@if [ -z "$(strip $(OTHER_PYTHONS))" ]; then \
+	    echo ">> other Pythons: none found besides $(PYTHON) (supported: $(SUPPORTED_PYTHONS)); skipped"; fi
+	@set -e; for python in $(strip $(OTHER_PYTHONS)); do \
+	    version=$$($$python -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	    venv=.venvs/$$version; \
+	    echo ">> $$venv ($$python): unit and core end-to-end tests"; \
+	    test -x $$venv/bin/python || $$python -m venv $$venv; \
+	    if [ ! -e $$venv/.installed ] || [ setup.py -nt $$venv/.installed ] || [ constraints.txt -nt $$venv/.installed ]; then \
+	        $(PIP_ENV) $$venv/bin/python -m pip install -q -c constraints.txt -e '.[test]' $(QUIET); touch $$venv/.installed; fi; \
+	    $$venv/bin/python -m pytest -q -p no:cacheprovider $(CORE_TESTS); \
+	done
 
 demo: $(VENV)/.installed $(TOOLS_DIR)/target-jsonl/.installed
 	bash scripts/demo.sh
@@ -93,5 +144,5 @@ bench: setup
 	$(VENV)/bin/python benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) $(TOOLS_DIR) demo-output .pytest_cache build dist *.egg-info
+	rm -rf $(VENV) .venvs $(TOOLS_DIR) demo-output .pytest_cache build dist *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

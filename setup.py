@@ -17,7 +17,12 @@ setup(
     description="Singer tap for the Autopilot API: contacts, lists, smart segments and their memberships",
     author="tap-autopilot contributors",
     license="Apache-2.0",
-    classifiers=["Programming Language :: Python :: 3 :: Only"],
+    classifiers=[
+        "Programming Language :: Python :: 3 :: Only",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
+    ],
     python_requires=">=3.11",
     py_modules=[],
     install_requires=[

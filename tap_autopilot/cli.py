@@ -21,6 +21,8 @@ from tap_autopilot.client import AutopilotClient
 from tap_autopilot.config import SETTINGS, validate_config
 from tap_autopilot.discover import discover
 from tap_autopilot.errors import ConfigError, Interrupted, RetryableError, TapError
+from tap_autopilot.selection import check_names, select, split_names
+from tap_autopilot.state import StateFileError, reset_stream
 from tap_autopilot.streams import STREAMS
 from tap_autopilot.sync import SyncContext, sync
 
@@ -107,9 +109,28 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=NAME, description=DESCRIPTION)
     parser.add_argument("-c", "--config", help="config JSON file")
     parser.add_argument("-s", "--state", help="state JSON file from the last run")
-    parser.add_argument("--catalog", help="catalog JSON file with the selected streams")
+    parser.add_argument(
+        "--catalog", help="catalog JSON file with the selected streams (without it: every stream, default columns)"
+    )
     parser.add_argument("-p", "--properties", help="legacy name for --catalog")
     parser.add_argument("-d", "--discover", action="store_true", help="print the catalog and exit")
+    parser.add_argument(
+        "--select",
+        action="append",
+        metavar="STREAM[,STREAM...]",
+        help="with --discover: mark these streams selected (and the others not); repeatable",
+    )
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        metavar="STREAM.COLUMN[,...]",
+        help="with --discover: leave these columns out (every stream selected unless --select says otherwise)",
+    )
+    parser.add_argument(
+        "--reset-stream",
+        metavar="STREAM",
+        help="remove STREAM's bookmark from the --state file (every other byte kept), so the next run starts it again",
+    )
     parser.add_argument("--about", action="store_true", help="print what this tap is and takes, as JSON")
     parser.add_argument("--version", action="store_true", help="print the version")
     parser.add_argument("--debug", action="store_true", help="verbose logs, with tracebacks")
@@ -151,24 +172,29 @@ def run(args: argparse.Namespace) -> None:
         json.dump(about(), sys.stdout, indent=2)
         sys.stdout.write("\n")
         return
+    if args.reset_stream:
+        _reset_stream(args.state, args.reset_stream)
+        return
     if not args.config:
         raise ConfigError(
             "No config given. Run: tap-autopilot --config config.json [--discover | --catalog "
             "catalog.json [--state state.json]]"
         )
+    if args.select or args.exclude:
+        if not args.discover:
+            raise ConfigError(
+                "--select and --exclude go with --discover: tap-autopilot --config C --discover --select ..."
+            )
+        check_names(list(STREAMS), split_names(args.select) or None, split_names(args.exclude))  # before any request
     config = validate_config(_load_json(args.config, "config", "--config"))
     _FORMATTER.secrets = [config["api_key"]]
     catalog_path = args.catalog or args.properties
     catalog: dict[str, Any] = {}  # read below unless --discover
     state: dict[str, Any] = {}
     if not args.discover:
-        if not catalog_path:
-            raise ConfigError(
-                "Nothing to do: give --discover to write a catalog, or --catalog catalog.json "
-                "to sync the streams selected in it."
-            )
-        catalog = _load_json(catalog_path, "catalog", "--catalog" if args.catalog else "--properties")
-        if not isinstance(catalog, dict) or not isinstance(catalog.get("streams"), list):
+        if catalog_path:
+            catalog = _load_json(catalog_path, "catalog", "--catalog" if args.catalog else "--properties")
+        if catalog is not None and (not isinstance(catalog, dict) or not isinstance(catalog.get("streams"), list)):
             raise ConfigError(
                 f"The catalog file {catalog_path} has no 'streams' list. Create it with "
                 "tap-autopilot --config config.json --discover."
@@ -180,10 +206,49 @@ def run(args: argparse.Namespace) -> None:
 
     client = AutopilotClient(config)
     if args.discover:
-        json.dump(discover(client), sys.stdout, indent=2)
+        catalog = discover(client)
+        if args.select or args.exclude:
+            select(catalog, split_names(args.select) or None, split_names(args.exclude))
+        json.dump(catalog, sys.stdout, indent=2)
         sys.stdout.write("\n")
-    else:
-        _sync_until_stopped(client, config, state, catalog)
+        return
+    if catalog is None:
+        catalog = select(discover(client))
+        LOGGER.info(
+            "No --catalog given: syncing every stream (%s) with its default columns. To choose streams or "
+            "columns: tap-autopilot --config C --discover --select STREAM --exclude STREAM.COLUMN > catalog.json.",
+            ", ".join(entry["tap_stream_id"] for entry in catalog["streams"]),
+        )
+    _sync_until_stopped(client, config, state, catalog)
+
+
+def _reset_stream(state_path, stream_id):
+    """--reset-stream: the state file without that stream's bookmark (state.reset_stream), replaced atomically."""
+    if not state_path:
+        raise ConfigError(
+            "--reset-stream needs the state file: tap-autopilot --state state.json --reset-stream STREAM."
+        )
+    if stream_id not in STREAMS:
+        raise ConfigError(f"--reset-stream {stream_id}: there is no such stream. The streams are {', '.join(STREAMS)}.")
+    try:
+        with open(state_path, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"The state file {state_path} cannot be read ({type(error).__name__}).") from None
+    try:
+        text = reset_stream(text, stream_id)
+    except StateFileError as error:
+        raise ConfigError(f"The state file {state_path} {error}.") from None
+    replacement = f"{state_path}.reset-{os.getpid()}"
+    with open(replacement, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(replacement, state_path)
+    LOGGER.info(
+        "Reset %s in %s: its bookmark is removed and every other byte is as it was. The next run reads it again %s.",
+        stream_id,
+        state_path,
+        "from the start date" if stream_id == "contacts" else "under a new table version",
+    )
 
 
 def _sync_until_stopped(

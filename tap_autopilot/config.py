@@ -34,10 +34,11 @@ SETTINGS = [
         "name": "start_date",
         "kind": "date_iso8601",
         "type": "string",
-        "required": True,
+        "required": False,
         "secret": False,
         "description": "A date (2020-01-01, midnight UTC) or an RFC 3339 time; contacts updated before it are not "
-        "replicated on the first run.",
+        "replicated on the first run. Default: one year before the first run began, kept in the state "
+        "(default_start_date) so that later runs do not slide.",
     },
     {
         "name": "base_url",
@@ -150,25 +151,26 @@ def is_loopback_host(host: str | None) -> bool:
 
 def validate_config(config: object) -> dict[str, Any]:
     if not isinstance(config, dict):
-        raise ConfigError("The config file must hold a JSON object with api_key and start_date.")
+        raise ConfigError(
+            "The config file must hold a JSON object with api_key and start_date (optional: one year back)."
+        )
     api_key = config.get("api_key")
     if not isinstance(api_key, str) or not api_key.strip():
         raise ConfigError(
             "Config 'api_key' is missing or empty. Set it to your Autopilot API key (Settings > Autopilot API)."
         )
     start_date = config.get("start_date")
-    if not isinstance(start_date, str) or not start_date.strip():
-        raise ConfigError(
-            "Config 'start_date' is missing. Set it to a date such as 2020-01-01 or an RFC 3339 "
-            "time such as 2020-01-01T00:00:00Z."
-        )
-    normalized = normalize_start_date(start_date)
-    if normalized is None:
-        raise ConfigError(
-            f"Config 'start_date' {start_date!r} is neither a date nor an RFC 3339 time. Use a "
-            "form such as 2020-01-01 (midnight UTC) or 2020-01-01T00:00:00Z."
-        )
-    config["start_date"] = normalized
+    if start_date is None or (isinstance(start_date, str) and not start_date.strip()):
+        config.pop("start_date", None)  # the default: one year before the first run (sync.start_date_for)
+    else:
+        normalized = normalize_start_date(start_date)
+        if normalized is None:
+            raise ConfigError(
+                f"Config 'start_date' {start_date!r} is neither a date nor an RFC 3339 time. Use a "
+                "form such as 2020-01-01 (midnight UTC) or 2020-01-01T00:00:00Z, or leave it out "
+                "(one year before the first run)."
+            )
+        config["start_date"] = normalized
     base_url = config.get("base_url", DEFAULT_BASE_URL)
     parts = urlparse(base_url) if isinstance(base_url, str) else None
     if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:

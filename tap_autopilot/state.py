@@ -1,7 +1,11 @@
 """The Singer state document: the one module that defines its entries and changes them.
 
     {"currently_syncing": <stream id or null>,
-     "bookmarks": {<stream id>: <entry>}}
+     "bookmarks": {<stream id>: <entry>},
+     "default_start_date": T}      (only when the config has no start_date)
+
+"default_start_date" is where a config without start_date starts: one year before the
+first run began, kept so that later runs (and a stream reset) do not slide with the clock.
 
 The entries, by kind of pass (docs/state.md describes them for users):
 
@@ -24,6 +28,7 @@ under that lock, never sees an entry half changed by another thread.
 """
 
 import datetime
+import json
 import threading
 from typing import Any
 
@@ -51,6 +56,16 @@ def next_version(previous: int | None, now_ms: float) -> int:
     return max(int(now_ms), (previous or 0) + 1)
 
 
+def one_year_before(moment):
+    """The default start date: the same calendar day a year earlier (28 February for 29
+    February), at the same time of day, in UTC, to the second."""
+    moment = moment.astimezone(datetime.UTC).replace(microsecond=0)
+    try:
+        return moment.replace(year=moment.year - 1)
+    except ValueError:  # 29 February
+        return moment.replace(year=moment.year - 1, day=28)
+
+
 class State:
     def __init__(self, raw: object, lock: "threading.RLock | None" = None) -> None:
         raw = raw if isinstance(raw, dict) else {}
@@ -59,11 +74,28 @@ class State:
             {k: dict(v) for k, v in bookmarks.items() if isinstance(v, dict)} if isinstance(bookmarks, dict) else {}
         )
         self.currently_syncing = raw.get("currently_syncing")
+        self._default_start_date = to_datetime(raw.get("default_start_date"))
         self.lock = lock or threading.RLock()
 
     def to_dict(self) -> dict[str, Any]:
         with self.lock:
-            return {"currently_syncing": self.currently_syncing, "bookmarks": self._bookmarks}
+            document = {"currently_syncing": self.currently_syncing, "bookmarks": self._bookmarks}
+            if self._default_start_date is not None:
+                document["default_start_date"] = format_datetime(self._default_start_date)
+            return document
+
+    def start_date(self, configured, run_began):
+        """Where streams without a bookmark start: the config's start_date (an aware
+        datetime) if it has one; else the default the state keeps; else, on the first
+        run, one year before it began, which the state then keeps.
+        Returns (start date, whether the state had no default before)."""
+        with self.lock:
+            if configured is not None:
+                return configured, False
+            if self._default_start_date is not None:
+                return self._default_start_date, False
+            self._default_start_date = one_year_before(run_began)
+            return self._default_start_date, True
 
     def set_currently_syncing(self, stream_id: str | None) -> None:
         with self.lock:
@@ -257,3 +289,69 @@ class MembershipPass:
 
     def _save(self) -> None:
         self._state.save_membership_pass(self._stream_id, self.done_through, self.done_beyond, self.in_progress)
+
+
+# --- resetting one stream in a state file ------------------------------------------
+
+
+class StateFileError(ValueError):
+    """A state file that reset_stream cannot change (the message says why)."""
+
+
+def _skip_space(text, position):
+    while position < len(text) and text[position] in " \t\n\r":
+        position += 1
+    return position
+
+
+def _members(text, start):
+    """[(key, key_start, value_start, value_end)] of the JSON object whose '{' is text[start]."""
+    decoder = json.JSONDecoder()
+    members: list[tuple[str, int, int, int]] = []
+    position = _skip_space(text, start + 1)
+    if text[position] == "}":
+        return members
+    while True:
+        key_start = position
+        key, position = decoder.raw_decode(text, position)
+        value_start = _skip_space(text, _skip_space(text, position) + 1)  # past ':'
+        _, value_end = decoder.raw_decode(text, value_start)
+        members.append((key, key_start, value_start, value_end))
+        position = _skip_space(text, value_end)
+        if text[position] == "}":
+            return members
+        position = _skip_space(text, position + 1)  # past ','
+
+
+def _member(text, start, key):
+    return next((member for member in _members(text, start) if member[0] == key), None)
+
+
+def reset_stream(text, stream_id):
+    """The text of a state file without the stream's bookmark entry, every other byte as
+    it was: the next run starts that stream again (contacts from the start date, a
+    full-table stream under a new version) and every other stream where it was. Takes a
+    Singer state or Meltano's {"singer_state": ...}. Edits the text rather than
+    rewriting the document so that nothing else changes, formatting included."""
+    try:
+        document = json.loads(text)
+    except ValueError as error:
+        raise StateFileError(f"is not valid JSON ({error})") from None
+    if not isinstance(document, dict):
+        raise StateFileError("does not hold a JSON object")
+    start = _skip_space(text, 0)
+    if "bookmarks" not in document and isinstance(document.get("singer_state"), dict):  # Meltano's
+        start = _member(text, start, "singer_state")[2]
+        document = document["singer_state"]
+    bookmarks = document.get("bookmarks")
+    if not isinstance(bookmarks, dict) or stream_id not in bookmarks:
+        raise StateFileError(f"has no bookmark for {stream_id!r}: that stream already starts from the beginning")
+    entries = _members(text, _member(text, start, "bookmarks")[2])
+    index = [entry[0] for entry in entries].index(stream_id)
+    if index + 1 < len(entries):  # up to the next entry's key, its comma included
+        cut = entries[index][1], entries[index + 1][1]
+    elif index > 0:  # the last: from the end of the one before, its comma included
+        cut = entries[index - 1][3], entries[index][3]
+    else:
+        cut = entries[index][1], entries[index][3]
+    return text[: cut[0]] + text[cut[1] :]

@@ -9,6 +9,7 @@ under one lock: a STATE message never describes a record not yet written. The
 state document itself is state.py's.
 """
 
+import datetime
 import gc
 import logging
 import sys
@@ -22,7 +23,7 @@ from singer import metadata
 
 from tap_autopilot.client import AutopilotClient
 from tap_autopilot.config import DEFAULT_MAX_CONCURRENT_REQUESTS
-from tap_autopilot.converters import to_datetime
+from tap_autopilot.converters import format_datetime, to_datetime
 from tap_autopilot.discover import CUSTOM_FIELD_KEY
 from tap_autopilot.progress import Progress
 from tap_autopilot.scans import PageScan
@@ -127,12 +128,14 @@ class SyncContext:
         selected: list[SelectedStream],
         workers: int = DEFAULT_MAX_CONCURRENT_REQUESTS,
         out: BinaryIO | None = None,
+        start_date: datetime.datetime | None = None,
     ) -> None:
         self.client = client
         self.config = config
         self.state = state
-        start_date = to_datetime(config["start_date"])
-        assert start_date is not None, "validate_config normalizes start_date"
+        # where streams without a bookmark start (start_date_for)
+        start_date = start_date or to_datetime(config.get("start_date"))
+        assert start_date is not None, "sync() passes start_date_for's date; validate_config normalizes start_date"
         self.start_date = start_date
         self.selected = {s.tap_stream_id: s for s in selected}
         self.order = [s.tap_stream_id for s in selected]
@@ -283,14 +286,36 @@ class SyncContext:
         self._write_state()
 
 
+def start_date_for(config: dict[str, Any], state: State, run_began: datetime.datetime) -> datetime.datetime:
+    """Where streams without a bookmark start: the config's start_date, else the state's
+    default_start_date, else (a first run) one year before the run began, which the
+    state keeps from then on (state.State.start_date). Says which when it is a default."""
+    start_date, new = state.start_date(to_datetime(config.get("start_date")), run_began)
+    if new:
+        LOGGER.info(
+            "No start_date in the config: starting from %s, one year before this first run began; the state "
+            "keeps it (default_start_date), so later runs start streams without a bookmark from it too.",
+            format_datetime(start_date),
+        )
+    elif not config.get("start_date"):
+        LOGGER.info(
+            "No start_date in the config: streams without a bookmark start from %s, the state's default_start_date.",
+            format_datetime(start_date),
+        )
+    return start_date
+
+
 def sync(
     client: AutopilotClient,
     config: dict[str, Any],
     state: object,
     catalog: dict[str, Any],
     on_start: Callable[[SyncContext], None] | None = None,
+    run_began: datetime.datetime | None = None,
 ) -> None:
-    """on_start(SyncContext), if given, is called before the sync begins (for stop())."""
+    """on_start(SyncContext), if given, is called before the sync begins (for stop()).
+    run_began: when the run began (an aware datetime; now if not given)."""
+    run_began = run_began or datetime.datetime.now(datetime.UTC)
     selected = selected_streams(catalog)
     if not selected:
         LOGGER.warning(
@@ -314,7 +339,8 @@ def sync(
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
     workers = int(config.get("max_concurrent_requests", DEFAULT_MAX_CONCURRENT_REQUESTS))
-    ctx = SyncContext(client, config, state, selected, workers=workers)
+    start_date = start_date_for(config, state, run_began)
+    ctx = SyncContext(client, config, state, selected, workers=workers, start_date=start_date)
     if on_start is not None:
         on_start(ctx)
     ctx.run()

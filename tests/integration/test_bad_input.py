@@ -119,10 +119,10 @@ CASES = {
     "api_key-empty": (with_config(api_key=""), r"'api_key' is missing or empty", r"Set it to your Autopilot API key"),
     "api_key-blank": (with_config(api_key="   "), r"'api_key' is missing or empty", r"Set it to"),
     "api_key-not-a-string": (with_config(api_key=12345), r"'api_key' is missing or empty", r"Set it to"),
-    "start_date-missing": (
-        with_config(start_date=None),
-        r"'start_date' is missing",
-        r"date such as 2020-01-01 or an RFC 3339 time such as",
+    "start_date-not-a-string": (
+        with_config(start_date=20200101),
+        r"'start_date' 20200101 is neither a date nor an RFC 3339",
+        r"Use a form such as 2020-01-01 .* or leave it out",
     ),
     "start_date-yesterday": (
         with_config(start_date="yesterday"),

@@ -162,3 +162,145 @@ def test_meltano4_readme_pipeline(tmp_path, sandbox_factory):
         output[-4000:]
     )
     assert "Traceback" not in output
+
+    # docs/running.md, "Reset one stream", under Meltano: contacts start again from
+    # start_date; every other bookmark stays byte for byte.
+    sb.set_faults(stall_every=None)
+    before = project.meltano("state", "get", STATE_ID).stdout.strip().splitlines()[-1]
+    (project.dir / "state.json").write_text(before + "\n")
+    project.meltano("invoke", "tap-autopilot", "--state", "state.json", "--reset-stream", "contacts")
+    project.meltano("state", "set", "--force", STATE_ID, "--input-file", "state.json")
+    after = project.state()
+    kept = json.loads(before)["singer_state"]
+    assert "contacts" not in after["bookmarks"]
+    for stream in ("lists", "lists_contacts"):
+        assert json.dumps(after["bookmarks"][stream]) == json.dumps(kept["bookmarks"][stream])
+    written = len(project.contact_ids())
+    project.meltano("run", "tap-autopilot", "target-jsonl")
+    assert sorted(project.contact_ids()[written:]) == sorted(
+        helpers.updated_since(sb, helpers.instant("2020-01-01T00:00:00Z"))
+    ), "contacts did not start again from start_date"
+    assert project.state()["bookmarks"]["lists"] != kept["bookmarks"]["lists"]  # a new pass, as every run
+
+
+# ---- issue 16: many accounts, one plugin each, into one PostgreSQL -------------------------
+
+TARGET_POSTGRES_DEFINITION = """\
+name: target-postgres
+namespace: target_postgres
+pip_url: -r {requirements}
+executable: target-postgres
+settings:
+  - name: host
+  - name: port
+    kind: integer
+  - name: user
+  - name: password
+    kind: password
+    sensitive: true
+  - name: database
+  - name: default_target_schema
+  - name: load_method
+  - name: hard_delete
+    kind: boolean
+  - name: activate_version
+    kind: boolean
+  - name: add_record_metadata
+    kind: boolean
+"""
+ACCOUNT_KEYS = {"acme": "sk-acme-5c0e9a7b31d4f862-NEVER-PRINT", "globex": "sk-globex-82f1d6a0c9e4b357-NEVER-PRINT"}
+
+
+def test_meltano4_two_accounts_into_one_postgres(tmp_path, sandbox_factory, postgres):
+    """docs/accounts.md: one plugin per account inheriting from tap-autopilot, each
+    into its own schema ($MELTANO_EXTRACT__LOAD_SCHEMA) with its own state, run in
+    parallel. The two sandboxes share a list id (contactlist_build-your-journey)."""
+    tools.require(MELTANO)
+    sandboxes = {
+        name: sandbox_factory(contacts=120, lists=3, segments=1, seed=seed, api_key=ACCOUNT_KEYS[name])
+        for name, seed in (("acme", 81), ("globex", 82))
+    }
+    lists = {name: {g["list_id"] for g in sb.dataset.lists()} for name, sb in sandboxes.items()}
+    shared = lists["acme"] & lists["globex"]
+    assert "contactlist_build-your-journey" in shared
+    dbname = postgres.create_database("accounts")
+    (tmp_path / "target-postgres.yml").write_text(
+        TARGET_POSTGRES_DEFINITION.format(requirements=tools.REPO_ROOT / "scripts" / "tools" / "target-postgres.txt")
+    )
+
+    Project(tmp_path).meltano("init", "accounts")
+    project = Project(tmp_path / "accounts")
+    with open(project.dir / ".env", "a", encoding="utf-8") as env:
+        env.write(f"TAP_AUTOPILOT_CHECKOUT={tools.REPO_ROOT}\n")
+    project.meltano(
+        "add", "--plugin-type", "extractor", "tap-autopilot", "--from-ref", str(tools.REPO_ROOT / "meltano-plugin.yml")
+    )
+    project.meltano("config", "set", "tap-autopilot", "start_date", "2015-01-01")
+    project.meltano("config", "set", "tap-autopilot", "max_requests_per_second", "50")
+    for name, sb in sandboxes.items():
+        plugin = f"tap-autopilot-{name}"
+        project.meltano("add", "--plugin-type", "extractor", plugin, "--inherit-from", "tap-autopilot")
+        project.meltano("config", "set", plugin, "api_key", ACCOUNT_KEYS[name])
+        project.meltano("config", "set", plugin, "base_url", sb.base_url)  # the sandbox
+        project.meltano("config", "set", plugin, "_load_schema", f"autopilot_{name}")
+    project.meltano(
+        "add", "--plugin-type", "loader", "target-postgres", "--from-ref", str(tmp_path / "target-postgres.yml")
+    )
+    for key, value in postgres.target_postgres_config(
+        database=dbname, load_method="upsert", hard_delete=True, activate_version=True, add_record_metadata=True
+    ).items():
+        project.meltano("config", "set", "target-postgres", key, str(value).lower() if value is True else str(value))
+    project.meltano("config", "set", "target-postgres", "default_target_schema", "$MELTANO_EXTRACT__LOAD_SCHEMA")
+    meltano_yml = (project.dir / "meltano.yml").read_text()
+    assert not any(key in meltano_yml for key in ACCOUNT_KEYS.values()), "the keys belong in .env"
+
+    def run_all():
+        runs = [
+            subprocess.Popen(
+                [str(MELTANO), "run", f"tap-autopilot-{name}", "target-postgres"],
+                cwd=project.dir,
+                env=project.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for name in sandboxes
+        ]
+        for run in runs:
+            output, _ = run.communicate(timeout=600)
+            assert run.returncode == 0, output[-4000:]
+            assert not any(key in output for key in ACCOUNT_KEYS.values()), "an API key was printed"
+
+    def state(name):
+        out = project.meltano("state", "get", f"dev:tap-autopilot-{name}-to-target-postgres").stdout
+        return json.loads(out.strip().splitlines()[-1])["singer_state"]
+
+    def table(name, sql):
+        return set(postgres.query(sql.format(schema=f"autopilot_{name}"), dbname=dbname))
+
+    run_all()
+    for name, sb in sandboxes.items():
+        expected = helpers.expected_keys(sb)
+        assert {r[0] for r in table(name, "select list_id from {schema}.lists")} == lists[name]
+        assert table(name, "select list_id, contact_id from {schema}.lists_contacts") == expected["lists_contacts"]
+        assert {r[0] for r in table(name, "select contact_id from {schema}.contacts")} == expected["contacts"]
+    first = {name: state(name) for name in sandboxes}
+    for name in sandboxes:
+        assert first[name]["bookmarks"]["contacts"]["updated_at"]
+    globex_contacts = table("globex", "select contact_id, email, updated_at::text from {schema}.contacts")
+
+    # A change in one account reaches only its schema; the other's state and rows stay.
+    touched = set(helpers.admin(sandboxes["acme"], "touch", {"count": 2})["contact_ids"])
+    run_all()
+    second = {name: state(name) for name in sandboxes}
+    assert second["globex"]["bookmarks"]["contacts"] == first["globex"]["bookmarks"]["contacts"]
+    assert second["acme"]["bookmarks"]["contacts"] != first["acme"]["bookmarks"]["contacts"]
+    acme_now = {
+        r[0]: float(r[1])
+        for r in table("acme", "select contact_id, extract(epoch from updated_at)::text from {schema}.contacts")
+        if r[1] is not None
+    }
+    bookmark = helpers.instant(first["acme"]["bookmarks"]["contacts"]["updated_at"]).timestamp()
+    assert all(acme_now[contact] > bookmark for contact in touched)
+    assert not touched & {r[0] for r in table("globex", "select contact_id from {schema}.contacts")}
+    assert table("globex", "select contact_id, email, updated_at::text from {schema}.contacts") == (globex_contacts)

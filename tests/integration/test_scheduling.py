@@ -1,12 +1,15 @@
 """The cron entry of docs/scheduling.md. scripts/run-pipeline.sh runs tap | target-jsonl,
 carries the target's state from run to run, and never runs while another run of the
-same pipeline holds the lock."""
+same pipeline holds the lock. Issue 16: its run history (one JSON line per run beside
+the state, read as a table by the command in docs/running.md), and a state replaced
+only by a line that is a JSON object."""
 
 from __future__ import annotations
 
 import fcntl
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -16,6 +19,7 @@ import helpers
 import tools
 
 SCRIPT = tools.REPO_ROOT / "scripts" / "run-pipeline.sh"
+DOC = tools.REPO_ROOT / "docs" / "running.md"
 
 
 def _pipeline(tmp_path, sb):
@@ -43,6 +47,11 @@ def _pipeline(tmp_path, sb):
 
 def _run(command, cwd):
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=180)
+
+
+def _history(tmp_path):
+    path = tmp_path / "state.json.history.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def _contact_lines(tmp_path):
@@ -83,6 +92,14 @@ def test_cron_wrapper_carries_state_and_never_overlaps(tmp_path, sandbox_factory
     assert sb.stats()["requests"] == 0
     assert (tmp_path / "state.json").read_text() == kept
 
+    # One history line per run that started (none for the refused one).
+    history = _history(tmp_path)
+    assert [run["records"] for run in history] == [{"contacts": 300}, {"contacts": len(expected)}]
+    assert [(run["tap_exit"], run["target_exit"], run["state_advanced"]) for run in history] == [(0, 0, True)] * 2
+    for run in history:
+        assert run["started_at"] <= run["ended_at"] and run["seconds"] >= 0
+        assert run["requests"] >= 1 and run["rate_limited"] == 0 and run["retries"] == 0
+
 
 def test_cron_wrapper_keeps_the_state_when_the_target_fails(tmp_path, sandbox_factory):
     tools.require(tools.TARGET_JSONL)
@@ -94,6 +111,54 @@ def test_cron_wrapper_keeps_the_state_when_the_target_fails(tmp_path, sandbox_fa
     assert proc.returncode != 0
     assert "run-pipeline: the target failed (exit 1); state.json left as it was." in proc.stderr.splitlines()
     assert (tmp_path / "state.json").read_text() == '{"bookmarks": {}}\n'
+    [run] = _history(tmp_path)
+    assert run["target_exit"] == 1 and run["state_advanced"] is False
+
+
+_SUMMARY = re.compile(r"(\d+) requests, (\d+) throttled \(429\), (\d+) retries")
+
+
+def test_run_history_counts_what_the_tap_did_and_only_a_json_object_becomes_the_state(tmp_path, sandbox_factory):
+    """A target that prints a log line on stdout after its last state: the state file
+    gets the state, not the log line, and the next run reads it. The history's
+    requests, 429s and retries are the tap's own (its summary line) and the sandbox's."""
+    tools.require(tools.TARGET_JSONL)
+    sb = sandbox_factory(contacts=400, lists=2, segments=1, seed=65, error_every=4)
+    command = _pipeline(tmp_path, sb)
+    helpers.write_json(tmp_path / "catalog.json", helpers.select(helpers.discover(tmp_path / "config.json")))
+    sb.set_faults(rate_limit=6, retry_after=True)
+    sb.reset_stats()
+    target = command.index("--") + 1
+    chatty = command[:target] + ["sh", "-c", '"$0" "$@" && echo "target-jsonl: done"', *command[target:]]
+    first = _run(chatty, tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["bookmarks"]["contacts"]["updated_at"] and state["currently_syncing"] is None
+    [run] = _history(tmp_path)
+    stats = sb.stats()
+    statuses = stats["status"]
+    assert run["requests"] == stats["requests"]
+    assert run["rate_limited"] == statuses.get("429", 0) > 0
+    assert run["retries"] == stats["requests"] - statuses["200"] > run["rate_limited"]
+    summary = _SUMMARY.findall(first.stderr)[-1]
+    assert summary == (str(run["requests"]), str(run["rate_limited"]), str(run["retries"])), first.stderr[-2000:]
+    keys = helpers.expected_keys(sb)
+    assert run["records"] == {name: len(keys[name]) for name in helpers.STREAM_NAMES}
+    assert run["state_advanced"] is True
+
+    sb.set_faults(rate_limit=None, error_every=None)
+    second = _run(chatty, tmp_path)
+    assert second.returncode == 0, second.stderr[-3000:]
+    since = helpers.updated_since(sb, helpers.instant(state["bookmarks"]["contacts"]["updated_at"]))
+    assert _history(tmp_path)[-1]["records"].get("contacts", 0) == len(since) < 400, "not from the stored state"
+
+    # The documented command reads the history as a table: a header and a row per run.
+    [one_liner] = [line for line in DOC.read_text().splitlines() if "history.jsonl | python3" in line]
+    table = subprocess.run(one_liner, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert table.returncode == 0, table.stderr
+    header, *rows = table.stdout.splitlines()
+    assert header.split()[:3] == ["started_at", "seconds", "tap"] and len(rows) == 2
+    assert rows[0].split()[4] == str(sum(run["records"].values()))
 
 
 def test_log_level_warning_leaves_what_a_scheduler_should_surface(tmp_path, sandbox_factory):
@@ -110,14 +175,16 @@ def test_log_level_warning_leaves_what_a_scheduler_should_surface(tmp_path, sand
 
 
 def _child_running(parent_pid, name):
-    """The pid of parent_pid's child whose command line mentions `name`, or None (Linux /proc)."""
+    """The pid of parent_pid's child whose command line mentions `name`, or None (Linux /proc).
+    Not the wrapper's own forks (their command line is the wrapper's until they exec)."""
     try:
         children = Path(f"/proc/{parent_pid}/task/{parent_pid}/children").read_text().split()
     except OSError:
         return None
     for pid in children:
         try:
-            if name in Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace"):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace")
+            if name in cmdline and SCRIPT.name not in cmdline:
                 return int(pid)
         except OSError:
             continue

@@ -45,14 +45,12 @@ def in_ci() -> bool:
 
 
 def tap_cmd() -> list[str]:
-    """argv prefix for the installed tap CLI, e.g. tap_cmd() + ["--config", cfg, "--discover"]."""
-    installed = VENV / "bin" / "tap-autopilot"
-    if installed.exists():
-        return [str(installed)]
-    # pytest run by some other interpreter that has the project installed
-    beside = Path(sys.executable).parent / "tap-autopilot"
-    if beside.exists():
-        return [str(beside)]
+    """argv prefix for the installed tap CLI, e.g. tap_cmd() + ["--config", cfg, "--discover"]:
+    the one beside the Python running the tests (make test's other-version venvs, .venvs/),
+    else the project's .venv."""
+    for installed in (Path(sys.executable).parent / "tap-autopilot", VENV / "bin" / "tap-autopilot"):
+        if installed.exists():
+            return [str(installed)]
     return [sys.executable, "-c", "import sys, tap_autopilot.cli; sys.exit(tap_autopilot.cli.main())"]
 
 

@@ -7,7 +7,15 @@ import threading
 import pytest
 
 from tap_autopilot.readers import CLOCK_SKEW, next_threshold
-from tap_autopilot.state import MembershipPass, State, next_version, version_number
+from tap_autopilot.state import (
+    MembershipPass,
+    State,
+    StateFileError,
+    next_version,
+    one_year_before,
+    reset_stream,
+    version_number,
+)
 
 UTC = datetime.UTC
 T0 = datetime.datetime(2024, 1, 1, tzinfo=UTC)
@@ -301,3 +309,65 @@ def test_the_document_is_plain_json():
         "currently_syncing": "contacts",
         "bookmarks": {"contacts": {"updated_at": "x"}},
     }
+
+
+# ---- the default start date (issue 16) -----------------------------------------------------
+
+
+def test_without_a_configured_start_date_the_first_run_starts_a_year_before_it_began_and_keeps_it():
+    state = State({})
+    began = datetime.datetime(2026, 12, 6, 2, 13, 58, 123456, tzinfo=UTC)
+    assert state.start_date(None, began) == (datetime.datetime(2025, 12, 6, 2, 13, 58, tzinfo=UTC), True)
+    kept = State(json.loads(json.dumps(state.to_dict())))
+    later = began + datetime.timedelta(days=40)
+    assert kept.start_date(None, later) == (datetime.datetime(2025, 12, 6, 2, 13, 58, tzinfo=UTC), False)
+    assert kept.to_dict()["default_start_date"] == "2025-12-06T02:13:58.000000Z"
+
+
+def test_a_configured_start_date_wins_and_stores_nothing():
+    state = State({})
+    assert state.start_date(START, T0) == (START, False)
+    assert "default_start_date" not in state.to_dict()
+
+
+def test_one_year_before_29_february_is_28_february():
+    assert one_year_before(datetime.datetime(2028, 2, 29, 12, tzinfo=UTC)) == datetime.datetime(
+        2027, 2, 28, 12, tzinfo=UTC
+    )
+
+
+# ---- resetting one stream in a state file (issue 16) ----------------------------------------
+
+STATE_TEXT = (
+    '{"currently_syncing": null, "bookmarks": {"contacts": {"updated_at": "2026-01-01T00:00:00.000000Z"},'
+    ' "lists": {"version": 17, "complete": true},\n  "smart_segments": {"version": 18, "complete": true}}}\n'
+)
+
+
+@pytest.mark.parametrize("stream", ["contacts", "lists", "smart_segments"])
+def test_reset_removes_exactly_the_stream_entry_and_keeps_every_other_byte(stream):
+    after = reset_stream(STATE_TEXT, stream)
+    before = json.loads(STATE_TEXT)
+    del before["bookmarks"][stream]
+    assert json.loads(after) == before
+    for name, entry in before["bookmarks"].items():  # the other entries' text is untouched
+        assert f'"{name}": {json.dumps(entry)}' in after
+    assert len(STATE_TEXT) - len(after) >= len(json.dumps(json.loads(STATE_TEXT)["bookmarks"][stream]))
+
+
+def test_reset_reads_meltanos_state_too():
+    text = json.dumps({"singer_state": json.loads(STATE_TEXT)}, indent=2)
+    assert "lists" not in json.loads(reset_stream(text, "lists"))["singer_state"]["bookmarks"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("not json", "is not valid JSON"),
+        ("[]", "does not hold a JSON object"),
+        ('{"bookmarks": {}}', "has no bookmark for 'contacts'"),
+    ],
+)
+def test_reset_refuses_what_it_cannot_change(text, message):
+    with pytest.raises(StateFileError, match=message):
+        reset_stream(text, "contacts")

@@ -1,0 +1,76 @@
+"""Choosing streams and columns without editing JSON (tap_autopilot/selection.py), and
+a sync with no catalog taking every stream: one rule per test, no server."""
+
+import copy
+
+import pytest
+from singer import metadata
+
+from tap_autopilot.selection import SelectionError, select, split_names
+from tap_autopilot.sync import selected_streams
+
+CATALOG = {
+    "streams": [
+        {
+            "tap_stream_id": "contacts",
+            "key_properties": ["contact_id"],
+            "schema": {"properties": {"contact_id": {}, "email": {}, "updated_at": {}, "extra_fields": {}}},
+            "metadata": [
+                {"breadcrumb": [], "metadata": {"selected-by-default": True}},
+                {"breadcrumb": ["properties", "contact_id"], "metadata": {"inclusion": "automatic"}},
+                {"breadcrumb": ["properties", "email"], "metadata": {"selected-by-default": True}},
+                {"breadcrumb": ["properties", "updated_at"], "metadata": {"inclusion": "automatic"}},
+                {"breadcrumb": ["properties", "extra_fields"], "metadata": {"selected-by-default": False}},
+            ],
+        },
+        {
+            "tap_stream_id": "lists",
+            "key_properties": ["list_id"],
+            "schema": {"properties": {"list_id": {}, "title": {}}},
+            "metadata": [
+                {"breadcrumb": ["properties", "list_id"], "metadata": {}},
+                {"breadcrumb": ["properties", "title"], "metadata": {"selected-by-default": True}},
+            ],
+        },
+    ]
+}
+
+
+def _selected(catalog):
+    return {s.tap_stream_id: sorted(s.columns) for s in selected_streams(catalog)}
+
+
+def test_select_all_takes_every_stream_with_its_default_columns():
+    assert _selected(select(copy.deepcopy(CATALOG))) == {
+        "contacts": ["contact_id", "email", "updated_at"],
+        "lists": ["list_id", "title"],
+    }
+
+
+def test_select_named_streams_only_and_leave_out_named_columns():
+    catalog = select(copy.deepcopy(CATALOG), ["contacts"], ["contacts.email"])
+    assert _selected(catalog) == {"contacts": ["contact_id", "updated_at"]}
+    lists = metadata.to_map(catalog["streams"][1]["metadata"])
+    assert lists[()]["selected"] is False  # written, not just left out: the catalog says so
+
+
+@pytest.mark.parametrize(
+    ("streams", "exclude", "message"),
+    [
+        (["contact"], [], "--select contact: there is no such stream. The streams are contacts, lists."),
+        (None, ["contacts"], "--exclude contacts: write STREAM.COLUMN, such as contacts.email."),
+        (["lists"], ["contacts.email"], "--exclude contacts.email: the stream contacts is not selected."),
+        (None, ["contacts.mail"], "--exclude contacts.mail: contacts has no column mail (see --discover)."),
+        (None, ["contacts.updated_at"], "is always replicated (a key or the replication key)."),
+        (None, ["lists.list_id"], "is always replicated (a key or the replication key)."),
+    ],
+)
+def test_a_name_that_cannot_be_selected_is_refused_with_what_to_write(streams, exclude, message):
+    with pytest.raises(SelectionError) as raised:
+        select(copy.deepcopy(CATALOG), streams, exclude)
+    assert str(raised.value).endswith(message)
+
+
+def test_options_may_repeat_and_hold_commas():
+    assert split_names(["contacts, lists", "smart_segments"]) == ["contacts", "lists", "smart_segments"]
+    assert split_names(None) == []
