@@ -123,7 +123,7 @@ class IncrementalContacts(ScanReader):
 
     def __init__(self, ctx, stream):
         super().__init__(ctx, stream.tap_stream_id)
-        self.transform = stream.transformer(ctx.selected[self.stream_id])
+        self.transform = stream.transformer(ctx.selected[self.stream_id], ctx.value_changes.reporter(self.stream_id))
         self.threshold, self.cursor, self.max_seen, self.started = ctx.state.incremental_scan(
             self.stream_id, ctx.start_date
         )
@@ -199,7 +199,7 @@ class FullTableContacts(VersionedScanReader):
 
     def __init__(self, ctx, stream):
         super().__init__(ctx, stream.tap_stream_id)
-        self.transform = stream.transformer(ctx.selected[self.stream_id])
+        self.transform = stream.transformer(ctx.selected[self.stream_id], ctx.value_changes.reporter(self.stream_id))
 
     def read(self, page):
         emit = self.ctx.record_line_maker(self.stream_id, self.version)

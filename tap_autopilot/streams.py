@@ -57,9 +57,10 @@ class Contacts(Stream):
     replication_methods = (INCREMENTAL, FULL_TABLE)
     replication_key = "updated_at"
 
-    def transformer(self, selected):
+    def transformer(self, selected, note=None):
+        """note(column, kind): hears of values out of their column's range (ValueChanges.reporter)."""
         columns = {column: schema for column, schema in selected.columns.items() if column != VERSION_COLUMN}
-        return ContactTransformer(columns, selected.custom_field_kinds)
+        return ContactTransformer(columns, selected.custom_field_kinds, note)
 
     def sync(self, ctx):
         method = ctx.selected[self.tap_stream_id].replication_method
