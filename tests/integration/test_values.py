@@ -95,10 +95,7 @@ def test_every_awkward_value_syncs_valid_records_with_one_warning_each_and_never
 
 def test_every_awkward_value_loads_into_postgres_and_so_does_the_next_incremental_run(tmp_path, awkward, postgres):
     tools.require(tools.TARGET_POSTGRES)
-    dbname = postgres.create_database("autopilot_values")
-    wh = helpers.Warehouse(postgres, dbname)
-    target_config = helpers.write_target_postgres_config(tmp_path, postgres, dbname)
-    config = helpers.write_config(tmp_path, awkward)
+    wh, target_config, config = helpers.postgres_pipeline(tmp_path, postgres, awkward, "autopilot_values")
     discovered = helpers.select(helpers.discover(config))
     columns = long_columns(discovered)
     catalog = helpers.write_json(tmp_path / "catalog.json", discovered)
