@@ -38,10 +38,10 @@ def parse_body(content):
     orjson parses nearly every page, fast. It refuses some bodies RFC 8259 allows:
     a lone surrogate escape ("\\ud83d", half an emoji), a number no double holds
     (1e400), and, not JSON but repairable, bytes that are not UTF-8. Only those
-    pages take the slower standard library parser, which keeps a lone surrogate (the
-    record transform replaces it and counts it, per column), a number no double
-    holds as its text (null in a typed column, counted; as sent in custom_fields)
-    and an integer of any size exactly."""
+    pages take the slower standard library parser, which keeps a lone surrogate
+    (the record encoder, transform.serialize, replaces it and counts it per
+    column), a number no double holds as its text (null in a typed column,
+    counted; as sent in custom_fields) and an integer of any size exactly."""
     try:
         return orjson.loads(content), False
     except orjson.JSONDecodeError:
