@@ -226,6 +226,6 @@ SCENARIOS = [
     ("4", "latency-5rps", scenario_4),
     ("5", "vs-0.3.0", scenario_5),
     ("6", "list-heavy", scenario_list_heavy),
-    ("7", "parser-fallback", scenario_parser),
+    ("parser", "parser-fallback", scenario_parser),
     ("profile", "profile", scenario_profile),
 ]
