@@ -188,10 +188,10 @@ def out_of_range(convert, value):
     if isinstance(number, bool) or not isinstance(number, (int, float)):
         return None
     if isinstance(number, float):
-        if not math.isfinite(number):
+        if math.isinf(number):
             return NUMBERS_OUT_OF_RANGE
         if not number.is_integer():
-            return None
+            return None  # a fraction in an integer column, or "nan": no value of the type
     if not -_INT64 <= number < _INT64:
         # An integer column holds 64 bits; a number column failed only if no double holds it.
         return INTEGERS_OUT_OF_RANGE if convert is to_integer else NUMBERS_OUT_OF_RANGE

@@ -158,7 +158,7 @@ def test_every_form_of_an_integer_beyond_64_bits_is_counted(raw):
     assert notes.heard == [("number_of_employees", INTEGERS_OUT_OF_RANGE)]
 
 
-@pytest.mark.parametrize("raw", ["twelve", "", 3.5, True, [1]])
+@pytest.mark.parametrize("raw", ["twelve", "", 3.5, True, [1], "nan"])
 def test_a_value_that_is_not_an_integer_is_null_but_not_counted_as_out_of_range(raw):
     notes = Notes()
     assert transformer(notes)(contact(NumberOfEmployees=raw))["number_of_employees"] is None
