@@ -97,6 +97,8 @@ def scenario_descriptions(mode):
         f"{s['s6']['segments']} segments, each contact on about three lists), 50 ms latency, 10 r/s on both sides, "
         "all streams: memberships list by list, then from the contacts scan (`lists_contacts_source`), then "
         "the published tap 0.3.0 on its four streams with the sandbox's limit lifted (its first 429 would end it).",
+        "parser: the page parser's fallback: one contacts page of the default data parsed as it is (orjson) and with "
+        "one bad value in it (orjson refuses it; the standard library's parser reads it), in-process.",
     ]
 
 

@@ -21,6 +21,7 @@ Scenarios (each on a fresh sandbox):
      same streams: CPU per record of both and the ratio
   6  a list-heavy account (3k contacts, 12 lists, 3 segments), 50 ms, 10 r/s:
      memberships list by list, memberships from the scan, and the published tap 0.3.0
+  parser   the page parser's fallback: a clean contacts page vs the same page with one bad value
   profile  scenario 1 under a per-thread cProfile (thread CPU time): top 15
 
 Usage:
@@ -41,6 +42,7 @@ Files (this one is the entry point: arguments, the scenario loop, the report's o
   runs.py             Bench: runs our tap and the published one, one result row per run
   scenarios.py        the scenarios and their table (SCENARIOS)
   profiling.py        the profiled scenario
+  parser_fallback.py  the page parser's fallback (scenario "parser")
   report.py           the printed report and RESULTS.md
   published_tap.py    runs the published 0.3.0 against the sandbox (its own interpreter)
 """

@@ -4,6 +4,7 @@ import os
 from collections import Counter
 
 from expected import expected
+from parser_fallback import scenario_parser
 from profiling import scenario_profile
 from runs import valid_text
 from sandbox_process import Sandbox
@@ -225,5 +226,6 @@ SCENARIOS = [
     ("4", "latency-5rps", scenario_4),
     ("5", "vs-0.3.0", scenario_5),
     ("6", "list-heavy", scenario_list_heavy),
+    ("parser", "parser-fallback", scenario_parser),
     ("profile", "profile", scenario_profile),
 ]

@@ -23,6 +23,7 @@ from singer import metrics
 
 from tap_autopilot.config import DEFAULT_BASE_URL, DEFAULT_MAX_REQUESTS_PER_SECOND, DEFAULT_REQUEST_TIMEOUT_SECONDS
 from tap_autopilot.errors import AuthError, NotFoundError, RateLimitedError, RetryableError, TapError
+from tap_autopilot.values import parse_body
 
 LOGGER = logging.getLogger("tap_autopilot")
 
@@ -206,6 +207,10 @@ def _retried(method: Callable[Concatenate["AutopilotClient", P], T]) -> Callable
     return retrying
 
 
+# RequestStats counter name prefix: pages whose invalid UTF-8 was repaired, per endpoint.
+INVALID_UTF8_PAGES = "invalid UTF-8 pages: "
+
+
 class RequestStats:
     """Thread-safe counters for the end-of-run summary and progress lines."""
 
@@ -219,6 +224,15 @@ class RequestStats:
 
     def __getitem__(self, name: str) -> int:
         return self.counts.get(name, 0)
+
+    def repaired_pages(self) -> dict[str, int]:
+        """{endpoint: pages whose invalid UTF-8 was replaced with U+FFFD}."""
+        with self._lock:
+            return {
+                name[len(INVALID_UTF8_PAGES) :]: count
+                for name, count in sorted(self.counts.items())
+                if name.startswith(INVALID_UTF8_PAGES)
+            }
 
 
 class AutopilotClient:
@@ -352,9 +366,12 @@ class AutopilotClient:
         if status != 200:
             raise TapError(f"Autopilot answered {status} to GET {path}: {_error_message(content)}")
         try:
-            body = orjson.loads(content)
+            body, repaired = parse_body(content)
         except ValueError:
             raise RetryableError(f"GET {path} returned a body that is not valid JSON") from None
+        if repaired:
+            self.stats.count(INVALID_UTF8_PAGES + _endpoint_name(path))
+            LOGGER.warning("GET %s: the body is not valid UTF-8; its invalid bytes were replaced with U+FFFD.", path)
         if data_key is not None and not (isinstance(body, dict) and data_key in body):
             raise RetryableError(f"GET {path} returned no '{data_key}' in its body")
         if expect_list and not isinstance(body, list):

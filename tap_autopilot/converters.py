@@ -111,8 +111,15 @@ def to_integer(value: Any) -> int | None:
 def to_number(value: Any) -> float | None:
     if value is None or isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, int):
+        if -_INT64 <= value < _INT64:
+            return value
+        try:
+            return float(value)  # a number column holds doubles: an integer beyond 64 bits as one
+        except OverflowError:
+            return None
     if isinstance(value, str):
         try:
             number = float(value.strip().replace(",", ""))

@@ -12,7 +12,7 @@ from tap_autopilot.client import AutopilotClient
 from tap_autopilot.converters import CUSTOM_FIELD_TYPES
 from tap_autopilot.schema_files import load_schema
 from tap_autopilot.streams import STREAMS, VERSION_COLUMN, VERSION_COLUMN_SCHEMA
-from tap_autopilot.transform import EXTRA_FIELDS_COLUMN, custom_field_column, short_hash
+from tap_autopilot.transform import EXTRA_FIELDS_COLUMN, custom_field_column, fit_column, short_hash
 
 LOGGER = logging.getLogger("tap_autopilot")
 
@@ -33,7 +33,9 @@ def custom_field_columns(definitions: object) -> list[tuple[str, str, dict[str, 
     field keeps its column whatever order the API lists the fields in: the
     oldest field (by the creation time in its `key`) keeps the plain name,
     each other one gets a short hash of its `key` (of its name when it has
-    none). A field added later never renames an older one."""
+    none). A field added later never renames an older one. Every column is at most
+    63 bytes of lowercase ASCII letters, digits and _ (custom_field_column), its
+    suffix included."""
     fields = []
     for definition in definitions if isinstance(definitions, list) else []:
         if not isinstance(definition, dict):
@@ -53,9 +55,11 @@ def custom_field_columns(definitions: object) -> list[tuple[str, str, dict[str, 
     for base, _, name, key, field_type in sorted(fields):
         column = base
         if column in taken:
-            column = f"{base}_{short_hash(key or name)}"
-        while column in taken:  # the same name twice without keys: rare, numbered
-            column = f"{column}_2"
+            column = hashed = fit_column(base, f"_{short_hash(key or name)}")
+            repeats = ""
+            while column in taken:  # the same name twice without keys: rare, numbered
+                repeats += "_2"
+                column = fit_column(hashed, repeats)
         taken.add(column)
         columns.append((column, name, copy.deepcopy(CUSTOM_FIELD_TYPES[field_type][0])))
     return columns

@@ -9,6 +9,7 @@ import time
 from singer import metrics
 
 from tap_autopilot.client import RequestStats
+from tap_autopilot.values import ValueChanges
 
 LOGGER = logging.getLogger("tap_autopilot")
 
@@ -50,9 +51,16 @@ class Progress:
     """Counters are updated under the sync's output lock; the reporter thread
     only reads them (a line slightly stale is fine)."""
 
-    def __init__(self, stream_ids: list[str], request_stats: RequestStats, interval: float | None = None) -> None:
+    def __init__(
+        self,
+        stream_ids: list[str],
+        request_stats: RequestStats,
+        value_changes: ValueChanges | None = None,
+        interval: float | None = None,
+    ) -> None:
         self.streams = {stream_id: _StreamProgress() for stream_id in stream_ids}
         self.requests = request_stats
+        self.value_changes = value_changes
         self.interval = progress_interval() if interval is None else interval
         self.started = time.monotonic()
         self._stop = threading.Event()
@@ -141,6 +149,21 @@ class Progress:
         for stream_id, stream in self.streams.items():
             LOGGER.info("  %-26s %12s %8s", stream_id, f"{stream.records:,}", f"{stream.pages:,}")
         LOGGER.info("  %s", self._requests_text())
+        self._changes_summary()
+
+    def _changes_summary(self) -> None:
+        """Values changed so that every warehouse accepts them, per stream and kind
+        (invalid UTF-8: per endpoint, counted in pages). Nothing when none was."""
+        totals = self.value_changes.totals() if self.value_changes is not None else {}
+        changes = [(stream_id, kind, count) for (stream_id, kind), count in totals.items()]
+        repaired = self.requests.repaired_pages()
+        changes += [(endpoint, "invalid UTF-8 pages", count) for endpoint, count in repaired.items()]
+        if not changes:
+            return
+        LOGGER.info("  Values changed so that every warehouse accepts them (docs/values.md):")
+        LOGGER.info("  %-26s %-24s %8s", "stream (endpoint)", "change", "count")
+        for name, kind, count in changes:
+            LOGGER.info("  %-26s %-24s %8s", name, kind, f"{count:,}")
 
 
 def _duration(seconds: float) -> str:

@@ -135,7 +135,7 @@ class IncrementalContacts(ScanReader):
 
     def __init__(self, ctx: "SyncContext", stream: "Contacts") -> None:
         super().__init__(ctx, stream.tap_stream_id)
-        self.transform = stream.transformer(ctx.selected[self.stream_id])
+        self.transform = stream.transformer(ctx.selected[self.stream_id], ctx.value_changes.reporter(self.stream_id))
         self.threshold, self.cursor, self.max_seen, self.started = ctx.state.incremental_scan(
             self.stream_id, ctx.start_date
         )
@@ -211,7 +211,7 @@ class FullTableContacts(VersionedScanReader):
 
     def __init__(self, ctx: "SyncContext", stream: "Contacts") -> None:
         super().__init__(ctx, stream.tap_stream_id)
-        self.transform = stream.transformer(ctx.selected[self.stream_id])
+        self.transform = stream.transformer(ctx.selected[self.stream_id], ctx.value_changes.reporter(self.stream_id))
 
     def read(self, page: Page) -> list[bytes]:
         emit = self.ctx.record_line_maker(self.stream_id, self.version)

@@ -31,6 +31,7 @@ from tap_autopilot.readers import ContactsScan, FullTableContacts, IncrementalCo
 from tap_autopilot.scans import PageScan
 from tap_autopilot.state import MembershipPass
 from tap_autopilot.transform import ContactTransformer, contact_id, converter_for
+from tap_autopilot.values import Note
 
 if TYPE_CHECKING:  # for annotations only: sync imports this module
     from tap_autopilot.sync import SelectedStream, SyncContext
@@ -66,9 +67,10 @@ class Contacts(Stream):
     replication_methods = (INCREMENTAL, FULL_TABLE)
     replication_key = "updated_at"
 
-    def transformer(self, selected: "SelectedStream") -> ContactTransformer:
+    def transformer(self, selected: "SelectedStream", note: Note | None = None) -> ContactTransformer:
+        """note(column, kind): hears of values out of their column's range (ValueChanges.reporter)."""
         columns = {column: schema for column, schema in selected.columns.items() if column != VERSION_COLUMN}
-        return ContactTransformer(columns, selected.custom_field_kinds)
+        return ContactTransformer(columns, selected.custom_field_kinds, note)
 
     def sync(self, ctx: "SyncContext") -> None:
         method = ctx.selected[self.tap_stream_id].replication_method

@@ -31,6 +31,7 @@ from tap_autopilot.scheduler import Scheduler, Steps
 from tap_autopilot.state import State
 from tap_autopilot.streams import STREAMS, VERSION_COLUMN, ParentStream, Stream
 from tap_autopilot.transform import serialize
+from tap_autopilot.values import ValueChanges
 
 LOGGER = logging.getLogger("tap_autopilot")
 
@@ -146,7 +147,9 @@ class SyncContext:
         self._scheduler: Scheduler | None = None  # set by run()
         self._parents: dict[str, list[dict[str, Any]]] = {}
         self._shared_scans: dict[type[PageScan], PageScan] = {}
-        self.progress = Progress(self.order, client.stats)
+        # Values changed so that every warehouse accepts them (docs/values.md).
+        self.value_changes = ValueChanges()
+        self.progress = Progress(self.order, client.stats, self.value_changes)
 
     # --- helpers for streams -------------------------------------------
 
@@ -173,7 +176,9 @@ class SyncContext:
         """A function row -> one RECORD line (bytes), the same message
         singer-python writes, without its per-message overhead. Datetimes in
         the row are written as RFC 3339 UTC. With a version, the row also gets
-        it in VERSION_COLUMN if that column is selected."""
+        it in VERSION_COLUMN if that column is selected. A value no warehouse
+        accepts is written cleaned, and counted (transform.serialize)."""
+        note = self.value_changes.reporter(stream_id)
         head = b'{"type":"RECORD","stream":%s,"record":' % orjson.dumps(stream_id)
         tail = b',"version":%d' % version if version is not None else b""
         tail += b',"time_extracted":%s}\n' % orjson.dumps(singer.utils.strftime(singer.utils.now()))
@@ -181,10 +186,10 @@ class SyncContext:
 
             def emit(row: dict[str, Any]) -> bytes:
                 row[VERSION_COLUMN] = version
-                return head + serialize(row) + tail
+                return head + serialize(row, note) + tail
 
             return emit
-        return lambda row: head + serialize(row) + tail
+        return lambda row: head + serialize(row, note) + tail
 
     def begin_version(self, stream_id: str) -> int:
         """The table version of a full-table pass: resumed from state when the

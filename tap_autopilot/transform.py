@@ -28,6 +28,7 @@ from tap_autopilot.converters import (
     to_url_flags,
 )
 from tap_autopilot.schema_files import load_schema
+from tap_autopilot.values import Note, clean_row, out_of_range
 
 # --- names ---------------------------------------------------------------
 
@@ -41,25 +42,57 @@ def snake_case(name: object) -> str:
     return _NON_WORD.sub("_", name).strip("_").lower()
 
 
+# PostgreSQL cuts identifiers at 63 bytes (BigQuery allows 300, Snowflake 255): the
+# tightest limit is the one every column name keeps to.
+MAX_COLUMN_BYTES = 63
+
+
 def custom_field_column(kind: object) -> str:
     """A custom field's column: 'Favorite Color' -> 'custom_favorite_color'.
 
     Names are transliterated to ASCII first ('Größe' -> 'custom_grosse',
     '客户' -> 'custom_ke_hu'), a column name every warehouse accepts; a name
-    with nothing to transliterate gets a short hash of itself instead."""
+    with nothing to transliterate gets a short hash of itself instead. A column
+    longer than MAX_COLUMN_BYTES keeps a readable prefix and ends in a short
+    hash of the whole field name, so two long names alike in their first 63
+    bytes still get two columns."""
     name = str(kind)
-    return "custom_" + (snake_case(anyascii(name)) or "field_" + short_hash(name))
+    column = "custom_" + (snake_case(anyascii(name)) or "field_" + short_hash(name))
+    if len(column) > MAX_COLUMN_BYTES:
+        column = fit_column(column, "_" + short_hash(name))
+    return column
+
+
+def fit_column(prefix: str, suffix: str) -> str:
+    """prefix + suffix, the prefix cut so that the whole is at most MAX_COLUMN_BYTES
+    (column names are ASCII: a character is a byte)."""
+    return prefix[: MAX_COLUMN_BYTES - len(suffix)].rstrip("_") + suffix
 
 
 def short_hash(text: str) -> str:
     """Six hex digits that stay the same for the same text on every run."""
-    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:6]
+    # surrogatepass: a field name may hold a lone surrogate (docs/values.md).
+    return hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:6]
 
 
-def serialize(row: dict[str, Any]) -> bytes:
+def serialize(row: dict[str, Any], note: Note | None = None) -> bytes:
     """A row -> JSON bytes, datetimes as RFC 3339 UTC ('...Z'). The one
-    encoder of record payloads."""
-    return orjson.dumps(row, option=_ORJSON_OPTIONS)
+    encoder of record payloads, so every value a record carries passes here:
+    a row holding anything a warehouse refuses is written cleaned (clean_row),
+    each change reported to note(column, kind).
+
+    Kept cheap for the rows that need nothing (nearly all): orjson refuses a
+    lone surrogate and an integer beyond 64 bits itself, and a NUL is written
+    as the escape \\u0000, looked for only when the row's JSON has a backslash
+    at all (a memchr; searching every row for the escape costs as much as
+    encoding it)."""
+    try:
+        out = orjson.dumps(row, option=_ORJSON_OPTIONS)
+    except orjson.JSONEncodeError:
+        return orjson.dumps(clean_row(row, note), option=_ORJSON_OPTIONS)
+    if b"\\" in out and b"\\u0000" in out:
+        return orjson.dumps(clean_row(row, note), option=_ORJSON_OPTIONS)
+    return out
 
 
 _ORJSON_OPTIONS = orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
@@ -159,6 +192,9 @@ def _types(schema: dict[str, Any]) -> list[str]:
     return kind if isinstance(kind, list) else [kind]
 
 
+# Converters whose None for a value may mean "out of range" (see out_of_range).
+_RANGED = (to_integer, to_number, to_datetime)
+
 # The column holding every key of a document that no other column reads
 # (undocumented extras such as `_rev`, `api_originated`, `employeesRange`).
 EXTRA_FIELDS_COLUMN = "extra_fields"
@@ -175,9 +211,14 @@ class ContactTransformer:
 
     replication_instant = staticmethod(replication_instant)
 
-    def __init__(self, properties: dict[str, dict[str, Any]], custom_field_kinds: dict[str, str]) -> None:
+    def __init__(
+        self, properties: dict[str, dict[str, Any]], custom_field_kinds: dict[str, str], note: Note | None = None
+    ) -> None:
         """properties: {column: schema} of the selected columns.
-        custom_field_kinds: {column: Autopilot field name} for custom_* columns."""
+        custom_field_kinds: {column: Autopilot field name} for custom_* columns.
+        note(column, kind), if given, hears of each value out of its column's range
+        (written as null): a ValueChanges.reporter."""
+        self._note = note
         # Autopilot field name -> (column, converter); None: a field no column takes
         self.custom: dict[Any, tuple[str, Converter] | None] = {}
         standard: list[tuple[str, tuple[str, ...], Converter]] = []  # (column, raw keys, converter)
@@ -205,6 +246,7 @@ class ContactTransformer:
         namespace: dict[str, Any] = {
             "to_string": to_string,
             "apply_custom": self._apply_custom,
+            "dropped": self._dropped,
             "str": str,
             "known_keys": _known_keys() if extras else None,
         }
@@ -227,6 +269,17 @@ class ContactTransformer:
                 # The API leaves `lists` out for a contact on no list.
                 namespace[f"convert{index}"] = convert
                 lines.append(f"    c{index} = [] if v is None else convert{index}(v)")
+            elif convert in _RANGED:
+                # A value its column cannot hold is null: counted when it was out of range.
+                namespace[f"convert{index}"] = convert
+                lines += [
+                    "    if v is None:",
+                    f"        c{index} = None",
+                    "    else:",
+                    f"        c{index} = convert{index}(v)",
+                    f"        if c{index} is None:",
+                    f"            dropped({column!r}, convert{index}, v)",
+                ]
             else:
                 namespace[f"convert{index}"] = convert
                 lines.append(f"    c{index} = None if v is None else convert{index}(v)")
@@ -261,7 +314,19 @@ class ContactTransformer:
                     if deleted is not None and deleted is not False and to_boolean(deleted):
                         continue  # a deleted value stays only in the raw custom_fields array
                     value = field.get("value")
-                    row[target[0]] = None if value is None else target[1](value)
+                    if value is None:
+                        row[target[0]] = None
+                    else:
+                        converted = row[target[0]] = target[1](value)
+                        if converted is None:
+                            self._dropped(target[0], target[1], value)
+
+    def _dropped(self, column: str, convert: Callable[[Any], Any], value: Any) -> None:
+        """convert(value) gave None: count it if the value was out of the column's range."""
+        if self._note is not None:
+            kind = out_of_range(convert, value)
+            if kind is not None:
+                self._note(column, kind)
 
 
 def _known_keys() -> frozenset[str]:

@@ -45,6 +45,12 @@ def _parser():
         action="store_true",
         help="one list and one segment id that must be percent-escaped in a URL path",
     )
+    d.add_argument(
+        "--awkward-values",
+        action="store_true",
+        help="values warehouses refuse as they are: a lone surrogate, 1e400, bytes that are not UTF-8, "
+        "NULs, integers beyond 64 bits, two long custom field names alike in their first 70 characters",
+    )
     f = p.add_argument_group("faults (all off by default)")
     f.add_argument("--latency-ms", type=float, help="delay every API response")
     f.add_argument("--rate-limit", type=float, help="requests/second before answering 429")
@@ -78,6 +84,7 @@ def main(argv=None):
         epoch_ms_share=args.epoch_ms_share,
         snake_case_share=args.snake_case_share,
         awkward_ids=args.awkward_ids,
+        awkward_values=args.awkward_values,
         latency_ms=args.latency_ms,
         rate_limit=args.rate_limit,
         retry_after=args.retry_after,

@@ -22,7 +22,7 @@ from .documents import CREATED_MIN, UPDATED_END, UPDATED_MIN
 from .groups import LIST_SHARES, SEGMENT_SHARES, new_group
 from .ids import AWKWARD_LIST_ID, AWKWARD_SEGMENT_ID, ContactIds, dense_mail_id, list_id, mail_id, mix64, segment_id
 from .timestamps import iso_ms, rfc1123
-from .vocabulary import LIST_TITLES, SEGMENT_TITLES
+from .vocabulary import AWKWARD_CONTACTS, LIST_TITLES, LONG_NAMED_FIELDS, NUL_TITLE_SUFFIX, SEGMENT_TITLES
 
 PAGE_SIZE = 100
 _PROFILES = 1024  # cached document profiles per dataset (power of two)
@@ -56,7 +56,13 @@ class Dataset:
     ``epoch_ms_share`` and ``snake_case_share`` (0 by default: no source shows
     them) give that share of contacts epoch-ms created_at/updated_at and
     snake_case standard fields; ``awkward_ids`` gives one list and one segment
-    an id that must be percent-escaped in a URL path.
+    an id that must be percent-escaped in a URL path; ``awkward_values`` serves
+    values real accounts hold that warehouses refuse as they are (issue 14): the
+    first contacts created carry a lone surrogate escape in FirstName, bytes that
+    are not UTF-8 in LastName, \u0000 in Company and a custom field value, 10^20
+    employees, a 23-digit integer in the integer custom field and 1e400 in the float
+    one (vocabulary.AWKWARD_CONTACTS); the first list's title holds a NUL; two more
+    custom fields have names alike in their first 70 characters.
 
     Thread-safe: mutations and page computations take one lock; documents are
     generated outside it from immutable profiles and override dicts that are
@@ -73,6 +79,7 @@ class Dataset:
         epoch_ms_share=0.0,
         snake_case_share=0.0,
         awkward_ids=False,
+        awkward_values=False,
     ):
         if not 0 <= int(contacts) < 1 << 31:
             raise ValueError("contacts out of range")
@@ -81,6 +88,7 @@ class Dataset:
                 raise ValueError("%s must be between 0 and 1" % name)
         self.seed = int(seed)
         self.recordings = not dense
+        self.awkward_values = bool(awkward_values)
         self._epoch = int(float(epoch_ms_share) * 65536)
         self._snake = int(float(snake_case_share) * 65536)
         self._allocated = int(contacts)  # indexes handed out so far (deleted ones included)
@@ -102,6 +110,8 @@ class Dataset:
             g = new_group(self._salt, list_id, j, LIST_SHARES, LIST_TITLES, 1, recordings)
             if awkward_ids and j == 0:
                 g.id = AWKWARD_LIST_ID
+            if awkward_values and j == 0:
+                g.title += NUL_TITLE_SUFFIX
             self._lists[g.id] = g
         self._segments = {}
         for j in range(segments):
@@ -111,7 +121,9 @@ class Dataset:
             self._segments[g.id] = g
         self._mail_ids = tuple((mail_id if recordings else dense_mail_id)(self._salt, k) for k in range(24))
         self._profiles = [None] * _PROFILES
-        self._custom_definitions = documents.custom_field_definitions(self._salt, recordings)
+        self._custom_definitions = documents.custom_field_definitions(
+            self._salt, recordings, LONG_NAMED_FIELDS if awkward_values else ()
+        )
 
     # ----- identifiers and order ------------------------------------------------
 
@@ -167,7 +179,14 @@ class Dataset:
         return p
 
     def doc_json(self, i):
-        """Contact i's document as the API sends it (JSON text)."""
+        """Contact i's document as the API sends it (JSON text; the server encodes it
+        with surrogateescape, so a lone surrogate U+DC80..U+DCFF in it is a byte that is
+        not UTF-8)."""
+        if self.awkward_values and i < len(AWKWARD_CONTACTS):
+            return documents.awkward_json(self._doc_json(i), *AWKWARD_CONTACTS[i])
+        return self._doc_json(i)
+
+    def _doc_json(self, i):
         h = mix64(self._salt + i)
         p = self._profile(h & (_PROFILES - 1))
         h2 = mix64(h ^ 0x5851F42D4C957F2D)

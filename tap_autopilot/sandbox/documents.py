@@ -32,6 +32,7 @@ from .vocabulary import (
     LAST,
     LATE_FIELD,
     LEAD_SOURCES,
+    LONG_NAMED_FIELDS,
     MAIL_KEYS,
     OWNERS,
     PAGES,
@@ -127,10 +128,11 @@ def jtext(v):
     return '"%s"' % v if type(v) is str else str(v)
 
 
-def custom_field_definitions(salt, recordings):
-    """The /contacts/custom_fields body: name, fieldType and a stable key."""
+def custom_field_definitions(salt, recordings, extra=()):
+    """The /contacts/custom_fields body: name, fieldType and a stable key (extra:
+    more (name, fieldType) after the account's own)."""
     out = []
-    for k, (name, field_type) in enumerate(RECORDINGS_CUSTOM_FIELDS if recordings else CUSTOM_FIELDS):
+    for k, (name, field_type) in enumerate((RECORDINGS_CUSTOM_FIELDS if recordings else CUSTOM_FIELDS) + extra):
         created = CREATED_MIN + k * 86400000 + (salt >> (k + 3)) % 86400000
         out.append(
             {
@@ -387,6 +389,28 @@ def touched_json(text, touched, updated, snake):
     doc[key] = "%s (touched %d)" % (doc.get(key) or "Untitled", touched)
     doc["updated_at"] = updated
     return encode(doc)
+
+
+_FIELD_TYPES = dict(RECORDINGS_CUSTOM_FIELDS + LONG_NAMED_FIELDS)
+
+
+def awkward_json(text, members, custom):
+    """A document's JSON `text` with `members` ({key: raw JSON text}) in place of its
+    own, and `custom` ({kind: raw JSON value}) in its custom_fields, replacing the
+    entries of those kinds. Raw text, because these values are what an encoder would
+    never write: lone surrogate escapes, 1e400, integers beyond 64 bits."""
+    doc = json.loads(text)
+    for key in members:
+        doc.pop(key, None)
+    kept = [encode(entry) for entry in doc.pop("custom_fields", None) or [] if entry.get("kind") not in custom]
+    added = [
+        '{"kind":%s,"value":%s,"fieldType":"%s","deleted":false}' % (encode(kind), raw, _FIELD_TYPES[kind])
+        for kind, raw in custom.items()
+    ]
+    out = [encode(doc)[:-1]]
+    out += [",%s:%s" % (encode(key), raw) for key, raw in members.items()]
+    out.append(',"custom_fields":[%s]}' % ",".join(kept + added))
+    return "".join(out)
 
 
 def new_profile(seed_int, mail_ids, recordings):

@@ -234,7 +234,8 @@ def _page_body(page, dataset):
     """{"contacts": [...], "total_contacts": N[, "bookmark": ...]} as bytes."""
     docs = ",".join([dataset.doc_json(i) for i in page.indexes])
     tail = ',"bookmark":"%s"}' % page.bookmark if page.bookmark is not None else "}"
-    return ('{"contacts":[%s],"total_contacts":%d%s' % (docs, page.total, tail)).encode("utf-8")
+    # surrogateescape: the awkward_values knob's bytes that are not UTF-8 (see Dataset.doc_json).
+    return ('{"contacts":[%s],"total_contacts":%d%s' % (docs, page.total, tail)).encode("utf-8", "surrogateescape")
 
 
 _ROUTES: dict[str, Callable[..., bytes]] = {

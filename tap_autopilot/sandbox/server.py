@@ -36,9 +36,11 @@ class Sandbox:
         epoch_ms_share=0.0,
         snake_case_share=0.0,
         awkward_ids=False,
+        awkward_values=False,
         **faults,
     ):
-        """dense, epoch_ms_share, snake_case_share, awkward_ids: the dataset's shape (see Dataset)."""
+        """dense, epoch_ms_share, snake_case_share, awkward_ids, awkward_values: the
+        dataset's shape (see Dataset)."""
         self.dataset = Dataset(
             contacts=contacts,
             lists=lists,
@@ -48,6 +50,7 @@ class Sandbox:
             epoch_ms_share=epoch_ms_share,
             snake_case_share=snake_case_share,
             awkward_ids=awkward_ids,
+            awkward_values=awkward_values,
         )
         self.api_key = api_key
         self.host = host

@@ -154,3 +154,30 @@ RECORDINGS_CUSTOM_FIELDS = CUSTOM_FIELDS + (
 )
 # A custom field some contacts carry that the definitions endpoint never lists.
 LATE_FIELD = {"kind": "Late Field", "value": "added after discovery", "fieldType": "string"}
+
+# The awkward_values knob (issue 14): values real accounts hold that no warehouse takes as
+# they are. Two custom fields whose names agree in far more than their first 63 bytes.
+LONG_NAMED_FIELDS = (
+    ("Preferred channel for the quarterly business review and renewal call (primary contact)", "string"),
+    ("Preferred channel for the quarterly business review and renewal call (backup contact)", "string"),
+)
+# A list title with a NUL in it (a JSON \u0000 escape).
+NUL_TITLE_SUFFIX = "\x00 (imported)"
+# Per awkward contact (the first ones created): members as raw JSON text, which replace the
+# document's own, and custom_fields entries (kind -> raw JSON value) added to (or replacing) its own.
+AWKWARD_CONTACTS = (
+    (
+        {"FirstName": '"Ann\\ud83d"', "NumberOfEmployees": "100000000000000000000"},
+        {
+            "Seats": "15551234567890123456789",
+            "Lifetime Value": "1e400",
+            LONG_NAMED_FIELDS[0][0]: '"email"',
+            LONG_NAMED_FIELDS[1][0]: '"phone"',
+        },
+    ),
+    (
+        # "M\xfcller" in Latin-1: the byte 0xFC is not UTF-8 (served through surrogateescape).
+        {"LastName": '"M\udcfcller"', "Company": '"Acme\\u0000 Corp"'},
+        {"Favorite Color": '"Blue\\u0000"', LONG_NAMED_FIELDS[0][0]: '"phone"', LONG_NAMED_FIELDS[1][0]: '"email"'},
+    ),
+)

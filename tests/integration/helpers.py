@@ -517,6 +517,17 @@ def write_target_postgres_config(tmp_path, postgres, dbname: str) -> str:
     )
 
 
+def postgres_pipeline(tmp_path, postgres, sb: Sandbox, dbname: str) -> tuple[Warehouse, str, str]:
+    """A new database `dbname` on the postgres fixture, ready for sync_into_postgres:
+    (its Warehouse, a target-postgres config for it, a tap config for the sandbox sb)."""
+    postgres.create_database(dbname)
+    return (
+        Warehouse(postgres, dbname),
+        write_target_postgres_config(tmp_path, postgres, dbname),
+        write_config(tmp_path, sb),
+    )
+
+
 def sync_into_postgres(
     tmp: Path, name: str, config: str, catalog: str, target_config: str, state: str | None = None, timeout=600
 ) -> dict:

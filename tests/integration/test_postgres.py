@@ -85,10 +85,7 @@ def sb():
 
 def test_sandbox_to_postgres_upserts_and_removals(tmp_path, sb, postgres):
     tools.require(tools.TARGET_POSTGRES)
-    dbname = postgres.create_database("autopilot_e2e")
-    wh = helpers.Warehouse(postgres, dbname)
-    target_config = helpers.write_target_postgres_config(tmp_path, postgres, dbname)
-    config = helpers.write_config(tmp_path, sb)
+    wh, target_config, config = helpers.postgres_pipeline(tmp_path, postgres, sb, "autopilot_e2e")
     catalog = helpers.write_json(tmp_path / "catalog.json", helpers.select(helpers.discover(config)))
 
     # ---- first run -----------------------------------------------------------------------

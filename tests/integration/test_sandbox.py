@@ -617,6 +617,60 @@ def test_awkward_ids_are_served_through_escaped_paths():
         assert [d["contact_id"] for d in docs] == s.dataset.segment_members(sid) and docs
 
 
+@pytest.mark.parametrize("dense", [False, True])
+def test_awkward_values_only_behind_their_knob(dense):
+    plain = Dataset(contacts=300, seed=5, dense=dense)
+    awkward = Dataset(contacts=300, seed=5, dense=dense, awkward_values=True)
+    assert Dataset(contacts=300, seed=5, dense=dense, awkward_values=False).doc_json(0) == plain.doc_json(0)
+    changed = [i for i in range(300) if plain.doc_json(i) != awkward.doc_json(i)]
+    assert changed == [0, 1]
+    plain_lists, awkward_lists = plain.lists(), awkward.lists()
+    assert awkward_lists[1:] == plain_lists[1:]
+    assert awkward_lists[0]["title"] == plain_lists[0]["title"] + "\x00 (imported)"
+    definitions = awkward.custom_field_definitions()
+    assert definitions[:-2] == plain.custom_field_definitions()
+    long_names = [d["name"] for d in definitions[-2:]]
+    assert len(long_names[0]) > 63 and long_names[0][:63] == long_names[1][:63] != long_names[1]
+    # the rest of each awkward document is the plain one's
+    for i in changed:
+        before, after = json.loads(plain.doc_json(i)), awkward._doc(i)
+        assert after["contact_id"] == before["contact_id"] and after.get("lists") == before.get("lists")
+        assert after.get("updated_at") == before.get("updated_at")
+
+
+def test_awkward_values_are_served_as_the_api_would_send_them():
+    import orjson
+
+    with Sandbox(contacts=300, lists=3, segments=2, seed=5, awkward_values=True) as s:
+        bodies, bookmark = [], None
+        while True:
+            status, _, raw = request(s, "/v1/contacts" + ("/" + bookmark if bookmark else ""))
+            assert status == 200
+            bodies.append(raw)
+            bookmark = json.loads(raw.decode("utf-8", "replace")).get("bookmark")
+            if bookmark is None:
+                break
+        served = b"".join(bodies)
+        for raw_value in (
+            b'"FirstName":"Ann\\ud83d"',  # a lone surrogate escape: JSON, which orjson refuses
+            b'"value":1e400',  # a number no double holds
+            b'"value":15551234567890123456789',  # an integer custom field beyond 64 bits
+            b'"NumberOfEmployees":100000000000000000000',
+            b'"LastName":"M\xfcller"',  # not UTF-8
+            b'"Company":"Acme\\u0000 Corp"',
+            b'"value":"Blue\\u0000"',
+        ):
+            assert raw_value in served, raw_value
+        refused = [body for body in bodies if b"\xfc" in body or b"1e400" in body]
+        for body in refused:
+            with pytest.raises(orjson.JSONDecodeError):
+                orjson.loads(body)
+        status, _, raw = request(s, "/v1/lists")
+        assert status == 200 and b"\\u0000 (imported)" in raw
+        status, _, raw = request(s, "/v1/contacts/custom_fields")
+        assert raw.count(b"Preferred channel for the quarterly business review and renewal call (") == 2
+
+
 def test_delete_list(fresh):
     ds = fresh.dataset
     victim = max(ds.lists(), key=lambda x: len(ds.list_members(x["list_id"])))["list_id"]

@@ -8,6 +8,7 @@ import pytest
 import requests
 
 from tap_autopilot import client as client_module
+from tap_autopilot import values as values_module
 from tap_autopilot.client import (
     BACKOFF_CAP_SECONDS,
     RATE_LIMIT_RETRY_SECONDS,
@@ -496,3 +497,50 @@ def test_rate_limiter_a_thread_whose_slot_was_taken_waits_for_its_new_slot():
     limiter.acquire()
     assert fake_time.now == pytest.approx(1000.21), "started at the slot it lost"
     assert limiter._waiting == []
+
+
+# ----- pages always parse (docs/values.md) ------------------------------------------------
+
+CONTACTS_PAGE = b'{"contacts": [{"contact_id": "person_1", "FirstName": %s}], "total_contacts": 1}'
+
+
+def test_a_lone_surrogate_escape_is_json_the_page_parses_and_the_transform_replaces_it(caplog):
+    session = FakeSession(FakeResponse(200, CONTACTS_PAGE % b'"Ann\\ud83d"'))
+    body = make_client(session, FakeTime()).get("/contacts", "contacts")
+    assert body["contacts"][0]["FirstName"] == "Ann\ud83d"  # kept: the record transform replaces and counts it
+    assert len(session.urls) == 1 and not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_a_number_no_double_holds_parses_as_its_text_and_big_integers_exactly():
+    page = b'{"contacts": [{"a": 1e400, "b": -1E+400, "c": 15551234567890123456789, "d": 2.5}], "total_contacts": 1}'
+    body = make_client(FakeSession(FakeResponse(200, page)), FakeTime()).get("/contacts", "contacts")
+    assert body["contacts"][0] == {"a": "1e400", "b": "-1E+400", "c": 15551234567890123456789, "d": 2.5}
+
+
+def test_invalid_utf8_is_replaced_with_fffd_and_warned_once_per_page_naming_the_endpoint_not_the_value(caplog):
+    session = FakeSession(FakeResponse(200, CONTACTS_PAGE % b'"M\xfcller \xff"'))
+    client = make_client(session, FakeTime())
+    body = client.get("/contacts/person_0", "contacts")
+    assert body["contacts"][0]["FirstName"] == "M\ufffdller \ufffd"
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "/contacts/person_0" in warnings[0] and "ller" not in warnings[0]
+    assert client.stats.repaired_pages() == {"contacts": 1}
+    assert len(session.urls) == 1  # not retried
+
+
+@pytest.mark.parametrize("body", [b'{"lists": NaN}', b'{"lists": Infinity}', b'{"lists": [1,]}', b"\xff\xfe"])
+def test_a_body_that_is_not_json_at_all_stays_a_retryable_error(body):
+    session = FakeSession(FakeResponse(200, body))
+    with pytest.raises(RetryableError, match="not valid JSON"):
+        make_client(session, FakeTime()).get("/lists", "lists")
+    assert len(session.urls) == TRANSIENT_MAX_TRIES
+
+
+def test_clean_pages_take_the_fast_parser_only(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the slow parser ran on a clean page")
+
+    monkeypatch.setattr(values_module.json, "loads", refuse)
+    page = CONTACTS_PAGE % b'"Ann \\u00e9 \\ud83d\\ude00 \\u0000"'
+    body = make_client(FakeSession(FakeResponse(200, page)), FakeTime()).get("/contacts", "contacts")
+    assert body["contacts"][0]["FirstName"] == "Ann é 😀 \x00"  # the NUL is the transform's to remove

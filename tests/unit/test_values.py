@@ -1,0 +1,293 @@
+"""Values every warehouse accepts (docs/values.md, tap_autopilot/values.py): one test
+per rule, no server.
+
+Every emitted value passes transform.serialize, which writes a row needing it cleaned
+(values.clean_row); typed columns get null for what they cannot hold (the converters), and
+every change is counted per stream, column and kind (ValueChanges)."""
+
+import logging
+import re
+
+import orjson
+import pytest
+
+from tap_autopilot.client import RequestStats
+from tap_autopilot.converters import to_number
+from tap_autopilot.discover import custom_field_columns
+from tap_autopilot.progress import Progress
+from tap_autopilot.schema_files import load_schema
+from tap_autopilot.transform import ContactTransformer, custom_field_column, serialize
+from tap_autopilot.values import (
+    DATES_OUT_OF_RANGE,
+    INTEGERS_OUT_OF_RANGE,
+    NUL_REMOVED,
+    NUMBERS_OUT_OF_RANGE,
+    SURROGATES_REPLACED,
+    ValueChanges,
+)
+
+LONG_A = "Preferred channel for the quarterly business review and renewal call (primary contact)"
+LONG_B = "Preferred channel for the quarterly business review and renewal call (backup contact)"
+
+
+class Notes:
+    """A note(column, kind) that keeps what it hears."""
+
+    def __init__(self):
+        self.heard = []
+
+    def __call__(self, column, kind):
+        self.heard.append((column, kind))
+
+
+def written(row, note=None):
+    return orjson.loads(serialize(row, note))
+
+
+def transformer(note, *fields):
+    """A ContactTransformer over every standard column (extra_fields too) and the given custom fields."""
+    properties = dict(load_schema("contacts")["properties"])
+    kinds = {}
+    for column, name, schema in custom_field_columns(list(fields)):
+        properties[column] = schema
+        kinds[column] = name
+    return ContactTransformer(properties, kinds, note)
+
+
+def contact(**fields):
+    return {"contact_id": "person_1", "updated_at": "2020-01-01T00:00:00Z", **fields}
+
+
+# ---- strings: no NUL, no lone surrogate, at every depth ----------------------------------
+
+
+def test_nul_is_removed_from_every_string_at_every_depth_keys_included():
+    notes = Notes()
+    transform = transformer(notes, {"name": "Color", "fieldType": "string"})
+    doc = contact(
+        FirstName="Ann\x00",
+        custom_fields=[{"kind": "Color", "value": "Bl\x00ue", "fieldType": "string"}],
+        anywhere_page_visits={"https://x.test/\x00a": True},
+        mail_opened={"mail\x00_1": 1430349325347},
+        lists=["contactlist_\x001"],
+        Undocumented={"deep": ["a\x00", {"k\x00": "v\x00"}]},
+    )
+    out = serialize(transform(doc), notes)
+    assert b"\\u0000" not in out
+    row = orjson.loads(out)
+    assert row["first_name"] == "Ann" and row["custom_color"] == "Blue"
+    assert row["custom_fields"][0]["value"] == "Blue"
+    assert row["anywhere_page_visits"] == [{"url": "https://x.test/a", "value": True}]
+    assert row["mail_opened"][0]["id"] == "mail_1" and row["lists"] == ["contactlist_1"]
+    assert row["extra_fields"] == {"Undocumented": {"deep": ["a", {"k": "v"}]}}
+    assert {column for column, kind in notes.heard if kind == NUL_REMOVED} == {
+        "first_name",
+        "custom_color",
+        "custom_fields",
+        "anywhere_page_visits",
+        "mail_opened",
+        "lists",
+        "extra_fields",
+    }
+
+
+def test_lone_surrogates_become_fffd_at_every_depth_and_pairs_stay():
+    notes = Notes()
+    row = {"first_name": "Ann\ud83d", "title": "\ude00 ok 😀", "extra_fields": {"k\udfff": ["\ud800x"]}, "n": 1}
+    assert written(row, notes) == {
+        "first_name": "Ann\ufffd",
+        "title": "\ufffd ok 😀",
+        "extra_fields": {"k\ufffd": ["\ufffdx"]},
+        "n": 1,
+    }
+    assert sorted(notes.heard) == [(c, SURROGATES_REPLACED) for c in ("extra_fields", "first_name", "title")]
+
+
+def test_list_titles_and_membership_ids_pass_the_same_cleaning():
+    notes = Notes()
+    assert written({"list_id": "contactlist_1", "title": "VIP\x00 \ud83c"}, notes) == {
+        "list_id": "contactlist_1",
+        "title": "VIP \ufffd",
+    }
+    assert written({"segment_id": "seg\x00", "contact_id": "person_\ud83d"}, notes) == {
+        "segment_id": "seg",
+        "contact_id": "person_\ufffd",
+    }
+    assert set(notes.heard) == {
+        ("title", NUL_REMOVED),
+        ("title", SURROGATES_REPLACED),
+        ("segment_id", NUL_REMOVED),
+        ("contact_id", SURROGATES_REPLACED),
+    }
+
+
+def test_clean_rows_are_written_unchanged_and_report_nothing():
+    notes = Notes()
+    row = {"a": 'quote " backslash \\ tab \t', "b": "\\u0000 as text", "c": 2**63 - 1, "d": "é😀"}
+    assert written(row, notes) == row
+    assert notes.heard == []
+
+
+# ---- integers: signed 64 bits ------------------------------------------------------------
+
+
+def test_integers_beyond_64_bits_are_null_in_typed_columns_and_as_sent_in_custom_fields():
+    notes = Notes()
+    transform = transformer(notes, {"name": "Seats", "fieldType": "integer"})
+    doc = contact(
+        NumberOfEmployees=10**20,
+        custom_fields=[{"kind": "Seats", "value": 15551234567890123456789, "fieldType": "integer"}],
+        Undocumented=-(2**64),
+    )
+    row = written(transform(doc), notes)
+    assert row["number_of_employees"] is None and row["custom_seats"] is None
+    assert row["custom_fields"][0]["value"] == "15551234567890123456789"
+    assert row["extra_fields"] == {"Undocumented": str(-(2**64))}  # a JSON column: its text
+    assert set(notes.heard) == {
+        ("number_of_employees", INTEGERS_OUT_OF_RANGE),
+        ("custom_seats", INTEGERS_OUT_OF_RANGE),
+        ("extra_fields", INTEGERS_OUT_OF_RANGE),
+    }
+    assert written(transformer(None)(contact(NumberOfEmployees=2**63 - 1)))["number_of_employees"] == 2**63 - 1
+
+
+@pytest.mark.parametrize("raw", [10**20, "100000000000000000000", 1e20, "-9223372036854775809", "1e19"])
+def test_every_form_of_an_integer_beyond_64_bits_is_counted(raw):
+    notes = Notes()
+    assert transformer(notes)(contact(NumberOfEmployees=raw))["number_of_employees"] is None
+    assert notes.heard == [("number_of_employees", INTEGERS_OUT_OF_RANGE)]
+
+
+@pytest.mark.parametrize("raw", ["twelve", "", 3.5, True, [1], "nan"])
+def test_a_value_that_is_not_an_integer_is_null_but_not_counted_as_out_of_range(raw):
+    notes = Notes()
+    assert transformer(notes)(contact(NumberOfEmployees=raw))["number_of_employees"] is None
+    assert notes.heard == []
+
+
+# ---- numbers: finite -----------------------------------------------------------------------
+
+
+def test_numbers_no_double_holds_are_null_and_counted():
+    notes = Notes()
+    transform = transformer(notes, {"name": "Value", "fieldType": "float"})
+    # "1e400" is how the page parser hands over a JSON number no double holds (values.parse_body).
+    doc = contact(custom_fields=[{"kind": "Value", "value": "1e400", "fieldType": "float"}])
+    row = written(transform(doc), notes)
+    assert row["custom_value"] is None and row["custom_fields"][0]["value"] == "1e400"
+    assert notes.heard == [("custom_value", NUMBERS_OUT_OF_RANGE)]
+    assert to_number(float("inf")) is None and to_number(float("nan")) is None and to_number(10**400) is None
+    assert to_number(10**20) == 1e20  # a double holds it
+    assert written({"x": [float("inf")]}, notes) == {"x": [None]}
+
+
+# ---- date-times: 0001-01-01 .. 9999-12-31 UTC -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw", [10**30, "99999999999999999999", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", -(10**17)]
+)
+def test_datetimes_outside_what_warehouses_hold_are_null_and_counted(raw):
+    notes = Notes()
+    row = written(transformer(notes)(contact(first_visit_at=raw)))
+    assert row["first_visit_at"] is None
+    assert notes.heard == [("first_visit_at", DATES_OUT_OF_RANGE)]
+
+
+def test_datetimes_at_the_edges_stay_and_text_that_is_no_date_is_not_counted():
+    notes = Notes()
+    transform = transformer(notes)
+    assert written(transform(contact(first_visit_at="0001-01-01T00:00:00Z")))["first_visit_at"] == (
+        "0001-01-01T00:00:00Z"
+    )
+    assert written(transform(contact(first_visit_at="9999-12-31T23:59:59.999Z")))["first_visit_at"] == (
+        "9999-12-31T23:59:59.999000Z"
+    )
+    assert transform(contact(first_visit_at="soon"))["first_visit_at"] is None
+    assert notes.heard == []
+
+
+# ---- column names ------------------------------------------------------------------------------
+
+_WAREHOUSE_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def test_column_names_are_at_most_63_bytes_lowercase_ascii_and_unique_after_cutting():
+    fields = [
+        {"name": LONG_A, "fieldType": "string", "key": "contacts_customfields_1430000000000_a"},
+        {"name": LONG_B, "fieldType": "string", "key": "contacts_customfields_1440000000000_b"},
+        {"name": LONG_A.upper() + "!", "fieldType": "string", "key": "contacts_customfields_1450000000000_c"},
+        {"name": "客户" * 40, "fieldType": "string"},
+        {"name": "Ärger " * 20, "fieldType": "integer"},
+    ]
+    columns = [column for column, _, _ in custom_field_columns(fields)]
+    assert len(set(columns)) == len(columns) == 5
+    for column in columns:
+        assert len(column.encode()) <= 63 and _WAREHOUSE_NAME.fullmatch(column), column
+    assert len({column[:63].lower() for column in columns} | set(load_schema("contacts")["properties"])) == len(
+        columns
+    ) + len(load_schema("contacts")["properties"])
+
+
+def test_a_long_name_keeps_a_readable_prefix_and_a_hash_of_the_whole_name_stable_across_discoveries():
+    column = custom_field_column(LONG_A)
+    assert re.fullmatch(r"custom_preferred_channel_for_the_quarterly_business_revi_[0-9a-f]{6}", column)
+    assert custom_field_column(LONG_B) != column and custom_field_column(LONG_A) == column
+    fields = [
+        {"name": LONG_A, "fieldType": "string", "key": "contacts_customfields_1430000000000_a"},
+        {"name": LONG_B, "fieldType": "string", "key": "contacts_customfields_1440000000000_b"},
+    ]
+    first = {name: column for column, name, _ in custom_field_columns(fields)}
+    again = {name: column for column, name, _ in custom_field_columns(fields[::-1])}
+    assert first == again
+
+
+def test_existing_short_column_names_do_not_change():
+    assert custom_field_column("Favorite Color") == "custom_favorite_color"
+    assert custom_field_column("Größe") == "custom_grosse"
+    # 63 bytes exactly: kept whole
+    name = "x" * (63 - len("custom_"))
+    assert custom_field_column(name) == "custom_" + name
+
+
+# ---- visible, never noisy, never personal -------------------------------------------------------
+
+
+def test_one_warning_per_stream_column_and_kind_per_run_never_the_value(caplog):
+    changes = ValueChanges()
+    note = changes.reporter("contacts")
+    for _ in range(3):
+        written({"first_name": "Secret\x00Name", "last_name": "Hidden\ud83d"}, note)
+    written({"title": "VIP\x00"}, changes.reporter("lists"))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 3
+    assert any(w.startswith("contacts.first_name:") for w in warnings)
+    assert any(w.startswith("contacts.last_name:") for w in warnings)
+    assert any(w.startswith("lists.title:") for w in warnings)
+    assert not any(secret in w for w in warnings for secret in ("Secret", "Name", "Hidden", "VIP"))
+    assert changes.totals() == {
+        ("contacts", NUL_REMOVED): 3,
+        ("contacts", SURROGATES_REPLACED): 3,
+        ("lists", NUL_REMOVED): 1,
+    }
+
+
+def test_the_summary_counts_changed_values_per_stream_and_kind_and_repaired_pages(caplog):
+    caplog.set_level(logging.INFO)
+    changes = ValueChanges()
+    stats = RequestStats()
+    stats.count("invalid UTF-8 pages: contacts", 2)
+    for _ in range(2):
+        written({"number": None, "first_name": "a\x00"}, changes.reporter("contacts"))
+    changes.note("contacts", "custom_seats", INTEGERS_OUT_OF_RANGE)
+    Progress(["contacts"], stats, changes, interval=3600).summary()
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert any(re.fullmatch(r"\s*contacts\s+NULs removed\s+2", line) for line in lines), lines
+    assert any(re.fullmatch(r"\s*contacts\s+integers out of range\s+1", line) for line in lines), lines
+    assert any(re.fullmatch(r"\s*contacts\s+invalid UTF-8 pages\s+2", line) for line in lines), lines
+
+
+def test_the_summary_says_nothing_of_changes_when_there_were_none(caplog):
+    caplog.set_level(logging.INFO)
+    Progress(["contacts"], RequestStats(), ValueChanges(), interval=3600).summary()
+    assert not any("warehouse" in r.getMessage() for r in caplog.records)
