@@ -222,7 +222,7 @@ def run(args: argparse.Namespace) -> None:
     _sync_until_stopped(client, config, state, catalog)
 
 
-def _reset_stream(state_path, stream_id):
+def _reset_stream(state_path: str | None, stream_id: str) -> None:
     """--reset-stream: the state file without that stream's bookmark (state.reset_stream), replaced atomically."""
     if not state_path:
         raise ConfigError(

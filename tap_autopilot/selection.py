@@ -7,6 +7,9 @@ standard Singer metadata (`selected` on a stream's breadcrumb [] and on a column
 which is what a hand-edited catalog or Meltano's `select` sets too.
 """
 
+from collections.abc import Iterable, Sequence
+from typing import Any
+
 from tap_autopilot.errors import ConfigError
 
 
@@ -14,11 +17,13 @@ class SelectionError(ConfigError):
     pass
 
 
-def _metadata_by_breadcrumb(entry):
+def _metadata_by_breadcrumb(entry: dict[str, Any]) -> dict[tuple[str, ...], dict[str, Any]]:
     return {tuple(item.get("breadcrumb") or ()): item.setdefault("metadata", {}) for item in entry["metadata"]}
 
 
-def check_names(known, streams=None, exclude=()):
+def check_names(
+    known: Sequence[str], streams: Iterable[str] | None = None, exclude: Iterable[str] = ()
+) -> tuple[list[str], list[tuple[str, str]]]:
     """Refuse (SelectionError, with the names to use) a stream that is not one of
     `known`, or an exclusion that is not STREAM.COLUMN of a selected stream: before
     discovery, which columns need. Returns (the selected streams, [(stream, column)])."""
@@ -37,7 +42,9 @@ def check_names(known, streams=None, exclude=()):
     return wanted, excluded
 
 
-def select(catalog, streams=None, exclude=()):
+def select(
+    catalog: dict[str, Any], streams: Iterable[str] | None = None, exclude: Iterable[str] = ()
+) -> dict[str, Any]:
     """Mark the catalog (changed in place, and returned): the named streams (every
     stream when None) selected and the others not; each "stream.column" of `exclude`
     not selected. An unknown stream or column, or one that cannot be left out (a key,
@@ -64,6 +71,6 @@ def select(catalog, streams=None, exclude=()):
     return catalog
 
 
-def split_names(values):
+def split_names(values: Iterable[str] | None) -> list[str]:
     """The names given to repeated options, each may hold several separated by commas."""
     return [name.strip() for value in values or () for name in value.split(",") if name.strip()]

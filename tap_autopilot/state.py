@@ -33,6 +33,7 @@ import threading
 from typing import Any
 
 from tap_autopilot.converters import format_datetime, to_datetime
+from tap_autopilot.errors import ConfigError
 
 # The keys a membership pass that reads each parent's pages keeps while it runs.
 MEMBERSHIP_PASS_KEYS = ("done_through", "done_beyond", "in_progress")
@@ -56,7 +57,7 @@ def next_version(previous: int | None, now_ms: float) -> int:
     return max(int(now_ms), (previous or 0) + 1)
 
 
-def one_year_before(moment):
+def one_year_before(moment: datetime.datetime) -> datetime.datetime:
     """The default start date: the same calendar day a year earlier (28 February for 29
     February), at the same time of day, in UTC, to the second."""
     moment = moment.astimezone(datetime.UTC).replace(microsecond=0)
@@ -84,7 +85,9 @@ class State:
                 document["default_start_date"] = format_datetime(self._default_start_date)
             return document
 
-    def start_date(self, configured, run_began):
+    def start_date(
+        self, configured: datetime.datetime | None, run_began: datetime.datetime
+    ) -> tuple[datetime.datetime, bool]:
         """Where streams without a bookmark start: the config's start_date (an aware
         datetime) if it has one; else the default the state keeps; else, on the first
         run, one year before it began, which the state then keeps.
@@ -294,17 +297,17 @@ class MembershipPass:
 # --- resetting one stream in a state file ------------------------------------------
 
 
-class StateFileError(ValueError):
+class StateFileError(ConfigError):
     """A state file that reset_stream cannot change (the message says why)."""
 
 
-def _skip_space(text, position):
+def _skip_space(text: str, position: int) -> int:
     while position < len(text) and text[position] in " \t\n\r":
         position += 1
     return position
 
 
-def _members(text, start):
+def _members(text: str, start: int) -> list[tuple[str, int, int, int]]:
     """[(key, key_start, value_start, value_end)] of the JSON object whose '{' is text[start]."""
     decoder = json.JSONDecoder()
     members: list[tuple[str, int, int, int]] = []
@@ -323,11 +326,12 @@ def _members(text, start):
         position = _skip_space(text, position + 1)  # past ','
 
 
-def _member(text, start, key):
-    return next((member for member in _members(text, start) if member[0] == key), None)
+def _member(text: str, start: int, key: str) -> tuple[str, int, int, int]:
+    # Only called for a key json.loads found in that object, so it is there.
+    return next(member for member in _members(text, start) if member[0] == key)
 
 
-def reset_stream(text, stream_id):
+def reset_stream(text: str, stream_id: str) -> str:
     """The text of a state file without the stream's bookmark entry, every other byte as
     it was: the next run starts that stream again (contacts from the start date, a
     full-table stream under a new version) and every other stream where it was. Takes a
