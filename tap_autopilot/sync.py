@@ -176,7 +176,7 @@ class SyncContext:
         it in VERSION_COLUMN if that column is selected."""
         head = b'{"type":"RECORD","stream":%s,"record":' % orjson.dumps(stream_id)
         tail = b',"version":%d' % version if version is not None else b""
-        tail += b',"time_extracted":%s}\n' % orjson.dumps(singer.utils.strftime(singer.utils.now()))
+        tail += b',"time_extracted":%s}\n' % orjson.dumps(singer.utils.strftime(datetime.datetime.now(datetime.UTC)))
         if version is not None and VERSION_COLUMN in self.selected[stream_id].columns:
 
             def emit(row: dict[str, Any]) -> bytes:
