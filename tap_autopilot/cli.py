@@ -189,7 +189,7 @@ def run(args: argparse.Namespace) -> None:
     config = validate_config(_load_json(args.config, "config", "--config"))
     _FORMATTER.secrets = [config["api_key"]]
     catalog_path = args.catalog or args.properties
-    catalog: dict[str, Any] = {}  # read below unless --discover
+    catalog: dict[str, Any] | None = None  # read below unless --discover; None: every stream
     state: dict[str, Any] = {}
     if not args.discover:
         if catalog_path:

@@ -181,7 +181,7 @@ class SyncContext:
         note = self.value_changes.reporter(stream_id)
         head = b'{"type":"RECORD","stream":%s,"record":' % orjson.dumps(stream_id)
         tail = b',"version":%d' % version if version is not None else b""
-        tail += b',"time_extracted":%s}\n' % orjson.dumps(singer.utils.strftime(singer.utils.now()))
+        tail += b',"time_extracted":%s}\n' % orjson.dumps(singer.utils.strftime(datetime.datetime.now(datetime.UTC)))
         if version is not None and VERSION_COLUMN in self.selected[stream_id].columns:
 
             def emit(row: dict[str, Any]) -> bytes:
