@@ -1,6 +1,7 @@
 """The rate limiter every request of the tap passes (AutopilotClient.request), from any thread:
 request starts spaced evenly, the most urgent first, the critical scan's next slot booked ahead."""
 
+import collections
 import math
 import sys
 import threading
@@ -10,10 +11,10 @@ import time
 class RateLimiter:
     """Keeps request starts at least `interval` apart (1/rate with SAFETY's slack), however
     many threads share it, so that no one-second window ever holds more than `rate`
-    requests (rounded up: even spacing at 2.5/s puts 3 in some windows). The spacing is
-    checked when a request really starts, not only when its slot was planned: a thread
-    that wakes late pushes the next ones back instead of starting close behind another.
-    An idle gap saves nothing up: the next requests start one interval apart again.
+    requests (rounded up: even spacing at 2.5/s puts 3 in some windows). The limit is also
+    checked on the real starts: threads that wake late (a busy machine) and then start
+    close together still never put more than the rate's requests in a window. An idle gap
+    saves nothing up: the next requests start one interval apart again.
 
     Slots go to the most urgent request first (the scheduler sets each worker's priority
     to its scan's pages left): a waiting thread's slot moves later when a more urgent
@@ -40,7 +41,12 @@ class RateLimiter:
         self.interval = self.SAFETY / float(rate)
         self._clock = clock
         self._sleep = sleep
-        self._latest = -math.inf  # the latest start
+        self._latest = -math.inf  # the latest slot that started
+        # The real starts of the last whole `rate` requests (at least one): the check of the limit
+        # itself, on what really happened, beside the slots planned an interval apart.
+        self._per_window = max(1, math.floor(rate))
+        self._window = self._per_window * self.interval
+        self._recent: collections.deque[float] = collections.deque(maxlen=self._per_window)
         self._paused_until = 0.0
         self._waiting: list[list[float]] = []  # [slot, priority] of each thread waiting for its slot
         self._booked: list[float] | None = None  # [slot, priority]: the critical request's next slot
@@ -76,11 +82,11 @@ class RateLimiter:
                 # A fake clock may stand still while this thread sleeps: it has slept until its target.
                 now = max(self._clock(), slept_until)
                 if ticket[0] <= now + self._EPSILON:
-                    if self._paused_until <= now and abs(now - self._latest) >= self.interval - self._EPSILON:
+                    if self._paused_until <= now and self._within_limit(now):
                         self._start(ticket, now, cycle, priority)
                         return
-                    # Paused meanwhile (a 429), or another request started late, close before this one.
-                    ticket[0] = now
+                    # Paused meanwhile (a 429), or late requests crowd the window.
+                    ticket[0] = now if self._within_limit(now) else self._recent[0] + self._window
                     self._place(ticket)
                 target = ticket[0]
             wait = target - self._clock()
@@ -91,7 +97,10 @@ class RateLimiter:
     def _start(self, ticket, now, cycle, priority):
         # Callers hold the lock.
         self._waiting.remove(ticket)
-        self._latest = max(self._latest, now)
+        # The next slots follow this one's slot, not its real start: a thread that woke late
+        # does not make every later request late (under load, that cost 2 s at 5 r/s).
+        self._latest = max(self._latest, ticket[0])
+        self._recent.append(now)
         self._local.started = now
         # Book ahead for the most urgent scan of known length only.
         if (
@@ -116,6 +125,13 @@ class RateLimiter:
         if others_left >= pages_left * (intervals - 1):
             return intervals * self.interval
         return max(cycle, self.interval)
+
+    def _within_limit(self, now):
+        """Whether a request may really start at `now`: fewer than the rate's whole number of
+        requests started in the window before it (a fake clock may stand still: then `now`
+        may be before some of them)."""
+        recent = self._recent
+        return len(recent) < self._per_window or abs(now - recent[0]) >= self._window - self._EPSILON
 
     def _expired(self, now):
         return self._booked is not None and self._booked[0] + self.interval <= now

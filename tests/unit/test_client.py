@@ -650,17 +650,37 @@ def test_rate_limiter_an_idle_gap_does_not_let_saved_up_slots_go_out_as_a_burst(
     assert gaps == [pytest.approx(limiter.interval)] * 4
 
 
-def test_rate_limiter_a_thread_that_wakes_late_pushes_the_next_start_back():
-    """Spacing is kept between real starts: a request that starts late (its thread woke late)
-    is followed one interval later, not at the slot planned before."""
+def test_rate_limiter_a_thread_that_wakes_late_does_not_make_the_next_requests_late():
+    """The slots stay an interval apart as planned: one request that started late (its thread
+    woke late on a busy machine) does not push every later one back."""
     fake_time = FakeTime()
     limiter = RateLimiter(10, clock=fake_time.clock, sleep=fake_time.sleep)
     limiter.acquire()  # 1000.0
-    fake_time.now = 1000.08
-    limiter.acquire()  # planned for 1000.105; wakes late, at 1000.105 + 0.03
-    fake_time.sleeps.clear()
-    late = 1000.105 + 0.03
-    fake_time.now = late
-    limiter._latest = late  # as if that start happened late
+
+    def wake_late():
+        fake_time.now += 0.03
+
+    fake_time.on_sleep = wake_late
+    limiter.acquire()  # planned for 1000.105, started at 1000.135
+    assert fake_time.now == pytest.approx(1000.135)
     limiter.acquire()
-    assert fake_time.now == pytest.approx(late + limiter.interval)
+    assert fake_time.now == pytest.approx(1000.21)
+
+
+def test_rate_limiter_late_starts_crowding_together_never_put_more_than_the_rate_in_a_second():
+    """The limit is also checked on the real starts: when the first of a window's requests
+    started late, the last waits until a second (and SAFETY) after it."""
+    fake_time = FakeTime()
+    limiter = RateLimiter(5, clock=fake_time.clock, sleep=fake_time.sleep)
+    starts = []
+    limiter.acquire()
+    starts.append(fake_time.now)
+
+    def wake_late():
+        fake_time.now += 0.15
+
+    fake_time.on_sleep = wake_late
+    for _ in range(9):
+        limiter.acquire()
+        starts.append(fake_time.now)
+    assert_no_window_over(starts, 5, window=RateLimiter.SAFETY)

@@ -3,6 +3,7 @@ most pages left; the first error stops every worker and wait() raises it; withou
 error every chain runs to its end. No server; threads wait on events, never on time."""
 
 import threading
+import time
 
 import pytest
 
@@ -131,6 +132,11 @@ def test_workers_finish_their_current_page_and_take_no_other_after_an_error():
 
     scheduler.add(failing())
     scheduler.add(chain("queued", [1, 0], steps))
+    # The other worker has failed before the slow page completes (the slow chain, the longest,
+    # would otherwise keep its worker and take its next step before the error).
+    deadline = time.monotonic() + TIMEOUT
+    while scheduler._error is None and time.monotonic() < deadline:
+        time.sleep(0.001)
     raised = []
 
     def wait():
