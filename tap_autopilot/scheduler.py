@@ -7,9 +7,11 @@ writes the contract down. Cursor pagination is sequential within a scan, so the
 sync's length is bounded below by its longest scan: always advancing the scan
 with the most pages left keeps that scan busy and the others filling the rest
 of the rate limit, instead of leaving one long scan to run alone at the end.
-Workers hold at most one page each. before_step(pages left), if given, runs on the
-worker before each step: the sync passes the rate limiter's set_priority, so that
-the scan with the most pages left also gets the next request slot.
+With more than one worker, the scan with the most pages left keeps its worker between
+pages (see _keeps). Workers hold at most one page each. before_step(pages left), if
+given, runs on the worker before each step: the sync hands it, with pages_left() of
+every scan, to the rate limiter, so that the scan with the most pages left also gets
+its next request slot booked ahead (rate_limit.py).
 """
 
 import heapq

@@ -202,7 +202,7 @@ class SyncContext:
             self.progress.stream_done(stream_id)
 
     def _before_step(self, pages_left):
-        """On a worker, before a scan's step: its urgency for the rate limiter (see client.RateLimiter)."""
+        """On a worker, before a scan's step: its urgency for the rate limiter (see rate_limit.RateLimiter)."""
         assert self._scheduler is not None
         self.client.limiter.set_priority(pages_left, self._scheduler.pages_left())
 
@@ -247,7 +247,7 @@ class SyncContext:
             for stream_id in self.order:
                 self.selected[stream_id].stream.sync(self)
             # The shared scan (the contacts scan) first: usually the longest, and its pages come
-            # one after another, so a late start lengthens the whole sync (client.RateLimiter).
+            # one after another, so a late start lengthens the whole sync (rate_limit.py).
             planned, self._planned = self._planned, None
             for scan in self._shared_scans.values():
                 self.add_scan(scan.steps())
