@@ -45,8 +45,7 @@ CRITICAL_PATH = [
     "requests left to fill the slots between two of its own (the rate term binds), the booking is "
     "rounded up to whole intervals so that no slot goes unused; otherwise it is booked at its cycle and "
     "never waits. Its worker keeps it between pages, and it is scheduled before the segment scans. "
-    "Starts stay one interval (1.05 / rate) apart as planned, and the limit is also checked on the real "
-    "starts, so a thread that wakes late on a busy machine neither crowds a window nor delays the rest.",
+    "Starts stay one interval (1.05 / rate) apart as planned; a thread that wakes late delays no other.",
     "",
     "What remains above the floor: the tap's startup (about 0.2 s), the listings read before the "
     "contacts scan (one round trip), the limiter's 5% slack (requests / rate x 1.05 when the rate binds), "

@@ -1,7 +1,6 @@
 """The rate limiter every request of the tap passes (AutopilotClient.request), from any thread:
 request starts spaced evenly, the most urgent first, the critical scan's next slot booked ahead."""
 
-import collections
 import math
 import sys
 import threading
@@ -11,10 +10,8 @@ import time
 class RateLimiter:
     """Keeps request starts at least `interval` apart (1/rate with SAFETY's slack), however
     many threads share it, so that no one-second window ever holds more than `rate`
-    requests (rounded up: even spacing at 2.5/s puts 3 in some windows). The limit is also
-    checked on the real starts: threads that wake late (a busy machine) and then start
-    close together still never put more than the rate's requests in a window. An idle gap
-    saves nothing up: the next requests start one interval apart again.
+    requests (rounded up: even spacing at 2.5/s puts 3 in some windows). An idle gap saves
+    nothing up: the next requests start one interval apart again.
 
     Slots go to the most urgent request first (the scheduler sets each worker's priority
     to its scan's pages left): a waiting thread's slot moves later when a more urgent
@@ -43,11 +40,6 @@ class RateLimiter:
         self._clock = clock
         self._sleep = sleep
         self._latest = -math.inf  # the latest slot that started
-        # The real starts of the last whole `rate` requests (at least one): the check of the limit
-        # itself, on what really happened, beside the slots planned an interval apart.
-        self._per_window = max(1, math.floor(rate))
-        self._window = self._per_window * self.interval
-        self._recent: collections.deque[float] = collections.deque(maxlen=self._per_window)
         self._paused_until = 0.0
         self._waiting: list[list[float]] = []  # [slot, priority] of each thread waiting for its slot
         self._booked: list[float] | None = None  # [slot, priority]: the critical request's next slot
@@ -83,15 +75,12 @@ class RateLimiter:
                 # A fake clock may stand still while this thread sleeps: it has slept until its target.
                 now = max(self._clock(), slept_until)
                 if ticket[0] <= now + self._EPSILON:
-                    if self._paused_until <= now and self._within_limit(now):
+                    if self._paused_until <= now:
                         self._start(ticket, now, cycle, priority)
                         return
-                    if self._paused_until > now:  # paused meanwhile (a 429): a new slot after the pause
-                        ticket[0] = now
-                        self._place(ticket)
-                    else:  # late starts crowd the window: this one waits for it, the others after it
-                        ticket[0] = self._recent[0] + self._window
-                        self._bump(ticket)
+                    # A pause that began while this thread waited for its slot holds it too.
+                    ticket[0] = now
+                    self._place(ticket)
                 target = ticket[0]
             wait = target - self._clock()
             if wait > 0:
@@ -102,9 +91,9 @@ class RateLimiter:
         # Callers hold the lock.
         self._waiting.remove(ticket)
         # The next slots follow this one's slot, not its real start: a thread that woke late
-        # does not make every later request late (under load, that cost 2 s at 5 r/s).
+        # does not make every later request late (spacing real starts instead cost 1-2 s at
+        # 5 r/s on a busy machine, and did not prevent the 429s that bunched arrivals cause).
         self._latest = max(self._latest, ticket[0])
-        self._recent.append(now)
         self._local.started = now
         # Book ahead for the most urgent scan of known length only; not after its last page (pages
         # left 1: a booking nobody claims keeps a slot unused); and only while its round trips,
@@ -135,13 +124,6 @@ class RateLimiter:
         rounded_up = max(pages_left * intervals, pages_left + others_left) * interval
         at_cycle = pages_left * cycle + max(0, others_left - pages_left * between) * interval
         return intervals * interval if rounded_up <= at_cycle else max(cycle, interval)
-
-    def _within_limit(self, now):
-        """Whether a request may really start at `now`: fewer than the rate's whole number of
-        requests started in the window before it (a fake clock may stand still: then `now`
-        may be before some of them)."""
-        recent = self._recent
-        return len(recent) < self._per_window or abs(now - recent[0]) >= self._window - self._EPSILON
 
     def _expired(self, now):
         return self._booked is not None and self._booked[0] + self.interval <= now

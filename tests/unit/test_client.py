@@ -665,22 +665,3 @@ def test_rate_limiter_a_thread_that_wakes_late_does_not_make_the_next_requests_l
     assert fake_time.now == pytest.approx(1000.135)
     limiter.acquire()
     assert fake_time.now == pytest.approx(1000.21)
-
-
-def test_rate_limiter_late_starts_crowding_together_never_put_more_than_the_rate_in_a_second():
-    """The limit is also checked on the real starts: when the first of a window's requests
-    started late, the last waits until a second (and SAFETY) after it."""
-    fake_time = FakeTime()
-    limiter = RateLimiter(5, clock=fake_time.clock, sleep=fake_time.sleep)
-    starts = []
-    limiter.acquire()
-    starts.append(fake_time.now)
-
-    def wake_late():
-        fake_time.now += 0.15
-
-    fake_time.on_sleep = wake_late
-    for _ in range(9):
-        limiter.acquire()
-        starts.append(fake_time.now)
-    assert_no_window_over(starts, 5, window=RateLimiter.SAFETY)
