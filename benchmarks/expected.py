@@ -35,6 +35,12 @@ def expected(size):
                 "lists_contacts": sum(max(1, math.ceil(n / PAGE)) for n in list_sizes),
                 "smart_segments_contacts": sum(max(1, math.ceil(n / PAGE)) for n in segment_sizes),
             },
+            # The longest scan of each kind: its pages come one after another.
+            "longest": {
+                "contacts": max(1, math.ceil(len(ds) / PAGE)),
+                "lists_contacts": max((max(1, math.ceil(n / PAGE)) for n in list_sizes), default=0),
+                "smart_segments_contacts": max((max(1, math.ceil(n / PAGE)) for n in segment_sizes), default=0),
+            },
         }
     except Exception as error:
         log(f"bench: cannot compute the expected counts from the sandbox dataset ({error!r})")
@@ -59,3 +65,20 @@ def minimum_requests(streams, exp):
     if "smart_segments_contacts" in streams:
         total += pages["smart_segments_contacts"]
     return total
+
+
+def longest_scan(streams, exp, lists_contacts_source="auto"):
+    """(pages, scan) of the longest sequential scan a sync of `streams` makes, or None: the
+    contacts scan (which also reads memberships unless they are read list by list), a list's
+    or a segment's members."""
+    if exp is None:
+        return None
+    longest = exp["longest"]
+    scans = []
+    if "contacts" in streams or ("lists_contacts" in streams and lists_contacts_source != "lists"):
+        scans.append((longest["contacts"], "contacts"))
+    if "lists_contacts" in streams and lists_contacts_source == "lists":
+        scans.append((longest["lists_contacts"], "a list's members"))
+    if "smart_segments_contacts" in streams:
+        scans.append((longest["smart_segments_contacts"], "a segment's members"))
+    return max(scans, default=None)

@@ -1,4 +1,4 @@
-"""Scenario "parser": the page parser's fallback (issue 14). orjson parses a clean page; a page it
+"""Scenario "parser": the page parser's fallback. orjson parses a clean page; a page it
 refuses (one value RFC 8259 allows but orjson does not, or bytes that are not UTF-8) takes
 the standard library's parser. Timed in this process on one contacts page of the sandbox's
 default data, as served, and on the same page with one bad value."""

@@ -3,7 +3,8 @@
 
 Runs the installed CLI (.venv/bin/tap-autopilot) as a subprocess against a
 fresh sandbox subprocess per scenario and prints, per run: contacts, requests
-made (sandbox stats), wall time, the floor (requests / rate limit), wall/floor,
+made (sandbox stats), wall time, the floor (max(requests / rate limit, the
+longest scan's pages x round trip), and which term binds), wall/floor,
 records per second, CPU seconds per 1,000 records and peak RSS of the tap
 process (os.wait4 rusage of the child: the sandbox is not counted), and 429s.
 
@@ -22,6 +23,8 @@ Scenarios (each on a fresh sandbox):
   6  a list-heavy account (3k contacts, 12 lists, 3 segments), 50 ms, 10 r/s:
      memberships list by list, memberships from the scan, and the published tap 0.3.0
   parser   the page parser's fallback: a clean contacts page vs the same page with one bad value
+  7-10  the rate-limit regimes, all streams: 5 r/s 100 ms 4k/10/5, 20 r/s 100 ms 5k/10/5,
+        50 r/s 50 ms 5k/10/8, 5 r/s 300 ms 3k/6/6 (contacts/lists/segments)
   profile  scenario 1 under a per-thread cProfile (thread CPU time): top 15
 
 Usage:

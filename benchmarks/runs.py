@@ -4,7 +4,7 @@ import json
 import os
 import subprocess
 
-from expected import expected, minimum_requests
+from expected import expected, longest_scan, minimum_requests
 from sandbox_process import tail
 from settings import (
     API_KEY,
@@ -107,7 +107,8 @@ class Bench:
             os.path.join(self.workdir, f"catalog-{scenario}-{len(self.runs)}.json"), select_catalog(catalog, streams)
         )
         cmd = [TAP, "--config", config, "--catalog", catalog_path]
-        return self._run(scenario, "ours", sandbox, streams, cmd, rate if limited else None, note, variant)
+        source = (extra_config or {}).get("lists_contacts_source", "auto")
+        return self._run(scenario, "ours", sandbox, streams, cmd, rate if limited else None, note, variant, source)
 
     def run_published(self, scenario, sandbox, streams, note=""):
         catalog = self.published_catalog(sandbox)
@@ -118,7 +119,7 @@ class Bench:
             scenario, "0.3.0", sandbox, streams, self.published_cmd(sandbox, "--properties", props), None, note
         )
 
-    def _run(self, scenario, tap, sandbox, streams, cmd, rate, note, variant=""):
+    def _run(self, scenario, tap, sandbox, streams, cmd, rate, note, variant="", source="auto"):
         mix = MIX_LABELS.get(tuple(streams), "+".join(streams))
         if variant:
             mix = f"{mix} ({variant})"
@@ -167,7 +168,7 @@ class Bench:
             "status": status,
             "429": status.get("429", 0),
             "wall": run.wall,
-            "floor": requests_ok / rate if rate else None,
+            **floor(requests_ok, rate, longest_scan(streams, exp, source), sandbox.latency_ms),
             "cpu": run.cpu,
             "user": run.user,
             "sys": run.sys,
@@ -234,8 +235,25 @@ class Bench:
         return best
 
 
+def floor(requests, rate, longest, latency_ms):
+    """The run's lower bound, floor = max(requests / rate limit, longest scan's pages x round trip),
+    and which term binds: a scan's pages come one after another (each cursor comes from the page
+    before), one round trip each (the sandbox's latency), while the rate limit caps all requests.
+    None when neither term applies (no limit, no latency)."""
+    terms = []
+    if rate:
+        terms.append((requests / rate, "rate"))
+    if longest is not None and latency_ms:
+        pages, scan = longest
+        terms.append((pages * latency_ms / 1000.0, f"{scan} pages"))
+    if not terms:
+        return {"floor": None, "binds": None, "floor_terms": {}}
+    value, binds = max(terms)
+    return {"floor": value, "binds": binds, "floor_terms": {name: seconds for seconds, name in terms}}
+
+
 def one_line(row):
-    floor = f"{row['floor']:.1f}s" if row["floor"] else "n/a"
+    floor = f"{row['floor']:.1f}s ({row['binds']})" if row["floor"] else "n/a"
     return (
         f"{row['records']:,} records, {row['requests']:,} requests, wall {row['wall']:.2f}s, floor {floor}, "
         f"CPU {row['cpu']:.2f}s, RSS {row['rss_mb']:.0f} MB, 429s {row['429']}, "

@@ -34,6 +34,11 @@ SIZES = {
         "s4": dict(contacts=5_000, lists=10, segments=5),
         "s5": dict(contacts=10_000, lists=3, segments=2),
         "s6": dict(contacts=3_000, lists=12, segments=3),  # the list-heavy account
+        # The rate-limit regimes: the contacts scan against the rate limit.
+        "s7": dict(contacts=4_000, lists=10, segments=5),
+        "s8": dict(contacts=5_000, lists=10, segments=5),
+        "s9": dict(contacts=5_000, lists=10, segments=8),
+        "s10": dict(contacts=3_000, lists=6, segments=6),
     },
     "quick": {
         "s1": dict(contacts=1_000, lists=3, segments=2),
@@ -42,6 +47,10 @@ SIZES = {
         "s4": dict(contacts=300, lists=3, segments=2),
         "s5": dict(contacts=1_000, lists=3, segments=2),
         "s6": dict(contacts=600, lists=12, segments=3),
+        "s7": dict(contacts=400, lists=4, segments=2),
+        "s8": dict(contacts=1_000, lists=4, segments=2),
+        "s9": dict(contacts=1_000, lists=4, segments=3),
+        "s10": dict(contacts=300, lists=3, segments=2),
     },
 }
 SEED = 7

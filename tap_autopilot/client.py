@@ -23,6 +23,7 @@ from singer import metrics
 
 from tap_autopilot.config import DEFAULT_BASE_URL, DEFAULT_MAX_REQUESTS_PER_SECOND, DEFAULT_REQUEST_TIMEOUT_SECONDS
 from tap_autopilot.errors import AuthError, NotFoundError, RateLimitedError, RetryableError, TapError
+from tap_autopilot.rate_limit import RateLimiter
 from tap_autopilot.values import parse_body
 
 LOGGER = logging.getLogger("tap_autopilot")
@@ -46,77 +47,6 @@ BACKOFF_CAP_SECONDS = 60
 # wait seconds of real backoff; users have no reason to.
 BACKOFF_BASE_ENV = "TAP_AUTOPILOT_BACKOFF_SECONDS"
 BACKOFF_BASE_SECONDS = 1.0
-
-
-class RateLimiter:
-    """Spaces request starts evenly so that no one-second window ever holds
-    more than `rate` requests (rounded up: even spacing at 2.5/s puts 3 in some
-    windows), however many threads share it.
-
-    Slots go to the most urgent request first: a thread that sets a higher
-    priority (the scheduler sets each worker's to its scan's pages left) takes
-    the earliest slot a less urgent waiting thread holds, which waits for the
-    next. Bookmark paging is sequential, so the longest scan bounds the sync:
-    queued first come, first served behind the other scans for every page, it
-    would end the sync alone, at the rate of one request per round trip."""
-
-    # 5% slack: requests leave evenly spaced but can arrive bunched (network,
-    # a busy server or client), and one 429 costs a whole Retry-After pause.
-    SAFETY = 1.05
-
-    def __init__(self, rate: float, clock: Clock = time.monotonic, sleep: Sleep = time.sleep) -> None:
-        self.interval = self.SAFETY / float(rate)
-        self._clock = clock
-        self._sleep = sleep
-        self._next = 0.0
-        self._paused_until = 0.0
-        self._waiting: list[list[float]] = []  # [slot, priority] of each thread waiting for its slot
-        self._local = threading.local()
-        self._lock = threading.Lock()
-
-    def set_priority(self, priority: float) -> None:
-        """This thread's urgency for its next requests (higher first; default 0)."""
-        self._local.priority = priority
-
-    def acquire(self) -> None:
-        """Block until this thread may start a request."""
-        priority = getattr(self._local, "priority", 0)
-        with self._lock:
-            now = self._clock()
-            ticket = [self._reserve(now), priority]
-            lower = [other for other in self._waiting if other[1] < priority and other[0] < ticket[0]]
-            if lower:
-                earliest = min(lower, key=lambda other: other[0])
-                earliest[0], ticket[0] = ticket[0], earliest[0]
-            self._waiting.append(ticket)
-            slept_until = now
-        while True:
-            with self._lock:
-                if ticket[0] <= slept_until:
-                    # A pause that began while this thread waited for its slot holds it too:
-                    # take a new slot after the pause instead of starting now.
-                    if self._paused_until <= ticket[0]:
-                        self._waiting.remove(ticket)
-                        return
-                    ticket[0] = self._reserve(self._clock())
-                target = ticket[0]
-                wait = target - self._clock()
-            if wait > 0:
-                self._sleep(wait)
-            slept_until = target
-
-    def _reserve(self, now: float) -> float:
-        # Callers hold the lock.
-        slot = max(now, self._next)
-        self._next = slot + self.interval
-        return slot
-
-    def pause(self, seconds: float) -> None:
-        """Hold every thread back: the server asked us to slow down."""
-        with self._lock:
-            until = self._clock() + seconds
-            self._paused_until = max(self._paused_until, until)
-            self._next = max(self._next, until)
 
 
 class RetryPolicy:

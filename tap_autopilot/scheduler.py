@@ -7,9 +7,11 @@ writes the contract down. Cursor pagination is sequential within a scan, so the
 sync's length is bounded below by its longest scan: always advancing the scan
 with the most pages left keeps that scan busy and the others filling the rest
 of the rate limit, instead of leaving one long scan to run alone at the end.
-Workers hold at most one page each. before_step(pages left), if given, runs on the
-worker before each step: the sync passes the rate limiter's set_priority, so that
-the scan with the most pages left also gets the next request slot.
+With more than one worker, the scan with the most pages left keeps its worker between
+pages (see _keeps). Workers hold at most one page each. before_step(pages left), if
+given, runs on the worker before each step: the sync hands it, with pages_left() of
+every scan, to the rate limiter, so that the scan with the most pages left also gets
+its next request slot booked ahead (rate_limit.py).
 """
 
 import heapq
@@ -32,6 +34,8 @@ class Scheduler:
         self._active = 0  # scans added and not finished
         self._closed = False  # no more scans will be added
         self._error: BaseException | None = None
+        self._keeper: threading.Thread | None = None  # the worker keeping the longest chain (see _keeps)
+        self._left: dict[int, float] = {}  # pages left of each active chain, by id
         self._threads = [
             threading.Thread(target=self._work, name=f"autopilot-{n}", daemon=True) for n in range(workers)
         ]
@@ -43,19 +47,28 @@ class Scheduler:
             self._active += 1
             self._push(UNKNOWN, chain)
 
+    def pages_left(self) -> float:
+        """The pages every active scan has left (one for a scan that does not know yet)."""
+        with self._cond:
+            return sum(1 if left == UNKNOWN else left for left in self._left.values())
+
     def _push(self, remaining: float | None, chain: Steps) -> None:
+        self._left[id(chain)] = UNKNOWN if remaining is None else remaining
         heapq.heappush(self._heap, (-(UNKNOWN if remaining is None else remaining), next(self._order), chain))
         self._cond.notify()
 
     def _work(self) -> None:
+        chain: Steps | None
+        chain, urgency = None, 0.0  # the chain this worker steps (again, when it is the longest)
         while True:
-            with self._cond:
-                while not self._heap and self._error is None and not (self._closed and self._active == 0):
-                    self._cond.wait()
-                if self._error is not None or not self._heap:
-                    self._cond.notify_all()
-                    return
-                urgency, _, chain = heapq.heappop(self._heap)
+            if chain is None:
+                with self._cond:
+                    while not self._heap and self._error is None and not (self._closed and self._active == 0):
+                        self._cond.wait()
+                    if self._error is not None or not self._heap:
+                        self._cond.notify_all()
+                        return
+                    urgency, _, chain = heapq.heappop(self._heap)
             try:
                 if self._before_step is not None:
                     self._before_step(-urgency)
@@ -63,13 +76,40 @@ class Scheduler:
             except StopIteration:
                 with self._cond:
                     self._active -= 1
+                    self._left.pop(id(chain), None)
+                    if self._keeper is threading.current_thread():
+                        self._keeper = None
                     self._cond.notify_all()
+                chain = None
                 continue
             except BaseException as error:  # any failure stops the run; wait() re-raises it
                 self.fail(error)
                 return
             with self._cond:
+                if self._keeps(remaining):
+                    assert remaining is not None  # _keeps keeps only a chain that knows its length
+                    urgency = -remaining
+                    self._left[id(chain)] = remaining
+                    continue
                 self._push(remaining, chain)
+                chain = None
+
+    def _keeps(self, remaining: float | None) -> bool:
+        """Whether this worker steps its chain again at once (callers hold the condition): with
+        more than one worker, the chain with the most pages left keeps its worker, while the
+        other workers take the rest in the usual order. Its pages come one after another, so
+        each wait in the queue, even behind first pages, lengthens the whole sync."""
+        me = threading.current_thread()
+        if len(self._threads) < 2 or remaining is None or self._error is not None:
+            kept = False
+        else:
+            known = [-urgency for urgency, _, _ in self._heap if -urgency != UNKNOWN]
+            kept = self._keeper in (None, me) and remaining > max(known, default=-1)
+        if self._keeper is me and not kept:
+            self._keeper = None
+        elif kept:
+            self._keeper = me
+        return kept
 
     def fail(self, error: BaseException) -> None:
         """Stop every worker after its current page; wait() raises the first error."""

@@ -145,6 +145,7 @@ class SyncContext:
         self.lock = state.lock  # the output lock, which also guards the state document
         self.workers = workers
         self._scheduler: Scheduler | None = None  # set by run()
+        self._planned: list[Steps] | None = None  # scans added while run() has the streams plan their work
         self._parents: dict[str, list[dict[str, Any]]] = {}
         self._shared_scans: dict[type[PageScan], PageScan] = {}
         # Values changed so that every warehouse accepts them (docs/values.md).
@@ -226,10 +227,18 @@ class SyncContext:
             self._write_state()
             self.progress.stream_done(stream_id)
 
+    def _before_step(self, pages_left: float) -> None:
+        """On a worker, before a scan's step: its urgency for the rate limiter (see rate_limit.RateLimiter)."""
+        assert self._scheduler is not None
+        self.client.limiter.set_priority(pages_left, self._scheduler.pages_left())
+
     def add_scan(self, steps: Steps) -> None:
         """Run a scan's steps (PageScan.steps(), see scheduler.py) on the workers."""
         assert self._scheduler is not None, "scans are added by the streams run() starts"
-        self._scheduler.add(steps)
+        if self._planned is not None:
+            self._planned.append(steps)  # while the streams plan their work: see run()
+        else:
+            self._scheduler.add(steps)
 
     # --- output ----------------------------------------------------------
 
@@ -258,12 +267,18 @@ class SyncContext:
                 )
             self.out.flush()
         self.progress.start()
-        self._scheduler = Scheduler(self.workers, before_step=self.client.limiter.set_priority)
+        self._scheduler = Scheduler(self.workers, before_step=self._before_step)
         try:
+            self._planned = []
             for stream_id in self.order:
                 self.selected[stream_id].stream.sync(self)
+            # The shared scan (the contacts scan) first: usually the longest, and its pages come
+            # one after another, so a late start lengthens the whole sync (rate_limit.py).
+            planned, self._planned = self._planned, None
             for scan in self._shared_scans.values():
                 self.add_scan(scan.steps())
+            for steps in planned:
+                self.add_scan(steps)
             self._scheduler.wait()
         except BaseException as error:
             self.progress.stop()

@@ -57,7 +57,7 @@ class Dataset:
     them) give that share of contacts epoch-ms created_at/updated_at and
     snake_case standard fields; ``awkward_ids`` gives one list and one segment
     an id that must be percent-escaped in a URL path; ``awkward_values`` serves
-    values real accounts hold that warehouses refuse as they are (issue 14): the
+    values real accounts hold that warehouses refuse as they are: the
     first contacts created carry a lone surrogate escape in FirstName, bytes that
     are not UTF-8 in LastName, \u0000 in Company and a custom field value, 10^20
     employees, a 23-digit integer in the integer custom field and 1e400 in the float

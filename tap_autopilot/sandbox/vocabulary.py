@@ -155,7 +155,7 @@ RECORDINGS_CUSTOM_FIELDS = CUSTOM_FIELDS + (
 # A custom field some contacts carry that the definitions endpoint never lists.
 LATE_FIELD = {"kind": "Late Field", "value": "added after discovery", "fieldType": "string"}
 
-# The awkward_values knob (issue 14): values real accounts hold that no warehouse takes as
+# The awkward_values knob: values real accounts hold that no warehouse takes as
 # they are. Two custom fields whose names agree in far more than their first 63 bytes.
 LONG_NAMED_FIELDS = (
     ("Preferred channel for the quarterly business review and renewal call (primary contact)", "string"),

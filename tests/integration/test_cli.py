@@ -75,7 +75,7 @@ def test_about_describes_the_tap():
         assert setting["type"] in ("string", "integer", "number", "boolean"), name
         assert isinstance(setting["required"], bool) and isinstance(setting["secret"], bool), name
         assert setting.get("description"), name
-    assert {n for n, s in settings.items() if s["required"]} == {"api_key"}  # start_date: one year back (issue 16)
+    assert {n for n, s in settings.items() if s["required"]} == {"api_key"}  # start_date: one year back
     assert {n for n, s in settings.items() if s["secret"]} == {"api_key"}
     assert sorted(about["required_settings"]) == ["api_key"]
     assert "one year before the first run" in settings["start_date"]["description"]

@@ -1,4 +1,4 @@
-"""Issue 16: `make demo` (scripts/demo.sh) reads without alarm: target-jsonl's
+"""`make demo` (scripts/demo.sh) reads without alarm: target-jsonl's
 ACTIVATE_VERSION warnings stay in its log, off the screen, with one line saying why
 they are harmless; the rows are all there."""
 

@@ -1,4 +1,4 @@
-"""Issue 16: any current Python. With PYTHON unset, make takes the newest CPython from
+"""Any current Python. With PYTHON unset, make takes the newest CPython from
 3.11 up that scripts/pythons.sh finds (skipping interpreters that do not start, such as
 a pyenv shim of a version not activated), says which, and `make test` runs the unit and
 core end-to-end tests under each other version found."""

@@ -183,7 +183,7 @@ def test_meltano4_readme_pipeline(tmp_path, sandbox_factory):
     assert project.state()["bookmarks"]["lists"] != kept["bookmarks"]["lists"]  # a new pass, as every run
 
 
-# ---- issue 16: many accounts, one plugin each, into one PostgreSQL -------------------------
+# ---- many accounts, one plugin each, into one PostgreSQL -------------------------
 
 TARGET_POSTGRES_DEFINITION = """\
 name: target-postgres

@@ -1,4 +1,4 @@
-"""Issue 16, the first hour (docs/running.md), through the real CLI against the sandbox:
+"""The first hour (docs/running.md), through the real CLI against the sandbox:
 no start_date (the first run bounded by one year, kept in the state; later runs from the
 state), no --catalog (every stream, default columns, said in the log), the selection
 options of --discover, and --reset-stream (one bookmark gone, every other byte kept)."""

@@ -1,6 +1,6 @@
 """The cron entry of docs/scheduling.md. scripts/run-pipeline.sh runs tap | target-jsonl,
 carries the target's state from run to run, and never runs while another run of the
-same pipeline holds the lock. Issue 16: its run history (one JSON line per run beside
+same pipeline holds the lock. Its run history (one JSON line per run beside
 the state, read as a table by the command in docs/running.md), and a state replaced
 only by a line that is a JSON object."""
 

@@ -2,6 +2,7 @@
 waits, the 429 budget, and the rate limiter. A fake clock and sleep stand in for time
 (no test waits), a fake session for the network (no server)."""
 
+import itertools
 import threading
 
 import pytest
@@ -460,7 +461,6 @@ def test_rate_limiter_gives_a_more_urgent_thread_the_earliest_slot_a_waiting_thr
     limiter = RateLimiter(10, clock=lambda: 1000.0, sleep=lambda seconds: None)
     limiter.acquire()  # the slot at 1000.0, taken at once
     limiter._waiting = [[1000.105, 1], [1000.21, 1]]  # two less urgent threads asleep until their slots
-    limiter._next = 1000.315
     starts = []
     limiter._sleep = lambda seconds: starts.append(1000.0 + seconds)
     limiter.set_priority(50)
@@ -473,7 +473,6 @@ def test_rate_limiter_equal_urgency_keeps_first_come_first_served():
     limiter = RateLimiter(10, clock=lambda: 1000.0, sleep=lambda seconds: None)
     limiter.acquire()
     limiter._waiting = [[1000.105, 7]]
-    limiter._next = 1000.21
     starts = []
     limiter._sleep = lambda seconds: starts.append(1000.0 + seconds)
     limiter.set_priority(7)
@@ -491,7 +490,7 @@ def test_rate_limiter_a_thread_whose_slot_was_taken_waits_for_its_new_slot():
     def an_urgent_thread_arrives():  # runs while this thread sleeps towards its slot (1000.105)
         with limiter._lock:
             mine = limiter._waiting[0]
-            mine[0] = limiter._reserve(fake_time.now)  # what an urgent acquire does: a swap
+            mine[0] += limiter.interval  # what an urgent acquire does: moves it one slot later
 
     fake_time.on_sleep = an_urgent_thread_arrives
     limiter.acquire()
@@ -544,3 +543,173 @@ def test_clean_pages_take_the_fast_parser_only(monkeypatch):
     page = CONTACTS_PAGE % b'"Ann \\u00e9 \\ud83d\\ude00 \\u0000"'
     body = make_client(FakeSession(FakeResponse(200, page)), FakeTime()).get("/contacts", "contacts")
     assert body["contacts"][0]["FirstName"] == "Ann é 😀 \x00"  # the NUL is the transform's to remove
+
+
+class VirtualTime:
+    """Simulated time for several threads: time moves only when every thread of the
+    simulation is asleep, straight to the earliest wake-up. No real waiting."""
+
+    def __init__(self, threads, now=1000.0):
+        self.now = now
+        self._threads = threads
+        self._asleep: list[float] = []
+        self._cond = threading.Condition()
+        self.done = 0
+
+    def clock(self):
+        return self.now
+
+    def sleep(self, seconds):
+        with self._cond:
+            until = self.now + seconds
+            self._asleep.append(until)
+            if len(self._asleep) + self.done == self._threads:
+                self._advance()
+            while self.now < until:
+                assert self._cond.wait(TIMEOUT), "the simulation hung"
+            self._asleep.remove(until)
+
+    def finished(self):
+        with self._cond:
+            self.done += 1
+            if self._asleep and len(self._asleep) + self.done == self._threads:
+                self._advance()
+
+    def _advance(self):
+        self.now = max(self.now, min(self._asleep))
+        self._cond.notify_all()
+
+
+TIMEOUT = 10  # a safety net against a hung test, never a measured duration
+
+
+def simulate(rate, critical_round_trip, others, other_round_trip, pages, others_left):
+    """One scan of `pages` pages at the top priority (its pages left) and `others` threads
+    of less urgent scans that always want a request, each request one round trip long; the
+    scheduler tells each thread the pages all scans have left, `others_left` of them the
+    other scans'. Returns the critical scan's (asked, started) times, every start as
+    (time, who), and the limiter."""
+    clock = VirtualTime(others + 1)
+    limiter = RateLimiter(rate, clock=clock.clock, sleep=clock.sleep)
+    critical: list[tuple[float, float]] = []
+    starts: list[tuple[float, str]] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def scan(name, priority, round_trip, count):
+        try:
+            for page in range(count):
+                if stop.is_set():
+                    return
+                limiter.set_priority(priority(page), pages - page + others_left)
+                asked = clock.now
+                limiter.acquire()
+                with lock:
+                    starts.append((clock.now, name))
+                    if name == "critical":
+                        critical.append((asked, clock.now))
+                clock.sleep(round_trip)
+        finally:
+            if name == "critical":
+                stop.set()
+            clock.finished()
+
+    threads = [
+        threading.Thread(target=scan, args=("critical", lambda page: 100 + pages - page, critical_round_trip, pages))
+    ]
+    threads += [
+        threading.Thread(target=scan, args=(f"other-{n}", lambda page, n=n: 5 - n, other_round_trip, 10**6))
+        for n in range(others)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(TIMEOUT)
+    assert not any(thread.is_alive() for thread in threads), "the simulation hung"
+    return critical, starts, limiter
+
+
+def critical_waits(critical):
+    """How long each of the critical scan's requests waited, after the two that measure its cycle."""
+    return [started - asked for asked, started in critical[2:]]
+
+
+def assert_the_others_fill_the_limit(starts, rate):
+    """At least 90% of the slots the limit allows are used (others arriving between two slots
+    cost a little; booking the critical scan at its exact cycle lost a third at 5 r/s and 300 ms)."""
+    span = starts[-1][0] - starts[0][0]
+    assert len(starts) >= 0.9 * span * rate / RateLimiter.SAFETY, "the other scans did not fill the rest"
+
+
+@pytest.mark.parametrize("rate, round_trip", [(20, 0.11), (20, 0.1), (50, 0.05), (5, 0.3), (10, 0.107)])
+def test_rate_limiter_the_critical_scan_is_sent_without_waiting_while_other_scans_saturate_the_limit(rate, round_trip):
+    """The scan with the most pages left bounds the sync (the others have few pages left):
+    once it has measured its cycle, each of its requests starts the moment it asks, while
+    three less urgent threads ask for every slot."""
+    critical, starts, _ = simulate(rate, round_trip, others=3, other_round_trip=0.107, pages=30, others_left=3)
+    assert len(critical) == 30
+    assert critical_waits(critical) == [0.0] * 28
+    assert sum(1 for _, who in starts if who != "critical") > 0
+    assert_no_window_over([time for time, _ in starts], rate)
+
+
+@pytest.mark.parametrize("rate, round_trip", [(20, 0.11), (50, 0.05), (5, 0.3), (5, 0.1)])
+def test_rate_limiter_when_the_rate_limit_binds_the_critical_scan_leaves_no_slot_unused(rate, round_trip):
+    """The other scans have more requests left than fit beside the critical scan's: its next
+    slot is booked a whole number of intervals ahead, so that the others fill every slot
+    between two of its requests; it waits less than an interval for that."""
+    critical, starts, limiter = simulate(rate, round_trip, others=3, other_round_trip=0.107, pages=30, others_left=500)
+    assert max(critical_waits(critical)) < limiter.interval
+    assert_the_others_fill_the_limit(starts, rate)
+
+
+@pytest.mark.parametrize("rate, round_trip", [(20, 0.1), (50, 0.05), (5, 0.3), (2.5, 0.2)])
+def test_rate_limiter_booking_ahead_keeps_every_one_second_window_within_the_limit(rate, round_trip):
+    _, starts, _ = simulate(rate, round_trip, others=3, other_round_trip=0.093, pages=40, others_left=30)
+    times = [time for time, _ in starts]
+    if rate == int(rate):
+        assert_no_window_over(times, rate)
+    else:
+        assert_no_window_over(times, rate * 2, 2)
+    gaps = [b - a for a, b in zip(sorted(times), sorted(times)[1:], strict=False)]
+    assert min(gaps) >= RateLimiter.SAFETY / rate - 1e-9
+
+
+def test_rate_limiter_less_urgent_threads_keep_their_order_around_the_critical_scan():
+    """Booking ahead moves the other scans' requests later, never past one another:
+    the more urgent of them still goes first, equal ones first come first served."""
+    _, starts, _ = simulate(20, 0.1, others=3, other_round_trip=0.107, pages=20, others_left=500)
+    others = [who for _, who in starts if who != "critical"]
+    # other-0 is the most urgent of them (priority 5), then other-1 (4), then other-2 (3):
+    # a less urgent one never starts while a more urgent one has been waiting since before it asked.
+    assert others.count("other-0") >= others.count("other-1") >= others.count("other-2")
+
+
+def test_rate_limiter_an_idle_gap_does_not_let_saved_up_slots_go_out_as_a_burst():
+    fake_time = FakeTime()
+    limiter = RateLimiter(10, clock=fake_time.clock, sleep=fake_time.sleep)
+    limiter.acquire()
+    fake_time.now += 60  # a minute without a request
+    starts = []
+    for _ in range(5):
+        limiter.acquire()
+        starts.append(fake_time.now)
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert gaps == [pytest.approx(limiter.interval)] * 4
+
+
+def test_rate_limiter_a_thread_that_wakes_late_does_not_make_the_next_requests_late():
+    """The slots stay an interval apart as planned: one request that started late (its thread
+    woke late on a busy machine) does not push every later one back."""
+    fake_time = FakeTime()
+    limiter = RateLimiter(10, clock=fake_time.clock, sleep=fake_time.sleep)
+    limiter.acquire()  # 1000.0
+
+    def wake_late():
+        fake_time.now += 0.03
+
+    fake_time.on_sleep = wake_late
+    limiter.acquire()  # planned for 1000.105, started at 1000.135
+    assert fake_time.now == pytest.approx(1000.135)
+    limiter.acquire()
+    assert fake_time.now == pytest.approx(1000.21)

@@ -3,6 +3,7 @@ most pages left; the first error stops every worker and wait() raises it; withou
 error every chain runs to its end. No server; threads wait on events, never on time."""
 
 import threading
+import time
 
 import pytest
 
@@ -131,6 +132,11 @@ def test_workers_finish_their_current_page_and_take_no_other_after_an_error():
 
     scheduler.add(failing())
     scheduler.add(chain("queued", [1, 0], steps))
+    # The other worker has failed before the slow page completes (the slow chain, the longest,
+    # would otherwise keep its worker and take its next step before the error).
+    deadline = time.monotonic() + TIMEOUT
+    while scheduler._error is None and time.monotonic() < deadline:
+        time.sleep(0.001)
     raised = []
 
     def wait():
@@ -178,3 +184,77 @@ def test_before_step_gets_the_pages_left_of_the_chain_about_to_step():
     scheduler.add(chain("only", [5, 0], []))
     scheduler.wait()
     assert seen == [float("inf"), 5, 0]  # unknown before its first page, then what it yielded
+
+
+def test_the_longest_chain_keeps_its_worker_and_the_others_keep_their_order():
+    """With more than one worker, the chain with the most pages left is stepped again at once
+    by its worker (its pages come one after another: a wait in the queue, even behind new
+    chains' first pages, lengthens the sync); the other chains run on the other worker in
+    the order a single worker gives them."""
+    others = [("a", [1, 0]), ("b", [1, 0]), ("c", [1, 0])]
+    alone = [step for step in run_in_order(others) if step != "long"]
+    steps: list[str] = []
+    threads: list[str] = []
+    known, added, third, others_done = (threading.Event() for _ in range(4))
+
+    def long_chain():
+        for left in range(9, -1, -1):
+            threads.append(threading.current_thread().name)
+            if left == 8:  # its second step: it knows its length
+                known.set()
+                assert added.wait(TIMEOUT)  # new chains wait in the queue when this step ends
+            elif left == 7:
+                third.set()  # lets the other worker go on
+                assert others_done.wait(TIMEOUT)  # holds its worker until the others are done
+            yield left
+
+    other_threads = set()
+
+    def other(name, remaining):
+        for left in remaining:
+            steps.append(name)
+            other_threads.add(threading.current_thread().name)
+            if len(steps) == 2 * len(others):
+                others_done.set()
+            yield left
+
+    scheduler = Scheduler(2)
+    scheduler.add(long_chain())
+    assert known.wait(TIMEOUT)
+    started = threading.Event()
+
+    def gate():  # holds the other worker until the longest chain's worker has chosen its next step
+        started.set()
+        assert third.wait(TIMEOUT)
+        yield 0
+
+    scheduler.add(gate())
+    assert started.wait(TIMEOUT)
+    for name, remaining in others:
+        scheduler.add(other(name, remaining))
+    added.set()
+    scheduler.wait()
+    assert steps == alone
+    assert len(threads) == 10 and len(set(threads)) == 1, "the longest chain changed workers"
+    assert not other_threads & set(threads), "the longest chain's worker left it for another chain"
+
+
+def test_pages_left_counts_every_active_chain():
+    """The rate limiter books the longest scan's next request by it (see client.RateLimiter)."""
+    seen: list[float] = []
+    scheduler = Scheduler(1)
+    release = threading.Event()
+
+    def first():
+        seen.append(scheduler.pages_left())
+        yield 4
+        assert release.wait(TIMEOUT)
+        seen.append(scheduler.pages_left())
+        yield 0
+
+    scheduler.add(first())
+    scheduler.add(chain("other", [2, 0], []))
+    release.set()
+    scheduler.wait()
+    assert seen[0] == 2  # two chains, neither knows its length yet: one page each
+    assert seen[1] in (4 + 2, 4 + 0, 4 + 1)

@@ -311,7 +311,7 @@ def test_the_document_is_plain_json():
     }
 
 
-# ---- the default start date (issue 16) -----------------------------------------------------
+# ---- the default start date ------------------------------------------------------
 
 
 def test_without_a_configured_start_date_the_first_run_starts_a_year_before_it_began_and_keeps_it():
@@ -336,7 +336,7 @@ def test_one_year_before_29_february_is_28_february():
     )
 
 
-# ---- resetting one stream in a state file (issue 16) ----------------------------------------
+# ---- resetting one stream in a state file -----------------------------------------
 
 STATE_TEXT = (
     '{"currently_syncing": null, "bookmarks": {"contacts": {"updated_at": "2026-01-01T00:00:00.000000Z"},'
