@@ -1,9 +1,11 @@
-"""The scan contract (scans.PageScan) and the streams that read the contacts scan, on a
-fake client: no server, no sockets."""
+"""The scan contract (scans.PageScan), the streams that read the contacts scan, and what
+the sync context writes, on a fake client: no server, no sockets."""
 
 import datetime
 import gc
 import io
+import threading
+import time
 import weakref
 
 import orjson
@@ -15,7 +17,7 @@ from tap_autopilot.scans import PageScan
 from tap_autopilot.schema_files import load_schema
 from tap_autopilot.state import State
 from tap_autopilot.streams import STREAMS, VERSION_COLUMN, VERSION_COLUMN_SCHEMA
-from tap_autopilot.sync import SyncContext, selected_streams
+from tap_autopilot.sync import SyncContext, selected_streams, sync
 
 UTC = datetime.UTC
 NOW = datetime.datetime(2026, 1, 2, tzinfo=UTC)
@@ -383,3 +385,149 @@ def test_contacts_scan_readers_share_one_scan():
     ctx = context(FakeClient(DOCS), ["contacts", "lists_contacts"])
     assert ctx.shared_scan(ContactsScan) is ctx.shared_scan(ContactsScan)
     assert set(STREAMS) == {"contacts", "lists", "lists_contacts", "smart_segments", "smart_segments_contacts"}
+
+
+# ---- the sync context: what it writes, and in which order -----------------------------------
+
+
+def test_schema_messages_come_first_one_per_selected_stream_in_order():
+    ctx = context(FakeClient(DOCS), ["contacts", "lists"])
+    ctx.run()
+    out = messages(ctx)
+    schemas = [m for m in out if m["type"] == "SCHEMA"]
+    assert out[: len(schemas)] == schemas
+    assert [(m["stream"], m["key_properties"], m.get("bookmark_properties")) for m in schemas] == [
+        ("contacts", ["contact_id"], ["updated_at"]),
+        ("lists", ["list_id"], None),
+    ]
+    assert schemas[1]["schema"]["properties"] == ctx.selected["lists"].columns
+
+
+def test_state_names_the_first_stream_not_yet_complete_then_none():
+    ctx = context(FakeClient(DOCS), ["lists", "smart_segments"])
+    ctx.complete("lists")
+    assert messages(ctx)[-1]["value"]["currently_syncing"] == "smart_segments"
+    ctx.complete("smart_segments")
+    assert messages(ctx)[-1]["value"]["currently_syncing"] is None
+    assert ctx.progress.streams["lists"].done
+
+
+def test_a_first_pass_activates_its_version_up_front_and_versions_are_the_clock_in_ms():
+    ctx = context(FakeClient(DOCS), ["lists"])
+    before = int(time.time() * 1000)
+    version = ctx.begin_version("lists")
+    assert before <= version <= time.time() * 1000
+    assert messages(ctx) == [{"type": "ACTIVATE_VERSION", "stream": "lists", "version": version}]
+    ctx.state.complete_version("lists")
+    assert ctx.begin_version("lists") > version and len(messages(ctx)) == 1, "only the very first pass"
+
+
+def test_records_carry_the_version_and_the_version_column_only_when_selected():
+    ctx = context(FakeClient(DOCS), ["lists"])
+    ctx.selected["lists"].columns.pop(VERSION_COLUMN)
+    line = orjson.loads(ctx.record_line_maker("lists", 7)({"list_id": "list_a"}))
+    assert line["version"] == 7 and line["record"] == {"list_id": "list_a"}
+    assert datetime.datetime.fromisoformat(line["time_extracted"]).tzinfo is not None
+    unversioned = orjson.loads(context(FakeClient(DOCS), ["lists"]).record_line_maker("lists")({"list_id": "x"}))
+    assert "version" not in unversioned and unversioned["record"] == {"list_id": "x"}
+
+
+def test_parents_are_fetched_once_per_run():
+    client = FakeClient(DOCS)
+    ctx = context(client, ["lists", "lists_contacts"])
+    first = ctx.parents(STREAMS["lists"])
+    assert ctx.parents(STREAMS["lists"]) is first
+    assert [item["list_id"] for item in first] == LISTS and client.requests == ["/lists"]
+
+
+def test_each_step_gives_the_rate_limiter_its_scan_s_pages_left():
+    client = FakeClient([doc(n) for n in range(250)], page_size=100)
+    priorities: list[float] = []
+    client.limiter.set_priority = priorities.append  # type: ignore[method-assign]
+    ctx = context(client, ["contacts"])
+    ctx.run()
+    assert priorities == [float("inf"), 2, 1, 0], "a scan not yet started goes first, then by pages left"
+
+
+def test_a_failing_stream_stops_every_worker_and_the_run_raises_its_error():
+    from tap_autopilot.client import TapError
+
+    class FailingClient(FakeClient):
+        def paginate(self, path, data_key, cursor=None):
+            raise TapError("the API went away")
+            yield
+
+    ctx = context(FailingClient(DOCS), ["contacts"])
+    with pytest.raises(TapError, match="the API went away"):
+        ctx.run()
+    for thread in ctx._scheduler._threads:
+        thread.join(5)
+        assert not thread.is_alive()
+
+
+def test_a_stream_failing_while_it_plans_stops_the_workers_too():
+    ctx = context(FakeClient(DOCS), ["contacts", "lists_contacts"], config={"lists_contacts_source": "both"})
+    with pytest.raises(Exception, match="lists_contacts_source"):
+        ctx.run()
+    for thread in ctx._scheduler._threads:
+        thread.join(5)
+        assert not thread.is_alive()
+
+
+def test_stop_before_the_sync_started_writes_the_state_and_keeps_the_output_lock():
+    ctx = context(FakeClient(DOCS), ["lists"], state={"bookmarks": {"lists": {"version": 3, "complete": True}}})
+    ctx.stop(KeyboardInterrupt())
+    assert messages(ctx) == [
+        {
+            "type": "STATE",
+            "value": {"currently_syncing": "lists", "bookmarks": {"lists": {"version": 3, "complete": True}}},
+        }
+    ]
+    taken = []
+    other = threading.Thread(target=lambda: taken.append(ctx.lock.acquire(blocking=False)))
+    other.start()
+    other.join(5)
+    assert taken == [False], "another thread could write after the stop"
+    ctx.lock.release()
+
+
+@pytest.fixture
+def sync_output(monkeypatch):
+    """sync() as the CLI calls it, its output caught; gc settings restored afterwards."""
+    threshold = gc.get_threshold()
+    contexts = []
+
+    def run(state, streams, config=None):
+        config = dict({"start_date": "2015-01-01T00:00:00Z"}, **(config or {}))
+
+        def on_start(ctx):
+            ctx.out = io.BytesIO()
+            contexts.append(ctx)
+
+        sync(FakeClient(DOCS), config, state, catalog(streams), on_start=on_start)
+        return contexts[-1] if contexts else None
+
+    yield run
+    gc.unfreeze()
+    gc.set_threshold(*threshold)
+
+
+def test_a_resumed_sync_starts_with_the_stream_the_last_run_did_not_finish(sync_output, caplog):
+    ctx = sync_output(
+        {"currently_syncing": "smart_segments"}, ["lists", "smart_segments"], {"max_concurrent_requests": 3}
+    )
+    assert [m["stream"] for m in messages(ctx) if m["type"] == "SCHEMA"] == ["smart_segments", "lists"]
+    assert "Resuming with smart_segments" in caplog.text
+    assert ctx.workers == 3 and len(ctx._scheduler._threads) == 3
+
+
+def test_a_currently_syncing_stream_that_is_not_selected_is_ignored(sync_output, caplog):
+    ctx = sync_output({"currently_syncing": "contacts"}, ["smart_segments", "lists"])
+    assert [m["stream"] for m in messages(ctx) if m["type"] == "SCHEMA"] == ["lists", "smart_segments"]
+    assert "State names 'contacts' as currently syncing, which is not a selected stream" in caplog.text
+    assert ctx.workers == 4
+
+
+def test_nothing_selected_syncs_nothing_and_says_how_to_select(sync_output, caplog):
+    assert sync_output({}, []) is None
+    assert "No streams are selected in the catalog" in caplog.text
