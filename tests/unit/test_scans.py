@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from tap_autopilot.client import Page, RateLimiter, RequestStats
+from tap_autopilot.errors import NotFoundError
 from tap_autopilot.readers import ContactsScan, estimate_membership_requests
 from tap_autopilot.scans import PageScan
 from tap_autopilot.schema_files import load_schema
@@ -531,3 +532,293 @@ def test_a_currently_syncing_stream_that_is_not_selected_is_ignored(sync_output,
 def test_nothing_selected_syncs_nothing_and_says_how_to_select(sync_output, caplog):
     assert sync_output({}, []) is None
     assert "No streams are selected in the catalog" in caplog.text
+
+
+# ---- the incremental reader: threshold, bookmark, scan state ------------------------------------
+
+
+def test_a_contact_exactly_at_the_threshold_is_emitted():
+    """updated_at >= threshold: the bookmark is the last scan's start (minus skew), and a contact
+    changed at that very instant may not have been read then."""
+    state = {"bookmarks": {"contacts": {"updated_at": "2025-06-01T00:00:00.000000Z"}}}
+    ctx = context(FakeClient(DOCS), ["contacts"], state)
+    ctx.run()
+    assert [r["contact_id"] for r in records(ctx, "contacts")] == ["person_0005"]  # updated 2025-06-01T00:00:00Z
+
+
+def test_a_completed_scan_moves_the_bookmark_to_the_newest_updated_at_it_saw():
+    ctx = context(FakeClient(DOCS), ["contacts"])
+    ctx.run()
+    assert ctx.state.entry("contacts") == {"updated_at": "2025-06-01T00:00:00.000000Z"}
+    assert messages(ctx)[-1]["value"]["bookmarks"]["contacts"] == {"updated_at": "2025-06-01T00:00:00.000000Z"}
+
+
+def test_the_bookmark_stays_before_the_scan_began_by_the_api_s_clock():
+    """A contact changed while the scan ran (its updated_at after the server's Date of the first
+    page) must be read again next run: the bookmark is at most that Date minus CLOCK_SKEW."""
+    changed_during_scan = doc(6, updated="2026-01-02T00:30:00Z")  # NOW (the Date header) is 2026-01-02T00:00
+    ctx = context(FakeClient(DOCS + [changed_during_scan]), ["contacts"])
+    ctx.run()
+    assert ctx.state.entry("contacts") == {"updated_at": "2026-01-01T23:55:00.000000Z"}
+
+
+def test_an_interrupted_incremental_scan_keeps_its_threshold_cursor_newest_and_start_in_state():
+    ctx = context(FakeClient(DOCS), ["contacts"])
+    STREAMS["contacts"].sync(ctx)
+    steps = ctx.shared_scan(ContactsScan).steps()
+    next(steps)  # one page: person_0001, person_0002
+    next(steps)  # two: person_0003, person_0004
+    assert ctx.state.entry("contacts") == {
+        "scan": {
+            "threshold": "2015-01-01T00:00:00.000000Z",
+            "cursor": "person_0004",
+            "max_updated_at": "2020-01-01T00:00:00.000000Z",
+            "started_at": "2026-01-02T00:00:00.000000Z",
+        }
+    }
+    assert messages(ctx)[-1]["value"]["bookmarks"]["contacts"]["scan"]["cursor"] == "person_0004"
+
+
+def test_a_resumed_scan_carries_on_with_the_newest_updated_at_and_start_it_had():
+    state = {
+        "bookmarks": {
+            "contacts": {
+                "scan": {
+                    "threshold": "2015-01-01T00:00:00Z",
+                    "cursor": "person_0004",
+                    "max_updated_at": "2025-12-01T00:00:00Z",
+                    "started_at": "2025-12-31T00:00:00Z",
+                }
+            }
+        }
+    }
+    ctx = context(FakeClient(DOCS), ["contacts"], state)
+    ctx.run()
+    assert [r["contact_id"] for r in records(ctx, "contacts")] == ["person_0005"]
+    # not person_0005's 2025-06-01: the newest seen before the interruption wins
+    assert ctx.state.entry("contacts") == {"updated_at": "2025-12-01T00:00:00.000000Z"}
+
+
+def test_a_restarted_incremental_scan_forgets_only_its_cursor():
+    ctx = context(FakeClient(DOCS), ["contacts"], {"bookmarks": {"contacts": interrupted_incremental_scan()}})
+    STREAMS["contacts"].sync(ctx)
+    scan = ctx.shared_scan(ContactsScan)
+    scan.restart()
+    assert scan.readers[0].saved_cursor() is None
+    assert ctx.state.entry("contacts")["scan"] == dict(interrupted_incremental_scan()["scan"], cursor=None)
+
+
+def test_a_versioned_pass_over_the_scan_keeps_its_cursor_and_forgets_it_on_restart():
+    ctx = context(FakeClient(DOCS), ["lists_contacts"], config={"lists_contacts_source": "contacts"})
+    STREAMS["lists_contacts"].sync(ctx)
+    scan = ctx.shared_scan(ContactsScan)
+    steps = scan.steps()
+    next(steps)
+    version = ctx.state.entry("lists_contacts")["version"]
+    assert ctx.state.entry("lists_contacts") == {
+        "version": version,
+        "complete": False,
+        "scan": {"cursor": "person_0002"},
+    }
+    scan.restart()
+    assert ctx.state.entry("lists_contacts")["scan"] == {"cursor": None}
+    assert scan.readers[0].saved_cursor() is None
+
+
+# ---- lists, smart_segments and memberships read parent by parent --------------------------------
+
+
+class SegmentsClient(FakeClient):
+    """FakeClient with smart segments, one of which (`segment_gone`) answers 404 on its contacts."""
+
+    def get(self, path, data_key=None, expect_list=False):
+        if path == "/smart_segments":
+            self.requests.append(path)
+            return {
+                "segments": [
+                    {"segment_id": "segment_b", "title": 7},
+                    {"segment_id": "segment_a", "title": "A"},
+                    {"segment_id": "segment_gone", "title": "Gone"},
+                    {"segment_id": "", "title": "no id"},
+                    "not an object",
+                ]
+            }
+        return super().get(path, data_key, expect_list)
+
+    def paginate(self, path, data_key, cursor=None):
+        if path == "/smart_segments/segment_gone/contacts":
+            self.requests.append(path)
+            raise NotFoundError(f"Autopilot has no {path} (404).")
+        if path == "/smart_segments/segment_b/contacts":  # one page, ids in every shape
+            self.requests.append(path)
+            items = SEGMENT_B if cursor is None else SEGMENT_B[SEGMENT_B.index(doc(2)) + 1 :]
+            yield Page(items=Items(items), next_cursor=None, meta={}, server_time=NOW)
+            return
+        yield from super().paginate(path, data_key, cursor)
+
+
+SEGMENT_B = [doc(2), {"id": 9}, "junk", {"contact_id": ""}]
+SEGMENT_MEMBERS = {"/smart_segments/segment_a/contacts": [doc(1), doc(2), doc(3)]}
+
+
+def test_a_listing_is_one_versioned_pass_of_text_columns_for_parents_with_an_id():
+    ctx = context(SegmentsClient(DOCS, members=SEGMENT_MEMBERS), ["smart_segments"])
+    ctx.run()
+    version = ctx.state.entry("smart_segments")["version"]
+    assert records(ctx, "smart_segments") == [
+        {"segment_id": "segment_b", "title": "7", VERSION_COLUMN: version},
+        {"segment_id": "segment_a", "title": "A", VERSION_COLUMN: version},
+        {"segment_id": "segment_gone", "title": "Gone", VERSION_COLUMN: version},
+    ]
+    out = messages(ctx)
+    assert [m["type"] for m in out if m["type"] != "STATE"][-1] == "ACTIVATE_VERSION"
+    assert ctx.state.entry("smart_segments") == {"version": version, "complete": True}
+    assert ctx.client.requests == ["/smart_segments"]
+
+
+def test_memberships_read_each_parent_and_skip_one_that_disappeared(caplog):
+    client = SegmentsClient(DOCS, members=SEGMENT_MEMBERS)
+    ctx = context(client, ["smart_segments_contacts"])
+    ctx.run()
+    version = ctx.state.entry("smart_segments_contacts")["version"]
+    rows = records(ctx, "smart_segments_contacts")
+    assert {(r["segment_id"], r["contact_id"]) for r in rows} == {
+        ("segment_a", "person_0001"),
+        ("segment_a", "person_0002"),
+        ("segment_a", "person_0003"),
+        ("segment_b", "person_0002"),
+        ("segment_b", "9"),
+    }
+    assert {r[VERSION_COLUMN] for r in rows} == {version}
+    assert "segment_gone disappeared during the sync (404); skipping it" in caplog.text
+    assert ctx.state.entry("smart_segments_contacts") == {"version": version, "complete": True}
+    assert messages(ctx)[-1]["value"]["currently_syncing"] is None
+
+
+def test_an_interrupted_membership_pass_resumes_where_each_parent_stood():
+    state = {
+        "bookmarks": {
+            "smart_segments_contacts": {
+                "version": 42,
+                "complete": False,
+                "done_through": "segment_a",
+                "done_beyond": [],
+                "in_progress": {"segment_b": "person_0002"},
+            }
+        }
+    }
+    client = SegmentsClient(DOCS, members=SEGMENT_MEMBERS)
+    ctx = context(client, ["smart_segments_contacts"], state)
+    ctx.run()
+    assert {(r["segment_id"], r["contact_id"], r[VERSION_COLUMN]) for r in records(ctx, "smart_segments_contacts")} == {
+        ("segment_b", "9", 42)
+    }
+    assert "/smart_segments/segment_a/contacts" not in client.requests
+
+
+def test_a_membership_pass_with_every_parent_done_completes_at_once():
+    state = {"bookmarks": {"smart_segments_contacts": {"version": 42, "complete": False, "done_through": "z"}}}
+    client = SegmentsClient(DOCS, members=SEGMENT_MEMBERS)
+    ctx = context(client, ["smart_segments_contacts"], state)
+    ctx.run()
+    assert client.requests == ["/smart_segments"]
+    assert ctx.state.entry("smart_segments_contacts") == {"version": 42, "complete": True}
+    assert {"type": "ACTIVATE_VERSION", "stream": "smart_segments_contacts", "version": 42} in messages(ctx)
+
+
+def test_a_vanished_parent_cursor_restarts_that_parent_from_its_first_page():
+    class VanishingCursorClient(SegmentsClient):
+        def paginate(self, path, data_key, cursor=None):
+            if cursor == "person_0001":
+                self.requests.append(path)
+                raise NotFoundError("gone")
+            yield from super().paginate(path, data_key, cursor)
+
+    state = {
+        "bookmarks": {
+            "smart_segments_contacts": {
+                "version": 42,
+                "complete": False,
+                "in_progress": {"segment_a": "person_0001"},
+                "done_beyond": ["segment_b", "segment_gone"],
+            }
+        }
+    }
+    ctx = context(VanishingCursorClient(DOCS, members=SEGMENT_MEMBERS), ["smart_segments_contacts"], state)
+    ctx.run()
+    assert sorted(r["contact_id"] for r in records(ctx, "smart_segments_contacts")) == [
+        "person_0001",
+        "person_0002",
+        "person_0003",
+    ]
+
+
+def test_auto_lists_contacts_carries_on_an_interrupted_pass_the_way_it_went():
+    """Reading list by list last run: go on list by list, not probe the scan again."""
+    client = FakeClient(DOCS, page_size=100, members=members_of(DOCS))
+    state = {"bookmarks": {"lists_contacts": {"version": 42, "complete": False, "done_through": "list_a"}}}
+    ctx = context(client, ["lists_contacts"], state)
+    ctx.run()
+    assert "/contacts" not in client.requests
+    assert pairs(ctx) == {p for p in TRUTH if p[0] == "list_b"}
+
+
+def test_auto_lists_contacts_carries_on_an_interrupted_scan_without_probing():
+    docs = [doc(n, ["list_a"] if n < 3 else None) for n in range(2000)]  # list by list would be cheaper
+    client = FakeClient(docs, page_size=100, members=members_of(docs))
+    state = {"bookmarks": {"lists_contacts": {"version": 42, "complete": False, "scan": {"cursor": "person_1899"}}}}
+    ctx = context(client, ["lists_contacts"], state)
+    ctx.run()
+    assert client.requests.count("/contacts") == 1 and not [p for p in client.requests if p.startswith("/list/")]
+    assert ctx.state.entry("lists_contacts") == {"version": 42, "complete": True}
+
+
+def test_a_pass_that_switches_from_lists_to_the_scan_drops_the_lists_progress():
+    state = {"bookmarks": {"lists_contacts": {"version": 42, "complete": False, "done_through": "list_a"}}}
+    ctx = context(FakeClient(DOCS), ["lists_contacts"], state, config={"lists_contacts_source": "contacts"})
+    ctx.run()
+    assert pairs(ctx) == TRUTH  # every list again, from the scan, under the same version
+    assert {r[VERSION_COLUMN] for r in records(ctx, "lists_contacts")} == {42}
+
+
+def test_the_probe_reads_the_scan_when_both_ways_cost_the_same():
+    docs = [doc(n, ["list_a"] if n < 3 else None) for n in range(400)]  # 3 more scan pages; 3 lists of 1 page
+    client = FakeClient(docs, page_size=100, members=members_of(docs))
+    first = next(client.paginate("/contacts", "contacts"))
+    assert estimate_membership_requests(first, LISTS) == (3, 3)
+    client.requests.clear()
+    ctx = context(client, ["lists_contacts"])
+    ctx.run()
+    assert client.requests.count("/contacts") == 4 and not [p for p in client.requests if p.startswith("/list/")]
+    assert pairs(ctx) == {("list_a", d["contact_id"]) for d in docs[:3]}
+
+
+@pytest.mark.parametrize(
+    "meta, expected",
+    [
+        ({"total_contacts": True}, (0, 3)),
+        ({"total_contacts": 1}, (0, 3)),
+        ({}, (0, 3)),
+        ({"total_contacts": "9"}, (0, 3)),
+    ],
+)
+def test_estimate_of_membership_requests_trusts_only_a_usable_total(meta, expected):
+    page = Page(items=[doc(n, ["a"]) for n in range(3)], next_cursor=None, meta=meta, server_time=None)
+    assert estimate_membership_requests(page, {"a", "b", "c"}) == expected
+
+
+def test_memberships_from_documents_whose_lists_or_id_are_unusable_are_skipped():
+    from tap_autopilot.readers import MembershipsFromScan
+
+    docs = [
+        {"contact_id": "person_0001", "lists": "list_a"},  # not a list
+        {"lists": ["list_a"]},  # no id
+        {"id": 7, "lists": ["list_a", "list_b"]},  # another spelling, a number
+    ]
+    ctx = context(FakeClient(DOCS), ["lists_contacts"])
+    reader = MembershipsFromScan(ctx, STREAMS["lists_contacts"], LISTS)
+    lines = reader.read(Page(items=docs, next_cursor=None, meta={}, server_time=None))
+    assert [orjson.loads(line)["record"] for line in lines] == [
+        {"list_id": "list_a", "contact_id": "7", VERSION_COLUMN: reader.version},
+        {"list_id": "list_b", "contact_id": "7", VERSION_COLUMN: reader.version},
+    ]
