@@ -706,3 +706,145 @@ def test_each_retry_is_logged_with_its_error_wait_and_try_and_counted(caplog):
         client.get("/lists", "lists")
     assert caplog.messages == ["Autopilot answered 503 to GET /lists; retrying in 0.8 s (attempt 1)"]
     assert client.stats["retries"] == 1
+
+
+# ----- settings, counters and smaller rules found by the mutation run -------------------------------
+
+
+def test_client_settings_come_from_the_config_with_their_defaults(monkeypatch):
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.setenv("CURL_CA_BUNDLE", "/etc/ssl/curl-ca.pem")
+    defaults = AutopilotClient({"api_key": API_KEY})
+    assert defaults.base_url == client_module.DEFAULT_BASE_URL
+    assert defaults.timeout == client_module.DEFAULT_REQUEST_TIMEOUT_SECONDS == 300
+    assert defaults.limiter.interval == pytest.approx(RateLimiter.SAFETY / 5)
+    assert defaults._session().verify == "/etc/ssl/curl-ca.pem", "CURL_CA_BUNDLE when REQUESTS_CA_BUNDLE is unset"
+    configured = AutopilotClient({"api_key": API_KEY, "base_url": "http://127.0.0.1:8080/v1/", "request_timeout": "30"})
+    assert configured.base_url == "http://127.0.0.1:8080/v1" and configured.timeout == 30.0
+
+
+def test_bodies_are_streamed_and_decoded_as_the_server_compressed_them():
+    """stream=True lets the deadline loop read the body; decode_content undoes gzip."""
+    reads = []
+
+    class RecordingRaw(FakeRaw):
+        def read1(self, size, decode_content=True):
+            reads.append((size, decode_content))
+            return super().read1(size, decode_content)
+
+    class RecordingSession(FakeSession):
+        def get(self, url, timeout=None, stream=False):
+            self.stream = stream
+            response = super().get(url, timeout, stream)
+            response.raw = RecordingRaw(response.content)
+            return response
+
+    session = RecordingSession(FakeResponse(200))
+    assert make_client(session, FakeTime()).get("/lists", "lists") == {"lists": []}
+    assert session.stream is True
+    assert reads and all(read == (client_module.BODY_CHUNK_BYTES, True) for read in reads)
+
+
+def test_a_deadline_already_passed_still_gives_urllib3_a_positive_timeout():
+    fake_time = FakeTime()
+    session = TricklingSession(fake_time, seconds_per_read=0.5)
+    client = make_client(session, fake_time)
+    client.timeout = 0.0
+    with pytest.raises(RetryableError, match="timed out"):
+        client.get("/lists", "lists")
+    assert session.timeouts[0].total == pytest.approx(0.001)
+
+
+def test_requests_are_counted_once_per_try():
+    client = make_client(FakeSession(FakeResponse(503), FakeResponse(200)), FakeTime(), uniform=lambda low, high: 0)
+    client.get("/lists", "lists")
+    assert (client.stats["requests"], client.stats["retries"], client.stats["rate_limited"]) == (2, 1, 0)
+
+
+def test_retry_logs_name_each_failure_and_count_the_tries(caplog):
+    session = FakeSession(
+        FakeResponse(429, b"", {"Retry-After": "0"}),
+        FakeResponse(200, b'{"lists": {}}'),
+        FakeResponse(200, b"[]"),
+    )
+    client = make_client(session, FakeTime(), uniform=lambda low, high: 0.5)
+    with caplog.at_level("WARNING", logger="tap_autopilot"):
+        assert client.get("/contacts/custom_fields", expect_list=True) == []
+    # (the second answer is a JSON object, not the list asked for; the third is a list: accepted)
+    assert caplog.messages == [
+        "Autopilot throttled GET /contacts/custom_fields (429); retrying in 0.0 s (attempt 1)",
+        "GET /contacts/custom_fields returned a body of an unexpected shape (not a list); "
+        "retrying in 0.5 s (attempt 2)",
+    ]
+
+
+@pytest.mark.parametrize("header, wait", [("0", 0.0), ("-5", 0.0), ("2.5", 2.5)])
+def test_retry_after_is_used_as_given_never_below_zero(header, wait):
+    fake_time = FakeTime()
+    client = make_client(FakeSession(FakeResponse(429, b"", {"Retry-After": header}), FakeResponse(200)), fake_time)
+    client.get("/lists", "lists")
+    assert fake_time.sleeps[0] == wait
+
+
+def test_an_explicit_backoff_base_wins_over_the_environment(monkeypatch):
+    monkeypatch.setenv(client_module.BACKOFF_BASE_ENV, "4")
+    assert RetryPolicy(base=0.25).base == 0.25 and RetryPolicy().base == 4.0
+
+
+def test_a_page_without_its_data_key_is_retried():
+    session = pages_session(b'{"bookmark": null}', b'{"contacts": [{"id": 1}]}')
+    pages = list(make_client(session, FakeTime()).paginate("/contacts", "contacts"))
+    assert [page.items for page in pages] == [[{"id": 1}]] and len(session.urls) == 2
+
+
+def test_server_time_is_utc():
+    session = pages_session(b'{"lists": []}', headers={"Date": "Sun, 06 Dec 2026 03:00:00 +0100"})
+    _, server_time = make_client(session, FakeTime()).request("/lists")
+    assert server_time is not None and server_time.tzinfo is datetime.UTC
+
+
+def test_an_error_body_that_is_not_utf8_is_shown_with_replacement_characters():
+    with pytest.raises(TapError) as raised:
+        make_client(FakeSession(FakeResponse(418, b"\xffbad")), FakeTime()).get("/lists", "lists")
+    assert str(raised.value).endswith(": \ufffdbad")
+
+
+@pytest.mark.parametrize(
+    "path, name",
+    [
+        ("/contacts", "contacts"),
+        ("/contacts/person_x", "contacts"),
+        ("/contacts/custom_fields", "custom_fields"),
+        ("/list/contactlist_x/contacts/person_y", "list_contacts"),
+        ("/lists", "lists"),
+        ("/smart_segments", "smart_segments"),
+        ("/smart_segments/segment_x/contacts", "smart_segment_contacts"),
+    ],
+)
+def test_request_metrics_name_the_endpoint_not_the_ids_in_the_path(path, name):
+    assert client_module._endpoint_name(path) == name
+
+
+def test_rate_limiter_a_thread_without_a_priority_is_the_least_urgent():
+    """Threads outside the scheduler never set a priority: they take no slot from a scan's
+    thread, even one whose scan has 0 pages left."""
+    limiter = RateLimiter(10, clock=lambda: 1000.0, sleep=lambda seconds: None)
+    limiter.acquire()
+    limiter._waiting = [[1000.105, 0]]
+    limiter._next = 1000.21
+    starts = []
+    limiter._sleep = lambda seconds: starts.append(1000.0 + seconds)
+    limiter.acquire()
+    assert starts == [pytest.approx(1000.21)]
+
+
+def test_rate_limiter_an_urgent_thread_takes_the_earliest_slot_not_the_least_urgent_thread_s():
+    limiter = RateLimiter(10, clock=lambda: 1000.0, sleep=lambda seconds: None)
+    limiter.acquire()
+    limiter._waiting = [[1000.105, 5], [1000.21, 1]]
+    limiter._next = 1000.315
+    starts = []
+    limiter._sleep = lambda seconds: starts.append(1000.0 + seconds)
+    limiter.set_priority(50)
+    limiter.acquire()
+    assert starts == [pytest.approx(1000.105)]
