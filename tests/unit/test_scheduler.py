@@ -178,3 +178,16 @@ def test_before_step_gets_the_pages_left_of_the_chain_about_to_step():
     scheduler.add(chain("only", [5, 0], []))
     scheduler.wait()
     assert seen == [float("inf"), 5, 0]  # unknown before its first page, then what it yielded
+
+
+def test_workers_are_named_daemon_threads():
+    """Daemon: a stopped run exits without waiting for a worker stuck in a request; named:
+    log lines and thread dumps say which worker."""
+    scheduler = Scheduler(2)
+    try:
+        assert [(thread.name, thread.daemon) for thread in scheduler._threads] == [
+            ("autopilot-0", True),
+            ("autopilot-1", True),
+        ]
+    finally:
+        scheduler.wait()

@@ -1,6 +1,7 @@
 import datetime
 import itertools
 import re
+import time
 
 import jsonschema
 import orjson
@@ -12,16 +13,25 @@ from tap_autopilot.converters import (
     _MS_THRESHOLD,
     format_datetime,
     to_boolean,
+    to_custom_field_list,
     to_datetime,
     to_integer,
     to_mail_events,
     to_number,
     to_string,
+    to_string_list,
     to_url_flags,
 )
 from tap_autopilot.discover import custom_field_columns, discover
 from tap_autopilot.schema_files import load_schema
-from tap_autopilot.transform import ContactTransformer, custom_field_column, replication_instant, serialize, snake_case
+from tap_autopilot.transform import (
+    ContactTransformer,
+    converter_for,
+    custom_field_column,
+    replication_instant,
+    serialize,
+    snake_case,
+)
 
 
 def to_datetime_string(value):
@@ -655,3 +665,57 @@ def test_epoch_text_with_a_fraction_keeps_the_fraction():
 
 def test_snake_case_strips_only_separators_at_the_ends():
     assert snake_case("_X Factor_") == "x_factor" and snake_case("XBox") == "x_box"
+
+
+@pytest.fixture
+def local_timezone_not_utc(monkeypatch):
+    """The machine's timezone set to one far from UTC, for rules that must not depend on it."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_instants_are_utc_whatever_the_machine_s_timezone(local_timezone_not_utc):
+    assert format_datetime(
+        datetime.datetime(2015, 4, 30, 1, 15, 25, tzinfo=datetime.timezone(datetime.timedelta(hours=2)))
+    ) == ("2015-04-29T23:15:25.000000Z")
+    assert to_datetime("2015-04-30T01:15:25+02:00") == datetime.datetime(2015, 4, 29, 23, 15, 25, tzinfo=datetime.UTC)
+    assert to_datetime("2015-04-30T01:15:25+02:00").tzinfo is datetime.UTC
+    assert to_datetime("2015-04-29T23:15:25").tzinfo is datetime.UTC, "text without an offset is UTC"
+
+
+def test_an_epoch_number_exactly_at_the_threshold_is_milliseconds():
+    assert to_datetime(_MS_THRESHOLD) == datetime.datetime.fromtimestamp(_MS_THRESHOLD / 1000, datetime.UTC)
+
+
+def test_string_lists_keep_only_the_strings():
+    assert to_string_list(["list_a", 7, None, "list_b"]) == ["list_a", "list_b"]
+    assert to_string_list("list_a") is None and to_string_list(None) is None
+
+
+def test_the_raw_custom_fields_copy_keeps_empty_names_and_types_as_sent():
+    assert to_custom_field_list([{"kind": "", "value": "", "fieldType": "", "deleted": False}]) == [
+        {"kind": "", "value": "", "field_type": "", "deleted": False}
+    ]
+
+
+@pytest.mark.parametrize("column", ["anywhere_page_visits", "anywhere_form_submits", "anywhere_utm"])
+def test_anywhere_columns_are_url_flags(column):
+    assert converter_for(column, load_schema("contacts")["properties"][column]) is to_url_flags
+
+
+def test_a_text_column_sent_a_number_or_a_boolean_gets_its_text():
+    transform, _ = full_transformer()
+    row = transform({"contact_id": 12345, "Company": True, "FirstName": 1.5, "LastName": {"an": "object"}})
+    assert (row["contact_id"], row["company"], row["first_name"], row["last_name"]) == ("12345", "true", "1.5", None)
+
+
+def test_a_custom_field_no_unnamed_column_takes_is_ignored():
+    schema = contacts_schema()
+    transform = ContactTransformer({k: schema["properties"][k] for k in ("contact_id", "custom_seats")}, {})
+    row = transform(
+        {"contact_id": "p", "custom_fields": [{"kind": "Other", "value": "x"}, {"kind": "Seats", "value": "3"}]}
+    )
+    assert row == {"contact_id": "p", "custom_seats": 3}
