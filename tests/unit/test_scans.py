@@ -17,7 +17,7 @@ from tap_autopilot.readers import ContactsScan, estimate_membership_requests
 from tap_autopilot.scans import PageScan
 from tap_autopilot.schema_files import load_schema
 from tap_autopilot.state import State
-from tap_autopilot.streams import STREAMS, VERSION_COLUMN, VERSION_COLUMN_SCHEMA
+from tap_autopilot.streams import STREAMS, VERSION_COLUMN, VERSION_COLUMN_SCHEMA, Lists
 from tap_autopilot.sync import SyncContext, selected_streams, sync
 
 UTC = datetime.UTC
@@ -518,20 +518,24 @@ def test_a_resumed_sync_starts_with_the_stream_the_last_run_did_not_finish(sync_
         {"currently_syncing": "smart_segments"}, ["lists", "smart_segments"], {"max_concurrent_requests": 3}
     )
     assert [m["stream"] for m in messages(ctx) if m["type"] == "SCHEMA"] == ["smart_segments", "lists"]
-    assert "Resuming with smart_segments" in caplog.text
+    assert "Resuming with smart_segments, which the last run did not finish." in caplog.messages
     assert ctx.workers == 3 and len(ctx._scheduler._threads) == 3
 
 
 def test_a_currently_syncing_stream_that_is_not_selected_is_ignored(sync_output, caplog):
     ctx = sync_output({"currently_syncing": "contacts"}, ["smart_segments", "lists"])
     assert [m["stream"] for m in messages(ctx) if m["type"] == "SCHEMA"] == ["lists", "smart_segments"]
-    assert "State names 'contacts' as currently syncing, which is not a selected stream" in caplog.text
+    assert (
+        "State names 'contacts' as currently syncing, which is not a selected stream; ignoring it." in caplog.messages
+    )
     assert ctx.workers == 4
 
 
 def test_nothing_selected_syncs_nothing_and_says_how_to_select(sync_output, caplog):
     assert sync_output({}, []) is None
-    assert "No streams are selected in the catalog" in caplog.text
+    assert caplog.messages == [
+        "No streams are selected in the catalog: nothing to sync. Mark streams with metadata 'selected': true."
+    ]
 
 
 # ---- the incremental reader: threshold, bookmark, scan state ------------------------------------
@@ -690,7 +694,10 @@ def test_memberships_read_each_parent_and_skip_one_that_disappeared(caplog):
         ("segment_b", "9"),
     }
     assert {r[VERSION_COLUMN] for r in rows} == {version}
-    assert "segment_gone disappeared during the sync (404); skipping it" in caplog.text
+    assert (
+        "smart_segments_contacts: segment_id segment_gone disappeared during the sync (404); skipping it."
+        in caplog.messages
+    )
     assert ctx.state.entry("smart_segments_contacts") == {"version": version, "complete": True}
     assert messages(ctx)[-1]["value"]["currently_syncing"] is None
 
@@ -814,6 +821,7 @@ def test_memberships_from_documents_whose_lists_or_id_are_unusable_are_skipped()
         {"contact_id": "person_0001", "lists": "list_a"},  # not a list
         {"lists": ["list_a"]},  # no id
         {"id": 7, "lists": ["list_a", "list_b"]},  # another spelling, a number
+        {"contact_id": "person_0009", "lists": {"list_a": True}},  # an object, not a list
     ]
     ctx = context(FakeClient(DOCS), ["lists_contacts"])
     reader = MembershipsFromScan(ctx, STREAMS["lists_contacts"], LISTS)
@@ -822,3 +830,179 @@ def test_memberships_from_documents_whose_lists_or_id_are_unusable_are_skipped()
         {"list_id": "list_a", "contact_id": "7", VERSION_COLUMN: reader.version},
         {"list_id": "list_b", "contact_id": "7", VERSION_COLUMN: reader.version},
     ]
+
+
+def test_parents_are_cached_per_parent_stream():
+    client = SegmentsClient(DOCS, members=SEGMENT_MEMBERS)
+    ctx = context(client, ["lists", "smart_segments"])
+    lists, segments = ctx.parents(STREAMS["lists"]), ctx.parents(STREAMS["smart_segments"])
+    assert [item["list_id"] for item in lists] == LISTS
+    assert [item["segment_id"] for item in segments] == ["segment_b", "segment_a", "segment_gone"]
+
+
+def test_a_listing_asks_the_client_to_check_its_data_key():
+    asked = []
+
+    class RecordingClient(FakeClient):
+        def get(self, path, data_key=None, expect_list=False):
+            asked.append((path, data_key))
+            return super().get(path, data_key, expect_list)
+
+    Lists().fetch(RecordingClient(DOCS))
+    assert asked == [("/lists", "lists")]
+
+
+def planned(ctx, *stream_ids):
+    """Plan the streams' work as run() does, without running it: the scans each added."""
+    scans: list = []
+    ctx.add_scan = scans.append
+    for stream_id in stream_ids:
+        STREAMS[stream_id].sync(ctx)
+    return scans
+
+
+def test_a_parent_scan_saves_its_cursor_after_each_page_and_marks_itself_done_at_the_end():
+    ctx = context(SegmentsClient(DOCS, members=SEGMENT_MEMBERS), ["smart_segments_contacts"])
+    scans = planned(ctx, "smart_segments_contacts")
+    segment_a = scans[0]  # parents in order of id
+    next(segment_a)
+    assert ctx.state.entry("smart_segments_contacts")["in_progress"] == {"segment_a": "person_0002"}
+    list(segment_a)
+    entry = ctx.state.entry("smart_segments_contacts")
+    assert entry["in_progress"] == {} and entry["done_through"] == "segment_a"
+
+
+def test_a_parent_that_disappeared_is_marked_done():
+    ctx = context(SegmentsClient(DOCS, members=SEGMENT_MEMBERS), ["smart_segments_contacts"])
+    scans = planned(ctx, "smart_segments_contacts")
+    list(scans[2])  # segment_gone
+    assert ctx.state.entry("smart_segments_contacts")["done_beyond"] == ["segment_gone"]
+
+
+def test_a_parent_id_is_one_quoted_path_segment():
+    from tap_autopilot.streams import ParentScan
+
+    scan = ParentScan(context(FakeClient(DOCS), ["lists_contacts"]), STREAMS["lists_contacts"], "a/b c", None, 1, None)
+    assert scan.path == "/list/a%2Fb%20c/contacts"
+
+
+def test_reading_list_by_list_drops_the_scan_progress_and_keeps_the_version():
+    state = {"bookmarks": {"lists_contacts": {"version": 42, "complete": False, "scan": {"cursor": "person_0002"}}}}
+    ctx = context(
+        FakeClient(DOCS, members=members_of(DOCS)), ["lists_contacts"], state, {"lists_contacts_source": "lists"}
+    )
+    planned(ctx, "lists_contacts")
+    assert ctx.state.entry("lists_contacts") == {"version": 42, "complete": False}
+
+
+def test_with_contacts_selected_auto_reads_the_scan_and_drops_a_list_pass_s_progress():
+    state = {"bookmarks": {"lists_contacts": {"version": 42, "complete": False, "done_through": "list_a"}}}
+    ctx = context(FakeClient(DOCS, members=members_of(DOCS)), ["contacts", "lists_contacts"], state)
+    assert planned(ctx, "contacts", "lists_contacts") == []  # no parent scan
+    assert ctx.state.entry("lists_contacts") == {"version": 42, "complete": False}
+
+
+def test_list_by_list_records_carry_the_pass_s_version():
+    for config in ({"lists_contacts_source": "lists"}, {}):
+        docs = [doc(n, ["list_a"] if n < 3 else None) for n in range(2000)]  # auto: the probe picks lists
+        client = FakeClient(docs, page_size=100, members=members_of(docs))
+        ctx = context(client, ["lists_contacts"], config=config)
+        ctx.run()
+        version = ctx.state.entry("lists_contacts")["version"]
+        rows = records(ctx, "lists_contacts")
+        assert rows and {r[VERSION_COLUMN] for r in rows} == {version}
+        assert {m["version"] for m in messages(ctx) if m["type"] == "RECORD"} == {version}
+
+
+def test_the_probe_decides_once_and_says_so(caplog):
+    docs = [doc(n, ["list_a"] if n < 3 else None) for n in range(400)]
+    ctx = context(FakeClient(docs, page_size=100, members=members_of(docs)), ["lists_contacts"])
+    ctx.run()
+    assert [m for m in caplog.messages if "lists_contacts: " in m and "done" not in m] == [
+        "lists_contacts: from the contacts scan (about 3 more pages, against about 3 reading list by list)."
+    ]
+    caplog.clear()
+    docs = [doc(n, ["list_a"] if n < 3 else None) for n in range(2000)]
+    ctx = context(FakeClient(docs, page_size=100, members=members_of(docs)), ["lists_contacts"])
+    ctx.run()
+    assert [m for m in caplog.messages if "lists_contacts: " in m and "done" not in m] == [
+        "lists_contacts: list by list (about 3 pages, against 19 more pages of the contacts scan)."
+    ]
+
+
+def test_a_one_document_first_page_scales_the_estimate_by_the_total():
+    page = Page(items=[doc(1, ["a"])], next_cursor="x", meta={"total_contacts": 1000}, server_time=None)
+    assert estimate_membership_requests(page, {"a"}) == (10, 10)
+
+
+def test_resuming_an_interrupted_scan_says_where_and_from_what_threshold(caplog):
+    ctx = context(FakeClient(DOCS), ["contacts"], {"bookmarks": {"contacts": interrupted_incremental_scan()}})
+    planned(ctx, "contacts")
+    assert caplog.messages == [
+        "contacts: resuming the interrupted scan after page cursor person_0002 "
+        "(updated_at >= 2015-01-01 00:00:00+00:00)."
+    ]
+
+
+def test_readers_stopped_at_different_pages_say_so(caplog):
+    ctx = context(
+        FakeClient(DOCS), ["contacts", "lists_contacts"], {"bookmarks": {"contacts": interrupted_incremental_scan()}}
+    )
+    planned(ctx, "contacts", "lists_contacts")
+    caplog.clear()
+    assert ctx.shared_scan(ContactsScan).start_cursor() is None
+    assert caplog.messages == [
+        "contacts: contacts and lists_contacts stopped at different pages; the scan starts from the first page."
+    ]
+
+
+def test_without_the_api_s_clock_a_scan_starts_by_the_machine_s_clock_in_utc():
+    class NoDateClient(FakeClient):
+        def paginate(self, path, data_key, cursor=None):
+            for page in super().paginate(path, data_key, cursor):
+                yield page._replace(server_time=None)
+
+    ctx = context(NoDateClient([doc(1, updated="2020-01-01T00:00:00Z")]), ["contacts"])
+    ctx.run()
+    assert ctx.state.entry("contacts") == {"updated_at": "2020-01-01T00:00:00.000000Z"}
+
+
+def test_a_vanished_cursor_is_logged_with_the_scan_s_path(caplog):
+    class VanishingCursorClient(FakeClient):
+        def paginate(self, path, data_key, cursor=None):
+            if cursor == "person_0002":
+                raise NotFoundError("gone")
+            yield from super().paginate(path, data_key, cursor)
+
+    ctx = context(
+        VanishingCursorClient(DOCS), ["contacts"], {"bookmarks": {"contacts": interrupted_incremental_scan()}}
+    )
+    ctx.run()
+    assert (
+        "/contacts: the saved page cursor no longer exists; restarting this scan from the first page "
+        "(records may repeat, none are lost)." in caplog.messages
+    )
+
+
+def test_a_scan_asks_the_client_for_its_data_key_and_counts_pages_left_from_0():
+    asked = []
+
+    class RecordingClient(FakeClient):
+        def paginate(self, path, data_key, cursor=None):
+            asked.append(data_key)
+            yield from super().paginate(path, data_key, cursor)
+
+    client = RecordingClient([doc(n) for n in range(200)], page_size=100)
+    scan = RecordingScan(context(client, ["contacts"]))
+    assert list(scan.steps()) == [1, 0] and asked == ["contacts"]
+
+
+def test_a_scan_whose_endpoint_is_gone_says_which():
+    class GoneClient(FakeClient):
+        def paginate(self, path, data_key, cursor=None):
+            raise NotFoundError("404")
+            yield
+
+    scan = RecordingScan(context(GoneClient(DOCS), ["contacts"]))
+    with pytest.raises(NotFoundError, match="Autopilot has no /contacts"):
+        list(scan.steps())

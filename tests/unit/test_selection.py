@@ -42,14 +42,14 @@ def only(*entries):
 
 def test_streams_come_in_canonical_order_and_unknown_or_unselected_ones_are_left_out(caplog):
     streams = [
+        dict(entry("lists_contacts"), tap_stream_id="no_such_stream"),
         entry("smart_segments"),
         entry("lists", root={"selected": False}),
         entry("contacts"),
-        dict(entry("lists_contacts"), tap_stream_id="no_such_stream"),
         entry("smart_segments_contacts", root={}),  # selected-by-default alone does not select
     ]
     assert [s.tap_stream_id for s in selected_streams({"streams": streams})] == ["contacts", "smart_segments"]
-    assert "no_such_stream" in caplog.text
+    assert caplog.messages == ["The catalog names an unknown stream 'no_such_stream'; ignoring it."]
 
 
 def test_a_catalog_entry_named_by_stream_alone_is_read():
@@ -146,3 +146,15 @@ def test_a_replication_method_the_stream_does_not_allow_falls_back_to_its_defaul
 def test_the_version_column_is_selected_like_any_other():
     assert VERSION_COLUMN in only(entry("lists")).columns
     assert VERSION_COLUMN not in only(entry("lists", columns={VERSION_COLUMN: {"selected": False}})).columns
+
+
+def test_a_deselected_key_keeps_its_schema_and_the_stream_schema_keeps_its_other_keywords():
+    selected = only(entry("lists", columns={"list_id": {"inclusion": "available", "selected": False}}))
+    assert selected.columns["list_id"] == entry("lists")["schema"]["properties"]["list_id"]
+    assert selected.schema["type"] == entry("lists")["schema"]["type"]
+
+
+def test_a_stream_without_a_replication_method_takes_its_default_silently(caplog):
+    assert only(entry("contacts")).replication_method == "INCREMENTAL"
+    assert only(entry("lists")).replication_method == "FULL_TABLE"
+    assert caplog.messages == []
