@@ -1006,3 +1006,9 @@ def test_a_scan_whose_endpoint_is_gone_says_which():
     scan = RecordingScan(context(GoneClient(DOCS), ["contacts"]))
     with pytest.raises(NotFoundError, match="Autopilot has no /contacts"):
         list(scan.steps())
+
+
+def test_pages_left_counts_the_documents_read_from_0():
+    """201 documents: 2 pages left after the first 100 (the scheduler orders scans by this)."""
+    scan = RecordingScan(context(FakeClient([doc(n) for n in range(201)], page_size=100), ["contacts"]))
+    assert list(scan.steps()) == [2, 1, 0]
