@@ -454,15 +454,22 @@ def test_client_rate_limiter_uses_max_requests_per_second():
     assert client.limiter.interval == pytest.approx(RateLimiter.SAFETY / 8)
 
 
+def limiter_with_waiting_threads(waiting, next_slot):
+    """A limiter whose first slot (1000.0) is taken, with threads of [slot, priority] asleep
+    until their slots; the clock stands still. Returns it and the start of each later acquire."""
+    limiter = RateLimiter(10, clock=lambda: 1000.0, sleep=lambda seconds: None)
+    limiter.acquire()
+    limiter._waiting = waiting
+    limiter._next = next_slot
+    starts: list[float] = []
+    limiter._sleep = lambda seconds: starts.append(1000.0 + seconds)
+    return limiter, starts
+
+
 def test_rate_limiter_gives_a_more_urgent_thread_the_earliest_slot_a_waiting_thread_holds():
     """The longest scan bounds the sync: when it asks for a slot, it takes the earliest
     one held by a less urgent waiting thread, which waits for the next slot instead."""
-    limiter = RateLimiter(10, clock=lambda: 1000.0, sleep=lambda seconds: None)
-    limiter.acquire()  # the slot at 1000.0, taken at once
-    limiter._waiting = [[1000.105, 1], [1000.21, 1]]  # two less urgent threads asleep until their slots
-    limiter._next = 1000.315
-    starts = []
-    limiter._sleep = lambda seconds: starts.append(1000.0 + seconds)
+    limiter, starts = limiter_with_waiting_threads([[1000.105, 1], [1000.21, 1]], 1000.315)
     limiter.set_priority(50)
     limiter.acquire()
     assert starts == [pytest.approx(1000.105)], "the urgent thread did not take the earliest waiting slot"
@@ -470,12 +477,7 @@ def test_rate_limiter_gives_a_more_urgent_thread_the_earliest_slot_a_waiting_thr
 
 
 def test_rate_limiter_equal_urgency_keeps_first_come_first_served():
-    limiter = RateLimiter(10, clock=lambda: 1000.0, sleep=lambda seconds: None)
-    limiter.acquire()
-    limiter._waiting = [[1000.105, 7]]
-    limiter._next = 1000.21
-    starts = []
-    limiter._sleep = lambda seconds: starts.append(1000.0 + seconds)
+    limiter, starts = limiter_with_waiting_threads([[1000.105, 7]], 1000.21)
     limiter.set_priority(7)
     limiter.acquire()
     assert starts == [pytest.approx(1000.21)]
@@ -830,23 +832,13 @@ def test_request_metrics_name_the_endpoint_not_the_ids_in_the_path(path, name):
 def test_rate_limiter_a_thread_without_a_priority_is_the_least_urgent():
     """Threads outside the scheduler never set a priority: they take no slot from a scan's
     thread, even one whose scan has 0 pages left."""
-    limiter = RateLimiter(10, clock=lambda: 1000.0, sleep=lambda seconds: None)
-    limiter.acquire()
-    limiter._waiting = [[1000.105, 0]]
-    limiter._next = 1000.21
-    starts = []
-    limiter._sleep = lambda seconds: starts.append(1000.0 + seconds)
+    limiter, starts = limiter_with_waiting_threads([[1000.105, 0]], 1000.21)
     limiter.acquire()
     assert starts == [pytest.approx(1000.21)]
 
 
 def test_rate_limiter_an_urgent_thread_takes_the_earliest_slot_not_the_least_urgent_thread_s():
-    limiter = RateLimiter(10, clock=lambda: 1000.0, sleep=lambda seconds: None)
-    limiter.acquire()
-    limiter._waiting = [[1000.105, 5], [1000.21, 1]]
-    limiter._next = 1000.315
-    starts = []
-    limiter._sleep = lambda seconds: starts.append(1000.0 + seconds)
+    limiter, starts = limiter_with_waiting_threads([[1000.105, 5], [1000.21, 1]], 1000.315)
     limiter.set_priority(50)
     limiter.acquire()
     assert starts == [pytest.approx(1000.105)]

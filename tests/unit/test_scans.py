@@ -450,6 +450,12 @@ def test_each_step_gives_the_rate_limiter_its_scan_s_pages_left():
     assert priorities == [float("inf"), 2, 1, 0], "a scan not yet started goes first, then by pages left"
 
 
+def assert_workers_stopped(ctx):
+    for thread in ctx._scheduler._threads:
+        thread.join(5)
+        assert not thread.is_alive()
+
+
 def test_a_failing_stream_stops_every_worker_and_the_run_raises_its_error():
     from tap_autopilot.client import TapError
 
@@ -461,18 +467,14 @@ def test_a_failing_stream_stops_every_worker_and_the_run_raises_its_error():
     ctx = context(FailingClient(DOCS), ["contacts"])
     with pytest.raises(TapError, match="the API went away"):
         ctx.run()
-    for thread in ctx._scheduler._threads:
-        thread.join(5)
-        assert not thread.is_alive()
+    assert_workers_stopped(ctx)
 
 
 def test_a_stream_failing_while_it_plans_stops_the_workers_too():
     ctx = context(FakeClient(DOCS), ["contacts", "lists_contacts"], config={"lists_contacts_source": "both"})
     with pytest.raises(Exception, match="lists_contacts_source"):
         ctx.run()
-    for thread in ctx._scheduler._threads:
-        thread.join(5)
-        assert not thread.is_alive()
+    assert_workers_stopped(ctx)
 
 
 def test_stop_before_the_sync_started_writes_the_state_and_keeps_the_output_lock():
