@@ -8,6 +8,7 @@
 #                then the unit and core end-to-end tests under every other supported Python found
 #   make demo    sandbox -> tap-autopilot -> target-jsonl into demo-output/ (scripts/demo.sh)
 #   make bench   benchmarks/run.py
+#   make mutation  mutmut on the rule modules against tests/unit (config: setup.cfg; not part of make test)
 #   make clean   remove venvs, tool venvs, demo output and build debris
 #
 # Everything is stamp-based: a re-run with nothing changed does no pip work.
@@ -72,8 +73,9 @@ SMOKE_target-postgres := target-postgres --version
 SMOKE_singer-tools := singer-check-tap --help
 SMOKE_tap-autopilot-0.3.0 := tap-autopilot --help
 SMOKE_meltano := meltano --version
+SMOKE_mutmut := mutmut --help
 
-.PHONY: all venv tools setup lint unit test test-other-pythons venv-rebuild demo bench clean
+.PHONY: all venv tools setup lint unit test test-other-pythons venv-rebuild demo bench mutation clean
 
 all: test
 
@@ -143,6 +145,18 @@ demo: $(VENV)/.installed $(TOOLS_DIR)/target-jsonl/.installed
 bench: setup
 	$(VENV)/bin/python benchmarks/run.py
 
+# Mutation testing: its own tool venv (mutmut + the tap + its test extra, scripts/tools/mutmut.txt),
+# rebuilt when the pins, setup.py or constraints.txt change. Every run starts from a fresh mutants/
+# copy so the score is for the code as it is. MUTATION_JOBS: the machine is shared; 2 is plenty.
+# While working on one module: .tools/mutmut/bin/mutmut run 'tap_autopilot.state*'
+MUTATION_JOBS ?= 2
+$(TOOLS_DIR)/mutmut/.installed: setup.py constraints.txt
+
+mutation: $(TOOLS_DIR)/mutmut/.installed
+	rm -rf mutants
+	$(TOOLS_DIR)/mutmut/bin/mutmut run --max-children $(MUTATION_JOBS)
+	$(TOOLS_DIR)/mutmut/bin/python scripts/mutation_score.py
+
 clean:
-	rm -rf $(VENV) .venvs $(TOOLS_DIR) demo-output .pytest_cache build dist *.egg-info
+	rm -rf $(VENV) .venvs $(TOOLS_DIR) demo-output mutants .pytest_cache build dist *.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

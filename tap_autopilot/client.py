@@ -175,6 +175,7 @@ class AutopilotClient:
     ) -> None:
         self.base_url = config.get("base_url", DEFAULT_BASE_URL).rstrip("/")
         self.timeout = float(config.get("request_timeout", DEFAULT_REQUEST_TIMEOUT_SECONDS))
+        self._clock = clock  # monotonic: the limiter's, the retries' and each response's deadline
         self.limiter = RateLimiter(
             float(config.get("max_requests_per_second", DEFAULT_MAX_REQUESTS_PER_SECOND)), clock=clock, sleep=sleep
         )
@@ -230,7 +231,7 @@ class AutopilotClient:
         status: int | str = "failed"
         try:
             try:
-                response, content = self._fetch(path, started + self.timeout)
+                response, content = self._fetch(path, self._clock() + self.timeout)
             except (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError):
                 raise RetryableError(f"GET {path} timed out after {self.timeout:g} s") from None
             except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
@@ -249,20 +250,20 @@ class AutopilotClient:
             )
 
     def _fetch(self, path: str, deadline: float) -> tuple[requests.Response, bytes]:
-        """The response and its whole body, all of it by `deadline` (a monotonic time).
+        """The response and its whole body, all of it by `deadline` (a time of the client's clock).
 
         requests' own timeout limits each socket read, so a body trickling in a
         byte at a time would never trip it. urllib3's total timeout bounds connecting
         and waiting for the headers; the body is then read one socket read at a time,
         each allowed only what is left until the deadline."""
         # requests hands a urllib3 Timeout through as it is; its type stubs know only numbers.
-        timeout: Any = urllib3.Timeout(total=max(deadline - time.monotonic(), 0.001))
+        timeout: Any = urllib3.Timeout(total=max(deadline - self._clock(), 0.001))
         response = self._session().get(self.base_url + path, stream=True, timeout=timeout)
         try:
             sock = getattr(response.raw.connection, "sock", None)
             chunks = []
             while True:
-                left = deadline - time.monotonic()
+                left = deadline - self._clock()
                 if left <= 0:
                     raise requests.exceptions.Timeout()
                 if sock is not None:

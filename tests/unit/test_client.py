@@ -2,6 +2,7 @@
 waits, the 429 budget, and the rate limiter. A fake clock and sleep stand in for time
 (no test waits), a fake session for the network (no server)."""
 
+import datetime
 import itertools
 import threading
 
@@ -455,6 +456,17 @@ def test_client_rate_limiter_uses_max_requests_per_second():
     assert client.limiter.interval == pytest.approx(RateLimiter.SAFETY / 8)
 
 
+def limiter_with_waiting_threads(waiting):
+    """A limiter whose first slot (1000.0) is taken, with threads of [slot, priority] asleep
+    until their slots; the clock stands still. Returns it and the start of each later acquire."""
+    limiter = RateLimiter(10, clock=lambda: 1000.0, sleep=lambda seconds: None)
+    limiter.acquire()
+    limiter._waiting = waiting
+    starts: list[float] = []
+    limiter._sleep = lambda seconds: starts.append(1000.0 + seconds)
+    return limiter, starts
+
+
 def test_rate_limiter_gives_a_more_urgent_thread_the_earliest_slot_a_waiting_thread_holds():
     """The longest scan bounds the sync: when it asks for a slot, it takes the earliest
     one held by a less urgent waiting thread, which waits for the next slot instead."""
@@ -463,6 +475,8 @@ def test_rate_limiter_gives_a_more_urgent_thread_the_earliest_slot_a_waiting_thr
     limiter._waiting = [[1000.105, 1], [1000.21, 1]]  # two less urgent threads asleep until their slots
     starts = []
     limiter._sleep = lambda seconds: starts.append(1000.0 + seconds)
+
+    limiter, starts = limiter_with_waiting_threads([[1000.105, 1], [1000.21, 1]])
     limiter.set_priority(50)
     limiter.acquire()
     assert starts == [pytest.approx(1000.105)], "the urgent thread did not take the earliest waiting slot"
@@ -475,6 +489,8 @@ def test_rate_limiter_equal_urgency_keeps_first_come_first_served():
     limiter._waiting = [[1000.105, 7]]
     starts = []
     limiter._sleep = lambda seconds: starts.append(1000.0 + seconds)
+
+    limiter, starts = limiter_with_waiting_threads([[1000.105, 7]])
     limiter.set_priority(7)
     limiter.acquire()
     assert starts == [pytest.approx(1000.21)]
@@ -713,3 +729,346 @@ def test_rate_limiter_a_thread_that_wakes_late_does_not_make_the_next_requests_l
     assert fake_time.now == pytest.approx(1000.135)
     limiter.acquire()
     assert fake_time.now == pytest.approx(1000.21)
+
+
+def test_rate_limiter_after_an_idle_gap_does_not_spend_saved_up_slots_as_a_burst():
+    """Slots not used while nobody asked are gone: after a minute idle, requests start at
+    once and then at the rate again, never all together."""
+    fake_time = FakeTime()
+    limiter = RateLimiter(5, clock=fake_time.clock, sleep=fake_time.sleep)
+    limiter.acquire()
+    fake_time.now += 60  # idle
+    idle_until = fake_time.now
+    starts = []
+    for _ in range(10):
+        limiter.acquire()
+        starts.append(fake_time.now)
+    assert starts[0] == idle_until, "the first request after the gap waited"
+    assert_no_window_over(starts, 5)
+
+
+# ----- the whole-response deadline ---------------------------------------------------------
+
+
+class FakeSocket:
+    def __init__(self):
+        self.timeouts = []
+
+    def settimeout(self, seconds):
+        self.timeouts.append(seconds)
+
+
+class TricklingRaw(FakeRaw):
+    """A body arriving one byte per socket read, each read taking `seconds` on the fake clock."""
+
+    def __init__(self, content, fake_time, seconds):
+        super().__init__(content)
+        self.connection = type("Connection", (), {"sock": FakeSocket()})()
+        self.fake_time = fake_time
+        self.seconds = seconds
+
+    def read1(self, size, decode_content=True):
+        self.fake_time.now += self.seconds
+        return super().read1(1, decode_content)
+
+
+class TricklingResponse(FakeResponse):
+    def __init__(self, fake_time, seconds):
+        super().__init__(200)
+        self.raw = TricklingRaw(self.content, fake_time, seconds)
+        self.closed = False
+
+    def close(self):
+        self.closed = True
+
+
+class TricklingSession(FakeSession):
+    """Every GET answers 200 with a TricklingResponse; records the timeouts it was given."""
+
+    def __init__(self, fake_time, seconds_per_read):
+        super().__init__()
+        self.fake_time = fake_time
+        self.seconds_per_read = seconds_per_read
+        self.timeouts = []
+        self.responses = []
+
+    def get(self, url, timeout=None, stream=False):
+        self.urls.append(url)
+        self.timeouts.append(timeout)
+        self.responses.append(TricklingResponse(self.fake_time, self.seconds_per_read))
+        return self.responses[-1]
+
+
+def test_request_timeout_bounds_the_whole_response_not_each_read():
+    """A body trickling in a byte at a time never trips a per-read timeout; the whole
+    response must be in by request_timeout, else the try has timed out (and is retried)."""
+    fake_time = FakeTime()
+    session = TricklingSession(fake_time, seconds_per_read=0.5)
+    client = make_client(session, fake_time)
+    client.timeout = 2.0
+    with pytest.raises(RetryableError, match=r"timed out after 2 s"):
+        client.get("/lists", "lists")
+    assert len(session.urls) == TRANSIENT_MAX_TRIES
+    assert all(response.closed for response in session.responses), "a half-read response went back to the pool"
+    assert session.timeouts[0].total == pytest.approx(2.0), "connect and headers are not bounded by the deadline"
+    # each socket read may take only what is left until the deadline
+    assert session.responses[0].raw.connection.sock.timeouts == pytest.approx([2.0, 1.5, 1.0, 0.5])
+
+
+def test_a_slow_body_that_is_whole_by_the_deadline_is_read():
+    fake_time = FakeTime()
+    session = TricklingSession(fake_time, seconds_per_read=0.1)
+    client = make_client(session, fake_time)
+    client.timeout = 2.0
+    assert client.get("/lists", "lists") == {"lists": []}
+    assert len(session.urls) == 1 and not session.responses[0].closed
+
+
+# ----- pagination --------------------------------------------------------------------------
+
+
+def pages_session(*bodies, headers=None):
+    return FakeSession(*(FakeResponse(200, body, headers) for body in bodies))
+
+
+def test_paginate_follows_the_bookmark_until_a_page_has_none():
+    session = pages_session(
+        b'{"contacts": [{"id": 1}], "bookmark": "person_a/b", "total_contacts": 3}',
+        b'{"contacts": [{"id": 2}], "bookmark": "person_c"}',
+        b'{"contacts": [{"id": 3}]}',
+        headers={"Date": "Sun, 06 Dec 2026 03:00:00 +0100"},
+    )
+    pages = list(make_client(session, FakeTime()).paginate("/contacts", "contacts"))
+    assert [page.items for page in pages] == [[{"id": 1}], [{"id": 2}], [{"id": 3}]]
+    assert [page.next_cursor for page in pages] == ["person_a/b", "person_c", None]
+    assert pages[0].meta == {"total_contacts": 3}, "the page's meta keeps the rest of the body, not items or bookmark"
+    assert pages[0].server_time == datetime.datetime(2026, 12, 6, 2, tzinfo=datetime.UTC)
+    base = "http://autopilot.invalid/v1/contacts"
+    assert session.urls == [base, base + "/person_a%2Fb", base + "/person_c"], "the cursor is one quoted segment"
+
+
+def test_paginate_starts_after_the_given_cursor():
+    session = pages_session(b'{"contacts": []}')
+    pages = list(make_client(session, FakeTime()).paginate("/contacts", "contacts", cursor="person_x"))
+    assert session.urls == ["http://autopilot.invalid/v1/contacts/person_x"]
+    assert pages[0].items == [] and pages[0].next_cursor is None
+
+
+@pytest.mark.parametrize("body", [b'{"contacts": null, "bookmark": ""}', b'{"contacts": [], "bookmark": null}'])
+def test_paginate_an_empty_bookmark_is_the_last_page(body):
+    pages = list(make_client(pages_session(body), FakeTime()).paginate("/contacts", "contacts"))
+    assert len(pages) == 1 and pages[0].items == [] and pages[0].next_cursor is None
+
+
+def test_paginate_stops_on_a_cursor_cycle():
+    """The published tap looped forever when the API gave a bookmark it had given before."""
+    session = pages_session(
+        b'{"contacts": [], "bookmark": "person_a"}',
+        b'{"contacts": [], "bookmark": "person_b"}',
+        b'{"contacts": [], "bookmark": "person_a"}',
+    )
+    with pytest.raises(
+        TapError, match=r"repeated the page bookmark person_a on /contacts; stopping to avoid an endless loop\."
+    ):
+        list(make_client(session, FakeTime()).paginate("/contacts", "contacts"))
+    assert len(session.urls) == 3
+
+
+def test_paginate_stops_when_a_page_points_at_itself():
+    session = pages_session(b'{"contacts": [], "bookmark": "person_x"}')
+    with pytest.raises(TapError, match="repeated the page bookmark person_x"):
+        list(make_client(session, FakeTime()).paginate("/contacts", "contacts", cursor="person_x"))
+    assert len(session.urls) == 1
+
+
+@pytest.mark.parametrize("headers", [{}, {"Date": "not a date"}, {"Date": ""}], ids=["no Date", "garbage", "empty"])
+def test_server_time_is_none_without_a_usable_date_header(headers):
+    body, server_time = make_client(pages_session(b'{"lists": []}', headers=headers), FakeTime()).request("/lists")
+    assert body == {"lists": []} and server_time is None
+
+
+# ----- the session, messages, logs ----------------------------------------------------------
+
+
+def test_session_sends_the_key_and_reads_proxy_and_ca_settings_once(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/unit-test-ca.pem")
+    client = AutopilotClient({"api_key": API_KEY, "user_agent": "unit-test-agent"})
+    session = client._session()
+    assert session.headers["autopilotapikey"] == API_KEY
+    assert session.headers["Accept"] == "application/json"
+    assert session.headers["User-Agent"] == "unit-test-agent"
+    assert session.proxies["https"] == "http://proxy.invalid:3128"
+    assert session.verify == "/etc/ssl/unit-test-ca.pem"
+    assert session.trust_env is False, "requests would re-read the environment on every request"
+    assert client._session() is session
+    others = []
+    thread = threading.Thread(target=lambda: others.append(client._session()))
+    thread.start()
+    thread.join(10)
+    assert others and others[0] is not session, "requests.Session is not shared between threads"
+
+
+def test_session_without_a_ca_bundle_keeps_verifying(monkeypatch):
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    session = AutopilotClient({"api_key": API_KEY})._session()
+    assert session.verify is True
+
+
+@pytest.mark.parametrize(
+    "body, shown",
+    [
+        (b'{"message": "' + b"m" * 300 + b'"}', "m" * 200),
+        (b"<html>" + b"h" * 300, "<html>" + "h" * 194),
+        (b'["not", "an", "object"]', '["not", "an", "object"]'),
+    ],
+    ids=["json message", "html", "json list"],
+)
+def test_other_statuses_show_the_answer_s_message_cut_to_200_characters(body, shown):
+    with pytest.raises(TapError) as raised:
+        make_client(FakeSession(FakeResponse(418, body)), FakeTime()).get("/lists", "lists")
+    assert str(raised.value).endswith(": " + shown)
+
+
+def test_each_retry_is_logged_with_its_error_wait_and_try_and_counted(caplog):
+    fake_time = FakeTime()
+    client = make_client(FakeSession(FakeResponse(503), FakeResponse(200)), fake_time, uniform=lambda low, high: 0.75)
+    with caplog.at_level("WARNING", logger="tap_autopilot"):
+        client.get("/lists", "lists")
+    assert caplog.messages == ["Autopilot answered 503 to GET /lists; retrying in 0.8 s (attempt 1)"]
+    assert client.stats["retries"] == 1
+
+
+# ----- settings, counters and smaller rules found by the mutation run -------------------------------
+
+
+def test_client_settings_come_from_the_config_with_their_defaults(monkeypatch):
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.setenv("CURL_CA_BUNDLE", "/etc/ssl/curl-ca.pem")
+    defaults = AutopilotClient({"api_key": API_KEY})
+    assert defaults.base_url == client_module.DEFAULT_BASE_URL
+    assert defaults.timeout == client_module.DEFAULT_REQUEST_TIMEOUT_SECONDS == 300
+    assert defaults.limiter.interval == pytest.approx(RateLimiter.SAFETY / 5)
+    assert defaults._session().verify == "/etc/ssl/curl-ca.pem", "CURL_CA_BUNDLE when REQUESTS_CA_BUNDLE is unset"
+    configured = AutopilotClient({"api_key": API_KEY, "base_url": "http://127.0.0.1:8080/v1/", "request_timeout": "30"})
+    assert configured.base_url == "http://127.0.0.1:8080/v1" and configured.timeout == 30.0
+
+
+def test_bodies_are_streamed_and_decoded_as_the_server_compressed_them():
+    """stream=True lets the deadline loop read the body; decode_content undoes gzip."""
+    reads = []
+
+    class RecordingRaw(FakeRaw):
+        def read1(self, size, decode_content=None):  # None: urllib3 uses what requests set (no decoding)
+            reads.append((size, decode_content))
+            return super().read1(size, decode_content)
+
+    class RecordingSession(FakeSession):
+        def get(self, url, timeout=None, stream=False):
+            self.stream = stream
+            response = super().get(url, timeout, stream)
+            response.raw = RecordingRaw(response.content)
+            return response
+
+    session = RecordingSession(FakeResponse(200))
+    assert make_client(session, FakeTime()).get("/lists", "lists") == {"lists": []}
+    assert session.stream is True
+    assert reads and all(read == (client_module.BODY_CHUNK_BYTES, True) for read in reads)
+
+
+def test_a_deadline_already_passed_still_gives_urllib3_a_positive_timeout():
+    fake_time = FakeTime()
+    session = TricklingSession(fake_time, seconds_per_read=0.5)
+    client = make_client(session, fake_time)
+    client.timeout = 0.0
+    with pytest.raises(RetryableError, match="timed out"):
+        client.get("/lists", "lists")
+    assert session.timeouts[0].total == pytest.approx(0.001)
+
+
+def test_requests_are_counted_once_per_try():
+    client = make_client(FakeSession(FakeResponse(503), FakeResponse(200)), FakeTime(), uniform=lambda low, high: 0)
+    client.get("/lists", "lists")
+    assert (client.stats["requests"], client.stats["retries"], client.stats["rate_limited"]) == (2, 1, 0)
+
+
+def test_retry_logs_name_each_failure_and_count_the_tries(caplog):
+    session = FakeSession(
+        FakeResponse(429, b"", {"Retry-After": "0"}),
+        FakeResponse(200, b'{"lists": {}}'),
+        FakeResponse(200, b"[]"),
+    )
+    client = make_client(session, FakeTime(), uniform=lambda low, high: 0.5)
+    with caplog.at_level("WARNING", logger="tap_autopilot"):
+        assert client.get("/contacts/custom_fields", expect_list=True) == []
+    # (the second answer is a JSON object, not the list asked for; the third is a list: accepted)
+    assert caplog.messages == [
+        "Autopilot throttled GET /contacts/custom_fields (429); retrying in 0.0 s (attempt 1)",
+        "GET /contacts/custom_fields returned a body of an unexpected shape (not a list); "
+        "retrying in 0.5 s (attempt 2)",
+    ]
+
+
+@pytest.mark.parametrize("header, wait", [("0", 0.0), ("-5", 0.0), ("2.5", 2.5)])
+def test_retry_after_is_used_as_given_never_below_zero(header, wait):
+    fake_time = FakeTime()
+    client = make_client(FakeSession(FakeResponse(429, b"", {"Retry-After": header}), FakeResponse(200)), fake_time)
+    client.get("/lists", "lists")
+    assert fake_time.sleeps[0] == wait
+
+
+def test_an_explicit_backoff_base_wins_over_the_environment(monkeypatch):
+    monkeypatch.setenv(client_module.BACKOFF_BASE_ENV, "4")
+    assert RetryPolicy(base=0.25).base == 0.25 and RetryPolicy().base == 4.0
+
+
+def test_a_page_without_its_data_key_is_retried():
+    session = pages_session(b'{"bookmark": null}', b'{"contacts": [{"id": 1}]}')
+    pages = list(make_client(session, FakeTime()).paginate("/contacts", "contacts"))
+    assert [page.items for page in pages] == [[{"id": 1}]] and len(session.urls) == 2
+
+
+def test_server_time_is_utc():
+    session = pages_session(b'{"lists": []}', headers={"Date": "Sun, 06 Dec 2026 03:00:00 +0100"})
+    _, server_time = make_client(session, FakeTime()).request("/lists")
+    assert server_time is not None and server_time.tzinfo is datetime.UTC
+
+
+def test_an_error_body_that_is_not_utf8_is_shown_with_replacement_characters():
+    with pytest.raises(TapError) as raised:
+        make_client(FakeSession(FakeResponse(418, b"\xffbad")), FakeTime()).get("/lists", "lists")
+    assert str(raised.value).endswith(": \ufffdbad")
+
+
+@pytest.mark.parametrize(
+    "path, name",
+    [
+        ("/contacts", "contacts"),
+        ("/contacts/person_x", "contacts"),
+        ("/contacts/custom_fields", "custom_fields"),
+        ("/list/contactlist_x/contacts/person_y", "list_contacts"),
+        ("/lists", "lists"),
+        ("/smart_segments", "smart_segments"),
+        ("/smart_segments/segment_x/contacts", "smart_segment_contacts"),
+    ],
+)
+def test_request_metrics_name_the_endpoint_not_the_ids_in_the_path(path, name):
+    assert client_module._endpoint_name(path) == name
+
+
+def test_rate_limiter_a_thread_without_a_priority_is_the_least_urgent():
+    """Threads outside the scheduler never set a priority: they take no slot from a scan's
+    thread, even one whose scan has 0 pages left."""
+    limiter, starts = limiter_with_waiting_threads([[1000.105, 0]])
+    limiter.acquire()
+    assert starts == [pytest.approx(1000.21)]
+
+
+def test_rate_limiter_an_urgent_thread_takes_the_earliest_slot_not_the_least_urgent_thread_s():
+    limiter, starts = limiter_with_waiting_threads([[1000.105, 5], [1000.21, 1]])
+    limiter.set_priority(50)
+    limiter.acquire()
+    assert starts == [pytest.approx(1000.105)]

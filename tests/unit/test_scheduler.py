@@ -258,3 +258,16 @@ def test_pages_left_counts_every_active_chain():
     scheduler.wait()
     assert seen[0] == 2  # two chains, neither knows its length yet: one page each
     assert seen[1] in (4 + 2, 4 + 0, 4 + 1)
+
+
+def test_workers_are_named_daemon_threads():
+    """Daemon: a stopped run exits without waiting for a worker stuck in a request; named:
+    log lines and thread dumps say which worker."""
+    scheduler = Scheduler(2)
+    try:
+        assert [(thread.name, thread.daemon) for thread in scheduler._threads] == [
+            ("autopilot-0", True),
+            ("autopilot-1", True),
+        ]
+    finally:
+        scheduler.wait()

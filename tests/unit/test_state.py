@@ -371,3 +371,34 @@ def test_reset_reads_meltanos_state_too():
 def test_reset_refuses_what_it_cannot_change(text, message):
     with pytest.raises(StateFileError, match=message):
         reset_stream(text, "contacts")
+
+
+def test_the_smallest_usable_version_is_1_and_a_first_version_is_above_0():
+    assert version_number(1) == 1 and version_number(0.5) is None
+    assert next_version(None, 0) == 1 and next_version(0, 0) == 1
+
+
+@pytest.mark.parametrize("raw", [None, [], "state", 7])
+def test_a_state_that_is_not_an_object_starts_empty(raw):
+    state = State(raw)
+    assert state.to_dict() == {"currently_syncing": None, "bookmarks": {}}
+
+
+def test_dropping_a_pass_s_progress_forgets_its_scan_and_its_parents_but_keeps_its_version():
+    state = State(
+        {
+            "bookmarks": {
+                "lists_contacts": {
+                    "version": 42,
+                    "complete": False,
+                    "scan": {"cursor": "person_0002"},
+                    "done_through": "list_a",
+                    "done_beyond": ["list_c"],
+                    "in_progress": {"list_b": "person_0001"},
+                }
+            }
+        }
+    )
+    state.drop_progress("lists_contacts")
+    assert state.entry("lists_contacts") == {"version": 42, "complete": False}
+    assert not state.reads_scan("lists_contacts") and not state.reads_parents("lists_contacts")

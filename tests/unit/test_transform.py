@@ -1,5 +1,7 @@
+import datetime
 import itertools
 import re
+import time
 
 import jsonschema
 import orjson
@@ -7,10 +9,29 @@ import pytest
 import singer
 from singer.transform import Transformer
 
-from tap_autopilot.converters import format_datetime, to_boolean, to_datetime, to_integer, to_number
+from tap_autopilot.converters import (
+    _MS_THRESHOLD,
+    format_datetime,
+    to_boolean,
+    to_custom_field_list,
+    to_datetime,
+    to_integer,
+    to_mail_events,
+    to_number,
+    to_string,
+    to_string_list,
+    to_url_flags,
+)
 from tap_autopilot.discover import custom_field_columns, discover
 from tap_autopilot.schema_files import load_schema
-from tap_autopilot.transform import ContactTransformer, custom_field_column, replication_instant, serialize, snake_case
+from tap_autopilot.transform import (
+    ContactTransformer,
+    converter_for,
+    custom_field_column,
+    replication_instant,
+    serialize,
+    snake_case,
+)
 
 
 def to_datetime_string(value):
@@ -533,3 +554,170 @@ def validate(row):
         if column.startswith("custom_") and column != "custom_fields":
             schema["properties"][column] = {"type": ["null", "string", "number", "integer", "boolean"]}
     jsonschema.Draft4Validator(schema, format_checker=jsonschema.FormatChecker()).validate(row)
+
+
+# ----- rules found untested by the mutation run (make mutation) ---------------------------
+
+
+@pytest.mark.parametrize(
+    "deleted, kept",
+    [("true", False), ("1", False), (1, False), ("yes", False), ("false", True), (0, True), ("no", True), (None, True)],
+)
+def test_a_custom_value_whose_deleted_flag_is_text_or_a_number_is_read_as_a_boolean(deleted, kept):
+    """The API has sent `deleted` as "true", 1 and the like: deleted all the same."""
+    transform, _ = full_transformer({"name": "Seats", "fieldType": "integer"})
+    row = transform({"contact_id": "p", "custom_fields": [{"kind": "Seats", "value": "40", "deleted": deleted}]})
+    assert row["custom_seats"] == (40 if kept else None)
+    assert row["custom_fields"][0]["deleted"] is to_boolean(deleted)
+
+
+def test_a_custom_value_of_null_is_null_in_its_typed_column():
+    transform, _ = full_transformer({"name": "Seats", "fieldType": "integer"})
+    row = transform({"contact_id": "p", "custom_fields": [{"kind": "Seats", "value": None, "deleted": False}]})
+    assert row["custom_seats"] is None
+
+
+def test_the_raw_custom_fields_array_keeps_every_field_as_text():
+    """kind, value and field_type as text whatever the API sent (objects as sorted compact
+    JSON), `fieldType` or `field_type`, deleted as a boolean; entries that are not objects dropped."""
+    transform, _ = full_transformer()
+    row = transform(
+        {
+            "contact_id": "p",
+            "custom_fields": [
+                {"kind": 7, "value": {"b": 1, "a": [1, 2]}, "field_type": 3, "deleted": "yes"},
+                {"kind": "Seats", "value": 12, "fieldType": "integer", "field_type": "ignored"},
+                "not an object",
+                {"kind": None, "value": True},
+            ],
+        }
+    )
+    assert row["custom_fields"] == [
+        {"kind": "7", "value": '{"a":[1,2],"b":1}', "field_type": "3", "deleted": True},
+        {"kind": "Seats", "value": "12", "field_type": "integer", "deleted": None},
+        {"kind": None, "value": "true", "field_type": None, "deleted": None},
+    ]
+    assert transform({"contact_id": "p", "custom_fields": {"not": "a list"}})["custom_fields"] is None
+
+
+def test_text_columns_keep_text_and_write_booleans_and_numbers_as_text():
+    assert to_string("Acme") == "Acme" and to_string("") is None and to_string(None) is None
+    assert to_string(True) == "true" and to_string(False) == "false"
+    assert to_string(12) == "12" and to_string(1.5) == "1.5"
+    assert to_string({"a": 1}) is None and to_string([1]) is None
+
+
+def test_integers_outside_64_bits_are_null():
+    assert to_integer(2**63 - 1) == 2**63 - 1 and to_integer(-(2**63)) == -(2**63)
+    assert to_integer(2**63) is None and to_integer(-(2**63) - 1) is None
+    assert to_integer(" 1,234 ") == 1234 and to_integer("12.0") == 12 and to_integer("1e3") == 1000
+    assert to_integer("12.5") is None and to_integer("1,2.5") is None
+
+
+def test_numbers_sent_as_text_with_thousands_separators():
+    assert to_number(" 1,234.5 ") == 1234.5 and to_number("12") == 12.0
+    assert to_number(False) is None and to_number(None) is None and to_number("inf") is None
+    assert to_number([1]) is None
+
+
+def test_booleans_from_numbers_and_nulls():
+    assert to_boolean(1) is True and to_boolean(0) is False and to_boolean(0.0) is False
+    assert to_boolean(None) is None and to_boolean(True) is True and to_boolean(False) is False
+
+
+def test_url_flags_keep_booleans_and_nulls_and_read_text_flags():
+    assert to_url_flags({"a": True, "b": None, "c": "yes", "d": 0, "e": "maybe"}) == [
+        {"url": "a", "value": True},
+        {"url": "b", "value": None},
+        {"url": "c", "value": True},
+        {"url": "d", "value": False},
+        {"url": "e", "value": None},
+    ]
+    assert to_url_flags(["a"]) is None
+
+
+MAIL_MS = 1430349325347
+MAIL_AT = datetime.datetime(2015, 4, 29, 23, 15, 25, 347000, tzinfo=datetime.UTC)
+
+
+def test_mail_events_read_epoch_milliseconds_seconds_and_text():
+    events = to_mail_events({"m1": MAIL_MS, "m2": MAIL_MS // 1000, "m3": str(MAIL_MS), "m4": None, "m5": _MS_THRESHOLD})
+    assert events == [
+        {"id": "m1", "timestamp": MAIL_AT},
+        {"id": "m2", "timestamp": MAIL_AT.replace(microsecond=0)},
+        {"id": "m3", "timestamp": MAIL_AT},
+        {"id": "m4", "timestamp": None},
+        {"id": "m5", "timestamp": datetime.datetime.fromtimestamp(_MS_THRESHOLD / 1000, datetime.UTC)},
+    ]
+    assert to_mail_events([MAIL_MS]) is None
+
+
+def test_a_mail_event_out_of_range_is_null_and_the_others_are_kept():
+    assert to_mail_events({"far": 10**30, "m1": MAIL_MS, "none": None}) == [
+        {"id": "far", "timestamp": None},
+        {"id": "m1", "timestamp": MAIL_AT},
+        {"id": "none", "timestamp": None},
+    ]
+
+
+def test_epoch_text_with_a_fraction_keeps_the_fraction():
+    assert to_datetime("1430349325.5") == datetime.datetime(2015, 4, 29, 23, 15, 25, 500000, tzinfo=datetime.UTC)
+
+
+def test_snake_case_strips_only_separators_at_the_ends():
+    assert snake_case("_X Factor_") == "x_factor" and snake_case("XBox") == "x_box"
+
+
+@pytest.fixture
+def local_timezone_not_utc(monkeypatch):
+    """The machine's timezone set to one far from UTC, for rules that must not depend on it."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_instants_are_utc_whatever_the_machine_s_timezone(local_timezone_not_utc):
+    assert format_datetime(
+        datetime.datetime(2015, 4, 30, 1, 15, 25, tzinfo=datetime.timezone(datetime.timedelta(hours=2)))
+    ) == ("2015-04-29T23:15:25.000000Z")
+    assert to_datetime("2015-04-30T01:15:25+02:00") == datetime.datetime(2015, 4, 29, 23, 15, 25, tzinfo=datetime.UTC)
+    with_offset, without = to_datetime("2015-04-30T01:15:25+02:00"), to_datetime("2015-04-29T23:15:25")
+    assert with_offset is not None and with_offset.tzinfo is datetime.UTC
+    assert without is not None and without.tzinfo is datetime.UTC, "text without an offset is UTC"
+
+
+def test_an_epoch_number_exactly_at_the_threshold_is_milliseconds():
+    assert to_datetime(_MS_THRESHOLD) == datetime.datetime.fromtimestamp(_MS_THRESHOLD / 1000, datetime.UTC)
+
+
+def test_string_lists_keep_only_the_strings():
+    assert to_string_list(["list_a", 7, None, "list_b"]) == ["list_a", "list_b"]
+    assert to_string_list("list_a") is None and to_string_list(None) is None
+
+
+def test_the_raw_custom_fields_copy_keeps_empty_names_and_types_as_sent():
+    assert to_custom_field_list([{"kind": "", "value": "", "fieldType": "", "deleted": False}]) == [
+        {"kind": "", "value": "", "field_type": "", "deleted": False}
+    ]
+
+
+@pytest.mark.parametrize("column", ["anywhere_page_visits", "anywhere_form_submits", "anywhere_utm"])
+def test_anywhere_columns_are_url_flags(column):
+    assert converter_for(column, load_schema("contacts")["properties"][column]) is to_url_flags
+
+
+def test_a_text_column_sent_a_number_or_a_boolean_gets_its_text():
+    transform, _ = full_transformer()
+    row = transform({"contact_id": 12345, "Company": True, "FirstName": 1.5, "LastName": {"an": "object"}})
+    assert (row["contact_id"], row["company"], row["first_name"], row["last_name"]) == ("12345", "true", "1.5", None)
+
+
+def test_a_custom_field_no_unnamed_column_takes_is_ignored():
+    schema = contacts_schema()
+    transform = ContactTransformer({k: schema["properties"][k] for k in ("contact_id", "custom_seats")}, {})
+    row = transform(
+        {"contact_id": "p", "custom_fields": [{"kind": "Other", "value": "x"}, {"kind": "Seats", "value": "3"}]}
+    )
+    assert row == {"contact_id": "p", "custom_seats": 3}
