@@ -51,6 +51,12 @@ class ContactsScan(PageScan):
                 reader.restart()
             return None
 
+    def reads_ahead(self) -> bool:
+        # Usually the longest scan, its pages one after another (rate_limit.py); but not
+        # while its first page decides whether it goes on (MembershipsFromScan's probe):
+        # the page ahead would be a request for nothing.
+        return not any(isinstance(reader, MembershipsFromScan) and reader.probe for reader in self.readers)
+
     def take(self, page: Page) -> bool:
         self.readers = [reader for reader in self.readers if reader.keep_reading(page)]
         if not self.readers:

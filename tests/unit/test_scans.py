@@ -9,7 +9,7 @@ import weakref
 import orjson
 import pytest
 
-from tap_autopilot.client import Page, RateLimiter, RequestStats
+from tap_autopilot.client import Page, RateLimiter, RequestStats, read_ahead
 from tap_autopilot.readers import ContactsScan, estimate_membership_requests
 from tap_autopilot.scans import PageScan
 from tap_autopilot.schema_files import load_schema
@@ -52,7 +52,11 @@ class FakeClient:
             return {"segments": []}
         raise AssertionError(path)
 
-    def paginate(self, path, data_key, cursor=None):
+    def paginate(self, path, data_key, cursor=None, ahead=False):
+        pages = self._pages(path, cursor)
+        return read_ahead(pages, self.limiter) if ahead else pages  # as the real client does
+
+    def _pages(self, path, cursor):
         docs = self.docs if path == "/contacts" else self.members[path]
         ids = [d["contact_id"] for d in docs]
         start = 0 if cursor is None else ids.index(cursor) + 1
@@ -178,7 +182,7 @@ def pages_held_while_suspended(ctx, steps, client):
         seen.append(weakref.ref(page.items))
         return page
 
-    def paginate(path, data_key, cursor=None):
+    def paginate(path, data_key, cursor=None, ahead=False):
         pages = original(path, data_key, cursor)
         while True:  # (a for loop would itself hold the page while suspended)
             try:
@@ -217,7 +221,7 @@ def test_a_vanished_cursor_restarts_the_scan_from_its_first_page():
     from tap_autopilot.errors import NotFoundError
 
     class VanishingCursorClient(FakeClient):
-        def paginate(self, path, data_key, cursor=None):
+        def paginate(self, path, data_key, cursor=None, ahead=False):
             if cursor == "person_0002":
                 raise NotFoundError("gone")
             yield from super().paginate(path, data_key, cursor)
@@ -279,6 +283,29 @@ def test_an_interrupted_scan_resumes_for_both_streams_at_the_shared_cursor_with_
     assert pairs(ctx) == {p for p in TRUTH if p[1] > "person_0002"}
     assert {r[VERSION_COLUMN] for r in records(ctx, "lists_contacts")} == {42}
     assert client.requests.count("/contacts") == 2
+
+
+def test_a_stop_while_the_next_page_is_requested_ahead_leaves_the_state_at_the_page_written():
+    docs = [doc(n, ["list_a"]) for n in range(1, 8)]
+    first_run = FakeClient(docs)  # pages of 2: 4 pages
+    ctx = context(first_run, ["contacts", "lists_contacts"])
+    for stream_id in ctx.order:
+        STREAMS[stream_id].sync(ctx)
+    steps = ctx.shared_scan(ContactsScan).steps()
+    next(steps)  # the first page written, the second requested ahead
+    steps.close()  # the run stops here (SIGTERM, or another scan's fatal error)
+    written = [r["contact_id"] for r in records(ctx, "contacts")]
+    state = [m for m in messages(ctx) if m["type"] == "STATE"][-1]["value"]
+    assert written == ["person_0001", "person_0002"]
+    assert state["bookmarks"]["contacts"]["scan"]["cursor"] == "person_0002"
+    assert state["bookmarks"]["lists_contacts"]["scan"]["cursor"] == "person_0002"
+
+    second_run = FakeClient(docs)
+    resumed = context(second_run, ["contacts", "lists_contacts"], state)
+    resumed.run()
+    assert written + [r["contact_id"] for r in records(resumed, "contacts")] == [d["contact_id"] for d in docs]
+    assert {r["contact_id"] for r in records(resumed, "lists_contacts")} == {d["contact_id"] for d in docs[2:]}
+    assert second_run.requests.count("/contacts") == 3  # pages 2-4: the page dropped ahead is read once more
 
 
 def test_streams_stopped_at_different_pages_scan_from_the_first_page():
