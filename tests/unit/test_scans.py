@@ -4,6 +4,7 @@ fake client: no server, no sockets."""
 import datetime
 import gc
 import io
+import threading
 import weakref
 
 import orjson
@@ -439,3 +440,55 @@ def test_contacts_scan_readers_share_one_scan():
     ctx = context(FakeClient(DOCS), ["contacts", "lists_contacts"])
     assert ctx.shared_scan(ContactsScan) is ctx.shared_scan(ContactsScan)
     assert set(STREAMS) == {"contacts", "lists", "lists_contacts", "smart_segments", "smart_segments_contacts"}
+
+
+# ---- the listings and the contacts scan start together ---------------------------------------
+
+
+class SlowListingsClient(FakeClient):
+    """A FakeClient whose listings answer only once the test lets them."""
+
+    def __init__(self, docs, **kwargs):
+        super().__init__(docs, **kwargs)
+        self.listings_may_answer = threading.Event()
+        self.contacts_asked = threading.Event()
+
+    def get(self, path, data_key=None, expect_list=False):
+        # A bound only so that a broken implementation fails instead of hanging: nothing is timed.
+        assert self.listings_may_answer.wait(30), "the test never let the listings answer"
+        return super().get(path, data_key, expect_list)
+
+    def _pages(self, path, cursor):
+        self.contacts_asked.set()
+        yield from super()._pages(path, cursor)
+
+
+def test_the_contacts_scan_is_requested_before_the_lists_listing_answers():
+    client = SlowListingsClient(DOCS)
+    ctx = context(client, ["contacts", "lists", "lists_contacts"])
+    run = threading.Thread(target=ctx.run)
+    run.start()
+    try:
+        assert client.contacts_asked.wait(30), "the contacts scan waited for the listing"
+        assert "/contacts" in client.requests and "/lists" not in client.requests
+    finally:
+        client.listings_may_answer.set()
+        run.join()
+    assert pairs(ctx) == TRUTH  # the first page's memberships waited for the list ids
+    assert len(records(ctx, "lists")) == len(LISTS)
+    assert client.requests.count("/lists") == 1  # asked for by two streams, requested once
+
+
+def test_a_listing_that_fails_fails_the_run_with_its_own_error():
+    from tap_autopilot.errors import AuthError
+
+    class RefusingClient(FakeClient):
+        def get(self, path, data_key=None, expect_list=False):
+            self.requests.append(path)
+            raise AuthError("Autopilot rejected the API key (401). Check api_key.")
+
+    client = RefusingClient(DOCS)
+    ctx = context(client, ["contacts", "lists_contacts", "smart_segments_contacts"])
+    with pytest.raises(AuthError, match="rejected the API key"):
+        ctx.run()
+    assert sorted(p for p in client.requests if p != "/contacts") == ["/lists", "/smart_segments"]  # each once
