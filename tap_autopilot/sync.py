@@ -31,7 +31,7 @@ from tap_autopilot.progress import Progress
 from tap_autopilot.scans import PageScan
 from tap_autopilot.scheduler import Scheduler, Steps
 from tap_autopilot.state import State
-from tap_autopilot.streams import STREAMS, VERSION_COLUMN, ParentStream, Stream
+from tap_autopilot.streams import STREAMS, VERSION_COLUMN, MembershipStream, ParentStream, Stream
 from tap_autopilot.transform import serialize
 from tap_autopilot.values import ValueChanges
 
@@ -170,9 +170,10 @@ class SyncContext:
         needed = {}
         for selected in self.selected.values():
             stream = selected.stream
-            parent = stream if isinstance(stream, ParentStream) else getattr(stream, "parent_stream", None)
-            if parent is not None:
-                needed[parent.tap_stream_id] = parent
+            if isinstance(stream, ParentStream):
+                needed[stream.tap_stream_id] = stream
+            elif isinstance(stream, MembershipStream):
+                needed[stream.parent_stream.tap_stream_id] = stream.parent_stream
         for parent in needed.values():
             listing, fetch = self._listing(parent)
             if fetch:
