@@ -9,6 +9,7 @@ import email.utils
 import functools
 import logging
 import os
+import queue
 import random
 import threading
 import time
@@ -309,11 +310,19 @@ class AutopilotClient:
             raise RetryableError(f"GET {path} returned a body of an unexpected shape (not a list)")
         return body
 
-    def paginate(self, path: str, data_key: str, cursor: str | None = None) -> Iterator["Page"]:
+    def paginate(self, path: str, data_key: str, cursor: str | None = None, ahead: bool = False) -> Iterator["Page"]:
         """Yield a Page for each page of a cursor-paged endpoint, starting after
         `cursor` if given. The API names its cursor "bookmark"; next_cursor is None
         on the last page. A cursor the API has already given is an error: the
-        published tap looped forever on that."""
+        published tap looped forever on that.
+
+        With `ahead`, the next page's request goes out as soon as its cursor is known,
+        while the caller takes the page before it (read_ahead)."""
+        pages = self._pages(path, data_key, cursor)
+        return read_ahead(pages, self.limiter) if ahead else pages
+
+    def _pages(self, path: str, data_key: str, cursor: str | None) -> Iterator["Page"]:
+        """paginate() without reading ahead: the one pagination loop."""
         seen = set()
         while True:
             page_path = path if cursor is None else f"{path}/{quote(str(cursor), safe='')}"
@@ -333,6 +342,47 @@ class AutopilotClient:
             if next_cursor is None:
                 return
             cursor = next_cursor
+
+
+def read_ahead(pages: Iterator[T], limiter: RateLimiter) -> Iterator[T]:
+    """`pages`, advanced on a thread of its own one item ahead of the caller: while the
+    caller takes page k, page k+1 is already requested, and its request goes out the moment
+    page k's cursor is known (no thread switch in between). Page k+1 is requested only once
+    the caller has asked for page k (so has dropped page k-1): at most two pages, the one
+    being taken and the one ahead. What advancing `pages` raises (after the client's usual
+    retries) is raised here when the caller asks for that page. If the caller stops early,
+    the page ahead is dropped unread.
+
+    Each request passes the rate limiter with the priority the caller's thread had when it
+    asked (the scheduler sets it per scan), and all of a scan's requests come from that one
+    thread, so the limiter measures the scan's cycle and books its next slot (rate_limit.py).
+    A daemon thread: a stopped run does not wait for a page nobody will read."""
+    # The caller's asks, each with its priority (None: stop); the thread's answers, in order.
+    asks: queue.SimpleQueue[tuple[float, float] | None] = queue.SimpleQueue()
+    answers: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def advance() -> None:
+        while (priority := asks.get()) is not None:
+            limiter.set_priority(*priority)
+            try:
+                answers.put(next(pages))
+            except BaseException as error:  # StopIteration too: raised to the caller, or the end
+                answers.put(error)
+                return
+
+    threading.Thread(target=advance, name=f"{threading.current_thread().name}-ahead", daemon=True).start()
+    asks.put(limiter.priority())  # the page ahead of the first one asked for
+    try:
+        while True:
+            asks.put(limiter.priority())
+            held = [answers.get()]
+            if isinstance(held[0], StopIteration):
+                return
+            if isinstance(held[0], BaseException):
+                raise held.pop()
+            yield held.pop()  # (popped, not named: a suspended scan holds no page)
+    finally:
+        asks.put(None)
 
 
 class Page(NamedTuple):

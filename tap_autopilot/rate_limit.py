@@ -55,6 +55,11 @@ class RateLimiter:
         self._local.priority = priority
         self._local.pages_left = pages_left
 
+    def priority(self) -> tuple[float, float]:
+        """This thread's (priority, pages left) as set_priority set them, to hand them to
+        another thread that requests for the same scan (client.paginate's page ahead)."""
+        return getattr(self._local, "priority", 0), getattr(self._local, "pages_left", 0)
+
     def acquire(self) -> None:
         """Block until this thread may start a request."""
         local = self._local

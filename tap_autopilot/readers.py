@@ -8,9 +8,10 @@ records and state.
 """
 
 import datetime
+import functools
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from tap_autopilot.client import Page
@@ -50,6 +51,12 @@ class ContactsScan(PageScan):
             for reader in self.readers:
                 reader.restart()
             return None
+
+    def reads_ahead(self) -> bool:
+        # Usually the longest scan, its pages one after another (rate_limit.py); but not
+        # while its first page decides whether it goes on (MembershipsFromScan's probe):
+        # the page ahead would be a request for nothing.
+        return not any(isinstance(reader, MembershipsFromScan) and reader.probe for reader in self.readers)
 
     def take(self, page: Page) -> bool:
         self.readers = [reader for reader in self.readers if reader.keep_reading(page)]
@@ -228,13 +235,23 @@ class MembershipsFromScan(VersionedScanReader):
     selected, `lists_contacts_source` auto): see keep_reading."""
 
     def __init__(
-        self, ctx: "SyncContext", stream: "ListsContacts", list_ids: Iterable[str], probe: bool = False
+        self,
+        ctx: "SyncContext",
+        stream: "ListsContacts",
+        list_ids: Callable[[], Iterable[str]],
+        probe: bool = False,
     ) -> None:
         super().__init__(ctx, stream.tap_stream_id)
         self.stream = stream
-        self.list_ids = frozenset(list_ids)
+        self._list_ids = list_ids
         self.parent_key = stream.parent_key
         self.probe = probe
+
+    @functools.cached_property
+    def list_ids(self) -> frozenset[str]:
+        """The ids on /lists, asked for when the first page is read: the scan's first request
+        goes out while the listing is on its way (sync.SyncContext.run)."""
+        return frozenset(self._list_ids())
 
     def keep_reading(self, page: Page) -> bool:
         if not self.probe:

@@ -55,6 +55,9 @@ class Stream(ABC):
     replication_methods: ClassVar[tuple[str, ...]] = (FULL_TABLE,)  # the ones allowed; the first is the default
     replication_key: ClassVar[str | None] = None
     parent: ClassVar[str | None] = None  # tap_stream_id of the parent stream, for membership streams
+    # Whether sync() may add a reader to the contacts scan: such streams plan first, so that
+    # the scan starts before the other streams wait for their listings (SyncContext.run).
+    reads_contacts_scan: ClassVar[bool] = False
 
     @abstractmethod
     def sync(self, ctx: "SyncContext") -> None:
@@ -66,6 +69,7 @@ class Contacts(Stream):
     key_properties: ClassVar[list[str]] = ["contact_id"]
     replication_methods = (INCREMENTAL, FULL_TABLE)
     replication_key = "updated_at"
+    reads_contacts_scan = True
 
     def transformer(self, selected: "SelectedStream", note: Note | None = None) -> ContactTransformer:
         """note(column, kind): hears of values out of their column's range (ValueChanges.reporter)."""
@@ -235,6 +239,7 @@ class ListsContacts(MembershipStream):
     parent = parent_stream.tap_stream_id
     member_path = "/list/{}/contacts"
     parent_key = "list_id"
+    reads_contacts_scan = True
 
     def sync(self, ctx: "SyncContext") -> None:
         stream_id = self.tap_stream_id
@@ -250,7 +255,10 @@ class ListsContacts(MembershipStream):
             return
         if ctx.state.reads_parents(stream_id):
             ctx.state.drop_progress(stream_id)
-        list_ids = [item[self.parent_stream.id_key] for item in ctx.parents(self.parent_stream)]
+
+        def list_ids() -> list[str]:
+            return [item[self.parent_stream.id_key] for item in ctx.parents(self.parent_stream)]
+
         reader = MembershipsFromScan(ctx, self, list_ids, probe=source == "probe")
         ctx.shared_scan(ContactsScan).readers.append(reader)
 

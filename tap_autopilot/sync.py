@@ -13,8 +13,10 @@ import datetime
 import gc
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any, BinaryIO, TypeVar, cast
 
 import orjson
@@ -29,7 +31,7 @@ from tap_autopilot.progress import Progress
 from tap_autopilot.scans import PageScan
 from tap_autopilot.scheduler import Scheduler, Steps
 from tap_autopilot.state import State
-from tap_autopilot.streams import STREAMS, VERSION_COLUMN, ParentStream, Stream
+from tap_autopilot.streams import STREAMS, VERSION_COLUMN, MembershipStream, ParentStream, Stream
 from tap_autopilot.transform import serialize
 from tap_autopilot.values import ValueChanges
 
@@ -146,7 +148,7 @@ class SyncContext:
         self.workers = workers
         self._scheduler: Scheduler | None = None  # set by run()
         self._planned: list[Steps] | None = None  # scans added while run() has the streams plan their work
-        self._parents: dict[str, list[dict[str, Any]]] = {}
+        self._parents: dict[str, Future[list[dict[str, Any]]]] = {}
         self._shared_scans: dict[type[PageScan], PageScan] = {}
         # Values changed so that every warehouse accepts them (docs/values.md).
         self.value_changes = ValueChanges()
@@ -155,15 +157,47 @@ class SyncContext:
     # --- helpers for streams -------------------------------------------
 
     def parents(self, parent_stream: ParentStream) -> list[dict[str, Any]]:
-        """The parent listing (lists or segments), fetched once per run."""
-        stream_id = parent_stream.tap_stream_id
+        """The parent listing (lists or segments), fetched once per run: by the first thread
+        that asks, or already on its way (fetch_parents_ahead); a failure is raised to each asker."""
+        listing, fetch = self._listing(parent_stream)
+        if fetch:
+            self._fetch_listing(parent_stream, listing)
+        return listing.result()
+
+    def fetch_parents_ahead(self) -> None:
+        """Send the request of every listing the selected streams need, each on a thread of its
+        own: the listings come in one round trip, while the streams plan and the contacts scan starts."""
+        needed = {}
+        for selected in self.selected.values():
+            stream = selected.stream
+            if isinstance(stream, ParentStream):
+                needed[stream.tap_stream_id] = stream
+            elif isinstance(stream, MembershipStream):
+                needed[stream.parent_stream.tap_stream_id] = stream.parent_stream
+        for parent in needed.values():
+            listing, fetch = self._listing(parent)
+            if fetch:
+                threading.Thread(
+                    target=self._fetch_listing,
+                    args=(parent, listing),
+                    name=f"{parent.tap_stream_id}-listing",
+                    daemon=True,
+                ).start()
+
+    def _listing(self, parent_stream: ParentStream) -> tuple["Future[list[dict[str, Any]]]", bool]:
+        """The listing's future, and whether the caller is the one to fetch it."""
         with self.lock:
-            cached = self._parents.get(stream_id)
-        if cached is None:
-            cached = parent_stream.fetch(self.client)
-            with self.lock:
-                self._parents.setdefault(stream_id, cached)
-        return cached
+            listing = self._parents.get(parent_stream.tap_stream_id)
+            if listing is not None:
+                return listing, False
+            listing = self._parents[parent_stream.tap_stream_id] = Future()
+            return listing, True
+
+    def _fetch_listing(self, parent_stream: ParentStream, listing: "Future[list[dict[str, Any]]]") -> None:
+        try:
+            listing.set_result(parent_stream.fetch(self.client))
+        except BaseException as error:  # raised to whoever asks for the listing
+            listing.set_exception(error)
 
     def shared_scan(self, scan_class: type[ScanT]) -> ScanT:
         """The run's one scan of its kind (the contacts scan), which several streams
@@ -269,16 +303,23 @@ class SyncContext:
         self.progress.start()
         self._scheduler = Scheduler(self.workers, before_step=self._before_step)
         try:
-            self._planned = []
-            for stream_id in self.order:
-                self.selected[stream_id].stream.sync(self)
+            self.fetch_parents_ahead()
             # The shared scan (the contacts scan) first: usually the longest, and its pages come
-            # one after another, so a late start lengthens the whole sync (rate_limit.py).
+            # one after another, so a late start lengthens the whole sync (rate_limit.py). So
+            # the streams that read it plan first, and it starts before the other streams wait
+            # for their listings.
+            first = [s for s in self.order if self.selected[s].stream.reads_contacts_scan]
+            self._planned = []
+            for stream_id in first:
+                self.selected[stream_id].stream.sync(self)
             planned, self._planned = self._planned, None
             for scan in self._shared_scans.values():
                 self.add_scan(scan.steps())
             for steps in planned:
                 self.add_scan(steps)
+            for stream_id in self.order:
+                if stream_id not in first:
+                    self.selected[stream_id].stream.sync(self)
             self._scheduler.wait()
         except BaseException as error:
             self.progress.stop()

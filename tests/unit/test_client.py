@@ -4,6 +4,7 @@ waits, the 429 budget, and the rate limiter. A fake clock and sleep stand in for
 
 import datetime
 import itertools
+import json
 import threading
 
 import pytest
@@ -16,9 +17,11 @@ from tap_autopilot.client import (
     RATE_LIMIT_RETRY_SECONDS,
     TRANSIENT_MAX_TRIES,
     AutopilotClient,
+    Page,
     RateLimiter,
     RetryPolicy,
     backoff_base_seconds,
+    read_ahead,
 )
 from tap_autopilot.errors import AuthError, NotFoundError, RateLimitedError, RetryableError, TapError
 
@@ -1072,3 +1075,112 @@ def test_rate_limiter_an_urgent_thread_takes_the_earliest_slot_not_the_least_urg
     limiter.set_priority(50)
     limiter.acquire()
     assert starts == [pytest.approx(1000.105)]
+
+
+# ---- reading ahead: the next page requested while the caller takes the current one ----------
+
+
+def contacts_page(ids, bookmark=None):
+    body = {"contacts": [{"contact_id": cid} for cid in ids], "total_contacts": 6}
+    if bookmark is not None:
+        body["bookmark"] = bookmark
+    return FakeResponse(200, json.dumps(body))
+
+
+THREE_PAGES = (
+    contacts_page(["p1", "p2"], "p2"),
+    contacts_page(["p3", "p4"], "p4"),
+    contacts_page(["p5", "p6"]),
+)
+
+
+class SignallingSession(FakeSession):
+    """A FakeSession that tells a waiting test each time it is asked for a page."""
+
+    def __init__(self, *script):
+        super().__init__(*script)
+        self.asked = threading.Semaphore(0)
+
+    def get(self, url, timeout=None, stream=False):
+        try:
+            return super().get(url, timeout, stream)
+        finally:
+            self.asked.release()
+
+    def wait_for_request(self):
+        # A bound only so that a broken implementation fails instead of hanging: nothing is timed.
+        assert self.asked.acquire(timeout=30), "the request never went out"
+
+
+def test_the_next_page_is_requested_before_the_current_one_is_written():
+    session = SignallingSession(*THREE_PAGES)
+    pages = make_client(session, FakeTime()).paginate("/contacts", "contacts", ahead=True)
+    first = next(pages)
+    session.wait_for_request()
+    session.wait_for_request()  # the second page's request, while the caller still holds the first
+    assert [doc["contact_id"] for doc in first.items] == ["p1", "p2"]
+    assert session.urls == ["http://autopilot.invalid/v1/contacts", "http://autopilot.invalid/v1/contacts/p2"]
+    assert [[doc["contact_id"] for doc in page.items] for page in pages] == [["p3", "p4"], ["p5", "p6"]]
+    assert len(session.urls) == 3  # no page requested twice, nothing after the last
+
+
+def test_reading_ahead_requests_a_page_only_once_the_caller_asked_for_the_one_before():
+    asked, early = [0], []
+
+    def pages():
+        for n in range(6):
+            if n > asked[0]:  # page n needs the caller's ask for page n - 1 (the n-th ask)
+                early.append((n, asked[0]))
+            yield Page([n], str(n), {}, None)
+
+    read = read_ahead(pages(), RateLimiter(1000))
+    got = []
+    for _ in range(6):
+        asked[0] += 1
+        got.append(next(read).items[0])
+    assert got == [0, 1, 2, 3, 4, 5]
+    assert early == []  # never more than the page taken and the one ahead
+
+
+def test_a_prefetched_page_that_fails_is_retried_as_before():
+    first, second, last = THREE_PAGES
+    outcomes = {}
+    for ahead in (False, True):
+        session = FakeSession(first, FakeResponse(500), second, last)
+        client = make_client(session, FakeTime(), uniform=lambda low, high: 0.0)
+        pages = client.paginate("/contacts", "contacts", ahead=ahead)
+        ids = [doc["contact_id"] for page in pages for doc in page.items]
+        outcomes[ahead] = (ids, session.urls, client.stats["retries"])
+    assert outcomes[True] == outcomes[False]
+    assert outcomes[True][0] == ["p1", "p2", "p3", "p4", "p5", "p6"]
+    assert outcomes[True][2] == 1
+
+
+def test_an_error_on_the_page_ahead_is_raised_when_that_page_is_read():
+    session = SignallingSession(THREE_PAGES[0], FakeResponse(401))
+    pages = make_client(session, FakeTime()).paginate("/contacts", "contacts", ahead=True)
+    first = next(pages)
+    session.wait_for_request()
+    session.wait_for_request()  # the page ahead has failed, the caller still has its page
+    assert [doc["contact_id"] for doc in first.items] == ["p1", "p2"]
+    with pytest.raises(AuthError):
+        next(pages)
+
+
+def test_a_repeated_bookmark_still_stops_a_scan_that_reads_ahead():
+    session = FakeSession(contacts_page(["p1", "p2"], "p2"), contacts_page(["p3"], "p2"))
+    pages = make_client(session, FakeTime()).paginate("/contacts", "contacts", ahead=True)
+    next(pages)
+    with pytest.raises(TapError, match="repeated the page bookmark"):
+        next(pages)
+    assert len(session.urls) == 2
+
+
+def test_a_caller_that_stops_early_leaves_at_most_the_page_ahead_requested():
+    session = SignallingSession(*THREE_PAGES)
+    pages = make_client(session, FakeTime()).paginate("/contacts", "contacts", ahead=True)
+    next(pages)
+    pages.close()
+    session.wait_for_request()
+    session.wait_for_request()
+    assert len(session.urls) == 2  # the first page and the one ahead; the thread asks for nothing after

@@ -11,7 +11,7 @@ import weakref
 import orjson
 import pytest
 
-from tap_autopilot.client import Page, RateLimiter, RequestStats
+from tap_autopilot.client import Page, RateLimiter, RequestStats, read_ahead
 from tap_autopilot.errors import NotFoundError
 from tap_autopilot.readers import ContactsScan, estimate_membership_requests
 from tap_autopilot.scans import PageScan
@@ -55,7 +55,11 @@ class FakeClient:
             return {"segments": []}
         raise AssertionError(path)
 
-    def paginate(self, path, data_key, cursor=None):
+    def paginate(self, path, data_key, cursor=None, ahead=False):
+        pages = self._pages(path, cursor)
+        return read_ahead(pages, self.limiter) if ahead else pages  # as the real client does
+
+    def _pages(self, path, cursor):
         docs = self.docs if path == "/contacts" else self.members[path]
         ids = [d["contact_id"] for d in docs]
         start = 0 if cursor is None else ids.index(cursor) + 1
@@ -181,7 +185,7 @@ def pages_held_while_suspended(ctx, steps, client):
         seen.append(weakref.ref(page.items))
         return page
 
-    def paginate(path, data_key, cursor=None):
+    def paginate(path, data_key, cursor=None, ahead=False):
         pages = original(path, data_key, cursor)
         while True:  # (a for loop would itself hold the page while suspended)
             try:
@@ -220,7 +224,7 @@ def test_a_vanished_cursor_restarts_the_scan_from_its_first_page():
     from tap_autopilot.errors import NotFoundError
 
     class VanishingCursorClient(FakeClient):
-        def paginate(self, path, data_key, cursor=None):
+        def paginate(self, path, data_key, cursor=None, ahead=False):
             if cursor == "person_0002":
                 raise NotFoundError("gone")
             yield from super().paginate(path, data_key, cursor)
@@ -282,6 +286,29 @@ def test_an_interrupted_scan_resumes_for_both_streams_at_the_shared_cursor_with_
     assert pairs(ctx) == {p for p in TRUTH if p[1] > "person_0002"}
     assert {r[VERSION_COLUMN] for r in records(ctx, "lists_contacts")} == {42}
     assert client.requests.count("/contacts") == 2
+
+
+def test_a_stop_while_the_next_page_is_requested_ahead_leaves_the_state_at_the_page_written():
+    docs = [doc(n, ["list_a"]) for n in range(1, 8)]
+    first_run = FakeClient(docs)  # pages of 2: 4 pages
+    ctx = context(first_run, ["contacts", "lists_contacts"])
+    for stream_id in ctx.order:
+        STREAMS[stream_id].sync(ctx)
+    steps = ctx.shared_scan(ContactsScan).steps()
+    next(steps)  # the first page written, the second requested ahead
+    steps.close()  # the run stops here (SIGTERM, or another scan's fatal error)
+    written = [r["contact_id"] for r in records(ctx, "contacts")]
+    state = [m for m in messages(ctx) if m["type"] == "STATE"][-1]["value"]
+    assert written == ["person_0001", "person_0002"]
+    assert state["bookmarks"]["contacts"]["scan"]["cursor"] == "person_0002"
+    assert state["bookmarks"]["lists_contacts"]["scan"]["cursor"] == "person_0002"
+
+    second_run = FakeClient(docs)
+    resumed = context(second_run, ["contacts", "lists_contacts"], state)
+    resumed.run()
+    assert written + [r["contact_id"] for r in records(resumed, "contacts")] == [d["contact_id"] for d in docs]
+    assert {r["contact_id"] for r in records(resumed, "lists_contacts")} == {d["contact_id"] for d in docs[2:]}
+    assert second_run.requests.count("/contacts") == 3  # pages 2-4: the page dropped ahead is read once more
 
 
 def test_streams_stopped_at_different_pages_scan_from_the_first_page():
@@ -475,7 +502,8 @@ def test_each_step_gives_the_rate_limiter_its_scan_s_pages_left():
     priorities: list[float] = []
 
     def set_priority(priority: float, pages_left: float = 0) -> None:
-        priorities.append(priority)
+        if not threading.current_thread().name.endswith("-ahead"):  # the scheduler's step, not the read-ahead
+            priorities.append(priority)
 
     client.limiter.set_priority = set_priority  # type: ignore[method-assign]
     ctx = context(client, ["contacts"])
@@ -493,7 +521,7 @@ def test_a_failing_stream_stops_every_worker_and_the_run_raises_its_error():
     from tap_autopilot.client import TapError
 
     class FailingClient(FakeClient):
-        def paginate(self, path, data_key, cursor=None):
+        def paginate(self, path, data_key, cursor=None, ahead=False):
             raise TapError("the API went away")
             yield
 
@@ -684,7 +712,7 @@ class SegmentsClient(FakeClient):
             }
         return super().get(path, data_key, expect_list)
 
-    def paginate(self, path, data_key, cursor=None):
+    def paginate(self, path, data_key, cursor=None, ahead=False):
         if path == "/smart_segments/segment_gone/contacts":
             self.requests.append(path)
             raise NotFoundError(f"Autopilot has no {path} (404).")
@@ -770,7 +798,7 @@ def test_a_membership_pass_with_every_parent_done_completes_at_once():
 
 def test_a_vanished_parent_cursor_restarts_that_parent_from_its_first_page():
     class VanishingCursorClient(SegmentsClient):
-        def paginate(self, path, data_key, cursor=None):
+        def paginate(self, path, data_key, cursor=None, ahead=False):
             if cursor == "person_0001":
                 self.requests.append(path)
                 raise NotFoundError("gone")
@@ -859,7 +887,7 @@ def test_memberships_from_documents_whose_lists_or_id_are_unusable_are_skipped()
         {"contact_id": "person_0009", "lists": {"list_a": True}},  # an object, not a list
     ]
     ctx = context(FakeClient(DOCS), ["lists_contacts"])
-    reader = MembershipsFromScan(ctx, STREAMS["lists_contacts"], LISTS)  # type: ignore[arg-type]  # STREAMS is typed by its base class
+    reader = MembershipsFromScan(ctx, STREAMS["lists_contacts"], lambda: LISTS)  # type: ignore[arg-type]  # STREAMS is typed by its base class
     lines = reader.read(Page(items=docs, next_cursor=None, meta={}, server_time=None))
     assert [orjson.loads(line)["record"] for line in lines] == [
         {"list_id": "list_a", "contact_id": "7", VERSION_COLUMN: reader.version},
@@ -993,7 +1021,7 @@ def test_readers_stopped_at_different_pages_say_so(caplog):
 
 def test_without_the_api_s_clock_a_scan_starts_by_the_machine_s_clock_in_utc():
     class NoDateClient(FakeClient):
-        def paginate(self, path, data_key, cursor=None):
+        def paginate(self, path, data_key, cursor=None, ahead=False):
             for page in super().paginate(path, data_key, cursor):
                 yield page._replace(server_time=None)
 
@@ -1004,7 +1032,7 @@ def test_without_the_api_s_clock_a_scan_starts_by_the_machine_s_clock_in_utc():
 
 def test_a_vanished_cursor_is_logged_with_the_scan_s_path(caplog):
     class VanishingCursorClient(FakeClient):
-        def paginate(self, path, data_key, cursor=None):
+        def paginate(self, path, data_key, cursor=None, ahead=False):
             if cursor == "person_0002":
                 raise NotFoundError("gone")
             yield from super().paginate(path, data_key, cursor)
@@ -1023,7 +1051,7 @@ def test_a_scan_asks_the_client_for_its_data_key_and_counts_pages_left_from_0():
     asked = []
 
     class RecordingClient(FakeClient):
-        def paginate(self, path, data_key, cursor=None):
+        def paginate(self, path, data_key, cursor=None, ahead=False):
             asked.append(data_key)
             yield from super().paginate(path, data_key, cursor)
 
@@ -1034,7 +1062,7 @@ def test_a_scan_asks_the_client_for_its_data_key_and_counts_pages_left_from_0():
 
 def test_a_scan_whose_endpoint_is_gone_says_which():
     class GoneClient(FakeClient):
-        def paginate(self, path, data_key, cursor=None):
+        def paginate(self, path, data_key, cursor=None, ahead=False):
             raise NotFoundError("404")
             yield
 
@@ -1047,3 +1075,55 @@ def test_pages_left_counts_the_documents_read_from_0():
     """201 documents: 2 pages left after the first 100 (the scheduler orders scans by this)."""
     scan = RecordingScan(context(FakeClient([doc(n) for n in range(201)], page_size=100), ["contacts"]))
     assert list(scan.steps()) == [2, 1, 0]
+
+
+# ---- the listings and the contacts scan start together ---------------------------------------
+
+
+class SlowListingsClient(FakeClient):
+    """A FakeClient whose listings answer only once the test lets them."""
+
+    def __init__(self, docs, **kwargs):
+        super().__init__(docs, **kwargs)
+        self.listings_may_answer = threading.Event()
+        self.contacts_asked = threading.Event()
+
+    def get(self, path, data_key=None, expect_list=False):
+        # A bound only so that a broken implementation fails instead of hanging: nothing is timed.
+        assert self.listings_may_answer.wait(30), "the test never let the listings answer"
+        return super().get(path, data_key, expect_list)
+
+    def _pages(self, path, cursor):
+        self.contacts_asked.set()
+        yield from super()._pages(path, cursor)
+
+
+def test_the_contacts_scan_is_requested_before_the_lists_listing_answers():
+    client = SlowListingsClient(DOCS)
+    ctx = context(client, ["contacts", "lists", "lists_contacts"])
+    run = threading.Thread(target=ctx.run)
+    run.start()
+    try:
+        assert client.contacts_asked.wait(30), "the contacts scan waited for the listing"
+        assert "/contacts" in client.requests and "/lists" not in client.requests
+    finally:
+        client.listings_may_answer.set()
+        run.join()
+    assert pairs(ctx) == TRUTH  # the first page's memberships waited for the list ids
+    assert len(records(ctx, "lists")) == len(LISTS)
+    assert client.requests.count("/lists") == 1  # asked for by two streams, requested once
+
+
+def test_a_listing_that_fails_fails_the_run_with_its_own_error():
+    from tap_autopilot.errors import AuthError
+
+    class RefusingClient(FakeClient):
+        def get(self, path, data_key=None, expect_list=False):
+            self.requests.append(path)
+            raise AuthError("Autopilot rejected the API key (401). Check api_key.")
+
+    client = RefusingClient(DOCS)
+    ctx = context(client, ["contacts", "lists_contacts", "smart_segments_contacts"])
+    with pytest.raises(AuthError, match="rejected the API key"):
+        ctx.run()
+    assert sorted(p for p in client.requests if p != "/contacts") == ["/lists", "/smart_segments"]  # each once
