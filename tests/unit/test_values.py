@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from tap_autopilot.client import RequestStats
-from tap_autopilot.converters import to_number
+from tap_autopilot.converters import to_integer, to_number
 from tap_autopilot.discover import custom_field_columns
 from tap_autopilot.progress import Progress
 from tap_autopilot.schema_files import load_schema
@@ -24,6 +24,10 @@ from tap_autopilot.values import (
     NUMBERS_OUT_OF_RANGE,
     SURROGATES_REPLACED,
     ValueChanges,
+    clean_row,
+    clean_value,
+    out_of_range,
+    parse_body,
 )
 
 LONG_A = "Preferred channel for the quarterly business review and renewal call (primary contact)"
@@ -151,7 +155,9 @@ def test_integers_beyond_64_bits_are_null_in_typed_columns_and_as_sent_in_custom
     assert written(transformer(None)(contact(NumberOfEmployees=2**63 - 1)))["number_of_employees"] == 2**63 - 1
 
 
-@pytest.mark.parametrize("raw", [10**20, "100000000000000000000", 1e20, "-9223372036854775809", "1e19"])
+@pytest.mark.parametrize(
+    "raw", [10**20, "100000000000000000000", 1e20, "-9223372036854775809", "1e19", "100,000,000,000,000,000,000"]
+)
 def test_every_form_of_an_integer_beyond_64_bits_is_counted(raw):
     notes = Notes()
     assert transformer(notes)(contact(NumberOfEmployees=raw))["number_of_employees"] is None
@@ -185,7 +191,15 @@ def test_numbers_no_double_holds_are_null_and_counted():
 
 
 @pytest.mark.parametrize(
-    "raw", [10**30, "99999999999999999999", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", -(10**17)]
+    "raw",
+    [
+        10**30,
+        "99999999999999999999",
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:59:59-01:00",
+        -(10**17),
+        "Fri, 31 Dec 9999 23:59:59 -0100",  # RFC 2822, the form of the Date header
+    ],
 )
 def test_datetimes_outside_what_warehouses_hold_are_null_and_counted(raw):
     notes = Notes()
@@ -291,3 +305,73 @@ def test_the_summary_says_nothing_of_changes_when_there_were_none(caplog):
     caplog.set_level(logging.INFO)
     Progress(["contacts"], RequestStats(), ValueChanges(), interval=3600).summary()
     assert not any("warehouse" in r.getMessage() for r in caplog.records)
+
+
+# ---- the limits exactly, and what is no value of a type at all ----------------------------------
+
+
+def test_a_json_column_keeps_every_signed_64_bit_integer_and_writes_the_first_beyond_as_text():
+    changes: set[str] = set()
+    assert clean_value([-(2**63), 2**63 - 1], changes) == [-(2**63), 2**63 - 1] and changes == set()
+    assert clean_value([2**63, -(2**63) - 1], changes) == [str(2**63), str(-(2**63) - 1)]
+    assert changes == {INTEGERS_OUT_OF_RANGE}
+
+
+def test_the_first_integer_beyond_64_bits_is_counted_out_of_range_in_an_integer_column():
+    assert out_of_range(to_integer, 2**63) == INTEGERS_OUT_OF_RANGE
+    assert out_of_range(to_integer, -(2**63) - 1) == INTEGERS_OUT_OF_RANGE
+
+
+def test_an_integer_no_double_holds_is_counted_as_a_number_out_of_range_in_a_number_column():
+    assert out_of_range(to_number, 10**400) == NUMBERS_OUT_OF_RANGE
+    assert out_of_range(to_number, "1e400") == NUMBERS_OUT_OF_RANGE
+
+
+def test_a_json_column_keeps_finite_numbers_and_writes_infinite_ones_as_null_counted():
+    notes = Notes()
+    assert clean_row({"a": [1.5, -0.25], "b": {"x": float("inf")}}, notes) == {"a": [1.5, -0.25], "b": {"x": None}}
+    assert notes.heard == [("b", NUMBERS_OUT_OF_RANGE)]
+
+
+def test_keys_that_are_not_text_are_kept_as_they_are():
+    changes: set[str] = set()
+    assert clean_value({1: "a\x00", None: "b"}, changes) == {1: "a", None: "b"}
+    assert changes == {NUL_REMOVED}
+
+
+@pytest.mark.parametrize("raw", [True, False, [2020], {"at": "2020-01-01"}])
+def test_a_value_that_is_no_date_at_all_is_null_in_a_date_column_but_not_counted(raw):
+    notes = Notes()
+    assert transformer(notes)(contact(first_visit_at=raw))["first_visit_at"] is None
+    assert notes.heard == []
+
+
+def test_an_integer_longer_than_python_converts_parses_as_its_text():
+    digits = "9" * 5000  # beyond sys.int_info.default_max_str_digits (4300)
+    assert parse_body(b'{"a": ' + digits.encode() + b"}") == ({"a": digits}, False)
+
+
+def test_nan_and_infinity_are_not_json_and_the_error_names_them():
+    for constant in ("NaN", "Infinity", "-Infinity"):
+        with pytest.raises(ValueError, match=f"^{constant} is not JSON$"):
+            parse_body(b'{"a": [' + constant.encode() + b"]}")
+
+
+def test_the_warning_says_what_was_changed_and_why_in_words(caplog):
+    changes = ValueChanges()
+    changes.note("contacts", "first_name", NUL_REMOVED)
+    changes.note("contacts", "seats", INTEGERS_OUT_OF_RANGE)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "contacts.first_name: NUL characters removed (PostgreSQL refuses them in text and JSON); the value is not "
+        "logged, the end-of-run summary counts every such change.",
+        "contacts.seats: an integer beyond signed 64 bits written as null; the value is not logged, the end-of-run "
+        "summary counts every such change.",
+    ]
+
+
+def test_the_totals_add_up_every_column_of_a_stream_and_kind():
+    changes = ValueChanges()
+    for column in ("first_name", "first_name", "last_name"):
+        changes.note("contacts", column, NUL_REMOVED)
+    assert changes.totals() == {("contacts", NUL_REMOVED): 3}
