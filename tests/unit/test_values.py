@@ -5,6 +5,7 @@ Every emitted value passes transform.serialize, which writes a row needing it cl
 (values.clean_row); typed columns get null for what they cannot hold (the converters), and
 every change is counted per stream, column and kind (ValueChanges)."""
 
+import datetime
 import logging
 import re
 
@@ -16,7 +17,7 @@ from tap_autopilot.converters import to_integer, to_number
 from tap_autopilot.discover import custom_field_columns
 from tap_autopilot.progress import Progress
 from tap_autopilot.schema_files import load_schema
-from tap_autopilot.transform import ContactTransformer, custom_field_column, serialize
+from tap_autopilot.transform import ContactTransformer, custom_field_column, fit_column, serialize, short_hash
 from tap_autopilot.values import (
     DATES_OUT_OF_RANGE,
     INTEGERS_OUT_OF_RANGE,
@@ -375,3 +376,50 @@ def test_the_totals_add_up_every_column_of_a_stream_and_kind():
     for column in ("first_name", "first_name", "last_name"):
         changes.note("contacts", column, NUL_REMOVED)
     assert changes.totals() == {("contacts", NUL_REMOVED): 3}
+
+
+def test_every_row_writes_date_times_as_utc_with_a_z_the_cleaned_ones_too():
+    aware = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)  # the converters' date-times
+    naive = datetime.datetime(2020, 1, 1)  # naive date-times are UTC
+    expected = {"aware": "2020-01-01T00:00:00Z", "naive": "2020-01-01T00:00:00Z"}
+    assert orjson.loads(serialize({"aware": aware, "naive": naive})) == expected
+    for needs_cleaning in ("a\x00", "\ud83d", 2**64):  # found by the escape, refused by orjson, refused
+        row = orjson.loads(serialize({"aware": aware, "naive": naive, "x": needs_cleaning}))
+        assert {key: row[key] for key in expected} == expected
+
+
+def test_a_number_column_keeps_64_bit_integers_exact_and_writes_larger_ones_as_doubles():
+    for exact in (-(2**63), 7, 2**63 - 1):
+        assert to_number(exact) == exact and to_number(exact).__class__ is int
+    assert to_number(2**63).__class__ is float and to_number(-(2**63) - 1).__class__ is float
+    assert to_number(2.5) == 2.5 and to_number(-0.0) == 0.0
+
+
+def test_an_integer_with_thousands_separators_stays_exact_beyond_what_a_double_holds():
+    assert to_integer("9,007,199,254,740,993") == 2**53 + 1
+
+
+def test_a_column_name_cut_to_fit_does_not_end_its_readable_part_with_an_underscore():
+    assert fit_column("a" * 50 + "_" * 20, "_abc123") == "a" * 50 + "_abc123"
+    assert fit_column("_" + "a" * 70, "_abc123") == "_" + "a" * 55 + "_abc123"
+
+
+def test_a_field_name_with_a_lone_surrogate_still_gets_its_stable_hash():
+    assert short_hash("Colour \ud83d") == short_hash("Colour \ud83d") != short_hash("Colour ")
+
+
+def test_a_named_custom_field_is_read_while_another_column_still_waits_for_its_name():
+    """A catalog may name a custom column's field (kinds) or leave it to be learned from the
+    first contact carrying it; a named one is read whatever is still to be learned."""
+    properties = dict(load_schema("contacts")["properties"])
+    kinds = {}
+    fields = [{"name": "Seats", "fieldType": "integer"}, {"name": "Color", "fieldType": "string"}]
+    for column, name, schema in custom_field_columns(fields):
+        properties[column] = schema
+        if name == "Seats":
+            kinds[column] = name
+    transform = ContactTransformer(properties, kinds, None)
+    row = transform(contact(custom_fields=[{"kind": "Seats", "value": 5, "fieldType": "integer"}]))
+    assert row["custom_seats"] == 5
+    row = transform(contact(custom_fields=[{"kind": "Color", "value": "Blue", "fieldType": "string"}]))
+    assert row["custom_color"] == "Blue"
