@@ -2,6 +2,7 @@
 
 import datetime
 import json
+import logging
 import threading
 import time
 
@@ -17,6 +18,7 @@ from tap_autopilot.state import (
     reset_stream,
     version_number,
 )
+from tap_autopilot.sync import start_date_for
 
 UTC = datetime.UTC
 T0 = datetime.datetime(2024, 1, 1, tzinfo=UTC)
@@ -441,3 +443,24 @@ def test_one_year_before_is_in_utc_whatever_the_machine_s_time_zone(monkeypatch)
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def test_without_a_start_date_the_first_run_starts_a_year_before_later_runs_where_the_state_says(caplog):
+    caplog.set_level(logging.INFO, logger="tap_autopilot")
+    state = State({})
+    assert start_date_for({}, state, T0) == datetime.datetime(2023, 1, 1, tzinfo=UTC)
+    assert [r.getMessage() for r in caplog.records] == [
+        "No start_date in the config: starting from 2023-01-01T00:00:00.000000Z, one year before this first run "
+        "began; the state keeps it (default_start_date), so later runs start streams without a bookmark from it too."
+    ]
+    caplog.clear()
+    assert start_date_for({"start_date": ""}, state, T0 + datetime.timedelta(days=30)) == datetime.datetime(
+        2023, 1, 1, tzinfo=UTC
+    )
+    assert [r.getMessage() for r in caplog.records] == [
+        "No start_date in the config: streams without a bookmark start from 2023-01-01T00:00:00.000000Z, the "
+        "state's default_start_date."
+    ]
+    caplog.clear()
+    assert start_date_for({"start_date": "2015-01-01T00:00:00Z"}, state, T0) == START
+    assert caplog.records == []
