@@ -5,6 +5,7 @@ waits, the 429 budget, and the rate limiter. A fake clock and sleep stand in for
 import datetime
 import itertools
 import json
+import math
 import threading
 
 import pytest
@@ -1184,3 +1185,142 @@ def test_a_caller_that_stops_early_leaves_at_most_the_page_ahead_requested():
     session.wait_for_request()
     session.wait_for_request()
     assert len(session.urls) == 2  # the first page and the one ahead; the thread asks for nothing after
+
+
+# ----- booking the critical scan's next slot ahead (rate_limit.RateLimiter._start, _ahead) -----
+
+
+def limiter_after_one_cycle(priority, pages_left, cycle=0.3, waiting=(), booked=None):
+    """A limiter (10 r/s, fake time) whose thread of `priority`, all scans having `pages_left`
+    pages left, has started one request and asks for the next `cycle` seconds later, while
+    threads of [slot, priority] wait far ahead and another thread's booking is `booked`."""
+    fake_time = FakeTime()
+    limiter = RateLimiter(10, clock=fake_time.clock, sleep=fake_time.sleep)
+    limiter.set_priority(priority, pages_left)
+    limiter.acquire()  # its first start: no cycle measured yet, nothing booked
+    assert limiter._booked is None
+    limiter._waiting = [list(ticket) for ticket in waiting]
+    limiter._booked = booked
+    fake_time.now += cycle
+    limiter.acquire()
+    return limiter, fake_time
+
+
+FAR = 2000.0  # a slot far from every slot the test's thread takes
+
+
+def test_rate_limiter_books_ahead_while_the_critical_scan_s_round_trips_bind_the_sync():
+    """30 pages at 0.3 s each take 9 s; 40 pages of all scans fit in 4.2 s at 10 r/s: book."""
+    limiter, fake_time = limiter_after_one_cycle(30, 40)
+    # at its cycle: the other scans' 10 pages fit between its requests
+    assert limiter._booked == [pytest.approx(fake_time.now + 0.3), 30]
+
+
+def test_rate_limiter_books_nothing_while_the_rate_limit_binds_the_sync():
+    """100 pages of all scans take 10.5 s at 10 r/s, more than the critical scan's 9 s."""
+    limiter, _ = limiter_after_one_cycle(30, 100)
+    assert limiter._booked is None
+
+
+@pytest.mark.parametrize(("priority", "books"), [(2, True), (1, False), (math.inf, False)])
+def test_rate_limiter_books_for_a_scan_with_pages_left_after_this_one_and_known_length_only(priority, books):
+    """Pages left 1: its last page, a booking would go unclaimed; infinite: a first page, length unknown."""
+    limiter, _ = limiter_after_one_cycle(priority, 2)
+    assert (limiter._booked is not None) is books
+
+
+@pytest.mark.parametrize(
+    ("waiting", "books"),
+    [
+        ([[FAR, 30]], True),  # as urgent: it may still book
+        ([[FAR, 31]], False),  # a more urgent scan waits: the critical scan is that one
+        ([[FAR, RateLimiter._FIRST_PAGE]], True),  # a first page (length unknown) does not count
+    ],
+)
+def test_rate_limiter_books_only_for_the_most_urgent_scan_of_known_length(waiting, books):
+    limiter, _ = limiter_after_one_cycle(30, 40, waiting=waiting)
+    assert (limiter._booked is not None and limiter._booked[1] == 30) is books
+
+
+@pytest.mark.parametrize(("other", "replaced"), [(29, True), (30, True), (31, False)])
+def test_rate_limiter_a_booking_yields_to_an_as_urgent_scan_s_not_to_a_more_urgent_one(other, replaced):
+    limiter, _ = limiter_after_one_cycle(30, 40, booked=[FAR, other])
+    assert (limiter._booked is getattr(limiter._local, "booking", None)) is replaced
+
+
+def test_rate_limiter_the_critical_request_claims_its_booking_before_a_less_urgent_waiting_thread():
+    """Its next request, a little early, starts at once (the spacing allows it) and moves
+    the less urgent thread asleep until the booked slot one interval later."""
+    limiter, fake_time = limiter_after_one_cycle(30, 40)
+    booking = limiter._booked[0]
+    less_urgent = [booking, 5]
+    limiter._waiting.append(less_urgent)
+    fake_time.now = asked = booking - 0.01
+    limiter.acquire()
+    assert fake_time.now == asked, "the critical request waited"
+    assert less_urgent[0] == pytest.approx(asked + limiter.interval)
+
+
+@pytest.mark.parametrize(
+    ("cycle", "mine", "others", "ahead"),
+    [
+        # The others have more pages than fit beside the critical scan's at its cycle: rounded up
+        # to whole intervals, they fill every slot between two of its requests.
+        (0.1, 10, 100, 2),
+        (0.3, 10, 50, 6),
+        # The others' pages fit between its requests: at its cycle, it never waits.
+        (0.1, 10, 0, 0.1 / (1.05 / 20)),
+        (0.3, 10, 36, 0.3 / (1.05 / 20)),
+        (0.1, 100, 5, 0.1 / (1.05 / 20)),
+        # Never closer than one interval, and a cycle of exactly one interval is one interval.
+        (0.03, 10, 0, 1),
+        (0.03, 10, 100, 1),
+        (1.05 / 20, 10, 20, 1),
+    ],
+)
+def test_rate_limiter_books_its_next_slot_whichever_way_finishes_the_pages_left_sooner(cycle, mine, others, ahead):
+    limiter = RateLimiter(20)  # interval 0.0525 s
+    limiter.set_priority(mine, mine + others)
+    assert limiter._ahead(cycle, mine) / limiter.interval == pytest.approx(ahead)
+
+
+def test_rate_limiter_a_booking_unclaimed_an_interval_after_its_slot_holds_no_one_back():
+    fake_time = FakeTime()
+    limiter = RateLimiter(10, clock=fake_time.clock, sleep=fake_time.sleep)
+    limiter._booked = [fake_time.now - 0.2, 30]  # another thread's, its request never came
+    limiter.acquire()
+    assert fake_time.sleeps == [] and limiter._booked is None
+
+
+# ----- slots exactly one interval apart do not collide (rate_limit.RateLimiter._place, _bump) -----
+
+
+def test_rate_limiter_an_urgent_thread_leaves_a_less_urgent_slot_one_interval_later_alone():
+    limiter, starts = limiter_with_waiting_threads([[1000.0 + 2 * RateLimiter.SAFETY / 10, 1]])
+    limiter.set_priority(50)
+    limiter.acquire()
+    assert starts == [pytest.approx(1000.105)]
+    assert limiter._waiting == [[1000.0 + 2 * RateLimiter.SAFETY / 10, 1]]
+
+
+def test_rate_limiter_a_less_urgent_thread_takes_the_slot_one_interval_before_an_urgent_one():
+    limiter, starts = limiter_with_waiting_threads([[1000.0 + 2 * RateLimiter.SAFETY / 10, 50]])
+    limiter.acquire()
+    assert starts == [pytest.approx(1000.105)]
+
+
+def test_rate_limiter_a_thread_held_by_a_pause_keeps_its_urgency():
+    """Held by a 429's pause while it waited, a thread is placed again after the pause
+    as urgent as it was: a more urgent thread waiting for the pause's end goes first."""
+    fake_time = FakeTime()
+    limiter = RateLimiter(10, clock=fake_time.clock, sleep=fake_time.sleep)
+    limiter.acquire()  # 1000.0
+    limiter.set_priority(1)
+
+    def a_429_pauses_while_an_urgent_thread_waits():
+        limiter.pause(30)
+        limiter._waiting.append([fake_time.now + 30, 5])
+
+    fake_time.on_sleep = a_429_pauses_while_an_urgent_thread_waits
+    limiter.acquire()  # sleeps towards 1000.105; the pause holds it
+    assert fake_time.now == pytest.approx(1000.105 + 30 + limiter.interval)

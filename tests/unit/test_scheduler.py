@@ -271,3 +271,26 @@ def test_workers_are_named_daemon_threads():
         ]
     finally:
         scheduler.wait()
+
+
+def test_pages_left_follows_a_kept_chain_and_forgets_a_finished_one():
+    """With two workers a lone chain keeps its worker; the pages it yields are what pages_left()
+    counts, and once it ends (here two pages early) it counts no more; its worker lets go."""
+    seen: list[float] = []
+    scheduler = Scheduler(2, before_step=lambda left: seen.append(scheduler.pages_left()))
+    scheduler.add(chain("ends early", [3, 2], []))
+    scheduler.wait()
+    assert seen == [1, 3, 2]  # unknown before its first page: one
+    assert scheduler.pages_left() == 0
+    assert scheduler._keeper is None, "the finished chain's worker still keeps it"
+
+
+def test_a_kept_chain_yields_its_worker_to_a_queued_chain_with_more_pages_left():
+    scheduler = Scheduler(2)
+    with scheduler._cond:  # the workers wait for a notify this test never sends
+        scheduler._heap = [(-10, 0, iter(()))]  # a chain with 10 pages left waits in the queue
+        assert scheduler._keeps(11) and scheduler._keeper is threading.current_thread()
+        assert not scheduler._keeps(5) and scheduler._keeper is None
+        assert not scheduler._keeps(10), "a tie goes to the queued chain"
+        scheduler._heap = []
+    scheduler.wait()

@@ -2,6 +2,7 @@
 a sync with no catalog taking every stream: one rule per test, no server."""
 
 import copy
+from typing import Any
 
 import pytest
 from singer import metadata
@@ -74,3 +75,18 @@ def test_a_name_that_cannot_be_selected_is_refused_with_what_to_write(streams, e
 def test_options_may_repeat_and_hold_commas():
     assert split_names(["contacts, lists", "smart_segments"]) == ["contacts", "lists", "smart_segments"]
     assert split_names(None) == []
+
+
+def test_a_hand_written_entry_without_column_metadata_or_keys_can_still_leave_a_column_out():
+    """A catalog entry may lack key_properties, and a breadcrumb its metadata object."""
+    catalog: dict[str, Any] = copy.deepcopy(CATALOG)
+    lists = catalog["streams"][1]
+    del lists["key_properties"]
+    del lists["metadata"][1]["metadata"]  # the title column's
+    select(catalog, ["lists"], ["lists.title"])
+    assert metadata.to_map(lists["metadata"])[("properties", "title")] == {"selected": False}
+
+
+def test_the_stream_s_own_metadata_is_written_first_when_the_catalog_had_none():
+    catalog = select(copy.deepcopy(CATALOG), ["lists"])
+    assert catalog["streams"][1]["metadata"][0] == {"breadcrumb": [], "metadata": {"selected": True}}

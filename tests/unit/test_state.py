@@ -2,7 +2,9 @@
 
 import datetime
 import json
+import logging
 import threading
+import time
 
 import pytest
 
@@ -16,6 +18,7 @@ from tap_autopilot.state import (
     reset_stream,
     version_number,
 )
+from tap_autopilot.sync import start_date_for
 
 UTC = datetime.UTC
 T0 = datetime.datetime(2024, 1, 1, tzinfo=UTC)
@@ -402,3 +405,62 @@ def test_dropping_a_pass_s_progress_forgets_its_scan_and_its_parents_but_keeps_i
     state.drop_progress("lists_contacts")
     assert state.entry("lists_contacts") == {"version": 42, "complete": False}
     assert not state.reads_scan("lists_contacts") and not state.reads_parents("lists_contacts")
+
+
+@pytest.mark.parametrize(
+    ("text", "stream", "after"),
+    [
+        ('{"bookmarks": {"contacts": {"x": 1}}}', "contacts", '{"bookmarks": {}}'),
+        ('{"bookmarks": {"contacts": {"x": 1}, "lists": {"y": 2}}}', "contacts", '{"bookmarks": {"lists": {"y": 2}}}'),
+        ('{"bookmarks": {"contacts": {"x": 1}, "lists": {"y": 2}}}', "lists", '{"bookmarks": {"contacts": {"x": 1}}}'),
+        # compact, as json.dumps(separators=(",", ":")) writes it
+        ('{"bookmarks":{"contacts":{"x":1},"lists":{"y":2}}}', "contacts", '{"bookmarks":{"lists":{"y":2}}}'),
+        ('{"bookmarks":{"contacts":{"x":1},"lists":{"y":2}}}', "lists", '{"bookmarks":{"contacts":{"x":1}}}'),
+    ],
+)
+def test_reset_of_the_only_first_or_last_entry_leaves_valid_json(text, stream, after):
+    assert reset_stream(text, stream) == after
+
+
+def test_reset_of_a_state_without_bookmarks_says_so():
+    with pytest.raises(StateFileError, match=r"^has no bookmark for 'contacts'"):
+        reset_stream('{"currently_syncing": null}', "contacts")
+
+
+def test_reset_refuses_a_state_that_is_not_an_object_in_words():
+    with pytest.raises(StateFileError) as raised:
+        reset_stream("[]", "contacts")
+    assert str(raised.value) == "does not hold a JSON object"
+
+
+def test_one_year_before_is_in_utc_whatever_the_machine_s_time_zone(monkeypatch):
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        moment = datetime.datetime(2026, 3, 1, 2, 30, tzinfo=datetime.timezone(datetime.timedelta(hours=5)))
+        assert one_year_before(moment) == datetime.datetime(2025, 2, 28, 21, 30, tzinfo=UTC)
+        assert one_year_before(moment).utcoffset() == datetime.timedelta(0)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_without_a_start_date_the_first_run_starts_a_year_before_later_runs_where_the_state_says(caplog):
+    caplog.set_level(logging.INFO, logger="tap_autopilot")
+    state = State({})
+    assert start_date_for({}, state, T0) == datetime.datetime(2023, 1, 1, tzinfo=UTC)
+    assert [r.getMessage() for r in caplog.records] == [
+        "No start_date in the config: starting from 2023-01-01T00:00:00.000000Z, one year before this first run "
+        "began; the state keeps it (default_start_date), so later runs start streams without a bookmark from it too."
+    ]
+    caplog.clear()
+    assert start_date_for({"start_date": ""}, state, T0 + datetime.timedelta(days=30)) == datetime.datetime(
+        2023, 1, 1, tzinfo=UTC
+    )
+    assert [r.getMessage() for r in caplog.records] == [
+        "No start_date in the config: streams without a bookmark start from 2023-01-01T00:00:00.000000Z, the "
+        "state's default_start_date."
+    ]
+    caplog.clear()
+    assert start_date_for({"start_date": "2015-01-01T00:00:00Z"}, state, T0) == START
+    assert caplog.records == []

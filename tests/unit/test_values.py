@@ -5,6 +5,7 @@ Every emitted value passes transform.serialize, which writes a row needing it cl
 (values.clean_row); typed columns get null for what they cannot hold (the converters), and
 every change is counted per stream, column and kind (ValueChanges)."""
 
+import datetime
 import logging
 import re
 
@@ -12,11 +13,11 @@ import orjson
 import pytest
 
 from tap_autopilot.client import RequestStats
-from tap_autopilot.converters import to_number
+from tap_autopilot.converters import to_integer, to_number
 from tap_autopilot.discover import custom_field_columns
 from tap_autopilot.progress import Progress
 from tap_autopilot.schema_files import load_schema
-from tap_autopilot.transform import ContactTransformer, custom_field_column, serialize
+from tap_autopilot.transform import ContactTransformer, custom_field_column, fit_column, serialize, short_hash
 from tap_autopilot.values import (
     DATES_OUT_OF_RANGE,
     INTEGERS_OUT_OF_RANGE,
@@ -24,6 +25,10 @@ from tap_autopilot.values import (
     NUMBERS_OUT_OF_RANGE,
     SURROGATES_REPLACED,
     ValueChanges,
+    clean_row,
+    clean_value,
+    out_of_range,
+    parse_body,
 )
 
 LONG_A = "Preferred channel for the quarterly business review and renewal call (primary contact)"
@@ -151,7 +156,9 @@ def test_integers_beyond_64_bits_are_null_in_typed_columns_and_as_sent_in_custom
     assert written(transformer(None)(contact(NumberOfEmployees=2**63 - 1)))["number_of_employees"] == 2**63 - 1
 
 
-@pytest.mark.parametrize("raw", [10**20, "100000000000000000000", 1e20, "-9223372036854775809", "1e19"])
+@pytest.mark.parametrize(
+    "raw", [10**20, "100000000000000000000", 1e20, "-9223372036854775809", "1e19", "100,000,000,000,000,000,000"]
+)
 def test_every_form_of_an_integer_beyond_64_bits_is_counted(raw):
     notes = Notes()
     assert transformer(notes)(contact(NumberOfEmployees=raw))["number_of_employees"] is None
@@ -185,7 +192,15 @@ def test_numbers_no_double_holds_are_null_and_counted():
 
 
 @pytest.mark.parametrize(
-    "raw", [10**30, "99999999999999999999", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", -(10**17)]
+    "raw",
+    [
+        10**30,
+        "99999999999999999999",
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:59:59-01:00",
+        -(10**17),
+        "Fri, 31 Dec 9999 23:59:59 -0100",  # RFC 2822, the form of the Date header
+    ],
 )
 def test_datetimes_outside_what_warehouses_hold_are_null_and_counted(raw):
     notes = Notes()
@@ -291,3 +306,120 @@ def test_the_summary_says_nothing_of_changes_when_there_were_none(caplog):
     caplog.set_level(logging.INFO)
     Progress(["contacts"], RequestStats(), ValueChanges(), interval=3600).summary()
     assert not any("warehouse" in r.getMessage() for r in caplog.records)
+
+
+# ---- the limits exactly, and what is no value of a type at all ----------------------------------
+
+
+def test_a_json_column_keeps_every_signed_64_bit_integer_and_writes_the_first_beyond_as_text():
+    changes: set[str] = set()
+    assert clean_value([-(2**63), 2**63 - 1], changes) == [-(2**63), 2**63 - 1] and changes == set()
+    assert clean_value([2**63, -(2**63) - 1], changes) == [str(2**63), str(-(2**63) - 1)]
+    assert changes == {INTEGERS_OUT_OF_RANGE}
+
+
+def test_the_first_integer_beyond_64_bits_is_counted_out_of_range_in_an_integer_column():
+    assert out_of_range(to_integer, 2**63) == INTEGERS_OUT_OF_RANGE
+    assert out_of_range(to_integer, -(2**63) - 1) == INTEGERS_OUT_OF_RANGE
+
+
+def test_an_integer_no_double_holds_is_counted_as_a_number_out_of_range_in_a_number_column():
+    assert out_of_range(to_number, 10**400) == NUMBERS_OUT_OF_RANGE
+    assert out_of_range(to_number, "1e400") == NUMBERS_OUT_OF_RANGE
+
+
+def test_a_json_column_keeps_finite_numbers_and_writes_infinite_ones_as_null_counted():
+    notes = Notes()
+    assert clean_row({"a": [1.5, -0.25], "b": {"x": float("inf")}}, notes) == {"a": [1.5, -0.25], "b": {"x": None}}
+    assert notes.heard == [("b", NUMBERS_OUT_OF_RANGE)]
+
+
+def test_keys_that_are_not_text_are_kept_as_they_are():
+    changes: set[str] = set()
+    assert clean_value({1: "a\x00", None: "b"}, changes) == {1: "a", None: "b"}
+    assert changes == {NUL_REMOVED}
+
+
+@pytest.mark.parametrize("raw", [True, False, [2020], {"at": "2020-01-01"}])
+def test_a_value_that_is_no_date_at_all_is_null_in_a_date_column_but_not_counted(raw):
+    notes = Notes()
+    assert transformer(notes)(contact(first_visit_at=raw))["first_visit_at"] is None
+    assert notes.heard == []
+
+
+def test_an_integer_longer_than_python_converts_parses_as_its_text():
+    digits = "9" * 5000  # beyond sys.int_info.default_max_str_digits (4300)
+    assert parse_body(b'{"a": ' + digits.encode() + b"}") == ({"a": digits}, False)
+
+
+def test_nan_and_infinity_are_not_json_and_the_error_names_them():
+    for constant in ("NaN", "Infinity", "-Infinity"):
+        with pytest.raises(ValueError, match=f"^{constant} is not JSON$"):
+            parse_body(b'{"a": [' + constant.encode() + b"]}")
+
+
+def test_the_warning_says_what_was_changed_and_why_in_words(caplog):
+    changes = ValueChanges()
+    changes.note("contacts", "first_name", NUL_REMOVED)
+    changes.note("contacts", "seats", INTEGERS_OUT_OF_RANGE)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "contacts.first_name: NUL characters removed (PostgreSQL refuses them in text and JSON); the value is not "
+        "logged, the end-of-run summary counts every such change.",
+        "contacts.seats: an integer beyond signed 64 bits written as null; the value is not logged, the end-of-run "
+        "summary counts every such change.",
+    ]
+
+
+def test_the_totals_add_up_every_column_of_a_stream_and_kind():
+    changes = ValueChanges()
+    for column in ("first_name", "first_name", "last_name"):
+        changes.note("contacts", column, NUL_REMOVED)
+    assert changes.totals() == {("contacts", NUL_REMOVED): 3}
+
+
+def test_every_row_writes_date_times_as_utc_with_a_z_the_cleaned_ones_too():
+    aware = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)  # the converters' date-times
+    naive = datetime.datetime(2020, 1, 1)  # naive date-times are UTC
+    expected = {"aware": "2020-01-01T00:00:00Z", "naive": "2020-01-01T00:00:00Z"}
+    assert orjson.loads(serialize({"aware": aware, "naive": naive})) == expected
+    for needs_cleaning in ("a\x00", "\ud83d", 2**64):  # found by the escape, refused by orjson, refused
+        row = orjson.loads(serialize({"aware": aware, "naive": naive, "x": needs_cleaning}))
+        assert {key: row[key] for key in expected} == expected
+
+
+def test_a_number_column_keeps_64_bit_integers_exact_and_writes_larger_ones_as_doubles():
+    for exact in (-(2**63), 7, 2**63 - 1):
+        assert to_number(exact) == exact and to_number(exact).__class__ is int
+    assert to_number(2**63).__class__ is float and to_number(-(2**63) - 1).__class__ is float
+    assert to_number(2.5) == 2.5 and to_number(-0.0) == 0.0
+
+
+def test_an_integer_with_thousands_separators_stays_exact_beyond_what_a_double_holds():
+    assert to_integer("9,007,199,254,740,993") == 2**53 + 1
+
+
+def test_a_column_name_cut_to_fit_does_not_end_its_readable_part_with_an_underscore():
+    assert fit_column("a" * 50 + "_" * 20, "_abc123") == "a" * 50 + "_abc123"
+    assert fit_column("_" + "a" * 70, "_abc123") == "_" + "a" * 55 + "_abc123"
+
+
+def test_a_field_name_with_a_lone_surrogate_still_gets_its_stable_hash():
+    assert short_hash("Colour \ud83d") == short_hash("Colour \ud83d") != short_hash("Colour ")
+
+
+def test_a_named_custom_field_is_read_while_another_column_still_waits_for_its_name():
+    """A catalog may name a custom column's field (kinds) or leave it to be learned from the
+    first contact carrying it; a named one is read whatever is still to be learned."""
+    properties = dict(load_schema("contacts")["properties"])
+    kinds = {}
+    fields = [{"name": "Seats", "fieldType": "integer"}, {"name": "Color", "fieldType": "string"}]
+    for column, name, schema in custom_field_columns(fields):
+        properties[column] = schema
+        if name == "Seats":
+            kinds[column] = name
+    transform = ContactTransformer(properties, kinds, None)
+    row = transform(contact(custom_fields=[{"kind": "Seats", "value": 5, "fieldType": "integer"}]))
+    assert row["custom_seats"] == 5
+    row = transform(contact(custom_fields=[{"kind": "Color", "value": "Blue", "fieldType": "string"}]))
+    assert row["custom_color"] == "Blue"
