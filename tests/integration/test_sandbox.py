@@ -448,6 +448,27 @@ def test_latency():
         assert time.perf_counter() - t0 < 0.15
 
 
+@pytest.mark.parametrize(("latency_ms", "slept"), [(150, [0.05]), (50, [])])
+def test_latency_is_the_time_to_the_answer_building_included(monkeypatch, latency_ms, slept):
+    """The answer waits only for what the page's building (0.1 s on this clock) left of the latency."""
+    from tap_autopilot.sandbox import handler
+
+    clock = [1000.0]
+    monkeypatch.setattr(handler, "_clock", lambda: clock[0])
+    build = handler._Handler._answer
+
+    def slow_build(self, sb, route):
+        clock[0] += 0.1
+        return build(self, sb, route)
+
+    monkeypatch.setattr(handler._Handler, "_answer", slow_build)
+    with Sandbox(contacts=5, latency_ms=latency_ms) as s:
+        sleeps: list[float] = []
+        monkeypatch.setattr(s, "_sleep", sleeps.append)
+        assert api(s, "/lists")[0] == 200
+        assert sleeps == pytest.approx(slept)
+
+
 @pytest.mark.parametrize("retry_after", [True, False])
 def test_rate_limit(retry_after):
     with Sandbox(contacts=5, rate_limit=3, retry_after=retry_after) as s:
