@@ -16,7 +16,7 @@ from email.utils import parsedate_to_datetime
 
 import pytest
 
-from tap_autopilot.sandbox import Dataset, Sandbox
+from tap_autopilot.sandbox import Dataset, Sandbox, handler
 
 KEY = "sandbox-key"
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -451,8 +451,6 @@ def test_latency():
 @pytest.mark.parametrize(("latency_ms", "slept"), [(150, [0.05]), (50, [])])
 def test_latency_is_the_time_to_the_answer_building_included(monkeypatch, latency_ms, slept):
     """The answer waits only for what the page's building (0.1 s on this clock) left of the latency."""
-    from tap_autopilot.sandbox import handler
-
     clock = [1000.0]
     monkeypatch.setattr(handler, "_clock", lambda: clock[0])
     build = handler._Handler._answer
