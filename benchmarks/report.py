@@ -55,9 +55,9 @@ CRITICAL_PATH = [
     "",
     "What remains above the floor: the tap's startup (about 0.2 s), the limiter's 5% slack "
     "(requests / rate x 1.05 when the rate binds), and, when the scan binds, each page's time beyond "
-    "the sandbox's latency, which the floor does not count: the sandbox builds and serializes each "
-    "page after its latency (about 8-12 ms a page here, measured from a bare client), and the reply is "
-    "parsed (1-2 ms). Early in the run the scan's second or third request also waits behind the "
+    "the sandbox's latency, which the floor does not count: the request and the reply over the socket "
+    "and the parse (about 2 ms a page, measured from a bare client; the sandbox's latency includes "
+    "building the page). Early in the run the scan's second or third request also waits behind the "
     "segment scans' first pages (one interval each), which go before scans of known length.",
 ]
 

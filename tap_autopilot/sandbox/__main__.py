@@ -52,7 +52,9 @@ def _parser():
         "NULs, integers beyond 64 bits, two long custom field names alike in their first 70 characters",
     )
     f = p.add_argument_group("faults (all off by default)")
-    f.add_argument("--latency-ms", type=float, help="delay every API response")
+    f.add_argument(
+        "--latency-ms", type=float, help="time from each API request to its answer (the page's building included)"
+    )
     f.add_argument("--rate-limit", type=float, help="requests/second before answering 429")
     f.add_argument(
         "--retry-after",

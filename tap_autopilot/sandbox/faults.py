@@ -8,7 +8,7 @@ X_every is 1).
 
 # Every fault knob and its default (all faults off). None restores a default.
 FAULT_DEFAULTS = {
-    "latency_ms": None,  # float: sleep before answering each API request
+    "latency_ms": None,  # float: ms from each API request to its answer, building the page included
     "rate_limit": None,  # float: requests allowed per 1.0 s sliding window
     "retry_after": False,  # bool: send 'Retry-After: 1' with 429s (the live API sends none)
     "error_every": None,  # int: every Nth request -> 500

@@ -9,11 +9,14 @@ import socket
 import socketserver
 import sys
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
 
 from .faults import hit
+
+_clock = time.monotonic  # the latency's clock (a test replaces it)
 
 API_PREFIX = "/v1"
 ADMIN_PREFIX = "/_admin/"
@@ -132,21 +135,26 @@ class _Handler(BaseHTTPRequestHandler):
         route = _classify(parts) if parts is not None and method_ok else None
         endpoint = route[0] if route else "other"
         n, faults, limited = sb._arrive(path, endpoint)
+        # The latency is the time from the request to the answer, the page's building included
+        # (a server's answer time includes its work): the answer waits for what is left of it.
+        answer_at = _clock() + (faults["latency_ms"] or 0) / 1000.0
 
-        if faults["latency_ms"]:
-            sb._sleep(faults["latency_ms"] / 1000.0)
         if limited:
             headers = [("Retry-After", "1")] if faults["retry_after"] else []
+            self._wait_until(answer_at)
             return self._finish_api(path, 429, _throttled_body(faults["rate_limit"], limited), headers)
         if hit(n, faults["drop_every"]):
             sb._count("dropped")
+            self._wait_until(answer_at)
             self.close_connection = True  # no response at all: the socket just closes
             return None
         if hit(n, faults["stall_every"]):
             sb._count("stalled")
             sb._sleep(faults["stall_seconds"])
+            answer_at += faults["stall_seconds"]  # a stall comes on top of the latency
         if hit(n, faults["error_every"]):
             status, body = _error(500, "Internal Server Error", "sandbox fault")
+            self._wait_until(answer_at)
             return self._finish_api(path, status, body)
 
         status, body = self._answer(sb, route)
@@ -156,11 +164,18 @@ class _Handler(BaseHTTPRequestHandler):
         elif status == 200 and hit(n, faults["missing_key_every"]):
             sb._count("missing_key")
             body = b'{"unexpected":true}'
+        self._wait_until(answer_at)
         if hit(n, faults["trickle_every"]):
             sb._count("trickled")
             sb._record_status(path, status)
             return self._trickle(status, body, faults["trickle_interval"])
         return self._finish_api(path, status, body)
+
+    def _wait_until(self, moment):
+        """Sleep until `moment` (time.monotonic), if it is still ahead."""
+        left = moment - _clock()
+        if left > 0:
+            self.server.sandbox._sleep(left)
 
     def _trickle(self, status, body, interval):
         """Status and headers at once, then the body one byte per `interval`

@@ -16,7 +16,7 @@ from email.utils import parsedate_to_datetime
 
 import pytest
 
-from tap_autopilot.sandbox import Dataset, Sandbox
+from tap_autopilot.sandbox import Dataset, Sandbox, handler
 
 KEY = "sandbox-key"
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -446,6 +446,25 @@ def test_latency():
         t0 = time.perf_counter()
         admin(s, "stats")  # admin is never delayed
         assert time.perf_counter() - t0 < 0.15
+
+
+@pytest.mark.parametrize(("latency_ms", "slept"), [(150, [0.05]), (50, [])])
+def test_latency_is_the_time_to_the_answer_building_included(monkeypatch, latency_ms, slept):
+    """The answer waits only for what the page's building (0.1 s on this clock) left of the latency."""
+    clock = [1000.0]
+    monkeypatch.setattr(handler, "_clock", lambda: clock[0])
+    build = handler._Handler._answer
+
+    def slow_build(self, sb, route):
+        clock[0] += 0.1
+        return build(self, sb, route)
+
+    monkeypatch.setattr(handler._Handler, "_answer", slow_build)
+    with Sandbox(contacts=5, latency_ms=latency_ms) as s:
+        sleeps: list[float] = []
+        monkeypatch.setattr(s, "_sleep", sleeps.append)
+        assert api(s, "/lists")[0] == 200
+        assert sleeps == pytest.approx(slept)
 
 
 @pytest.mark.parametrize("retry_after", [True, False])
