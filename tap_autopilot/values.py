@@ -9,6 +9,7 @@ warehouse, and the counts and warnings that say so.
 - ValueChanges: the run's counts per stream, column and kind, one WARNING each.
 """
 
+import datetime
 import json
 import logging
 import math
@@ -21,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from tap_autopilot.converters import _EPOCH_TEXT, _INT64, _fromisoformat, to_datetime, to_integer, to_number
+from tap_autopilot.converters import EPOCH_TEXT, INT64_LIMIT, to_datetime, to_integer, to_number
 
 LOGGER = logging.getLogger("tap_autopilot")
 
@@ -113,7 +114,7 @@ def clean_value(value: Any, changes: set[str]) -> Any:
         }
     if kind is list:
         return [clean_value(item, changes) for item in value]
-    if kind is int and not -_INT64 <= value < _INT64:
+    if kind is int and not -INT64_LIMIT <= value < INT64_LIMIT:
         changes.add(INTEGERS_OUT_OF_RANGE)
         return str(value)
     if kind is float and not math.isfinite(value):
@@ -197,7 +198,7 @@ def out_of_range(convert: Callable[[Any], Any], value: Any) -> str | None:
             return NUMBERS_OUT_OF_RANGE
         if not number.is_integer():
             return None  # a fraction in an integer column, or "nan": no value of the type
-    if not -_INT64 <= number < _INT64:
+    if not -INT64_LIMIT <= number < INT64_LIMIT:
         # An integer column holds 64 bits; a number column failed only if no double holds it.
         return INTEGERS_OUT_OF_RANGE if convert is to_integer else NUMBERS_OUT_OF_RANGE
     return None
@@ -212,10 +213,10 @@ def _is_instant(value: object) -> bool:
         return True
     if not isinstance(value, str):
         return False
-    if _EPOCH_TEXT.match(value):
+    if EPOCH_TEXT.match(value):
         return True
     try:
-        _fromisoformat(value)
+        datetime.datetime.fromisoformat(value)
         return True
     except ValueError:
         pass
