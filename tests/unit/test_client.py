@@ -474,12 +474,6 @@ def limiter_with_waiting_threads(waiting):
 def test_rate_limiter_gives_a_more_urgent_thread_the_earliest_slot_a_waiting_thread_holds():
     """The longest scan bounds the sync: when it asks for a slot, it takes the earliest
     one held by a less urgent waiting thread, which waits for the next slot instead."""
-    limiter = RateLimiter(10, clock=lambda: 1000.0, sleep=lambda seconds: None)
-    limiter.acquire()  # the slot at 1000.0, taken at once
-    limiter._waiting = [[1000.105, 1], [1000.21, 1]]  # two less urgent threads asleep until their slots
-    starts = []
-    limiter._sleep = lambda seconds: starts.append(1000.0 + seconds)
-
     limiter, starts = limiter_with_waiting_threads([[1000.105, 1], [1000.21, 1]])
     limiter.set_priority(50)
     limiter.acquire()
@@ -488,12 +482,6 @@ def test_rate_limiter_gives_a_more_urgent_thread_the_earliest_slot_a_waiting_thr
 
 
 def test_rate_limiter_equal_urgency_keeps_first_come_first_served():
-    limiter = RateLimiter(10, clock=lambda: 1000.0, sleep=lambda seconds: None)
-    limiter.acquire()
-    limiter._waiting = [[1000.105, 7]]
-    starts = []
-    limiter._sleep = lambda seconds: starts.append(1000.0 + seconds)
-
     limiter, starts = limiter_with_waiting_threads([[1000.105, 7]])
     limiter.set_priority(7)
     limiter.acquire()
