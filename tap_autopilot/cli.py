@@ -7,6 +7,7 @@ tracebacks are only logged with --debug.
 """
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -240,9 +241,17 @@ def _reset_stream(state_path: str | None, stream_id: str) -> None:
     except StateFileError as error:
         raise ConfigError(f"The state file {state_path} {error}.") from None
     replacement = f"{state_path}.reset-{os.getpid()}"
-    with open(replacement, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(replacement, state_path)
+    try:
+        with open(replacement, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(replacement, state_path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            os.remove(replacement)
+        raise ConfigError(
+            f"The state file {state_path} cannot be replaced ({type(error).__name__}): check the folder's "
+            "permissions and free space; the file is unchanged."
+        ) from None
     LOGGER.info(
         "Reset %s in %s: its bookmark is removed and every other byte is as it was. The next run reads it again %s.",
         stream_id,

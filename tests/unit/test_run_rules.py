@@ -7,6 +7,7 @@ import signal
 
 import pytest
 
+import tap_autopilot.cli as cli_module
 from tap_autopilot.cli import exit_code_for, log_level
 from tap_autopilot.config import is_loopback_host, normalize_start_date, validate_config
 from tap_autopilot.errors import ConfigError
@@ -126,3 +127,17 @@ def test_the_lists_contacts_source_setting_offers_exactly_the_sources_the_tap_ta
     setting = next(s for s in SETTINGS if s["name"] == "lists_contacts_source")
     assert setting["options"] == list(MEMBERSHIP_SOURCES)
     assert setting["default"] == MEMBERSHIP_SOURCES[0]
+
+
+def test_a_state_file_that_cannot_be_replaced_on_reset_is_one_clear_error_and_stays_as_it_was(tmp_path, monkeypatch):
+    state_file = tmp_path / "state.json"
+    state_file.write_text('{"bookmarks": {"lists": {"version": 1}}}')
+
+    def refuse(*args: object) -> None:
+        raise PermissionError("read-only folder")
+
+    monkeypatch.setattr(cli_module.os, "replace", refuse)
+    with pytest.raises(ConfigError, match=r"cannot be replaced .*the file is unchanged"):
+        cli_module._reset_stream(str(state_file), "lists")
+    assert state_file.read_text() == '{"bookmarks": {"lists": {"version": 1}}}'
+    assert [path.name for path in tmp_path.iterdir()] == ["state.json"], "the half-written replacement is removed"
