@@ -195,7 +195,7 @@ def run(args: argparse.Namespace) -> None:
     if not args.discover:
         if catalog_path:
             catalog = _load_json(catalog_path, "catalog", "--catalog" if args.catalog else "--properties")
-        if catalog is not None and (not isinstance(catalog, dict) or not isinstance(catalog.get("streams"), list)):
+        if catalog_path and (not isinstance(catalog, dict) or not isinstance(catalog.get("streams"), list)):
             raise ConfigError(
                 f"The catalog file {catalog_path} has no 'streams' list. Create it with "
                 "tap-autopilot --config config.json --discover."

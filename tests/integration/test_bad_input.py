@@ -227,6 +227,11 @@ CASES = {
         r"catalog file \S+ is not valid JSON",
         r"Fix the file",
     ),
+    "catalog-null": (
+        with_files(config=True, catalog="null", state=False),
+        r"catalog file \S+ has no 'streams' list",
+        r"--discover",
+    ),
     "state-missing": (
         with_files(config=True, catalog=True, state=None),
         r"state file \S+ does not exist",
