@@ -1,53 +1,77 @@
 """The rate limiter every request of the tap passes (AutopilotClient.request), from any thread:
-request starts spaced evenly, the most urgent first, the critical scan's next slot booked ahead."""
+no window of the limit's length ever holds more starts than the limit, the most urgent
+request goes first, and the critical scan's next request finds its room kept."""
 
+import bisect
 import math
 import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 
 class RateLimiter:
-    """Keeps request starts at least `interval` apart (1/rate with SAFETY's slack), however
-    many threads share it, so that no one-second window ever holds more than `rate`
-    requests (rounded up: even spacing at 2.5/s puts 3 in some windows). An idle gap saves
-    nothing up: the next requests start one interval apart again.
+    """Two rules, kept across every thread that shares the limiter:
+
+    - The window: no `window` (SAFETY seconds) holds more than `room` request starts
+      (`room` is the rate; a fractional rate keeps one start per interval instead). The
+      starts counted are the real ones, taken when a thread leaves acquire(): a thread that
+      woke late on a busy machine is counted as late, so its request and the one a
+      window after it can never arrive bunched at the server.
+    - The grid: a scan's pages of known length start at least an interval (the window over
+      the room) apart from one another, as in 1.1.0, so that the other scans' requests go
+      out evenly; an idle gap saves nothing up.
 
     Slots go to the most urgent request first (the scheduler sets each worker's priority
-    to its scan's pages left): a waiting thread's slot moves later when a more urgent
-    request needs a start within an interval of it; equal urgency is first come first served.
+    to its scan's pages left); equal urgency is first come first served. A waiting
+    thread's slot only ever moves later, when a more urgent request needs its place.
 
     The critical path: the scan with the most pages left is sequential (each cursor comes
-    from the page before), so every moment its next request waits for a slot lengthens the
-    whole sync, while the other scans' requests could as well go a little later. So when
-    the most urgent request starts, and its round trips rather than the limit bound what
-    is left of the sync, it books its thread's next slot ahead, about when its
-    next request is expected (its last cycle: round trip plus the page's processing), and
-    less urgent requests are placed at least an interval away from that booking. When the
-    request comes it starts before every other: at once if the spacing allows, the booking
-    having kept the slot free, moving less urgent threads back."""
+    from the page before), so every moment its next request waits lengthens the whole
+    sync, while the other scans' requests could as well go a little later. So when its
+    request starts, and its own pace is below the limit (its cycle, round trip plus the
+    page's processing, is longer than an interval), its next start is booked a little
+    before it is due. The booking counts in the window like a start: the other scans'
+    requests leave it its room. The request that claims it, and a scan's first page (its
+    length unknown: any scan may be the long one), start off the grid: at once when the
+    window has room."""
 
-    # 5% slack: requests leave evenly spaced but can arrive bunched (network,
-    # a busy server or client), and one 429 costs a whole Retry-After pause.
-    SAFETY = 1.05
+    # 2% slack on the window (20 ms a second): requests leave on time but can arrive
+    # bunched (network, a busy server or client), and one 429 costs a whole pause.
+    # Starts are counted when they really happen, so a thread that wakes late is no risk.
+    # Measured in `make bench` (scenarios 7-10): no 429 at 5, 20 and 50 r/s; 1.05 cost
+    # 3% of every sync the limit binds.
+    SAFETY = 1.02
     # Slots computed as sums of intervals may miss an interval by a rounding error.
     _EPSILON = 1e-9
     _FIRST_PAGE = sys.float_info.max  # the priority of a scan's first page
     _CRITICAL = math.inf  # the priority of the request that claims its booking
+    # A booking is made this part of the scan's last cycle ahead: a request that comes a
+    # little late still finds its room kept (the booking holds it for a whole window),
+    # one that came early would wait for it.
+    _BOOK_AHEAD = 0.9
 
     def __init__(
         self, rate: float, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep
     ) -> None:
-        self.interval = self.SAFETY / float(rate)
+        rate = float(rate)
+        self.interval = self.SAFETY / rate
+        self.room = int(rate) if rate >= 1 and rate == int(rate) else 1
+        self.window = self.room * self.interval
         self._clock = clock
         self._sleep = sleep
-        self._latest = -math.inf  # the latest slot that started
+        self._starts: list[float] = []  # real starts within the last window, in time order
+        self._latest = -math.inf  # the latest slot on the grid that started
         self._paused_until = 0.0
-        self._waiting: list[list[float]] = []  # [slot, priority] of each thread waiting for its slot
-        self._booked: list[float] | None = None  # [slot, priority]: the critical request's next slot
+        self._waiting: list[list[float]] = []  # [slot, priority] of each thread waiting, in order of asking
+        self._booked: Booking | None = None  # the critical scan's next starts
+        self._urgent: tuple[float, float, int] | None = None  # (priority, start, thread) of the critical scan
+        # The pages all scans have left, now (the scheduler's pages_left, set by the sync).
+        self.all_pages_left: Callable[[], float] | None = None
         self._local = threading.local()
         self._lock = threading.Lock()
+        self._fill_window(clock())
 
     def set_priority(self, priority: float, pages_left: float = 0) -> None:
         """This thread's urgency for its next requests (higher first; default 0: the scheduler
@@ -75,8 +99,8 @@ class RateLimiter:
                 ticket[1] = self._CRITICAL
             elif self._expired(now):
                 self._booked = None
-            self._place(ticket)
             self._waiting.append(ticket)
+            self._schedule(ticket)
             slept_until = now
         while True:
             with self._lock:
@@ -86,82 +110,161 @@ class RateLimiter:
                     if self._paused_until <= now:
                         self._start(ticket, now, cycle, priority)
                         return
-                    # A pause that began while this thread waited for its slot holds it too.
-                    ticket[0] = now
-                    self._place(ticket)
+                    self._schedule()  # a pause that began while this thread waited holds it too
                 target = ticket[0]
             wait = target - self._clock()
             if wait > 0:
                 self._sleep(wait)
             slept_until = target
 
-    def _start(self, ticket: list[float], now: float, cycle: float, priority: float) -> None:
-        # Callers hold the lock.
-        self._waiting.remove(ticket)
-        # The next slots follow this one's slot, not its real start: a thread that woke late
-        # does not make every later request late (spacing real starts instead cost 1-2 s at
-        # 5 r/s on a busy machine, and did not prevent the 429s that bunched arrivals cause).
-        self._latest = max(self._latest, ticket[0])
-        self._local.started = now
-        # Book ahead for the most urgent scan of known length only; not after its last page (pages
-        # left 1: a booking nobody claims keeps a slot unused); and only while its round trips,
-        # not the limit, bound what is left of the sync: otherwise it has time to spare, and
-        # bookings (unclaimed in time when scans of like length take turns) cost 1.5 s at 5 r/s.
-        if (
-            priority * cycle > getattr(self._local, "pages_left", 0) * self.interval
-            and 1 < priority < self._FIRST_PAGE
-            and all(other[1] <= priority or other[1] >= self._FIRST_PAGE for other in self._waiting)
-            and (self._booked is None or self._booked[1] <= priority or self._expired(now))
-        ):
-            self._local.booking = self._booked = [now + self._ahead(cycle, priority), priority]
-            self._bump(self._booked)
-
-    def _ahead(self, cycle: float, pages_left: float) -> float:
-        """How far ahead of its start the critical request's next slot is booked: whichever
-        of two ways finishes the scans' pages left sooner. Rounding its cycle up to whole
-        intervals lets the others' requests fill every slot between two of its own, but
-        makes it wait; booking it at its cycle never makes it wait, but the slots between
-        its requests then hold one fewer of theirs (none when the cycle is under two
-        intervals). At 5 r/s and 300 ms the first wins (booked at its cycle, a third of the
-        limit went unused); at 20 r/s and 100 ms the second (rounded up, it waited half of
-        each round trip)."""
-        interval = self.interval
-        intervals = max(1, math.ceil(cycle / interval - self._EPSILON))
-        between = max(0, math.floor(cycle / interval + self._EPSILON) - 1)
-        others_left = max(0, getattr(self._local, "pages_left", 0) - pages_left)
-        rounded_up = max(pages_left * intervals, pages_left + others_left) * interval
-        at_cycle = pages_left * cycle + max(0, others_left - pages_left * between) * interval
-        return intervals * interval if rounded_up <= at_cycle else max(cycle, interval)
-
-    def _expired(self, now: float) -> bool:
-        return self._booked is not None and self._booked[0] + self.interval <= now
-
-    def _place(self, ticket: list[float]) -> None:
-        """Move `ticket` to its earliest slot at or after its current one that keeps an
-        interval from the latest start, the end of a pause, and every slot held by an
-        equally or more urgent request; then move less urgent slots out of its way.
-        Callers hold the lock."""
-        slot, priority = ticket
-        slot = max(slot, self._latest + self.interval, self._paused_until)
-        held = [other for other in self._held() if other is not ticket]
-        for other in sorted(held):
-            if other[1] >= priority and abs(other[0] - slot) < self.interval - self._EPSILON:
-                slot = other[0] + self.interval
-        ticket[0] = slot
-        self._bump(ticket)
-
-    def _bump(self, ticket: list[float]) -> None:
-        # Callers hold the lock.
-        for other in sorted(self._held()):
-            if other[1] < ticket[1] and abs(other[0] - ticket[0]) < self.interval - self._EPSILON:
-                other[0] = ticket[0] + self.interval
-                self._place(other)  # later only: a thread asleep until its old slot sleeps again
-
-    def _held(self) -> list[list[float]]:
-        return self._waiting if self._booked is None else [*self._waiting, self._booked]
-
     def pause(self, seconds: float) -> None:
         """Hold every thread back: the server asked us to slow down."""
         with self._lock:
             until = self._clock() + seconds
-            self._paused_until = max(self._paused_until, until)
+            if until > self._paused_until:
+                self._paused_until = until
+                self._fill_window(until)
+
+    def _fill_window(self, until: float) -> None:
+        """Count the window before `until` as used, one start an interval: requests after it
+        start an interval apart, no burst, until it has passed. At the start of a run, the
+        server may count requests this process did not send (a discovery run a moment
+        before, another run with the key: the benchmark's discovery drew a 429 from the
+        first burst); after a 429, it counted more than we did."""
+        for step in range(1, self.room):
+            bisect.insort(self._starts, until - self.window + step * self.interval)
+
+    def _start(self, ticket: list[float], now: float, cycle: float, priority: float) -> None:
+        # Callers hold the lock.
+        self._waiting.remove(ticket)
+        if ticket[1] < self._FIRST_PAGE:
+            # The grid follows the slot, not the real start: a thread that woke late does not
+            # make every later request late (the window, which counts real starts, keeps the limit).
+            self._latest = max(self._latest, ticket[0])
+        bisect.insort(self._starts, now)
+        self._local.started = now
+        # The most urgent scan of known length that started a request within the last window:
+        # only it books (the others' requests start while it is on its round trip).
+        me, urgent = threading.get_ident(), self._urgent
+        if priority < self._FIRST_PAGE and (
+            urgent is None or priority >= urgent[0] or urgent[2] == me or urgent[1] + self.window <= now
+        ):
+            self._urgent = urgent = (priority, now, me)
+        # Book only for the most urgent scan of known length; not after its last page (pages
+        # left 1: a booking nobody claims keeps room unused); only while its pace is below the
+        # limit (above it, its top priority gives it every slot); and only when that finishes
+        # the pages left sooner than giving it the next slot of the grid.
+        if (
+            1 < priority < self._FIRST_PAGE
+            and cycle > self.interval
+            and urgent is not None
+            and urgent[2] == me
+            and self._booking_is_sooner(cycle, priority)
+            and all(other[1] <= priority or other[1] >= self._FIRST_PAGE for other in self._waiting)
+            and (self._booked is None or self._booked.priority <= priority or self._expired(now))
+        ):
+            self._local.booking = self._booked = self._book(now, cycle, priority)
+        self._schedule()
+
+    def _booking_is_sooner(self, cycle: float, pages_left: float) -> bool:
+        """Whether booking the scan's next starts at its own pace finishes the pages all scans
+        have left sooner than giving it the next slot of the grid. Booked, it never waits, but
+        in a window holding k of its starts the other scans' requests have only the room left
+        (k rounded up: a pace of 3.4 a window puts 4 in some), and the rest go after it. Not booked, it waits for the
+        grid, so each of its cycles is rounded up to whole intervals, and the others' requests
+        fill every slot between two of its own. At 5 r/s and 300 ms the first costs a third of
+        the others' room while the limit binds; at 20 r/s and 100 ms the second makes it wait
+        half of each round trip. The pages all scans have left come from `all_pages_left` when
+        the sync has set it: a request that waited long has an old count."""
+        interval, window = self.interval, self.window
+        known = self.all_pages_left() if self.all_pages_left is not None else getattr(self._local, "pages_left", 0)
+        all_left = max(known, pages_left)
+        others_left = all_left - pages_left
+        free = self.room - math.ceil(window / cycle - self._EPSILON) if cycle > 0 else 0
+        beside = pages_left * cycle * free / window  # the others' requests that fit while it runs
+        booked = pages_left * cycle + max(0, others_left - beside) * interval
+        on_the_grid = max(pages_left * math.ceil(cycle / interval - self._EPSILON) * interval, all_left * interval)
+        return booked < on_the_grid
+
+    def _book(self, now: float, cycle: float, priority: float) -> "Booking":
+        """The scan's next starts within a window from now, a cycle apart (the first a little
+        early), each where the window has room: the other scans' requests placed later leave
+        them theirs, so that it can keep its pace however many requests the others have."""
+        counted = list(self._starts)
+        slots: list[float] = []
+        slot = now + self._BOOK_AHEAD * cycle
+        # Not beyond its last page: priority is its pages left, this one included.
+        while slot < now + self.window and len(slots) < priority - 1:
+            slot = self._room_from(slot, counted)
+            bisect.insort(counted, slot)
+            slots.append(slot)
+            slot += cycle
+        return Booking(priority, slots)
+
+    def _expired(self, now: float) -> bool:
+        """An unclaimed booking holds its room for a window, then no longer."""
+        return self._booked is not None and self._booked.slots[0] + self.window <= now
+
+    def _schedule(self, asking: list[float] | None = None) -> None:
+        """Give every waiting thread its slot, the most urgent first (equal urgency in order
+        of asking): the earliest at or after its current one that keeps the window (with the
+        real starts, the booking and the slots of those placed before it), the end of a
+        pause, and, on the grid, an interval from the slots placed before it and, for the
+        thread `asking`, from the latest slot that started. Callers hold the lock."""
+        horizon = self._clock() - self.window
+        drop = bisect.bisect_right(self._starts, horizon)
+        if drop:
+            del self._starts[:drop]
+        placed: list[list[float]] = []
+        for ticket in sorted(self._waiting, key=lambda waiting: -waiting[1]):
+            slot, priority = max(ticket[0], self._paused_until), ticket[1]
+            off_grid = priority >= self._FIRST_PAGE
+            counted = self._starts + [other[0] for other in placed]
+            # The booking holds its room against less urgent requests, and against first pages
+            # (they go before the known ones, not before the critical request).
+            if self._booked is not None and (priority < self._booked.priority or priority == self._FIRST_PAGE):
+                counted += self._booked.slots
+            counted.sort()
+            while True:
+                before = slot
+                if not off_grid:
+                    if ticket is asking:
+                        slot = max(slot, self._latest + self.interval)
+                    for other in sorted(placed):
+                        if other[1] < self._FIRST_PAGE and abs(other[0] - slot) < self.interval - self._EPSILON:
+                            slot = other[0] + self.interval
+                slot = self._room_from(slot, counted)
+                if slot == before:
+                    break
+            ticket[0] = slot
+            placed.append(ticket)
+
+    def _room_from(self, slot: float, counted: list[float]) -> float:
+        """The earliest moment at or after `slot` at which a start keeps every window within
+        the room, given the starts (and slots) `counted`, in time order."""
+        room, window = self.room, self.window
+        if len(counted) < room:
+            return slot
+        while True:
+            before = slot
+            # The window ending at this start: its room-th latest start must be a window back.
+            earlier = bisect.bisect_right(counted, slot)
+            if earlier >= room:
+                slot = max(slot, counted[earlier - room] + window)
+            # The windows ending at the slots after it, which it would be in: each must have room.
+            for later in counted[bisect.bisect_right(counted, slot) :]:
+                if later >= slot + window:
+                    break
+                inside = bisect.bisect_right(counted, later) - bisect.bisect_right(counted, later - window)
+                if inside >= room:
+                    slot = later + self._EPSILON
+                    break
+            if slot == before:
+                return slot
+
+
+class Booking(NamedTuple):
+    """The critical scan's next starts, held for it in the window (RateLimiter._book)."""
+
+    priority: float  # its pages left when it booked
+    slots: list[float]

@@ -302,6 +302,7 @@ class SyncContext:
             self.out.flush()
         self.progress.start()
         self._scheduler = Scheduler(self.workers, before_step=self._before_step)
+        self.client.limiter.all_pages_left = self._scheduler.pages_left
         try:
             self.fetch_parents_ahead()
             # The shared scan (the contacts scan) first: usually the longest, and its pages come

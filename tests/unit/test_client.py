@@ -25,6 +25,7 @@ from tap_autopilot.client import (
     read_ahead,
 )
 from tap_autopilot.errors import AuthError, NotFoundError, RateLimitedError, RetryableError, TapError
+from tap_autopilot.rate_limit import Booking
 
 API_KEY = "unit-test-key"
 
@@ -371,6 +372,13 @@ def test_backoff_base_comes_from_the_environment_when_valid(monkeypatch, value, 
 # ----- the rate limiter -------------------------------------------------------------------
 
 
+class SlackOf105(RateLimiter):
+    """The limiter with 1.1.0's 5% slack: the slots some tests below name (1000.105 at 10 r/s)
+    were written for it; the rules they check do not depend on the slack."""
+
+    SAFETY = 1.05
+
+
 def assert_no_window_over(starts, most, window=1.0):
     starts = sorted(starts)
     for i, first in enumerate(starts):
@@ -463,7 +471,7 @@ def test_client_rate_limiter_uses_max_requests_per_second():
 def limiter_with_waiting_threads(waiting):
     """A limiter whose first slot (1000.0) is taken, with threads of [slot, priority] asleep
     until their slots; the clock stands still. Returns it and the start of each later acquire."""
-    limiter = RateLimiter(10, clock=lambda: 1000.0, sleep=lambda seconds: None)
+    limiter = SlackOf105(10, clock=lambda: 1000.0, sleep=lambda seconds: None)
     limiter.acquire()
     limiter._waiting = waiting
     starts: list[float] = []
@@ -492,7 +500,7 @@ def test_rate_limiter_equal_urgency_keeps_first_come_first_served():
 def test_rate_limiter_a_thread_whose_slot_was_taken_waits_for_its_new_slot():
     """Moved to a later slot while it slept, a thread sleeps again rather than start early."""
     fake_time = FakeTime()
-    limiter = RateLimiter(10, clock=fake_time.clock, sleep=fake_time.sleep)
+    limiter = SlackOf105(10, clock=fake_time.clock, sleep=fake_time.sleep)
     limiter.acquire()  # 1000.0
 
     def an_urgent_thread_arrives():  # runs while this thread sleeps towards its slot (1000.105)
@@ -663,9 +671,9 @@ def test_rate_limiter_the_critical_scan_is_sent_without_waiting_while_other_scan
 
 @pytest.mark.parametrize("rate, round_trip", [(20, 0.11), (50, 0.05), (5, 0.3), (5, 0.1)])
 def test_rate_limiter_when_the_rate_limit_binds_the_critical_scan_leaves_no_slot_unused(rate, round_trip):
-    """The other scans have more requests left than fit beside the critical scan's: its next
-    slot is booked a whole number of intervals ahead, so that the others fill every slot
-    between two of its requests; it waits less than an interval for that."""
+    """The other scans have more requests left than fit beside the critical scan's at its pace:
+    it is not booked (its starts would leave them less room than the limit allows) and waits
+    less than an interval for the grid, whose every slot is used."""
     critical, starts, limiter = simulate(rate, round_trip, others=3, other_round_trip=0.107, pages=30, others_left=500)
     assert max(critical_waits(critical)) < limiter.interval
     assert_the_others_fill_the_limit(starts, rate)
@@ -679,8 +687,10 @@ def test_rate_limiter_booking_ahead_keeps_every_one_second_window_within_the_lim
         assert_no_window_over(times, rate)
     else:
         assert_no_window_over(times, rate * 2, 2)
-    gaps = [b - a for a, b in zip(sorted(times), sorted(times)[1:], strict=False)]
-    assert min(gaps) >= RateLimiter.SAFETY / rate - 1e-9
+    # The limiter's own window (SAFETY seconds) holds no more either; the other scans keep the grid.
+    assert_no_window_over(times, max(1, int(rate)), max(1, int(rate)) * RateLimiter.SAFETY / rate - 1e-9)
+    others = sorted(time for time, who in starts if who != "critical")
+    assert min(b - a for a, b in itertools.pairwise(others)) >= RateLimiter.SAFETY / rate - 1e-9
 
 
 def test_rate_limiter_less_urgent_threads_keep_their_order_around_the_critical_scan():
@@ -710,7 +720,7 @@ def test_rate_limiter_a_thread_that_wakes_late_does_not_make_the_next_requests_l
     """The slots stay an interval apart as planned: one request that started late (its thread
     woke late on a busy machine) does not push every later one back."""
     fake_time = FakeTime()
-    limiter = RateLimiter(10, clock=fake_time.clock, sleep=fake_time.sleep)
+    limiter = SlackOf105(10, clock=fake_time.clock, sleep=fake_time.sleep)
     limiter.acquire()  # 1000.0
 
     def wake_late():
@@ -1175,7 +1185,7 @@ def test_a_caller_that_stops_early_leaves_at_most_the_page_ahead_requested():
     assert len(session.urls) == 2  # the first page and the one ahead; the thread asks for nothing after
 
 
-# ----- booking the critical scan's next slot ahead (rate_limit.RateLimiter._start, _ahead) -----
+# ----- booking the critical scan's next starts (rate_limit.RateLimiter._start, _book) -----------
 
 
 def limiter_after_one_cycle(priority, pages_left, cycle=0.3, waiting=(), booked=None):
@@ -1197,16 +1207,26 @@ def limiter_after_one_cycle(priority, pages_left, cycle=0.3, waiting=(), booked=
 FAR = 2000.0  # a slot far from every slot the test's thread takes
 
 
-def test_rate_limiter_books_ahead_while_the_critical_scan_s_round_trips_bind_the_sync():
-    """30 pages at 0.3 s each take 9 s; 40 pages of all scans fit in 4.2 s at 10 r/s: book."""
+def test_rate_limiter_books_the_critical_scan_s_next_starts_within_a_window_at_its_pace():
+    """30 pages at 0.3 s take 9 s, and the 10 pages of the others fit beside them; on the grid
+    each cycle would round up to 3 intervals (9.2 s). Booked: its next starts in the coming
+    window, a cycle apart, the first a tenth of a cycle early."""
     limiter, fake_time = limiter_after_one_cycle(30, 40)
-    # at its cycle: the other scans' 10 pages fit between its requests
-    assert limiter._booked == [pytest.approx(fake_time.now + 0.3), 30]
+    now = fake_time.now
+    assert limiter._booked is not None and limiter._booked.priority == 30
+    assert limiter._booked.slots == [pytest.approx(now + 0.27), pytest.approx(now + 0.57), pytest.approx(now + 0.87)]
 
 
-def test_rate_limiter_books_nothing_while_the_rate_limit_binds_the_sync():
-    """100 pages of all scans take 10.5 s at 10 r/s, more than the critical scan's 9 s."""
-    limiter, _ = limiter_after_one_cycle(30, 100)
+def test_rate_limiter_books_nothing_while_its_pace_is_above_the_limit():
+    """A cycle shorter than an interval: its top priority already gives it every slot it can use."""
+    limiter, _ = limiter_after_one_cycle(30, 40, cycle=0.05)
+    assert limiter._booked is None
+
+
+def test_rate_limiter_books_nothing_while_the_grid_finishes_the_pages_left_sooner():
+    """470 pages of the others: at its pace they would get 6 of the 10 starts of each window,
+    and finish later than on the grid, which it waits for at most an interval."""
+    limiter, _ = limiter_after_one_cycle(30, 500)
     assert limiter._booked is None
 
 
@@ -1215,6 +1235,8 @@ def test_rate_limiter_books_for_a_scan_with_pages_left_after_this_one_and_known_
     """Pages left 1: its last page, a booking would go unclaimed; infinite: a first page, length unknown."""
     limiter, _ = limiter_after_one_cycle(priority, 2)
     assert (limiter._booked is not None) is books
+    if books:
+        assert len(limiter._booked.slots) == 1, "booked beyond its last page"
 
 
 @pytest.mark.parametrize(
@@ -1227,72 +1249,135 @@ def test_rate_limiter_books_for_a_scan_with_pages_left_after_this_one_and_known_
 )
 def test_rate_limiter_books_only_for_the_most_urgent_scan_of_known_length(waiting, books):
     limiter, _ = limiter_after_one_cycle(30, 40, waiting=waiting)
-    assert (limiter._booked is not None and limiter._booked[1] == 30) is books
+    assert (limiter._booked is not None and limiter._booked.priority == 30) is books
+
+
+def test_rate_limiter_books_only_for_the_scan_that_started_the_most_urgent_request_in_the_window():
+    """The critical scan is on its round trip while the others' requests start: a less urgent
+    scan does not book (its claims would go before the critical scan's requests)."""
+    fake_time = FakeTime()
+    limiter = RateLimiter(10, clock=fake_time.clock, sleep=fake_time.sleep)
+    limiter.set_priority(30, 40)
+    limiter.acquire()  # the critical scan's request, then its round trip
+
+    def other_scan():
+        limiter.set_priority(5, 40)
+        limiter.acquire()
+        limiter.acquire()
+
+    other = threading.Thread(target=other_scan)
+    other.start()
+    other.join(TIMEOUT)
+    assert limiter._booked is None
 
 
 @pytest.mark.parametrize(("other", "replaced"), [(29, True), (30, True), (31, False)])
 def test_rate_limiter_a_booking_yields_to_an_as_urgent_scan_s_not_to_a_more_urgent_one(other, replaced):
-    limiter, _ = limiter_after_one_cycle(30, 40, booked=[FAR, other])
+    limiter, _ = limiter_after_one_cycle(30, 40, booked=Booking(other, [FAR]))
     assert (limiter._booked is getattr(limiter._local, "booking", None)) is replaced
 
 
-def test_rate_limiter_the_critical_request_claims_its_booking_before_a_less_urgent_waiting_thread():
-    """Its next request, a little early, starts at once (the spacing allows it) and moves
-    the less urgent thread asleep until the booked slot one interval later."""
+def test_rate_limiter_the_critical_request_claims_its_booking_and_starts_at_once_off_the_grid():
+    """A little early, just after another scan's request started: the grid would make it
+    wait an interval; the window has room, so it starts at once, and the less urgent thread
+    asleep until the booked slot keeps its slot (the window has room for both)."""
     limiter, fake_time = limiter_after_one_cycle(30, 40)
-    booking = limiter._booked[0]
+    booking = limiter._booked.slots[0]
     less_urgent = [booking, 5]
     limiter._waiting.append(less_urgent)
     fake_time.now = asked = booking - 0.01
+    limiter._latest = asked  # another scan's request, on the grid, started just now
     limiter.acquire()
     assert fake_time.now == asked, "the critical request waited"
-    assert less_urgent[0] == pytest.approx(asked + limiter.interval)
+    assert less_urgent[0] == pytest.approx(booking)
+    assert limiter._booked is not None and limiter._booked.slots[0] > asked, "not booked again from its new start"
+
+
+def test_rate_limiter_a_booking_holds_its_room_against_less_urgent_requests():
+    """Room for two more starts in the window: the booked start keeps one, a request that asks
+    first takes the other, and the next one waits until the window has room again. (First
+    pages, off the grid, so that only the window holds them.)"""
+    fake_time = FakeTime()
+    limiter = RateLimiter(5, clock=fake_time.clock, sleep=fake_time.sleep)
+    now = fake_time.now
+    limiter._starts = [now - 0.9, now - 0.8, now - 0.7]  # three of five in the window
+    limiter._booked = Booking(30, [now + 0.05])
+    limiter._schedule()
+    ticket = [now, RateLimiter._FIRST_PAGE]
+    limiter._waiting.append(ticket)
+    limiter._schedule(ticket)
+    assert ticket[0] == now
+    other = [now, RateLimiter._FIRST_PAGE]
+    limiter._waiting.append(other)
+    limiter._schedule(other)
+    # The window ending at the booking is full: it goes after the booking, once the first start has left.
+    assert other[0] == pytest.approx(now - 0.9 + limiter.window)
 
 
 @pytest.mark.parametrize(
-    ("cycle", "mine", "others", "ahead"),
+    ("rate", "cycle", "mine", "all_left", "sooner"),
     [
-        # The others have more pages than fit beside the critical scan's at its cycle: rounded up
-        # to whole intervals, they fill every slot between two of its requests.
-        (0.1, 10, 100, 2),
-        (0.3, 10, 50, 6),
-        # The others' pages fit between its requests: at its cycle, it never waits.
-        (0.1, 10, 0, 0.1 / (1.05 / 20)),
-        (0.3, 10, 36, 0.3 / (1.05 / 20)),
-        (0.1, 100, 5, 0.1 / (1.05 / 20)),
-        # Never closer than one interval, and a cycle of exactly one interval is one interval.
-        (0.03, 10, 0, 1),
-        (0.03, 10, 100, 1),
-        (1.05 / 20, 10, 20, 1),
+        (5, 0.3, 30, 67, False),  # scenario 10: 4 of its starts in some windows leave the others 1 of 5
+        (20, 0.105, 50, 106, True),  # scenario 8: on the grid, each round trip would round up to 3 intervals
+        (50, 0.053, 50, 123, True),  # scenario 9
+        (20, 0.105, 10, 500, False),  # the others' 490 pages bind: the grid uses every slot
     ],
 )
-def test_rate_limiter_books_its_next_slot_whichever_way_finishes_the_pages_left_sooner(cycle, mine, others, ahead):
-    limiter = RateLimiter(20)  # interval 0.0525 s
-    limiter.set_priority(mine, mine + others)
-    assert limiter._ahead(cycle, mine) / limiter.interval == pytest.approx(ahead)
+def test_rate_limiter_books_when_that_finishes_the_pages_left_sooner(rate, cycle, mine, all_left, sooner):
+    limiter = RateLimiter(rate)
+    limiter.set_priority(mine, all_left)
+    assert limiter._booking_is_sooner(cycle, mine) is sooner
 
 
-def test_rate_limiter_a_booking_unclaimed_an_interval_after_its_slot_holds_no_one_back():
+def test_rate_limiter_a_booking_unclaimed_a_window_after_its_first_slot_holds_no_one_back():
     fake_time = FakeTime()
     limiter = RateLimiter(10, clock=fake_time.clock, sleep=fake_time.sleep)
-    limiter._booked = [fake_time.now - 0.2, 30]  # another thread's, its request never came
+    limiter._booked = Booking(30, [fake_time.now - limiter.window])  # another thread's, its request never came
     limiter.acquire()
     assert fake_time.sleeps == [] and limiter._booked is None
+
+
+def test_rate_limiter_the_first_window_is_counted_as_used_evenly():
+    """The server may count requests this process did not send (a discovery run a moment
+    before): the first requests, even first pages, start an interval apart, not as a burst."""
+    fake_time = FakeTime()
+    limiter = RateLimiter(5, clock=fake_time.clock, sleep=fake_time.sleep)
+    limiter.set_priority(math.inf)  # first pages: off the grid
+    starts = []
+    for _ in range(5):
+        limiter.acquire()
+        starts.append(fake_time.now)
+    assert [b - a for a, b in itertools.pairwise(starts)] == [pytest.approx(limiter.interval)] * 4
+
+
+def test_rate_limiter_after_a_pause_the_window_is_counted_as_used_evenly():
+    """After a 429 the server counted more than we did: no burst when the pause ends."""
+    fake_time = FakeTime()
+    limiter = RateLimiter(5, clock=fake_time.clock, sleep=fake_time.sleep)
+    limiter.set_priority(math.inf)
+    fake_time.now += 10  # the first window has passed
+    limiter.pause(3)
+    starts = []
+    for _ in range(3):
+        limiter.acquire()
+        starts.append(fake_time.now)
+    assert starts[0] == pytest.approx(1013.0)
+    assert [b - a for a, b in itertools.pairwise(starts)] == [pytest.approx(limiter.interval)] * 2
 
 
 # ----- slots exactly one interval apart do not collide (rate_limit.RateLimiter._place, _bump) -----
 
 
 def test_rate_limiter_an_urgent_thread_leaves_a_less_urgent_slot_one_interval_later_alone():
-    limiter, starts = limiter_with_waiting_threads([[1000.0 + 2 * RateLimiter.SAFETY / 10, 1]])
+    limiter, starts = limiter_with_waiting_threads([[1000.0 + 2 * SlackOf105.SAFETY / 10, 1]])
     limiter.set_priority(50)
     limiter.acquire()
     assert starts == [pytest.approx(1000.105)]
-    assert limiter._waiting == [[1000.0 + 2 * RateLimiter.SAFETY / 10, 1]]
+    assert limiter._waiting == [[1000.0 + 2 * SlackOf105.SAFETY / 10, 1]]
 
 
 def test_rate_limiter_a_less_urgent_thread_takes_the_slot_one_interval_before_an_urgent_one():
-    limiter, starts = limiter_with_waiting_threads([[1000.0 + 2 * RateLimiter.SAFETY / 10, 50]])
+    limiter, starts = limiter_with_waiting_threads([[1000.0 + 2 * SlackOf105.SAFETY / 10, 50]])
     limiter.acquire()
     assert starts == [pytest.approx(1000.105)]
 
@@ -1301,7 +1386,7 @@ def test_rate_limiter_a_thread_held_by_a_pause_keeps_its_urgency():
     """Held by a 429's pause while it waited, a thread is placed again after the pause
     as urgent as it was: a more urgent thread waiting for the pause's end goes first."""
     fake_time = FakeTime()
-    limiter = RateLimiter(10, clock=fake_time.clock, sleep=fake_time.sleep)
+    limiter = SlackOf105(10, clock=fake_time.clock, sleep=fake_time.sleep)
     limiter.acquire()  # 1000.0
     limiter.set_priority(1)
 
