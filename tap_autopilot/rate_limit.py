@@ -31,11 +31,11 @@ class RateLimiter:
     from the page before), so every moment its next request waits lengthens the whole
     sync, while the other scans' requests could as well go a little later. So when its
     request starts, and its own pace is below the limit (its cycle, round trip plus the
-    page's processing, is longer than an interval), its next start is booked a little
-    before it is due. The booking counts in the window like a start: the other scans'
-    requests leave it its room. The request that claims it, and a scan's first page (its
-    length unknown: any scan may be the long one), start off the grid: at once when the
-    window has room."""
+    page's processing, is longer than an interval), its next starts in the coming window
+    are booked at that pace, if that finishes the pages left sooner (_booking_is_sooner).
+    The bookings count in the window like starts: the other scans' requests leave them
+    their room. The request that claims them, and a scan's first page (its length unknown:
+    any scan may be the long one), start off the grid: at once when the window has room."""
 
     # 2% slack on the window (20 ms a second): requests leave on time but can arrive
     # bunched (network, a busy server or client), and one 429 costs a whole pause.
@@ -170,9 +170,9 @@ class RateLimiter:
         """Whether booking the scan's next starts at its own pace finishes the pages all scans
         have left sooner than giving it the next slot of the grid. Booked, it never waits, but
         in a window holding k of its starts the other scans' requests have only the room left
-        (k rounded up: a pace of 3.4 a window puts 4 in some), and the rest go after it. Not booked, it waits for the
-        grid, so each of its cycles is rounded up to whole intervals, and the others' requests
-        fill every slot between two of its own. At 5 r/s and 300 ms the first costs a third of
+        (k rounded up: a pace of 3.4 a window puts 4 in some), and the rest go after it. Not
+        booked, it waits for the grid, so each of its cycles is rounded up to whole intervals,
+        and the others' requests fill every slot between two of its own. At 5 r/s and 300 ms the first costs a third of
         the others' room while the limit binds; at 20 r/s and 100 ms the second makes it wait
         half of each round trip. The pages all scans have left come from `all_pages_left` when
         the sync has set it: a request that waited long has an old count."""
@@ -219,12 +219,16 @@ class RateLimiter:
         for ticket in sorted(self._waiting, key=lambda waiting: -waiting[1]):
             slot, priority = max(ticket[0], self._paused_until), ticket[1]
             off_grid = priority >= self._FIRST_PAGE
-            counted = self._starts + [other[0] for other in placed]
             # The booking holds its room against less urgent requests, and against first pages
             # (they go before the known ones, not before the critical request).
-            if self._booked is not None and (priority < self._booked.priority or priority == self._FIRST_PAGE):
-                counted += self._booked.slots
-            counted.sort()
+            booked = (
+                self._booked.slots
+                if self._booked is not None and (priority < self._booked.priority or priority == self._FIRST_PAGE)
+                else []
+            )
+            counted: list[float] = []
+            if len(self._starts) + len(placed) + len(booked) >= self.room:  # else every window has room
+                counted = sorted([*self._starts, *(other[0] for other in placed), *booked])
             while True:
                 before = slot
                 if not off_grid:
