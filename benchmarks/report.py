@@ -61,7 +61,7 @@ CRITICAL_PATH = [
     "the sandbox's latency, which the floor does not count: the request and the reply over the socket "
     "and the parse (2-5 ms a page: 2 ms from a bare client, more while the other scans' pages are "
     "parsed and written by the same process; the sandbox's latency includes building the page). At "
-    "50 r/s and 50 ms these two alone are 0.2 s + 50 x 3-5 ms on a 2.5 s floor: wall/floor 1.18-1.20 "
+    "50 r/s and 50 ms these two alone are 0.2 s + 50 x 3-5 ms on a 2.5 s floor: wall/floor about 1.2, "
     "with the limiter holding the scan back for under 40 ms in all.",
 ]
 
