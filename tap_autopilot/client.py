@@ -358,12 +358,12 @@ def read_ahead(pages: Iterator[T], limiter: RateLimiter) -> Iterator[T]:
     thread, so the limiter measures the scan's cycle and books its next slot (rate_limit.py).
     A daemon thread: a stopped run does not wait for a page nobody will read."""
     # The caller's asks, each with its priority (None: stop); the thread's answers, in order.
-    asks: queue.SimpleQueue[tuple[float, float] | None] = queue.SimpleQueue()
+    asks: queue.SimpleQueue[float | None] = queue.SimpleQueue()
     answers: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
     def advance() -> None:
         while (priority := asks.get()) is not None:
-            limiter.set_priority(*priority)
+            limiter.set_priority(priority)
             try:
                 answers.put(next(pages))
             except BaseException as error:  # StopIteration too: raised to the caller, or the end

@@ -67,22 +67,22 @@ class RateLimiter:
         self._waiting: list[list[float]] = []  # [slot, priority] of each thread waiting, in order of asking
         self._booked: Booking | None = None  # the critical scan's next starts
         self._urgent: tuple[float, float, int] | None = None  # (priority, start, thread) of the critical scan
-        # The pages all scans have left, now (the scheduler's pages_left, set by the sync).
-        self.all_pages_left: Callable[[], float] | None = None
+        # The pages all scans have left, now (the scheduler's pages_left, set by the sync;
+        # without it, the booking scan's own are all there are).
+        self.all_pages_left: Callable[[], float] = lambda: 0
         self._local = threading.local()
         self._lock = threading.Lock()
         self._fill_window(clock())
 
-    def set_priority(self, priority: float, pages_left: float = 0) -> None:
+    def set_priority(self, priority: float) -> None:
         """This thread's urgency for its next requests (higher first; default 0: the scheduler
-        passes its scan's pages left), and the pages all scans have left."""
+        passes its scan's pages left)."""
         self._local.priority = priority
-        self._local.pages_left = pages_left
 
-    def priority(self) -> tuple[float, float]:
-        """This thread's (priority, pages left) as set_priority set them, to hand them to
-        another thread that requests for the same scan (client.paginate's page ahead)."""
-        return getattr(self._local, "priority", 0), getattr(self._local, "pages_left", 0)
+    def priority(self) -> float:
+        """This thread's priority as set_priority set it, to hand it to another thread that
+        requests for the same scan (client.paginate's page ahead)."""
+        return getattr(self._local, "priority", 0)
 
     def acquire(self) -> None:
         """Block until this thread may start a request."""
@@ -174,11 +174,10 @@ class RateLimiter:
         booked, it waits for the grid, so each of its cycles is rounded up to whole intervals,
         and the others' requests fill every slot between two of its own. At 5 r/s and 300 ms the first costs a third of
         the others' room while the limit binds; at 20 r/s and 100 ms the second makes it wait
-        half of each round trip. The pages all scans have left come from `all_pages_left` when
-        the sync has set it: a request that waited long has an old count."""
+        half of each round trip. The pages all scans have left are asked for now
+        (`all_pages_left`): a request that waited long would have an old count."""
         interval, window = self.interval, self.window
-        known = self.all_pages_left() if self.all_pages_left is not None else getattr(self._local, "pages_left", 0)
-        all_left = max(known, pages_left)
+        all_left = max(self.all_pages_left(), pages_left)
         others_left = all_left - pages_left
         free = self.room - math.ceil(window / cycle - self._EPSILON) if cycle > 0 else 0
         beside = pages_left * cycle * free / window  # the others' requests that fit while it runs

@@ -264,7 +264,7 @@ class SyncContext:
     def _before_step(self, pages_left: float) -> None:
         """On a worker, before a scan's step: its urgency for the rate limiter (see rate_limit.RateLimiter)."""
         assert self._scheduler is not None
-        self.client.limiter.set_priority(pages_left, self._scheduler.pages_left())
+        self.client.limiter.set_priority(pages_left)
 
     def add_scan(self, steps: Steps) -> None:
         """Run a scan's steps (PageScan.steps(), see scheduler.py) on the workers."""

@@ -611,13 +611,17 @@ def simulate(rate, critical_round_trip, others, other_round_trip, pages, others_
     starts: list[tuple[float, str]] = []
     lock = threading.Lock()
     stop = threading.Event()
+    critical_left = [pages]
+    limiter.all_pages_left = lambda: critical_left[0] + others_left
 
     def scan(name, priority, round_trip, count):
         try:
             for page in range(count):
                 if stop.is_set():
                     return
-                limiter.set_priority(priority(page), pages - page + others_left)
+                limiter.set_priority(priority(page))
+                if name == "critical":
+                    critical_left[0] = pages - page
                 asked = clock.now
                 limiter.acquire()
                 with lock:
@@ -1194,7 +1198,8 @@ def limiter_after_one_cycle(priority, pages_left, cycle=0.3, waiting=(), booked=
     threads of [slot, priority] wait far ahead and another thread's booking is `booked`."""
     fake_time = FakeTime()
     limiter = RateLimiter(10, clock=fake_time.clock, sleep=fake_time.sleep)
-    limiter.set_priority(priority, pages_left)
+    limiter.all_pages_left = lambda: pages_left
+    limiter.set_priority(priority)
     limiter.acquire()  # its first start: no cycle measured yet, nothing booked
     assert limiter._booked is None
     limiter._waiting = [list(ticket) for ticket in waiting]
@@ -1257,11 +1262,12 @@ def test_rate_limiter_books_only_for_the_scan_that_started_the_most_urgent_reque
     scan does not book (its claims would go before the critical scan's requests)."""
     fake_time = FakeTime()
     limiter = RateLimiter(10, clock=fake_time.clock, sleep=fake_time.sleep)
-    limiter.set_priority(30, 40)
+    limiter.all_pages_left = lambda: 40
+    limiter.set_priority(30)
     limiter.acquire()  # the critical scan's request, then its round trip
 
     def other_scan():
-        limiter.set_priority(5, 40)
+        limiter.set_priority(5)
         limiter.acquire()
         limiter.acquire()
 
@@ -1325,7 +1331,8 @@ def test_rate_limiter_a_booking_holds_its_room_against_less_urgent_requests():
 )
 def test_rate_limiter_books_when_that_finishes_the_pages_left_sooner(rate, cycle, mine, all_left, sooner):
     limiter = RateLimiter(rate)
-    limiter.set_priority(mine, all_left)
+    limiter.all_pages_left = lambda: all_left
+    limiter.set_priority(mine)
     assert limiter._booking_is_sooner(cycle, mine) is sooner
 
 

@@ -501,7 +501,7 @@ def test_each_step_gives_the_rate_limiter_its_scan_s_pages_left():
     client = FakeClient([doc(n) for n in range(250)], page_size=100)
     priorities: list[float] = []
 
-    def set_priority(priority: float, pages_left: float = 0) -> None:
+    def set_priority(priority: float) -> None:
         if not threading.current_thread().name.endswith("-ahead"):  # the scheduler's step, not the read-ahead
             priorities.append(priority)
 
