@@ -7,6 +7,7 @@ Every request of the tap goes through AutopilotClient.get(), from any thread.
 import datetime
 import email.utils
 import functools
+import itertools
 import logging
 import os
 import queue
@@ -310,16 +311,18 @@ class AutopilotClient:
             raise RetryableError(f"GET {path} returned a body of an unexpected shape (not a list)")
         return body
 
-    def paginate(self, path: str, data_key: str, cursor: str | None = None, ahead: bool = False) -> Iterator["Page"]:
+    def paginate(
+        self, path: str, data_key: str, cursor: str | None = None, ahead_from: int | None = None
+    ) -> Iterator["Page"]:
         """Yield a Page for each page of a cursor-paged endpoint, starting after
         `cursor` if given. The API names its cursor "bookmark"; next_cursor is None
         on the last page. A cursor the API has already given is an error: the
         published tap looped forever on that.
 
-        With `ahead`, the next page's request goes out as soon as its cursor is known,
-        while the caller takes the page before it (read_ahead)."""
+        From page `ahead_from` on (1: the first), the next page's request goes out as soon
+        as its cursor is known, while the caller takes the page before it (read_ahead)."""
         pages = self._pages(path, data_key, cursor)
-        return read_ahead(pages, self.limiter) if ahead else pages
+        return pages if ahead_from is None else read_ahead(pages, self.limiter, ahead_from)
 
     def _pages(self, path: str, data_key: str, cursor: str | None) -> Iterator["Page"]:
         """paginate() without reading ahead: the one pagination loop."""
@@ -344,14 +347,15 @@ class AutopilotClient:
             cursor = next_cursor
 
 
-def read_ahead(pages: Iterator[T], limiter: RateLimiter) -> Iterator[T]:
+def read_ahead(pages: Iterator[T], limiter: RateLimiter, start: int = 1) -> Iterator[T]:
     """`pages`, advanced on a thread of its own one item ahead of the caller: while the
     caller takes page k, page k+1 is already requested, and its request goes out the moment
     page k's cursor is known (no thread switch in between). Page k+1 is requested only once
     the caller has asked for page k (so has dropped page k-1): at most two pages, the one
-    being taken and the one ahead. What advancing `pages` raises (after the client's usual
-    retries) is raised here when the caller asks for that page. If the caller stops early,
-    the page ahead is dropped unread.
+    being taken and the one ahead. Before page `start` nothing is read ahead: a scan whose
+    first page decides whether it goes on asks for page 2 only if it does. What advancing
+    `pages` raises (after the client's usual retries) is raised here when the caller asks
+    for that page. If the caller stops early, the page ahead is dropped unread.
 
     Each request passes the rate limiter with the priority the caller's thread had when it
     asked (the scheduler sets it per scan), and all of a scan's requests come from that one
@@ -371,10 +375,11 @@ def read_ahead(pages: Iterator[T], limiter: RateLimiter) -> Iterator[T]:
                 return
 
     threading.Thread(target=advance, name=f"{threading.current_thread().name}-ahead", daemon=True).start()
-    asks.put(limiter.priority())  # the page ahead of the first one asked for
     try:
-        while True:
+        for number in itertools.count(1):
             asks.put(limiter.priority())
+            if number == start:
+                asks.put(limiter.priority())  # and the page after it: from here on, one ahead
             held = [answers.get()]
             if isinstance(held[0], StopIteration):
                 return

@@ -52,11 +52,11 @@ class ContactsScan(PageScan):
                 reader.restart()
             return None
 
-    def reads_ahead(self) -> bool:
-        # Usually the longest scan, its pages one after another (rate_limit.py); but not
-        # while its first page decides whether it goes on (MembershipsFromScan's probe):
-        # the page ahead would be a request for nothing.
-        return not any(isinstance(reader, MembershipsFromScan) and reader.probe for reader in self.readers)
+    def reads_ahead_from(self) -> int:
+        # Usually the longest scan, its pages one after another (rate_limit.py); from its
+        # second page on while its first decides whether it goes on (MembershipsFromScan's
+        # probe): page 2 asked for before that would be a request for nothing.
+        return 2 if any(isinstance(reader, MembershipsFromScan) and reader.probe for reader in self.readers) else 1
 
     def take(self, page: Page) -> bool:
         self.readers = [reader for reader in self.readers if reader.keep_reading(page)]

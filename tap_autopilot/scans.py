@@ -25,8 +25,8 @@ class PageScan(ABC):
     """One scan, as steps for the scheduler (see scheduler.py). The contract, kept here
     so that no stream can get it wrong:
 
-    - one page per step: each step reads one page, then yields; a scan that reads_ahead()
-      has its next page's request sent as soon as the page's cursor is known, while
+    - one page per step: each step reads one page, then yields; a scan that reads ahead
+      (reads_ahead_from) has its next page's request sent as soon as its cursor is known, while
       the step takes the page (client.paginate): at most one request ahead, never a
       page requested twice, and the state is what it would be without (the cursor
       committed is the page written; a page ahead is lost on a stop, so a resumed run
@@ -62,11 +62,12 @@ class PageScan(ABC):
     def restart(self) -> None:
         """Forget the saved cursor: the scan starts over from its first page."""
 
-    def reads_ahead(self) -> bool:
-        """Whether the next page's request goes out while the scan takes a page: for the scan
-        whose pages are the sync's critical path (the contacts scan). Not for every scan: a
-        scan waiting in the scheduler's queue would then hold a page each."""
-        return False
+    def reads_ahead_from(self) -> int | None:
+        """From which page on the next page's request goes out while the scan takes a page
+        (None: never): for the scan whose pages are the sync's critical path (the contacts
+        scan). Not for every scan: a scan waiting in the scheduler's queue would then hold a
+        page each."""
+        return None
 
     def gone(self) -> None:
         """404 on a scan that did not resume from a saved cursor."""
@@ -99,7 +100,7 @@ class PageScan(ABC):
         """The client's pages; a saved cursor that vanished between runs means the
         scan has to start over from its first page."""
         try:
-            yield from self.ctx.client.paginate(self.path, self.data_key, cursor, ahead=self.reads_ahead())
+            yield from self.ctx.client.paginate(self.path, self.data_key, cursor, ahead_from=self.reads_ahead_from())
         except NotFoundError:
             if cursor is None:
                 raise

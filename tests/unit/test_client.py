@@ -1115,9 +1115,32 @@ class SignallingSession(FakeSession):
         assert self.asked.acquire(timeout=30), "the request never went out"
 
 
+def test_reading_ahead_from_page_2_asks_for_page_2_only_once_the_first_is_taken():
+    """A scan whose first page decides whether it goes on: page 2 is requested when the caller
+    asks for it, and from then on each next page ahead of the caller's ask."""
+    asked, produced = [0], []
+    third = threading.Event()
+
+    def pages():
+        for n in range(4):
+            produced.append((n, asked[0]))
+            if n == 2:
+                third.set()
+            yield Page([n], str(n), {}, None)
+
+    read = read_ahead(pages(), RateLimiter(1000), start=2)
+    asked[0] = 1
+    assert next(read).items == [0]
+    asked[0] = 2
+    assert next(read).items == [1]
+    assert third.wait(TIMEOUT), "page 3 was not requested ahead"
+    assert produced == [(0, 1), (1, 2), (2, 2)]
+    assert [page.items[0] for page in read] == [2, 3]
+
+
 def test_the_next_page_is_requested_before_the_current_one_is_written():
     session = SignallingSession(*THREE_PAGES)
-    pages = make_client(session, FakeTime()).paginate("/contacts", "contacts", ahead=True)
+    pages = make_client(session, FakeTime()).paginate("/contacts", "contacts", ahead_from=1)
     first = next(pages)
     session.wait_for_request()
     session.wait_for_request()  # the second page's request, while the caller still holds the first
@@ -1151,7 +1174,7 @@ def test_a_prefetched_page_that_fails_is_retried_as_before():
     for ahead in (False, True):
         session = FakeSession(first, FakeResponse(500), second, last)
         client = make_client(session, FakeTime(), uniform=lambda low, high: 0.0)
-        pages = client.paginate("/contacts", "contacts", ahead=ahead)
+        pages = client.paginate("/contacts", "contacts", ahead_from=1 if ahead else None)
         ids = [doc["contact_id"] for page in pages for doc in page.items]
         outcomes[ahead] = (ids, session.urls, client.stats["retries"])
     assert outcomes[True] == outcomes[False]
@@ -1161,7 +1184,7 @@ def test_a_prefetched_page_that_fails_is_retried_as_before():
 
 def test_an_error_on_the_page_ahead_is_raised_when_that_page_is_read():
     session = SignallingSession(THREE_PAGES[0], FakeResponse(401))
-    pages = make_client(session, FakeTime()).paginate("/contacts", "contacts", ahead=True)
+    pages = make_client(session, FakeTime()).paginate("/contacts", "contacts", ahead_from=1)
     first = next(pages)
     session.wait_for_request()
     session.wait_for_request()  # the page ahead has failed, the caller still has its page
@@ -1172,7 +1195,7 @@ def test_an_error_on_the_page_ahead_is_raised_when_that_page_is_read():
 
 def test_a_repeated_bookmark_still_stops_a_scan_that_reads_ahead():
     session = FakeSession(contacts_page(["p1", "p2"], "p2"), contacts_page(["p3"], "p2"))
-    pages = make_client(session, FakeTime()).paginate("/contacts", "contacts", ahead=True)
+    pages = make_client(session, FakeTime()).paginate("/contacts", "contacts", ahead_from=1)
     next(pages)
     with pytest.raises(TapError, match="repeated the page bookmark"):
         next(pages)
@@ -1181,7 +1204,7 @@ def test_a_repeated_bookmark_still_stops_a_scan_that_reads_ahead():
 
 def test_a_caller_that_stops_early_leaves_at_most_the_page_ahead_requested():
     session = SignallingSession(*THREE_PAGES)
-    pages = make_client(session, FakeTime()).paginate("/contacts", "contacts", ahead=True)
+    pages = make_client(session, FakeTime()).paginate("/contacts", "contacts", ahead_from=1)
     next(pages)
     pages.close()
     session.wait_for_request()

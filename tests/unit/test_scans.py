@@ -55,9 +55,9 @@ class FakeClient:
             return {"segments": []}
         raise AssertionError(path)
 
-    def paginate(self, path, data_key, cursor=None, ahead=False):
+    def paginate(self, path, data_key, cursor=None, ahead_from=None):
         pages = self._pages(path, cursor)
-        return read_ahead(pages, self.limiter) if ahead else pages  # as the real client does
+        return pages if ahead_from is None else read_ahead(pages, self.limiter, ahead_from)  # as the real client does
 
     def _pages(self, path, cursor):
         docs = self.docs if path == "/contacts" else self.members[path]
@@ -185,7 +185,7 @@ def pages_held_while_suspended(ctx, steps, client):
         seen.append(weakref.ref(page.items))
         return page
 
-    def paginate(path, data_key, cursor=None, ahead=False):
+    def paginate(path, data_key, cursor=None, ahead_from=None):
         pages = original(path, data_key, cursor)
         while True:  # (a for loop would itself hold the page while suspended)
             try:
@@ -224,7 +224,7 @@ def test_a_vanished_cursor_restarts_the_scan_from_its_first_page():
     from tap_autopilot.errors import NotFoundError
 
     class VanishingCursorClient(FakeClient):
-        def paginate(self, path, data_key, cursor=None, ahead=False):
+        def paginate(self, path, data_key, cursor=None, ahead_from=None):
             if cursor == "person_0002":
                 raise NotFoundError("gone")
             yield from super().paginate(path, data_key, cursor)
@@ -521,7 +521,7 @@ def test_a_failing_stream_stops_every_worker_and_the_run_raises_its_error():
     from tap_autopilot.client import TapError
 
     class FailingClient(FakeClient):
-        def paginate(self, path, data_key, cursor=None, ahead=False):
+        def paginate(self, path, data_key, cursor=None, ahead_from=None):
             raise TapError("the API went away")
             yield
 
@@ -712,7 +712,7 @@ class SegmentsClient(FakeClient):
             }
         return super().get(path, data_key, expect_list)
 
-    def paginate(self, path, data_key, cursor=None, ahead=False):
+    def paginate(self, path, data_key, cursor=None, ahead_from=None):
         if path == "/smart_segments/segment_gone/contacts":
             self.requests.append(path)
             raise NotFoundError(f"Autopilot has no {path} (404).")
@@ -798,7 +798,7 @@ def test_a_membership_pass_with_every_parent_done_completes_at_once():
 
 def test_a_vanished_parent_cursor_restarts_that_parent_from_its_first_page():
     class VanishingCursorClient(SegmentsClient):
-        def paginate(self, path, data_key, cursor=None, ahead=False):
+        def paginate(self, path, data_key, cursor=None, ahead_from=None):
             if cursor == "person_0001":
                 self.requests.append(path)
                 raise NotFoundError("gone")
@@ -861,6 +861,24 @@ def test_the_probe_reads_the_scan_when_both_ways_cost_the_same():
     ctx.run()
     assert client.requests.count("/contacts") == 4 and not [p for p in client.requests if p.startswith("/list/")]
     assert pairs(ctx) == {("list_a", d["contact_id"]) for d in docs[:3]}
+
+
+def test_once_the_probe_keeps_the_scan_its_later_pages_are_read_ahead():
+    """The first page decides (nothing asked for ahead of it); from the second on, the scan is
+    the long one and each next page is requested from the thread that reads ahead."""
+    docs = [doc(n, ["list_a"] if n < 3 else None) for n in range(400)]
+    threads: list[str] = []
+
+    class NamingClient(FakeClient):
+        def _pages(self, path, cursor):
+            for page in super()._pages(path, cursor):
+                threads.append(threading.current_thread().name)
+                yield page
+
+    ctx = context(NamingClient(docs, page_size=100, members=members_of(docs)), ["lists_contacts"])
+    ctx.run()
+    assert len(threads) == 4
+    assert [name.endswith("-ahead") for name in threads[2:]] == [True, True]
 
 
 @pytest.mark.parametrize(
@@ -1021,7 +1039,7 @@ def test_readers_stopped_at_different_pages_say_so(caplog):
 
 def test_without_the_api_s_clock_a_scan_starts_by_the_machine_s_clock_in_utc():
     class NoDateClient(FakeClient):
-        def paginate(self, path, data_key, cursor=None, ahead=False):
+        def paginate(self, path, data_key, cursor=None, ahead_from=None):
             for page in super().paginate(path, data_key, cursor):
                 yield page._replace(server_time=None)
 
@@ -1032,7 +1050,7 @@ def test_without_the_api_s_clock_a_scan_starts_by_the_machine_s_clock_in_utc():
 
 def test_a_vanished_cursor_is_logged_with_the_scan_s_path(caplog):
     class VanishingCursorClient(FakeClient):
-        def paginate(self, path, data_key, cursor=None, ahead=False):
+        def paginate(self, path, data_key, cursor=None, ahead_from=None):
             if cursor == "person_0002":
                 raise NotFoundError("gone")
             yield from super().paginate(path, data_key, cursor)
@@ -1051,7 +1069,7 @@ def test_a_scan_asks_the_client_for_its_data_key_and_counts_pages_left_from_0():
     asked = []
 
     class RecordingClient(FakeClient):
-        def paginate(self, path, data_key, cursor=None, ahead=False):
+        def paginate(self, path, data_key, cursor=None, ahead_from=None):
             asked.append(data_key)
             yield from super().paginate(path, data_key, cursor)
 
@@ -1062,7 +1080,7 @@ def test_a_scan_asks_the_client_for_its_data_key_and_counts_pages_left_from_0():
 
 def test_a_scan_whose_endpoint_is_gone_says_which():
     class GoneClient(FakeClient):
-        def paginate(self, path, data_key, cursor=None, ahead=False):
+        def paginate(self, path, data_key, cursor=None, ahead_from=None):
             raise NotFoundError("404")
             yield
 
