@@ -96,7 +96,7 @@ class ScanReader(ABC):
 
     def keep_reading(self, page: Page) -> bool:
         """Called with each page before read(); False detaches the reader from the scan."""
-        return page is not None
+        return True
 
     @abstractmethod
     def read(self, page: Page) -> list[bytes]:

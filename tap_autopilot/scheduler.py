@@ -9,9 +9,9 @@ with the most pages left keeps that scan busy and the others filling the rest
 of the rate limit, instead of leaving one long scan to run alone at the end.
 With more than one worker, the scan with the most pages left keeps its worker between
 pages (see _keeps). Workers hold at most one page each. before_step(pages left), if
-given, runs on the worker before each step: the sync hands it, with pages_left() of
-every scan, to the rate limiter, so that the scan with the most pages left also gets
-its next request slot booked ahead (rate_limit.py).
+given, runs on the worker before each step: the sync makes it the worker's priority in
+the rate limiter, which also asks pages_left() when it decides whether the scan with the
+most pages left gets its next starts booked (rate_limit.py).
 """
 
 import heapq
@@ -100,11 +100,11 @@ class Scheduler:
         other workers take the rest in the usual order. Its pages come one after another, so
         each wait in the queue, even behind first pages, lengthens the whole sync."""
         me = threading.current_thread()
-        if len(self._threads) < 2 or remaining is None or self._error is not None:
+        if len(self._threads) < 2 or remaining is None or self._error is not None or self._keeper not in (None, me):
             kept = False
         else:
             known = [-urgency for urgency, _, _ in self._heap if -urgency != UNKNOWN]
-            kept = self._keeper in (None, me) and remaining > max(known, default=-1)
+            kept = remaining > max(known, default=-1)
         if self._keeper is me and not kept:
             self._keeper = None
         elif kept:

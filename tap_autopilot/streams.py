@@ -19,6 +19,7 @@ A stream's sync() plans its work on the SyncContext (sync.py), which owns the
 output, the thread pool and the HTTP client; state.py owns the state document.
 """
 
+import functools
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -125,12 +126,15 @@ class MembershipStream(Stream):
     def sync(self, ctx: "SyncContext") -> None:
         self.read_by_parents(ctx, ctx.begin_version(self.tap_stream_id))
 
+    def parent_ids(self, ctx: "SyncContext") -> list[str]:
+        """The ids in this run's parent listing (fetched once per run)."""
+        return [item[self.parent_stream.id_key] for item in ctx.parents(self.parent_stream)]
+
     def read_by_parents(self, ctx: "SyncContext", version: int) -> None:
         stream_id = self.tap_stream_id
         if ctx.state.reads_scan(stream_id):
             ctx.state.drop_progress(stream_id)
-        parent_ids = [item[self.parent_stream.id_key] for item in ctx.parents(self.parent_stream)]
-        membership = ctx.state.membership_pass(stream_id, parent_ids)
+        membership = ctx.state.membership_pass(stream_id, self.parent_ids(ctx))
         todo = membership.todo()
 
         def complete() -> None:
@@ -256,10 +260,7 @@ class ListsContacts(MembershipStream):
         if ctx.state.reads_parents(stream_id):
             ctx.state.drop_progress(stream_id)
 
-        def list_ids() -> list[str]:
-            return [item[self.parent_stream.id_key] for item in ctx.parents(self.parent_stream)]
-
-        reader = MembershipsFromScan(ctx, self, list_ids, probe=source == "probe")
+        reader = MembershipsFromScan(ctx, self, functools.partial(self.parent_ids, ctx), probe=source == "probe")
         ctx.shared_scan(ContactsScan).readers.append(reader)
 
 

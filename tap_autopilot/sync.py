@@ -261,11 +261,6 @@ class SyncContext:
             self._write_state()
             self.progress.stream_done(stream_id)
 
-    def _before_step(self, pages_left: float) -> None:
-        """On a worker, before a scan's step: its urgency for the rate limiter (see rate_limit.RateLimiter)."""
-        assert self._scheduler is not None
-        self.client.limiter.set_priority(pages_left)
-
     def add_scan(self, steps: Steps) -> None:
         """Run a scan's steps (PageScan.steps(), see scheduler.py) on the workers."""
         assert self._scheduler is not None, "scans are added by the streams run() starts"
@@ -301,7 +296,8 @@ class SyncContext:
                 )
             self.out.flush()
         self.progress.start()
-        self._scheduler = Scheduler(self.workers, before_step=self._before_step)
+        # Before each step, its scan's pages left are the worker's priority in the rate limiter.
+        self._scheduler = Scheduler(self.workers, before_step=self.client.limiter.set_priority)
         self.client.limiter.all_pages_left = self._scheduler.pages_left
         try:
             self.fetch_parents_ahead()

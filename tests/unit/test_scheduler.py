@@ -240,24 +240,24 @@ def test_the_longest_chain_keeps_its_worker_and_the_others_keep_their_order():
 
 
 def test_pages_left_counts_every_active_chain():
-    """The rate limiter books the longest scan's next request by it (see client.RateLimiter)."""
+    """The rate limiter decides whether to book the longest scan's next starts by it (rate_limit.py)."""
     seen: list[float] = []
     scheduler = Scheduler(1)
-    release = threading.Event()
+    both_added = threading.Event()
 
     def first():
+        assert both_added.wait(TIMEOUT)  # its first step waits until the other chain is queued too
         seen.append(scheduler.pages_left())
         yield 4
-        assert release.wait(TIMEOUT)
-        seen.append(scheduler.pages_left())
+        seen.append(scheduler.pages_left())  # after the other chain's first step (unknown goes first)
         yield 0
 
     scheduler.add(first())
     scheduler.add(chain("other", [2, 0], []))
-    release.set()
+    both_added.set()
     scheduler.wait()
-    assert seen[0] == 2  # two chains, neither knows its length yet: one page each
-    assert seen[1] in (4 + 2, 4 + 0, 4 + 1)
+    # Two chains, neither knows its length yet: one page each; then 4 of its own and 2 of the other's.
+    assert seen == [2, 4 + 2]
 
 
 def test_workers_are_named_daemon_threads():
