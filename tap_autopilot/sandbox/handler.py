@@ -24,8 +24,19 @@ ADMIN_PREFIX = "/_admin/"
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
+def _utf8(text):
+    # surrogateescape: the awkward_values knob's bytes that are not UTF-8 go out as they are
+    # (see Dataset.doc_json).
+    return text.encode("utf-8", "surrogateescape")
+
+
 def _json_bytes(obj):
-    return _encode(obj).encode("utf-8")
+    return _utf8(_encode(obj))
+
+
+# Admin answers escape every character that is not ASCII: the dump of an awkward_values
+# dataset holds lone surrogates that no UTF-8 encoding carries.
+_admin_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _error(status, error, message):
@@ -226,7 +237,7 @@ class _Handler(BaseHTTPRequestHandler):
             if action is None:
                 status, out = _not_found("No such admin endpoint: %s %s" % (method, path))
             else:
-                status, out = 200, _json_bytes(action(sb, args))
+                status, out = 200, _admin_json(action(sb, args)).encode("ascii")
         except KeyError as exc:
             status, out = _not_found("Not found: %s" % exc.args[0])
         except (ValueError, TypeError) as exc:
@@ -249,8 +260,7 @@ def _page_body(page, dataset):
     """{"contacts": [...], "total_contacts": N[, "bookmark": ...]} as bytes."""
     docs = ",".join([dataset.doc_json(i) for i in page.indexes])
     tail = ',"bookmark":"%s"}' % page.bookmark if page.bookmark is not None else "}"
-    # surrogateescape: the awkward_values knob's bytes that are not UTF-8 (see Dataset.doc_json).
-    return ('{"contacts":[%s],"total_contacts":%d%s' % (docs, page.total, tail)).encode("utf-8", "surrogateescape")
+    return _utf8('{"contacts":[%s],"total_contacts":%d%s' % (docs, page.total, tail))
 
 
 _ROUTES: dict[str, Callable[..., bytes]] = {

@@ -657,6 +657,13 @@ def test_awkward_values_only_behind_their_knob(dense):
         assert after.get("updated_at") == before.get("updated_at")
 
 
+def test_the_admin_dump_of_awkward_values_is_json_text():
+    """Lone surrogates and bytes that are not UTF-8 are in the dump, escaped (it once answered 400)."""
+    with Sandbox(contacts=50, seed=5, awkward_values=True) as s:
+        dump = admin(s, "dump")
+    assert len(dump["contacts"]) == 50
+
+
 def test_awkward_values_are_served_as_the_api_would_send_them():
     import orjson
 
