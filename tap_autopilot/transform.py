@@ -82,12 +82,14 @@ def serialize(row: dict[str, Any], note: Note | None = None) -> bytes:
     each change reported to note(column, kind).
 
     Kept cheap for the rows that need nothing (nearly all): orjson refuses a
-    lone surrogate and an integer beyond 64 bits itself, and a NUL is written
+    lone surrogate itself, and an integer beyond 53 bits with OPT_STRICT_INTEGER
+    (it would take unsigned 64-bit ones, which clean_row writes as text: such a
+    row, rare, is checked the slow way), and a NUL is written
     as the escape \\u0000, looked for only when the row's JSON has a backslash
     at all (a memchr; searching every row for the escape costs as much as
     encoding it)."""
     try:
-        out = orjson.dumps(row, option=_ORJSON_OPTIONS)
+        out = orjson.dumps(row, option=_ORJSON_OPTIONS | orjson.OPT_STRICT_INTEGER)
     except orjson.JSONEncodeError:
         return orjson.dumps(clean_row(row, note), option=_ORJSON_OPTIONS)
     if b"\\" in out and b"\\u0000" in out:
@@ -269,7 +271,7 @@ class ContactTransformer:
                 # The API leaves `lists` out for a contact on no list.
                 namespace[f"convert{index}"] = convert
                 lines.append(f"    c{index} = [] if v is None else convert{index}(v)")
-            elif convert in _RANGED:
+            elif convert in _RANGED and self._note is not None:
                 # A value its column cannot hold is null: counted when it was out of range.
                 namespace[f"convert{index}"] = convert
                 lines += [
@@ -318,7 +320,7 @@ class ContactTransformer:
                         row[target[0]] = None
                     else:
                         converted = row[target[0]] = target[1](value)
-                        if converted is None:
+                        if converted is None and target[1] in _RANGED:
                             self._dropped(target[0], target[1], value)
 
     def _dropped(self, column: str, convert: Callable[[Any], Any], value: Any) -> None:

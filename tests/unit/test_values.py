@@ -318,6 +318,14 @@ def test_a_json_column_keeps_every_signed_64_bit_integer_and_writes_the_first_be
     assert changes == {INTEGERS_OUT_OF_RANGE}
 
 
+def test_a_written_row_holds_unsigned_64_bit_integers_in_json_columns_as_text_and_counts_them():
+    """orjson alone would write 2^63 .. 2^64 - 1 as numbers, which a signed 64-bit column refuses."""
+    note = Notes()
+    row = written({"extra_fields": {"big": 2**63, "max": 2**64 - 1, "fine": 2**63 - 1, "small": 2**53 + 1}}, note)
+    assert row == {"extra_fields": {"big": str(2**63), "max": str(2**64 - 1), "fine": 2**63 - 1, "small": 2**53 + 1}}
+    assert note.heard == [("extra_fields", INTEGERS_OUT_OF_RANGE)]
+
+
 def test_the_first_integer_beyond_64_bits_is_counted_out_of_range_in_an_integer_column():
     assert out_of_range(to_integer, 2**63) == INTEGERS_OUT_OF_RANGE
     assert out_of_range(to_integer, -(2**63) - 1) == INTEGERS_OUT_OF_RANGE
