@@ -33,8 +33,9 @@ def per_page_us(body):
 
 def scenario_parser(bench):
     dataset = Dataset(contacts=SIZES[bench.mode]["s5"]["contacts"], seed=SEED)
-    clean = _page_body(dataset.contacts_page(None), dataset)
-    documents = len(dataset.contacts_page(None).indexes)
+    page = dataset.contacts_page(None)
+    clean = _page_body(page, dataset)
+    documents = len(page.indexes)
     assert b'"FirstName":"' in clean
     clean_us = per_page_us(clean)
     lines = [

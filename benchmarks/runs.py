@@ -247,9 +247,9 @@ def floor(requests, rate, longest, latency_ms):
         pages, scan = longest
         terms.append((pages * latency_ms / 1000.0, f"{scan} pages"))
     if not terms:
-        return {"floor": None, "binds": None, "floor_terms": {}}
+        return {"floor": None, "binds": None}
     value, binds = max(terms)
-    return {"floor": value, "binds": binds, "floor_terms": {name: seconds for seconds, name in terms}}
+    return {"floor": value, "binds": binds}
 
 
 def one_line(row):

@@ -126,6 +126,9 @@ def cycles(graph: dict[str, list[str]]) -> list[list[str]]:
 
 def main(argv: list[str]) -> int:
     package_dir = Path(argv[0]) if argv else Path(__file__).resolve().parent.parent / "tap_autopilot"
+    if not any(package_dir.glob("*.py")):
+        print(f"import-graph: {package_dir} is not a package folder (no .py files); give the package's folder.")
+        return 2
     graph, nested = import_graph(package_dir)
     width = max(len(module) for module in graph)
     for module, targets in graph.items():

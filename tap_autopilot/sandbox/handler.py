@@ -271,6 +271,7 @@ _ROUTES: dict[str, Callable[..., bytes]] = {
     "segments": lambda ds: _json_bytes({"segments": ds.segments()}),
     "segment_contacts": lambda ds, sid, bm: _page_body(ds.segment_page(sid, bm), ds),
 }
+ENDPOINTS = tuple(_ROUTES)  # the API endpoints, as the stats name them
 
 
 def _admin_touch(sb, args):

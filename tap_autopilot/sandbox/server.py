@@ -8,9 +8,7 @@ from typing import Any
 
 from .dataset import Dataset
 from .faults import FAULT_DEFAULTS, check_faults
-from .handler import API_PREFIX, SandboxHTTPServer
-
-_ENDPOINTS = ("contacts", "custom_fields", "lists", "list_contacts", "segments", "segment_contacts")
+from .handler import API_PREFIX, ENDPOINTS, SandboxHTTPServer
 
 
 class Sandbox:
@@ -130,7 +128,7 @@ class Sandbox:
         with self._lock:
             self._stats = {
                 "requests": 0,
-                "by_endpoint": dict.fromkeys(_ENDPOINTS, 0),
+                "by_endpoint": dict.fromkeys(ENDPOINTS, 0),
                 "status": Counter(),
                 "dropped": 0,
                 "truncated": 0,
