@@ -187,8 +187,12 @@ def run(args: argparse.Namespace) -> None:
                 "--select and --exclude go with --discover: tap-autopilot --config C --discover --select ..."
             )
         check_names(list(STREAMS), split_names(args.select) or None, split_names(args.exclude))  # before any request
-    config = validate_config(_load_json(args.config, "config", "--config"))
-    _FORMATTER.secrets = [config["api_key"]]
+    raw_config = _load_json(args.config, "config", "--config")
+    # Known to the log formatter before validation: a message about another setting may quote it.
+    key = raw_config.get("api_key") if isinstance(raw_config, dict) else None
+    if isinstance(key, str):
+        _FORMATTER.secrets = sorted({secret for secret in (key, key.strip()) if secret}, key=len, reverse=True)
+    config = validate_config(raw_config)
     catalog_path = args.catalog or args.properties
     catalog: dict[str, Any] | None = None  # read below unless --discover; None: every stream
     state: dict[str, Any] = {}

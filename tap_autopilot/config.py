@@ -159,6 +159,9 @@ def validate_config(config: object) -> dict[str, Any]:
         raise ConfigError(
             "Config 'api_key' is missing or empty. Set it to your Autopilot API key (Settings > Autopilot API)."
         )
+    # A key copied with a newline or a space around it is no valid header value: requests
+    # would refuse every request, which the client would take for a network failure.
+    config["api_key"] = api_key.strip()
     start_date = config.get("start_date")
     if start_date is None or (isinstance(start_date, str) and not start_date.strip()):
         config.pop("start_date", None)  # the default: one year before the first run (sync.start_date_for)

@@ -129,6 +129,11 @@ CASES = {
         r"'start_date' 'yesterday' is neither a date nor an RFC 3339",
         r"Use a form such as",
     ),
+    "start_date-is-the-api-key": (  # a key pasted into the wrong setting is quoted masked, never echoed
+        with_config(start_date=API_KEY),
+        r"'start_date' '\S+' is neither a date nor an RFC 3339",
+        r"Use a form such as",
+    ),
     "start_date-no-zone": (
         with_config(start_date="2020-01-01T00:00:00"),
         r"'start_date' .* is neither a date nor",

@@ -141,3 +141,10 @@ def test_a_state_file_that_cannot_be_replaced_on_reset_is_one_clear_error_and_st
         cli_module._reset_stream(str(state_file), "lists")
     assert state_file.read_text() == '{"bookmarks": {"lists": {"version": 1}}}'
     assert [path.name for path in tmp_path.iterdir()] == ["state.json"], "the half-written replacement is removed"
+
+
+def test_validate_config_strips_the_api_key_copied_with_a_newline():
+    """Else every request is refused by requests (no valid header value) and retried as a network failure."""
+    config = _config("https://x.example/v1")
+    config["api_key"] = " key-123\n"
+    assert validate_config(config)["api_key"] == "key-123"
