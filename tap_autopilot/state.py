@@ -331,6 +331,15 @@ def _member(text: str, start: int, key: str) -> tuple[str, int, int, int]:
     return next(member for member in _members(text, start) if member[0] == key)
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json.loads keeps the last of a repeated key, the text edit would find the first.
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) < len(keys):
+        repeated = next(key for key in keys if keys.count(key) > 1)
+        raise StateFileError(f"holds the key {repeated!r} twice in one object: keep one of them, then reset again")
+    return dict(pairs)
+
+
 def reset_stream(text: str, stream_id: str) -> str:
     """The text of a state file without the stream's bookmark entry, every other byte as
     it was: the next run starts that stream again (contacts from the start date, a
@@ -338,7 +347,7 @@ def reset_stream(text: str, stream_id: str) -> str:
     Singer state or Meltano's {"singer_state": ...}. Edits the text rather than
     rewriting the document so that nothing else changes, formatting included."""
     try:
-        document = json.loads(text)
+        document = json.loads(text, object_pairs_hook=_unique_keys)
     except ValueError as error:
         raise StateFileError(f"is not valid JSON ({error})") from None
     if not isinstance(document, dict):

@@ -369,6 +369,9 @@ def test_reset_reads_meltanos_state_too():
         ("not json", "is not valid JSON"),
         ("[]", "does not hold a JSON object"),
         ('{"bookmarks": {}}', "has no bookmark for 'contacts'"),
+        # A repeated key: json.loads keeps the last, the text edit would cut the first.
+        ('{"bookmarks": {}, "bookmarks": {"contacts": {}}}', "holds the key 'bookmarks' twice"),
+        ('{"bookmarks": {"contacts": {"a": 1}, "contacts": {}}}', "holds the key 'contacts' twice"),
     ],
 )
 def test_reset_refuses_what_it_cannot_change(text, message):
