@@ -199,11 +199,11 @@ def run(args: argparse.Namespace) -> None:
     if not args.discover:
         if catalog_path:
             catalog = _load_json(catalog_path, "catalog", "--catalog" if args.catalog else "--properties")
-        if catalog_path and (not isinstance(catalog, dict) or not isinstance(catalog.get("streams"), list)):
-            raise ConfigError(
-                f"The catalog file {catalog_path} has no 'streams' list. Create it with "
-                "tap-autopilot --config config.json --discover."
-            )
+            if not isinstance(catalog, dict) or not isinstance(catalog.get("streams"), list):
+                raise ConfigError(
+                    f"The catalog file {catalog_path} has no 'streams' list. Create it with "
+                    "tap-autopilot --config config.json --discover."
+                )
         if args.state:
             state = _load_json(args.state, "state", "--state")
             if not isinstance(state, dict):
@@ -238,6 +238,8 @@ def _reset_stream(state_path: str | None, stream_id: str) -> None:
     try:
         with open(state_path, encoding="utf-8") as handle:
             text = handle.read()
+    except FileNotFoundError:
+        raise ConfigError(f"The state file {state_path} does not exist. Check the --state path.") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"The state file {state_path} cannot be read ({type(error).__name__}).") from None
     try:

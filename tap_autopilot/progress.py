@@ -55,7 +55,7 @@ class Progress:
         self,
         stream_ids: list[str],
         request_stats: RequestStats,
-        value_changes: ValueChanges | None = None,
+        value_changes: ValueChanges,
         interval: float | None = None,
     ) -> None:
         self.streams = {stream_id: _StreamProgress() for stream_id in stream_ids}
@@ -154,7 +154,7 @@ class Progress:
     def _changes_summary(self) -> None:
         """Values changed so that every warehouse accepts them, per stream and kind
         (invalid UTF-8: per endpoint, counted in pages). Nothing when none was."""
-        totals = self.value_changes.totals() if self.value_changes is not None else {}
+        totals = self.value_changes.totals()
         changes = [(stream_id, kind, count) for (stream_id, kind), count in totals.items()]
         repaired = self.requests.repaired_pages()
         changes += [(endpoint, "invalid UTF-8 pages", count) for endpoint, count in repaired.items()]

@@ -164,7 +164,8 @@ def test_meltano4_readme_pipeline(tmp_path, sandbox_factory):
     assert "Traceback" not in output
 
     # docs/running.md, "Reset one stream", under Meltano: contacts start again from
-    # start_date; every other bookmark stays byte for byte.
+    # start_date; every other bookmark stays as it was (Meltano stores the state it is given
+    # parsed, so the bookmarks are compared as JSON, not as the file's bytes).
     sb.set_faults(stall_every=None)
     before = project.meltano("state", "get", STATE_ID).stdout.strip().splitlines()[-1]
     (project.dir / "state.json").write_text(before + "\n")

@@ -60,6 +60,7 @@ def test_without_start_date_the_first_run_goes_back_one_year_and_later_runs_do_n
     # A start_date given later wins for streams without a bookmark.
     config = helpers.write_config(tmp_path, sb, start_date="2021-01-01")
     fourth = helpers.run_tap(helpers.tap_args(tmp_path, config, catalog, stored, name="fourth"))
+    assert fourth.returncode == 0, fourth
     assert _emitted_contacts(fourth) == helpers.updated_since(sb, helpers.instant("2021-01-01T00:00:00Z"))
 
 

@@ -148,3 +148,8 @@ def test_validate_config_strips_the_api_key_copied_with_a_newline():
     config = _config("https://x.example/v1")
     config["api_key"] = " key-123\n"
     assert validate_config(config)["api_key"] == "key-123"
+
+
+def test_a_missing_state_file_on_reset_says_so_as_a_sync_does(tmp_path):
+    with pytest.raises(ConfigError, match=r"state file \S+ does not exist\. Check the --state path"):
+        cli_module._reset_stream(str(tmp_path / "nowhere.json"), "lists")
