@@ -68,6 +68,34 @@ def _as_utc(parsed: datetime.datetime) -> datetime.datetime | None:
 EPOCH_TEXT = re.compile(r"^\s*-?\d+(\.\d+)?\s*$")
 
 
+def reads_as_instant(value: object) -> bool:
+    """Whether to_datetime reads `value` as an instant at all, in or out of a datetime's
+    range (values.out_of_range: a None from it then means out of range)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return True
+    if not isinstance(value, str):
+        return False
+    if EPOCH_TEXT.match(value):
+        return True
+    try:
+        _fromisoformat(value)
+        return True
+    except ValueError:
+        pass
+    try:
+        parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return False
+    return True
+
+
+def numeric_text(value: str) -> str:
+    """Text as the number converters read it: no surrounding space, no thousands separators."""
+    return value.strip().replace(",", "")
+
+
 def _text_datetime(value: str) -> datetime.datetime | None:
     """The slow path of to_datetime: text that is not ISO-8601."""
     if EPOCH_TEXT.match(value):
@@ -99,7 +127,7 @@ def to_integer(value: Any) -> int | None:
         value = int(value) if value.is_integer() else None
     elif isinstance(value, str):
         try:
-            value = int(value.strip().replace(",", ""))
+            value = int(numeric_text(value))
         except ValueError:
             number = to_number(value)
             value = int(number) if number is not None and number.is_integer() else None
@@ -122,7 +150,7 @@ def to_number(value: Any) -> float | None:
             return None
     if isinstance(value, str):
         try:
-            number = float(value.strip().replace(",", ""))
+            number = float(numeric_text(value))
         except ValueError:
             return None
         return number if math.isfinite(number) else None
@@ -213,14 +241,3 @@ def _stringify(value: Any) -> str | None:
     if isinstance(value, (dict, list)):
         return json.dumps(value, separators=(",", ":"), sort_keys=True)
     return to_string(value)
-
-
-# Custom field types as Autopilot names them -> (JSON schema, converter).
-CUSTOM_FIELD_TYPES: dict[str, tuple[dict[str, Any], Converter]] = {
-    "string": ({"type": ["null", "string"]}, to_string),
-    "integer": ({"type": ["null", "integer"]}, to_integer),
-    "float": ({"type": ["null", "number"]}, to_number),
-    "number": ({"type": ["null", "number"]}, to_number),
-    "boolean": ({"type": ["null", "boolean"]}, to_boolean),
-    "date": ({"type": ["null", "string"], "format": "date-time"}, to_datetime),
-}

@@ -9,7 +9,6 @@ from typing import Any
 from singer import metadata
 
 from tap_autopilot.client import AutopilotClient
-from tap_autopilot.converters import CUSTOM_FIELD_TYPES
 from tap_autopilot.schema_files import load_schema
 from tap_autopilot.streams import STREAMS, VERSION_COLUMN, VERSION_COLUMN_SCHEMA
 from tap_autopilot.transform import EXTRA_FIELDS_COLUMN, custom_field_column, fit_column, short_hash
@@ -22,6 +21,16 @@ CUSTOM_FIELD_KEY = "tap-autopilot.custom-field-name"
 # Metadata key on a stream's breadcrumb [] listing the replication methods it allows
 # (the first is its default) when there is a choice; set one with `replication-method`.
 REPLICATION_METHODS_KEY = "tap-autopilot.replication-methods"
+# Custom field types as Autopilot names them -> their column's JSON schema (the sync picks
+# each column's converter from its schema: transform.converter_for).
+CUSTOM_FIELD_SCHEMAS: dict[str, dict[str, Any]] = {
+    "string": {"type": ["null", "string"]},
+    "integer": {"type": ["null", "integer"]},
+    "float": {"type": ["null", "number"]},
+    "number": {"type": ["null", "number"]},
+    "boolean": {"type": ["null", "boolean"]},
+    "date": {"type": ["null", "string"], "format": "date-time"},
+}
 
 
 def custom_field_columns(definitions: object) -> list[tuple[str, str, dict[str, Any]]]:
@@ -46,7 +55,7 @@ def custom_field_columns(definitions: object) -> list[tuple[str, str, dict[str, 
         field_type = str(
             definition.get("fieldType", definition.get("field_type", definition.get("type", "string")))
         ).lower()
-        if field_type not in CUSTOM_FIELD_TYPES:
+        if field_type not in CUSTOM_FIELD_SCHEMAS:
             LOGGER.warning("Custom field %r has unknown type %r: replicated as a string.", name, field_type)
             field_type = "string"
         key = definition.get("key")
@@ -61,7 +70,7 @@ def custom_field_columns(definitions: object) -> list[tuple[str, str, dict[str, 
                 repeats += "_2"
                 column = fit_column(hashed, repeats)
         taken.add(column)
-        columns.append((column, name, copy.deepcopy(CUSTOM_FIELD_TYPES[field_type][0])))
+        columns.append((column, name, copy.deepcopy(CUSTOM_FIELD_SCHEMAS[field_type])))
     return columns
 
 

@@ -9,7 +9,6 @@ warehouse, and the counts and warnings that say so.
 - ValueChanges: the run's counts per stream, column and kind, one WARNING each.
 """
 
-import datetime
 import json
 import logging
 import math
@@ -17,12 +16,11 @@ import re
 import threading
 from collections import Counter
 from collections.abc import Callable
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import orjson
 
-from tap_autopilot.converters import EPOCH_TEXT, INT64_LIMIT, to_datetime, to_integer, to_number
+from tap_autopilot.converters import INT64_LIMIT, numeric_text, reads_as_instant, to_datetime, to_integer, to_number
 
 LOGGER = logging.getLogger("tap_autopilot")
 
@@ -178,12 +176,12 @@ def out_of_range(convert: Callable[[Any], Any], value: Any) -> str | None:
     it: one of the kinds above, or None when it is simply no value of that type
     (text in a number column: not counted). Called only for those values."""
     if convert is to_datetime:
-        return DATES_OUT_OF_RANGE if _is_instant(value) else None
+        return DATES_OUT_OF_RANGE if reads_as_instant(value) else None
     if convert is not to_integer and convert is not to_number:
         return None
     number = value
     if isinstance(value, str):
-        text = value.strip().replace(",", "")
+        text = numeric_text(value)
         try:
             number = int(text)
         except ValueError:
@@ -202,26 +200,3 @@ def out_of_range(convert: Callable[[Any], Any], value: Any) -> str | None:
         # An integer column holds 64 bits; a number column failed only if no double holds it.
         return INTEGERS_OUT_OF_RANGE if convert is to_integer else NUMBERS_OUT_OF_RANGE
     return None
-
-
-def _is_instant(value: object) -> bool:
-    """Whether to_datetime can read `value` as an instant at all (so a None from it
-    means the instant is out of range)."""
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, (int, float)):
-        return True
-    if not isinstance(value, str):
-        return False
-    if EPOCH_TEXT.match(value):
-        return True
-    try:
-        datetime.datetime.fromisoformat(value)
-        return True
-    except ValueError:
-        pass
-    try:
-        parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return False
-    return True
