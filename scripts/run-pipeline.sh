@@ -80,7 +80,9 @@ ended=$(date +%s.%N)
 tap_status=${statuses[0]}
 target_status=${statuses[1]}
 
-# Keep the target's state and append the history line (JSON in and out: Python).
+# Keep the target's state and append the history line (JSON in and out: Python). Its failure
+# (a folder not writable, a full disk) is one line and exit status 3, after the tap's and the target's.
+set +e
 "$python" - "$state" "$target_out" "$tap_log" "$started" "$ended" "$tap_status" "$target_status" <<'PY'
 import datetime
 import json
@@ -88,6 +90,14 @@ import os
 import re
 import sys
 
+
+def one_line(kind, error, traceback):
+    print(f"run-pipeline: the state or the run history could not be written ({kind.__name__}: {error}).", file=sys.stderr)
+    sys.stderr.flush()
+    os._exit(3)
+
+
+sys.excepthook = one_line
 state, target_out, tap_log, started, ended = sys.argv[1:6]
 tap_status, target_status = int(sys.argv[6]), int(sys.argv[7])
 
@@ -162,8 +172,13 @@ run = {
 with open(state + ".history.jsonl", "a", encoding="utf-8") as handle:
     handle.write(json.dumps(run) + "\n")
 PY
+history_status=$?
+set -e
 
 if ((tap_status != 0)); then
   exit "$tap_status"
 fi
-exit "$target_status"
+if ((target_status != 0)); then
+  exit "$target_status"
+fi
+exit "$history_status"

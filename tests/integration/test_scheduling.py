@@ -115,6 +115,19 @@ def test_cron_wrapper_keeps_the_state_when_the_target_fails(tmp_path, sandbox_fa
     assert run["target_exit"] == 1 and run["state_advanced"] is False
 
 
+def test_cron_wrapper_says_in_one_line_when_the_run_history_cannot_be_written(tmp_path, sandbox_factory):
+    """Its own failure comes after the tap's and the target's: exit 3, one line, no traceback."""
+    tools.require(tools.TARGET_JSONL)
+    sb = sandbox_factory(contacts=50, lists=1, segments=1, seed=63)
+    command = _pipeline(tmp_path, sb)
+    (tmp_path / "state.json.history.jsonl").mkdir()  # where the history line would be appended
+    proc = _run(command, tmp_path)
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert "run-pipeline: the state or the run history could not be written (IsADirectoryError" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert json.loads((tmp_path / "state.json").read_text())["bookmarks"]["contacts"], "the state was kept"
+
+
 _SUMMARY = re.compile(r"(\d+) requests, (\d+) throttled \(429\), (\d+) retries")
 
 
