@@ -8,6 +8,11 @@ from settings import PAGE, log
 _EXPECTED: dict[tuple, dict | None] = {}
 
 
+def _pages(documents):
+    """The pages a scan of `documents` reads: an empty one reads one."""
+    return max(1, math.ceil(documents / PAGE))
+
+
 def expected(size):
     """Records per stream and the minimum requests per stream for a sandbox size,
     or None when the dataset module cannot tell (it is another engineer's code)."""
@@ -31,15 +36,15 @@ def expected(size):
                 "smart_segments_contacts": sum(segment_sizes),
             },
             "pages": {
-                "contacts": max(1, math.ceil(len(ds) / PAGE)),
-                "lists_contacts": sum(max(1, math.ceil(n / PAGE)) for n in list_sizes),
-                "smart_segments_contacts": sum(max(1, math.ceil(n / PAGE)) for n in segment_sizes),
+                "contacts": _pages(len(ds)),
+                "lists_contacts": sum(_pages(n) for n in list_sizes),
+                "smart_segments_contacts": sum(_pages(n) for n in segment_sizes),
             },
             # The longest scan of each kind: its pages come one after another.
             "longest": {
-                "contacts": max(1, math.ceil(len(ds) / PAGE)),
-                "lists_contacts": max((max(1, math.ceil(n / PAGE)) for n in list_sizes), default=0),
-                "smart_segments_contacts": max((max(1, math.ceil(n / PAGE)) for n in segment_sizes), default=0),
+                "contacts": _pages(len(ds)),
+                "lists_contacts": max((_pages(n) for n in list_sizes), default=0),
+                "smart_segments_contacts": max((_pages(n) for n in segment_sizes), default=0),
             },
         }
     except Exception as error:

@@ -316,10 +316,7 @@ def test_recordings_shaped_data_with_extras_loads_into_postgres(tmp_path, sandbo
     extra_fields object (selected here) as they are."""
     tools.require(tools.TARGET_POSTGRES)
     sb = sandbox_factory(contacts=300, lists=2, segments=1, seed=14)
-    dbname = postgres.create_database("autopilot_recordings")
-    wh = helpers.Warehouse(postgres, dbname)
-    target_config = helpers.write_target_postgres_config(tmp_path, postgres, dbname)
-    config = helpers.write_config(tmp_path, sb)
+    wh, target_config, config = helpers.postgres_pipeline(tmp_path, postgres, sb, "autopilot_recordings")
     catalog = helpers.select(helpers.discover(config))
     entry = next(e for e in catalog["streams"] if e["tap_stream_id"] == "contacts")
     next(m for m in entry["metadata"] if m["breadcrumb"] == ["properties", "extra_fields"])["metadata"]["selected"] = (
