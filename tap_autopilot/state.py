@@ -214,10 +214,11 @@ class State:
     # --- a membership pass reading each parent's pages -----------------------------
 
     def reads_parents(self, stream_id: str) -> bool:
-        """Whether the stream's pass in progress reads each parent's pages."""
+        """Whether the stream's pass in progress reads each parent's pages (a completed
+        pass is in progress no more: begin_version starts the next one afresh)."""
         with self.lock:
             entry = self._bookmarks.get(stream_id) or {}
-            return any(key in entry for key in MEMBERSHIP_PASS_KEYS)
+            return entry.get("complete") is not True and any(key in entry for key in MEMBERSHIP_PASS_KEYS)
 
     def drop_progress(self, stream_id: str) -> None:
         """Forget how far the pass in progress got (it restarts reading another way);

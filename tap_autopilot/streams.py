@@ -56,9 +56,12 @@ class Stream(ABC):
     replication_methods: ClassVar[tuple[str, ...]] = (FULL_TABLE,)  # the ones allowed; the first is the default
     replication_key: ClassVar[str | None] = None
     parent: ClassVar[str | None] = None  # tap_stream_id of the parent stream, for membership streams
-    # Whether sync() may add a reader to the contacts scan: such streams plan first, so that
-    # the scan starts before the other streams wait for their listings (SyncContext.run).
-    reads_contacts_scan: ClassVar[bool] = False
+
+    def reads_contacts_scan(self, ctx: "SyncContext") -> bool:
+        """Whether this run's sync() adds a reader to the contacts scan: such streams plan
+        first, so that the scan starts before the other streams wait for their listings
+        (SyncContext.run)."""
+        return False
 
     @abstractmethod
     def sync(self, ctx: "SyncContext") -> None:
@@ -70,7 +73,9 @@ class Contacts(Stream):
     key_properties: ClassVar[list[str]] = ["contact_id"]
     replication_methods = (INCREMENTAL, FULL_TABLE)
     replication_key = "updated_at"
-    reads_contacts_scan = True
+
+    def reads_contacts_scan(self, ctx: "SyncContext") -> bool:
+        return True
 
     def transformer(self, selected: "SelectedStream", note: Note | None = None) -> ContactTransformer:
         """note(column, kind): hears of values out of their column's range (ValueChanges.reporter)."""
@@ -243,17 +248,25 @@ class ListsContacts(MembershipStream):
     parent = parent_stream.tap_stream_id
     member_path = "/list/{}/contacts"
     parent_key = "list_id"
-    reads_contacts_scan = True
+
+    def source(self, ctx: "SyncContext") -> str:
+        """How this run reads the memberships: "lists" (list by list), "probe" (the contacts
+        scan's first page decides) or through the contacts scan ("contacts", "auto")."""
+        source = membership_source(ctx.config)
+        if source == "auto" and "contacts" not in ctx.selected:
+            if ctx.state.reads_parents(self.tap_stream_id):
+                return "lists"  # carry on the interrupted pass the way it went
+            if not ctx.state.reads_scan(self.tap_stream_id):
+                return "probe"
+        return source
+
+    def reads_contacts_scan(self, ctx: "SyncContext") -> bool:
+        return self.source(ctx) != "lists"
 
     def sync(self, ctx: "SyncContext") -> None:
         stream_id = self.tap_stream_id
-        source = membership_source(ctx.config)
         version = ctx.begin_version(stream_id)
-        if source == "auto" and "contacts" not in ctx.selected:
-            if ctx.state.reads_parents(stream_id):
-                source = "lists"  # carry on the interrupted pass the way it went
-            elif not ctx.state.reads_scan(stream_id):
-                source = "probe"
+        source = self.source(ctx)
         if source == "lists":
             self.read_by_parents(ctx, version)
             return

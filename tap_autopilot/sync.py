@@ -147,7 +147,6 @@ class SyncContext:
         self.lock = state.lock  # the output lock, which also guards the state document
         self.workers = workers
         self._scheduler: Scheduler | None = None  # set by run()
-        self._planned: list[Steps] | None = None  # scans added while run() has the streams plan their work
         self._parents: dict[str, Future[list[dict[str, Any]]]] = {}
         self._shared_scans: dict[type[PageScan], PageScan] = {}
         # Values changed so that every warehouse accepts them (docs/values.md).
@@ -264,10 +263,7 @@ class SyncContext:
     def add_scan(self, steps: Steps) -> None:
         """Run a scan's steps (PageScan.steps(), see scheduler.py) on the workers."""
         assert self._scheduler is not None, "scans are added by the streams run() starts"
-        if self._planned is not None:
-            self._planned.append(steps)  # while the streams plan their work: see run()
-        else:
-            self._scheduler.add(steps)
+        self._scheduler.add(steps)
 
     # --- output ----------------------------------------------------------
 
@@ -303,17 +299,13 @@ class SyncContext:
             self.fetch_parents_ahead()
             # The shared scan (the contacts scan) first: usually the longest, and its pages come
             # one after another, so a late start lengthens the whole sync (rate_limit.py). So
-            # the streams that read it plan first, and it starts before the other streams wait
-            # for their listings.
-            first = [s for s in self.order if self.selected[s].stream.reads_contacts_scan]
-            self._planned = []
+            # the streams that read it this run plan first (they only add readers to it), and it
+            # starts before the other streams wait for their listings.
+            first = [s for s in self.order if self.selected[s].stream.reads_contacts_scan(self)]
             for stream_id in first:
                 self.selected[stream_id].stream.sync(self)
-            planned, self._planned = self._planned, None
             for scan in self._shared_scans.values():
                 self.add_scan(scan.steps())
-            for steps in planned:
-                self.add_scan(steps)
             for stream_id in self.order:
                 if stream_id not in first:
                     self.selected[stream_id].stream.sync(self)

@@ -340,6 +340,28 @@ def test_forced_lists_source_reads_list_by_list_even_with_contacts_selected():
     assert [p for p in client.requests if p.startswith("/list/")]
 
 
+def test_list_by_list_memberships_do_not_hold_back_the_contacts_scan():
+    """lists_contacts_source lists with contacts selected: the contacts scan's first request
+    goes out while the lists listing is still on its way (the scan is the critical path)."""
+    scan_started = threading.Event()
+
+    class SlowListing(FakeClient):
+        def get(self, path, data_key=None, expect_list=False):
+            if path == "/lists":
+                assert scan_started.wait(10), "the contacts scan waited for the lists listing"
+            return super().get(path, data_key, expect_list)
+
+        def _pages(self, path, cursor):
+            if path == "/contacts":
+                scan_started.set()
+            yield from super()._pages(path, cursor)
+
+    client = SlowListing(DOCS, members=members_of(DOCS))
+    ctx = context(client, ["contacts", "lists_contacts"], config={"lists_contacts_source": "lists"})
+    ctx.run()
+    assert pairs(ctx) == TRUTH
+
+
 def test_auto_reads_list_by_list_when_that_takes_fewer_requests():
     docs = [doc(n, ["list_a"] if n < 3 else None) for n in range(2000)]  # 20 scan pages; lists: 3 pages
     client = FakeClient(docs, page_size=100, members=members_of(docs))

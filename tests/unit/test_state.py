@@ -467,3 +467,10 @@ def test_without_a_start_date_the_first_run_starts_a_year_before_later_runs_wher
     caplog.clear()
     assert start_date_for({"start_date": "2015-01-01T00:00:00Z"}, state, T0) == START
     assert caplog.records == []
+
+
+def test_a_completed_pass_reads_no_parents_whatever_keys_it_kept():
+    """The sync decides how lists_contacts reads before begin_version starts the next pass: a
+    completed entry (hand-edited to keep progress keys) must not look like a pass in progress."""
+    state = State({"bookmarks": {"lists_contacts": {"version": 7, "complete": True, "done_through": "a"}}})
+    assert not state.reads_parents("lists_contacts")
