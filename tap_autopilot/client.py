@@ -24,7 +24,7 @@ import urllib3
 from singer import metrics
 
 from tap_autopilot.config import DEFAULT_BASE_URL, DEFAULT_MAX_REQUESTS_PER_SECOND, DEFAULT_REQUEST_TIMEOUT_SECONDS
-from tap_autopilot.errors import AuthError, NotFoundError, RateLimitedError, RetryableError, TapError
+from tap_autopilot.errors import AuthError, ConfigError, NotFoundError, RateLimitedError, RetryableError, TapError
 from tap_autopilot.rate_limit import RateLimiter
 from tap_autopilot.values import parse_body
 
@@ -236,6 +236,12 @@ class AutopilotClient:
                 response, content = self._fetch(path, self._clock() + self.timeout)
             except (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError):
                 raise RetryableError(f"GET {path} timed out after {self.timeout:g} s") from None
+            except requests.exceptions.InvalidHeader:
+                # Our own header, refused before it was sent: no retry can help (the value is not shown).
+                raise ConfigError(
+                    "The config's api_key or user_agent holds a character no HTTP header may (a line "
+                    "break?). Copy the key again from Autopilot's settings."
+                ) from None
             except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
                 raise RetryableError(f"GET {path} failed ({type(error).__name__})") from None
             status = response.status_code

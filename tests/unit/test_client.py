@@ -24,7 +24,7 @@ from tap_autopilot.client import (
     backoff_base_seconds,
     read_ahead,
 )
-from tap_autopilot.errors import AuthError, NotFoundError, RateLimitedError, RetryableError, TapError
+from tap_autopilot.errors import AuthError, ConfigError, NotFoundError, RateLimitedError, RetryableError, TapError
 from tap_autopilot.rate_limit import Booking
 
 API_KEY = "unit-test-key"
@@ -346,6 +346,15 @@ def test_other_statuses_fail_at_once_with_a_tap_error(status):
     assert type(raised.value) is TapError
     assert str(status) in str(raised.value) and "odd" in str(raised.value)
     assert len(session.urls) == 1
+
+
+def test_a_header_requests_refuses_is_a_config_error_at_once_without_the_value():
+    fake_time = FakeTime()
+    session = FakeSession(requests.exceptions.InvalidHeader(f"Invalid leading whitespace in header value {API_KEY!r}"))
+    with pytest.raises(ConfigError, match=r"api_key or user_agent") as raised:
+        make_client(session, fake_time).get("/lists", "lists")
+    assert len(session.urls) == 1 and fake_time.sleeps == []
+    assert API_KEY not in str(raised.value)
 
 
 def test_an_unexpected_exception_is_not_retried():
