@@ -163,7 +163,9 @@ class RateLimiter:
             and all(other[1] <= priority or other[1] >= self._FIRST_PAGE for other in self._waiting)
             and (self._booked is None or self._booked.priority <= priority or self._expired(now))
         ):
-            self._local.booking = self._booked = self._book(now, cycle, priority)
+            booking = self._book(now, cycle, priority)
+            if booking is not None:
+                self._local.booking = self._booked = booking
         self._schedule()
 
     def _booking_is_sooner(self, cycle: float, pages_left: float) -> bool:
@@ -172,9 +174,9 @@ class RateLimiter:
         in a window holding k of its starts the other scans' requests have only the room left
         (k rounded up: a pace of 3.4 a window puts 4 in some), and the rest go after it. Not
         booked, it waits for the grid, so each of its cycles is rounded up to whole intervals,
-        and the others' requests fill every slot between two of its own. At 5 r/s and 300 ms the first costs a third of
-        the others' room while the limit binds; at 20 r/s and 100 ms the second makes it wait
-        half of each round trip. The pages all scans have left are asked for now
+        and the others' requests fill every slot between two of its own. At 5 r/s and 300 ms
+        the first costs a third of the others' room while the limit binds; at 20 r/s and
+        100 ms the second makes it wait half of each round trip. The pages all scans have left are asked for now
         (`all_pages_left`): a request that waited long would have an old count."""
         interval, window = self.interval, self.window
         all_left = max(self.all_pages_left(), pages_left)
@@ -185,10 +187,11 @@ class RateLimiter:
         on_the_grid = max(pages_left * math.ceil(cycle / interval - self._EPSILON) * interval, all_left * interval)
         return booked < on_the_grid
 
-    def _book(self, now: float, cycle: float, priority: float) -> "Booking":
+    def _book(self, now: float, cycle: float, priority: float) -> "Booking | None":
         """The scan's next starts within a window from now, a cycle apart (the first a little
         early), each where the window has room: the other scans' requests placed later leave
-        them theirs, so that it can keep its pace however many requests the others have."""
+        them theirs, so that it can keep its pace however many requests the others have.
+        None when none falls within the window (a cycle that held a 429's pause)."""
         counted = list(self._starts)
         slots: list[float] = []
         slot = now + self._BOOK_AHEAD * cycle
@@ -198,7 +201,7 @@ class RateLimiter:
             bisect.insort(counted, slot)
             slots.append(slot)
             slot += cycle
-        return Booking(priority, slots)
+        return Booking(priority, slots) if slots else None
 
     def _expired(self, now: float) -> bool:
         """An unclaimed booking holds its room for a window, then no longer."""

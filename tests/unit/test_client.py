@@ -1254,6 +1254,15 @@ def test_rate_limiter_books_the_critical_scan_s_next_starts_within_a_window_at_i
     assert limiter._booked.slots == [pytest.approx(now + 0.27), pytest.approx(now + 0.57), pytest.approx(now + 0.87)]
 
 
+def test_rate_limiter_books_nothing_after_a_cycle_longer_than_the_window():
+    """A cycle that held a 429's pause: no start of it falls within the coming window, so
+    nothing is booked (an empty booking once broke the next request's acquire)."""
+    limiter, _ = limiter_after_one_cycle(30, 40, cycle=5.0)
+    assert limiter._booked is None
+    limiter.acquire()  # and the next request goes as usual
+    assert limiter._booked is None or limiter._booked.slots
+
+
 def test_rate_limiter_books_nothing_while_its_pace_is_above_the_limit():
     """A cycle shorter than an interval: its top priority already gives it every slot it can use."""
     limiter, _ = limiter_after_one_cycle(30, 40, cycle=0.05)
