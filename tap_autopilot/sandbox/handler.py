@@ -129,14 +129,28 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
-    def _send(self, status, body, headers=()):
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in headers:
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
+    def parse_request(self):
+        # The latency runs from here: the request line has just been read.
+        self.arrived = _clock()
+        return super().parse_request()
+
+    def _send(self, status, body, headers=(), at=None):
+        """The answer, at `at` (a time of _clock) if given, as one write: a real server's
+        answer leaves at once, so status line, headers and body are ready before the wait
+        and no work of this Python server's comes on top of the latency."""
+        self.log_request(status)
+        head = [
+            "%s %d %s" % (self.protocol_version, status, self.responses[status][0]),
+            "Server: " + self.version_string(),
+            "Date: " + self.date_time_string(),
+            "Content-Type: application/json; charset=utf-8",
+            "Content-Length: %d" % len(body),
+            *("%s: %s" % header for header in headers),
+        ]
+        answer = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+        if at is not None:
+            self._wait_until(at)
+        self.wfile.write(answer)
 
     # ----- API ---------------------------------------------------------------
 
@@ -148,12 +162,11 @@ class _Handler(BaseHTTPRequestHandler):
         n, faults, limited = sb._arrive(path, endpoint)
         # The latency is the time from the request to the answer, the page's building included
         # (a server's answer time includes its work): the answer waits for what is left of it.
-        answer_at = _clock() + (faults["latency_ms"] or 0) / 1000.0
+        answer_at = self.arrived + (faults["latency_ms"] or 0) / 1000.0
 
         if limited:
             headers = [("Retry-After", "1")] if faults["retry_after"] else []
-            self._wait_until(answer_at)
-            return self._finish_api(path, 429, _throttled_body(faults["rate_limit"], limited), headers)
+            return self._finish_api(path, 429, _throttled_body(faults["rate_limit"], limited), headers, answer_at)
         if hit(n, faults["drop_every"]):
             sb._count("dropped")
             self._wait_until(answer_at)
@@ -165,8 +178,7 @@ class _Handler(BaseHTTPRequestHandler):
             answer_at += faults["stall_seconds"]  # a stall comes on top of the latency
         if hit(n, faults["error_every"]):
             status, body = _error(500, "Internal Server Error", "sandbox fault")
-            self._wait_until(answer_at)
-            return self._finish_api(path, status, body)
+            return self._finish_api(path, status, body, at=answer_at)
 
         status, body = self._answer(sb, route)
         if status == 200 and hit(n, faults["truncate_every"]):
@@ -175,12 +187,12 @@ class _Handler(BaseHTTPRequestHandler):
         elif status == 200 and hit(n, faults["missing_key_every"]):
             sb._count("missing_key")
             body = b'{"unexpected":true}'
-        self._wait_until(answer_at)
         if hit(n, faults["trickle_every"]):
             sb._count("trickled")
             sb._record_status(path, status)
+            self._wait_until(answer_at)
             return self._trickle(status, body, faults["trickle_interval"])
-        return self._finish_api(path, status, body)
+        return self._finish_api(path, status, body, at=answer_at)
 
     def _wait_until(self, moment):
         """Sleep until `moment` (time.monotonic), if it is still ahead."""
@@ -205,9 +217,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             sb._sleep(interval)
 
-    def _finish_api(self, path, status, body, headers=()):
+    def _finish_api(self, path, status, body, headers=(), at=None):
         self.server.sandbox._record_status(path, status)
-        self._send(status, body, headers)
+        self._send(status, body, headers, at)
 
     def _answer(self, sb, route):
         """Auth, then the endpoint's (status, body)."""

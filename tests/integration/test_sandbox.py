@@ -467,6 +467,59 @@ def test_latency_is_the_time_to_the_answer_building_included(monkeypatch, latenc
         assert sleeps == pytest.approx(slept)
 
 
+def test_latency_runs_from_the_request_line_the_sandbox_s_own_work_included(monkeypatch):
+    """The sandbox's bookkeeping (0.1 s on this clock) and the page's building (0.1 s) both
+    come out of the latency, not on top of it: a server's answer time includes its work."""
+    clock = [1000.0]
+    monkeypatch.setattr(handler, "_clock", lambda: clock[0])
+    build = handler._Handler._answer
+
+    def slow_build(self, sb, route):
+        clock[0] += 0.1
+        return build(self, sb, route)
+
+    monkeypatch.setattr(handler._Handler, "_answer", slow_build)
+    with Sandbox(contacts=5, latency_ms=250) as s:
+        arrive = s._arrive
+
+        def slow_arrive(path, endpoint):
+            clock[0] += 0.1
+            return arrive(path, endpoint)
+
+        sleeps: list[float] = []
+        monkeypatch.setattr(s, "_arrive", slow_arrive)
+        monkeypatch.setattr(s, "_sleep", sleeps.append)
+        assert api(s, "/lists")[0] == 200
+        assert sleeps == pytest.approx([0.05])
+
+
+def test_an_answer_leaves_in_one_write(monkeypatch):
+    """Status line, headers and body go out together once the latency is over, so no
+    work of the sandbox's (and no second packet) comes after it."""
+    writes: list[bytes] = []
+    setup = handler._Handler.setup
+
+    def recording_setup(self):
+        setup(self)
+        write = self.wfile.write
+
+        def recording_write(data):
+            writes.append(bytes(data))
+            return write(data)
+
+        self.wfile.write = recording_write
+
+    monkeypatch.setattr(handler._Handler, "setup", recording_setup)
+    with Sandbox(contacts=5, latency_ms=20) as s:
+        status, headers, body = request(s, "/v1/contacts")
+    assert status == 200
+    assert len(writes) == 1
+    assert writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert writes[0].endswith(b"\r\n\r\n" + body)
+    assert headers["Content-Length"] == str(len(body))
+    assert RFC1123.match(headers["Date"])
+
+
 @pytest.mark.parametrize("retry_after", [True, False])
 def test_rate_limit(retry_after):
     with Sandbox(contacts=5, rate_limit=3, retry_after=retry_after) as s:
