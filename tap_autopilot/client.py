@@ -7,10 +7,8 @@ Every request of the tap goes through AutopilotClient.get(), from any thread.
 import datetime
 import email.utils
 import functools
-import itertools
 import logging
 import os
-import queue
 import random
 import threading
 import time
@@ -26,6 +24,7 @@ from singer import metrics
 from tap_autopilot.config import DEFAULT_BASE_URL, DEFAULT_MAX_REQUESTS_PER_SECOND, DEFAULT_REQUEST_TIMEOUT_SECONDS
 from tap_autopilot.errors import AuthError, ConfigError, NotFoundError, RateLimitedError, RetryableError, TapError
 from tap_autopilot.rate_limit import RateLimiter
+from tap_autopilot.read_ahead import SentSignalAdapter, read_ahead
 from tap_autopilot.values import parse_body
 
 LOGGER = logging.getLogger("tap_autopilot")
@@ -199,6 +198,8 @@ class AutopilotClient:
         session = getattr(self._local, "session", None)
         if session is None:
             session = self._local.session = requests.Session()
+            for prefix in ("http://", "https://"):
+                session.mount(prefix, SentSignalAdapter())  # read_ahead hands pages over on its signal
             session.headers.update(self._headers)
             # Read proxy and CA settings from the environment once, not on
             # every request (requests re-scans os.environ per call otherwise).
@@ -351,49 +352,6 @@ class AutopilotClient:
             if next_cursor is None:
                 return
             cursor = next_cursor
-
-
-def read_ahead(pages: Iterator[T], limiter: RateLimiter, start: int = 1) -> Iterator[T]:
-    """`pages`, advanced on a thread of its own one item ahead of the caller: while the
-    caller takes page k, page k+1 is already requested, and its request goes out the moment
-    page k's cursor is known (no thread switch in between). Page k+1 is requested only once
-    the caller has asked for page k (so has dropped page k-1): at most two pages, the one
-    being taken and the one ahead. Before page `start` nothing is read ahead: a scan whose
-    first page decides whether it goes on asks for page 2 only if it does. What advancing
-    `pages` raises (after the client's usual retries) is raised here when the caller asks
-    for that page. If the caller stops early, the page ahead is dropped unread.
-
-    Each request passes the rate limiter with the priority the caller's thread had when it
-    asked (the scheduler sets it per scan), and all of a scan's requests come from that one
-    thread, so the limiter measures the scan's cycle and books its next slot (rate_limit.py).
-    A daemon thread: a stopped run does not wait for a page nobody will read."""
-    # The caller's asks, each with its priority (None: stop); the thread's answers, in order.
-    asks: queue.SimpleQueue[float | None] = queue.SimpleQueue()
-    answers: queue.SimpleQueue[Any] = queue.SimpleQueue()
-
-    def advance() -> None:
-        while (priority := asks.get()) is not None:
-            limiter.set_priority(priority)
-            try:
-                answers.put(next(pages))
-            except BaseException as error:  # StopIteration too: raised to the caller, or the end
-                answers.put(error)
-                return
-
-    threading.Thread(target=advance, name=f"{threading.current_thread().name}-ahead", daemon=True).start()
-    try:
-        for number in itertools.count(1):
-            asks.put(limiter.priority())
-            if number == start:
-                asks.put(limiter.priority())  # and the page after it: from here on, one ahead
-            held = [answers.get()]
-            if isinstance(held[0], StopIteration):
-                return
-            if isinstance(held[0], BaseException):
-                raise held.pop()
-            yield held.pop()  # (popped, not named: a suspended scan holds no page)
-    finally:
-        asks.put(None)
 
 
 class Page(NamedTuple):
