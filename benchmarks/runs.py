@@ -3,6 +3,7 @@
 import json
 import os
 import subprocess
+import time
 
 from expected import expected, longest_scan, minimum_requests
 from sandbox_process import tail
@@ -13,10 +14,12 @@ from settings import (
     PUBLISHED_WRAPPER,
     QUICK_VALIDATE_ALL_UP_TO,
     QUICK_VALIDATE_STRIDE,
+    SEQUENTIAL_CLIENT,
     START_DATE,
     TAP,
     UNLIMITED_RATE,
     VALIDATE_ALL_UP_TO,
+    VENV_PY,
     log,
 )
 from sink import Sink, validate
@@ -211,6 +214,20 @@ class Bench:
             return None
         log(f"bench:   {label}: CPU {run.cpu:.2f}s, wall {run.wall:.2f}s")
         return run
+
+    def sequential_floor(self, row, sandbox):
+        """Time benchmarks/sequential_client.py reading the contacts pages on `sandbox`, from
+        spawn to exit, and add it to `row` (our run on the same sandbox) as "sequential_wall"."""
+        time.sleep(1.1)  # the server's rate window forgets our run's requests first
+        cmd = [VENV_PY, SEQUENTIAL_CLIENT, sandbox.base_url, API_KEY]
+        started = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout, check=False)
+        wall = time.perf_counter() - started
+        if done.returncode != 0:
+            log(f"bench: sequential client failed ({done.returncode}): {done.stderr.strip()}")
+            return
+        row["sequential_wall"] = wall
+        log(f"bench:   sequential client: {done.stdout.strip()} pages, wall {wall:.2f}s")
 
     def startup_cpu(self, tap, sandbox):
         """CPU of a run that selects nothing (imports, arguments, config): min of 3 (1 with --quick)."""

@@ -9,6 +9,7 @@ VENV_PY = os.path.join(ROOT, ".venv", "bin", "python")
 TAP = os.path.join(ROOT, ".venv", "bin", "tap-autopilot")
 PUBLISHED_PY = os.path.join(ROOT, ".tools", "tap-autopilot-0.3.0", "bin", "python")
 PUBLISHED_WRAPPER = os.path.join(BENCH_DIR, "published_tap.py")
+SEQUENTIAL_CLIENT = os.path.join(BENCH_DIR, "sequential_client.py")
 RESULTS_MD = os.path.join(BENCH_DIR, "RESULTS.md")
 
 API_KEY = "sandbox-key"
