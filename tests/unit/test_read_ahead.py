@@ -133,3 +133,23 @@ def test_a_thread_without_a_read_ahead_is_not_signalled_and_https_is_signalled_t
     assert issubclass(pools["https"].ConnectionCls, urllib3.connection.HTTPSConnection)
     for pool in pools.values():
         assert pool.ConnectionCls.request is not urllib3.connection.HTTPConnection.request
+
+
+def test_the_read_ahead_thread_never_keeps_a_stopped_run_alive():
+    # A run stopped mid-scan (SIGTERM, a fatal error) exits without waiting for the page ahead:
+    # the thread that reads it is a daemon.
+    release = threading.Event()
+
+    def pages():
+        yield "page 1"
+        release.wait(TIMEOUT)  # page 2's answer never comes while the test looks
+        yield "page 2"
+
+    before = set(threading.enumerate())
+    read = read_ahead(pages(), RateLimiter(1000), handover_wait=0.01)
+    assert next(read) == "page 1"
+    ahead = [thread for thread in threading.enumerate() if thread not in before]
+    release.set()
+    assert [thread.name.endswith("-ahead") for thread in ahead] == [True]
+    assert ahead[0].daemon
+    assert list(read) == ["page 2"]
