@@ -448,9 +448,9 @@ def test_latency():
         assert time.perf_counter() - t0 < 0.15
 
 
-@pytest.mark.parametrize(("latency_ms", "slept"), [(150, [0.05]), (50, [])])
-def test_latency_is_the_time_to_the_answer_building_included(monkeypatch, latency_ms, slept):
-    """The answer waits only for what the page's building (0.1 s on this clock) left of the latency."""
+def building_takes_a_tenth(monkeypatch):
+    """The sandbox's clock, made a list to move by hand ([1000.0]), and every page's building
+    taking 0.1 s of it."""
     clock = [1000.0]
     monkeypatch.setattr(handler, "_clock", lambda: clock[0])
     build = handler._Handler._answer
@@ -460,6 +460,13 @@ def test_latency_is_the_time_to_the_answer_building_included(monkeypatch, latenc
         return build(self, sb, route)
 
     monkeypatch.setattr(handler._Handler, "_answer", slow_build)
+    return clock
+
+
+@pytest.mark.parametrize(("latency_ms", "slept"), [(150, [0.05]), (50, [])])
+def test_latency_is_the_time_to_the_answer_building_included(monkeypatch, latency_ms, slept):
+    """The answer waits only for what the page's building (0.1 s on this clock) left of the latency."""
+    building_takes_a_tenth(monkeypatch)
     with Sandbox(contacts=5, latency_ms=latency_ms) as s:
         sleeps: list[float] = []
         monkeypatch.setattr(s, "_sleep", sleeps.append)
@@ -470,15 +477,7 @@ def test_latency_is_the_time_to_the_answer_building_included(monkeypatch, latenc
 def test_latency_runs_from_the_request_line_the_sandbox_s_own_work_included(monkeypatch):
     """The sandbox's bookkeeping (0.1 s on this clock) and the page's building (0.1 s) both
     come out of the latency, not on top of it: a server's answer time includes its work."""
-    clock = [1000.0]
-    monkeypatch.setattr(handler, "_clock", lambda: clock[0])
-    build = handler._Handler._answer
-
-    def slow_build(self, sb, route):
-        clock[0] += 0.1
-        return build(self, sb, route)
-
-    monkeypatch.setattr(handler._Handler, "_answer", slow_build)
+    clock = building_takes_a_tenth(monkeypatch)
     with Sandbox(contacts=5, latency_ms=250) as s:
         arrive = s._arrive
 
