@@ -135,7 +135,7 @@ def test_a_thread_without_a_read_ahead_is_not_signalled_and_https_is_signalled_t
         assert pool.ConnectionCls.request is not urllib3.connection.HTTPConnection.request
 
 
-def test_the_read_ahead_thread_never_keeps_a_stopped_run_alive():
+def test_the_read_ahead_thread_is_a_daemon_so_a_stopped_run_does_not_wait_for_it():
     # A run stopped mid-scan (SIGTERM, a fatal error) exits without waiting for the page ahead:
     # the thread that reads it is a daemon.
     release = threading.Event()
