@@ -8,6 +8,7 @@ tracebacks are only logged with --debug.
 
 import argparse
 import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -62,6 +63,25 @@ def _on_stop_signal(signum: int, frame: FrameType | None) -> None:
         os._exit(exit_code_for(signum))
     _stop_signal_received = signum
     raise Interrupted(signum)
+
+
+# glibc's mallopt parameter for the most malloc arenas (malloc.h).
+M_ARENA_MAX = -8
+
+
+def share_one_malloc_arena() -> None:
+    """Make every thread allocate from one malloc arena (glibc; elsewhere nothing to do).
+
+    glibc gives each new thread that allocates an arena of its own. The page-ahead thread
+    (read_ahead.py) allocates every contacts page (its body, and the dictionaries the parse
+    makes, which are larger than Python's small-object allocator takes), and the scan's
+    thread frees them: the ahead thread's arena kept memory the OS never got back. Measured
+    (100,000 contacts, no latency, contacts only, CPython 3.13): peak RSS 40.0-40.3 MB,
+    38.7 MB with the page ahead off, 38.7-39.0 MB with one arena (MALLOC_ARENA_MAX=1). The
+    GIL lets one thread run at a time anyway, so they hardly ever wait for the arena's
+    lock. Set before any thread starts: a thread takes its arena at its first allocation."""
+    with contextlib.suppress(AttributeError, OSError, TypeError):  # no mallopt (macOS); musl's does nothing
+        ctypes.CDLL(None).mallopt(M_ARENA_MAX, 1)
 
 
 def _install_signal_handlers() -> None:
@@ -326,6 +346,7 @@ def _exit_stopped(stop: Interrupted) -> NoReturn:
 def main(argv: list[str] | None = None) -> None:
     args = _parse_args(sys.argv[1:] if argv is None else argv)
     _setup_logging(args.debug, os.environ.get("LOG_LEVEL", ""))
+    share_one_malloc_arena()
     _install_signal_handlers()
     try:
         run(args)
