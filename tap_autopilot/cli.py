@@ -72,14 +72,11 @@ M_ARENA_MAX = -8
 def share_one_malloc_arena() -> None:
     """Make every thread allocate from one malloc arena (glibc; elsewhere nothing to do).
 
-    glibc gives each new thread that allocates an arena of its own. The page-ahead thread
-    (read_ahead.py) allocates every contacts page (its body, and the dictionaries the parse
-    makes, which are larger than Python's small-object allocator takes), and the scan's
-    thread frees them: the ahead thread's arena kept memory the OS never got back. Measured
-    (100,000 contacts, no latency, contacts only, CPython 3.13): peak RSS 40.0-40.3 MB,
-    38.7 MB with the page ahead off, 38.7-39.0 MB with one arena (MALLOC_ARENA_MAX=1). The
-    GIL lets one thread run at a time anyway, so they hardly ever wait for the arena's
-    lock. Set before any thread starts: a thread takes its arena at its first allocation."""
+    glibc gives each new thread (up to 8 a core) an arena of its own at its first allocation.
+    The page-ahead thread (read_ahead.py) allocates every contacts page and the scan's thread
+    frees it: that arena, and the workers', kept memory the OS never got back, which put peak
+    RSS above 1.1.0's (docs/performance.md). The GIL runs one thread at a time anyway, so one
+    arena's lock is hardly ever waited for. Call before any thread starts."""
     with contextlib.suppress(AttributeError, OSError, TypeError):  # no mallopt (macOS); musl's does nothing
         ctypes.CDLL(None).mallopt(M_ARENA_MAX, 1)
 

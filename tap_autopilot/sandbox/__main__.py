@@ -7,13 +7,10 @@ import threading
 
 from .server import Sandbox
 
-# How long a thread of this process may keep the interpreter while another waits for it
-# (Python's default: 5 ms). A real server answers each request at its time however many
-# others it is building; this one is one Python process, so an answer that was due while
-# another thread built a page (a few milliseconds of the GIL) left late, on top of the
-# latency. Measured with the benchmark's scenario 9 (50 ms, 5,000 contacts, 8 segments):
-# contacts answers left 0.8-1.4 ms late on average (up to 10 ms); at 0.5 ms, 0.6-0.8 ms
-# (up to 4 ms; the median, 0.3 ms, is the sleep's own overshoot).
+# How long a thread may keep the interpreter while another waits for it (Python's default:
+# 5 ms). A real server answers each request at its time however many others it is building;
+# this one is one Python process, so an answer due while another thread built a page left up
+# to several milliseconds late, on top of the latency the benchmark's floor counts.
 SWITCH_INTERVAL_SECONDS = 0.0005
 
 
