@@ -26,6 +26,8 @@ from tap_autopilot.client import (
 )
 from tap_autopilot.errors import AuthError, ConfigError, NotFoundError, RateLimitedError, RetryableError, TapError
 from tap_autopilot.rate_limit import Booking
+from tap_autopilot.read_ahead import SentSignalAdapter
+from tap_autopilot.read_ahead import _SignalsSent as SignalsSent
 
 API_KEY = "unit-test-key"
 
@@ -1445,3 +1447,174 @@ def test_rate_limiter_a_thread_held_by_a_pause_keeps_its_urgency():
     fake_time.on_sleep = a_429_pauses_while_an_urgent_thread_waits
     limiter.acquire()  # sleeps towards 1000.105; the pause holds it
     assert fake_time.now == pytest.approx(1000.105 + 30 + limiter.interval)
+
+
+# ----- the limiter's rules that mutation testing found unchecked (docs/development.md) ------------
+
+
+def limiter_past_its_first_window(rate=10):
+    """A limiter on fake time whose first window (counted as used) has passed: every window has room."""
+    fake_time = FakeTime()
+    limiter = RateLimiter(rate, clock=fake_time.clock, sleep=fake_time.sleep)
+    fake_time.now += 10
+    return limiter, fake_time
+
+
+def start_on_a_thread(limiter, fake_time, priority, then=0.0):
+    """One request of another scan's thread (its priority set there), the clock moved `then` after it."""
+    thread = threading.Thread(target=lambda: (limiter.set_priority(priority), limiter.acquire()))
+    thread.start()
+    thread.join(TIMEOUT)
+    fake_time.now += then
+
+
+@pytest.mark.parametrize("rate", [0.5, 2.5])
+def test_rate_limiter_a_fractional_rate_keeps_one_start_a_window_of_one_interval(rate):
+    """2.5 r/s is not 2 starts in a window of 2 intervals (a burst of two): one start an interval."""
+    limiter = RateLimiter(rate)
+    assert limiter.room == 1
+    assert limiter.window == pytest.approx(limiter.interval) == pytest.approx(RateLimiter.SAFETY / rate)
+
+
+def test_rate_limiter_priority_is_what_this_thread_set_and_0_on_a_thread_that_set_none():
+    """read_ahead hands the caller's priority to its own thread through priority()."""
+    limiter = RateLimiter(10)
+    limiter.set_priority(7)
+    elsewhere = []
+    thread = threading.Thread(target=lambda: elsewhere.append(limiter.priority()))
+    thread.start()
+    thread.join(TIMEOUT)
+    assert limiter.priority() == 7
+    assert elsewhere == [0]
+
+
+def test_rate_limiter_without_the_scheduler_s_count_the_booking_scan_s_pages_are_all_there_are():
+    """A limiter no sync has given all_pages_left still books for the critical scan."""
+    limiter, fake_time = limiter_past_its_first_window()
+    limiter.set_priority(30)
+    limiter.acquire()
+    fake_time.now += 0.3
+    limiter.acquire()
+    assert limiter._booked is not None and limiter._booked.priority == 30
+
+
+def test_rate_limiter_a_first_page_neither_waits_for_the_grid_nor_moves_it():
+    limiter, fake_time = limiter_past_its_first_window()
+    limiter.set_priority(5)
+    limiter.acquire()  # a page of a scan of known length, on the grid
+    grid = fake_time.now
+    fake_time.now += 0.01
+    limiter.set_priority(math.inf)
+    limiter.acquire()  # a scan's first page: at once, though the grid's next slot is an interval on
+    assert fake_time.now == pytest.approx(grid + 0.01)
+    limiter.set_priority(5)
+    limiter.acquire()  # the next known page: an interval after the last one on the grid, not after the first page
+    assert fake_time.now == pytest.approx(grid + limiter.interval)
+
+
+def test_rate_limiter_a_waiting_first_page_does_not_push_a_known_page_off_its_slot():
+    limiter, fake_time = limiter_past_its_first_window()
+    limiter.acquire()
+    grid = fake_time.now
+    limiter._waiting = [[grid + limiter.interval, RateLimiter._FIRST_PAGE]]  # asleep until the grid's next slot
+    limiter.acquire()
+    assert fake_time.now == pytest.approx(grid + limiter.interval)
+
+
+def test_rate_limiter_another_scan_s_first_page_does_not_take_the_critical_scan_s_booking_role():
+    """The segments' first pages start while the contacts scan is on its round trip."""
+    limiter, fake_time = limiter_past_its_first_window()
+    limiter.all_pages_left = lambda: 40
+    limiter.set_priority(30)
+    limiter.acquire()
+    start_on_a_thread(limiter, fake_time, math.inf, then=0.3)
+    limiter.acquire()
+    assert limiter._booked is not None and limiter._booked.priority == 30
+
+
+def test_rate_limiter_a_less_urgent_scan_does_not_book_while_the_critical_one_started_within_the_window():
+    """Scan B (5 pages left) would finish sooner booked, were it the critical scan; A (6) is."""
+    limiter, fake_time = limiter_past_its_first_window()
+    limiter.all_pages_left = lambda: 11
+    limiter.set_priority(6)
+    limiter.acquire()  # A, then its round trip
+
+    def scan_b():
+        limiter.set_priority(5)
+        limiter.acquire()
+        fake_time.now += 0.3
+        limiter.acquire()
+
+    thread = threading.Thread(target=scan_b)
+    thread.start()
+    thread.join(TIMEOUT)
+    assert limiter._booked is None
+
+
+def test_rate_limiter_a_more_urgent_scan_takes_the_booking_role_at_once():
+    limiter, fake_time = limiter_past_its_first_window()
+    limiter.all_pages_left = lambda: 46
+    start_on_a_thread(limiter, fake_time, 6)  # A, 6 pages left, then its round trip
+    limiter.set_priority(40)
+    limiter.acquire()
+    fake_time.now += 0.3
+    limiter.acquire()
+    assert limiter._booked is not None and limiter._booked.priority == 40
+
+
+def test_rate_limiter_a_window_after_the_critical_scan_s_last_start_the_next_scan_may_book():
+    """The critical scan finished (or stalled): its role does not outlive a window."""
+    limiter, fake_time = limiter_past_its_first_window()
+    limiter.all_pages_left = lambda: 5
+    start_on_a_thread(limiter, fake_time, 30, then=limiter.window + 0.1)
+    limiter.set_priority(5)
+    limiter.acquire()
+    fake_time.now += 0.3
+    limiter.acquire()
+    assert limiter._booked is not None and limiter._booked.priority == 5
+
+
+def test_rate_limiter_a_worker_that_ran_the_critical_scan_books_nothing_for_another_scan_s_first_page():
+    """Scheduler workers move between scans: a first page's length is unknown, so nothing is booked for it."""
+    limiter, fake_time = limiter_past_its_first_window()
+    limiter.all_pages_left = lambda: 40
+    limiter.set_priority(30)
+    limiter.acquire()
+    fake_time.now += 0.3
+    limiter.acquire()
+    assert limiter._booked is not None  # it was the critical scan
+    limiter._booked = limiter._local.booking = None
+    fake_time.now += 0.3
+    limiter.set_priority(math.inf)
+    limiter.acquire()
+    assert limiter._booked is None
+
+
+def test_rate_limiter_keeps_only_the_last_window_of_starts():
+    """A long run's starts are dropped once a window old: the limiter's memory stays flat."""
+    limiter, fake_time = limiter_past_its_first_window()
+    for _ in range(50):
+        limiter.acquire()
+        fake_time.now += 0.5
+    limiter.acquire()
+    assert len(limiter._starts) <= 3
+
+
+def test_paginate_reads_ahead_from_the_page_the_scan_names():
+    """A scan whose first page decides whether it goes on (ahead_from=2): page 2 is not asked
+    for while the caller holds page 1 (the mutation run found ahead_from unchecked here)."""
+    session = SignallingSession(*THREE_PAGES)
+    pages = make_client(session, FakeTime()).paginate("/contacts", "contacts", ahead_from=2)
+    first = next(pages)
+    assert [doc["contact_id"] for doc in first.items] == ["p1", "p2"]
+    assert session.urls == ["http://autopilot.invalid/v1/contacts"]
+    assert [doc["contact_id"] for page in pages for doc in page.items] == ["p3", "p4", "p5", "p6"]
+
+
+@pytest.mark.parametrize("url", ["https://api2.autopilothq.com/v1/contacts", "http://127.0.0.1:8000/v1/contacts"])
+def test_both_schemes_use_connections_that_signal_a_written_request(url):
+    """The live API is https: its page ahead is handed over on the signal, not after the 5 ms bound."""
+    session = AutopilotClient({"api_key": API_KEY})._session()
+    adapter = session.get_adapter(url)
+    assert isinstance(adapter, SentSignalAdapter)
+    assert issubclass(adapter.poolmanager.connection_from_url(url).ConnectionCls, SignalsSent)
