@@ -1468,6 +1468,14 @@ def start_on_a_thread(limiter, fake_time, priority, then=0.0):
     fake_time.now += then
 
 
+def start_twice(limiter, fake_time, priority, cycle=0.3):
+    """Two requests of this thread's scan (`priority` pages left), a cycle apart: the second may book."""
+    limiter.set_priority(priority)
+    limiter.acquire()
+    fake_time.now += cycle
+    limiter.acquire()
+
+
 @pytest.mark.parametrize("rate", [0.5, 2.5])
 def test_rate_limiter_a_fractional_rate_keeps_one_start_a_window_of_one_interval(rate):
     """2.5 r/s is not 2 starts in a window of 2 intervals (a burst of two): one start an interval."""
@@ -1491,10 +1499,7 @@ def test_rate_limiter_priority_is_what_this_thread_set_and_0_on_a_thread_that_se
 def test_rate_limiter_without_the_scheduler_s_count_the_booking_scan_s_pages_are_all_there_are():
     """A limiter no sync has given all_pages_left still books for the critical scan."""
     limiter, fake_time = limiter_past_its_first_window()
-    limiter.set_priority(30)
-    limiter.acquire()
-    fake_time.now += 0.3
-    limiter.acquire()
+    start_twice(limiter, fake_time, 30)
     assert limiter._booked is not None and limiter._booked.priority == 30
 
 
@@ -1555,10 +1560,7 @@ def test_rate_limiter_a_more_urgent_scan_takes_the_booking_role_at_once():
     limiter, fake_time = limiter_past_its_first_window()
     limiter.all_pages_left = lambda: 46
     start_on_a_thread(limiter, fake_time, 6)  # A, 6 pages left, then its round trip
-    limiter.set_priority(40)
-    limiter.acquire()
-    fake_time.now += 0.3
-    limiter.acquire()
+    start_twice(limiter, fake_time, 40)
     assert limiter._booked is not None and limiter._booked.priority == 40
 
 
@@ -1567,10 +1569,7 @@ def test_rate_limiter_a_window_after_the_critical_scan_s_last_start_the_next_sca
     limiter, fake_time = limiter_past_its_first_window()
     limiter.all_pages_left = lambda: 5
     start_on_a_thread(limiter, fake_time, 30, then=limiter.window + 0.1)
-    limiter.set_priority(5)
-    limiter.acquire()
-    fake_time.now += 0.3
-    limiter.acquire()
+    start_twice(limiter, fake_time, 5)
     assert limiter._booked is not None and limiter._booked.priority == 5
 
 
@@ -1578,10 +1577,7 @@ def test_rate_limiter_a_worker_that_ran_the_critical_scan_books_nothing_for_anot
     """Scheduler workers move between scans: a first page's length is unknown, so nothing is booked for it."""
     limiter, fake_time = limiter_past_its_first_window()
     limiter.all_pages_left = lambda: 40
-    limiter.set_priority(30)
-    limiter.acquire()
-    fake_time.now += 0.3
-    limiter.acquire()
+    start_twice(limiter, fake_time, 30)
     assert limiter._booked is not None  # it was the critical scan
     limiter._booked = limiter._local.booking = None
     fake_time.now += 0.3
