@@ -165,7 +165,7 @@ class _FakeLibc:
 
 
 def test_one_malloc_arena_for_every_thread_where_glibc_has_mallopt(monkeypatch):
-    # The page-ahead thread's own arena kept ~1.5 MB of peak RSS (cli.share_one_malloc_arena).
+    # The page-ahead thread's and the workers' own arenas kept 1-4 MB of peak RSS (cli.share_one_malloc_arena).
     libc = _FakeLibc()
     monkeypatch.setattr(cli_module.ctypes, "CDLL", lambda name: libc)
     cli_module.share_one_malloc_arena()
