@@ -10,6 +10,7 @@ import threading
 
 import pytest
 import requests
+import urllib3
 
 from tap_autopilot import client as client_module
 from tap_autopilot import values as values_module
@@ -27,7 +28,6 @@ from tap_autopilot.client import (
 from tap_autopilot.errors import AuthError, ConfigError, NotFoundError, RateLimitedError, RetryableError, TapError
 from tap_autopilot.rate_limit import Booking
 from tap_autopilot.read_ahead import SentSignalAdapter
-from tap_autopilot.read_ahead import _SignalsSent as SignalsSent
 
 API_KEY = "unit-test-key"
 
@@ -1460,11 +1460,16 @@ def limiter_past_its_first_window(rate=10):
     return limiter, fake_time
 
 
-def start_on_a_thread(limiter, fake_time, priority, then=0.0):
-    """One request of another scan's thread (its priority set there), the clock moved `then` after it."""
-    thread = threading.Thread(target=lambda: (limiter.set_priority(priority), limiter.acquire()))
+def on_a_thread(action):
+    """action() on a thread of its own (another scan's worker), waited for."""
+    thread = threading.Thread(target=action)
     thread.start()
     thread.join(TIMEOUT)
+
+
+def start_on_a_thread(limiter, fake_time, priority, then=0.0):
+    """One request of another scan's thread (its priority set there), the clock moved `then` after it."""
+    on_a_thread(lambda: (limiter.set_priority(priority), limiter.acquire()))
     fake_time.now += then
 
 
@@ -1489,9 +1494,7 @@ def test_rate_limiter_priority_is_what_this_thread_set_and_0_on_a_thread_that_se
     limiter = RateLimiter(10)
     limiter.set_priority(7)
     elsewhere = []
-    thread = threading.Thread(target=lambda: elsewhere.append(limiter.priority()))
-    thread.start()
-    thread.join(TIMEOUT)
+    on_a_thread(lambda: elsewhere.append(limiter.priority()))
     assert limiter.priority() == 7
     assert elsewhere == [0]
 
@@ -1543,16 +1546,7 @@ def test_rate_limiter_a_less_urgent_scan_does_not_book_while_the_critical_one_st
     limiter.all_pages_left = lambda: 11
     limiter.set_priority(6)
     limiter.acquire()  # A, then its round trip
-
-    def scan_b():
-        limiter.set_priority(5)
-        limiter.acquire()
-        fake_time.now += 0.3
-        limiter.acquire()
-
-    thread = threading.Thread(target=scan_b)
-    thread.start()
-    thread.join(TIMEOUT)
+    on_a_thread(lambda: start_twice(limiter, fake_time, 5))  # B
     assert limiter._booked is None
 
 
@@ -1613,4 +1607,6 @@ def test_both_schemes_use_connections_that_signal_a_written_request(url):
     session = AutopilotClient({"api_key": API_KEY})._session()
     adapter = session.get_adapter(url)
     assert isinstance(adapter, SentSignalAdapter)
-    assert issubclass(adapter.poolmanager.connection_from_url(url).ConnectionCls, SignalsSent)
+    # the adapter's connection signals (as test_read_ahead checks of SentSignalAdapter itself)
+    connection = adapter.poolmanager.connection_from_url(url).ConnectionCls
+    assert connection.request is not urllib3.connection.HTTPConnection.request
