@@ -4,15 +4,16 @@ error mapping, and the cursor pagination loop.
 Every request of the tap goes through AutopilotClient.get(), from any thread.
 """
 
+import contextlib
 import datetime
 import email.utils
 import functools
 import logging
 import os
-import random
+import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
 from urllib.parse import quote
 
@@ -25,107 +26,23 @@ from tap_autopilot.config import DEFAULT_BASE_URL, DEFAULT_MAX_REQUESTS_PER_SECO
 from tap_autopilot.errors import AuthError, ConfigError, NotFoundError, RateLimitedError, RetryableError, TapError
 from tap_autopilot.rate_limit import RateLimiter
 from tap_autopilot.read_ahead import SentSignalAdapter, read_ahead
+from tap_autopilot.retry import Clock, RetryPolicy, Sleep, parse_retry_after
 from tap_autopilot.values import parse_body
 
 LOGGER = logging.getLogger("tap_autopilot")
 
 P = ParamSpec("P")
 T = TypeVar("T")
-Clock = Callable[[], float]  # monotonic seconds; injectable for tests
-Sleep = Callable[[float], None]
 
 PAGE_SIZE = 100
 # Largest piece of a response body taken from the socket at once.
 BODY_CHUNK_BYTES = 256 * 1024
-
-# How long a run keeps retrying before it gives up. Throttling is normal and
-# expected, so 429s get a generous budget; anything else gets a few tries.
-RATE_LIMIT_RETRY_SECONDS = 600
-TRANSIENT_MAX_TRIES = 5
-BACKOFF_CAP_SECONDS = 60
-# The first backoff's ceiling (each next one doubles, up to the cap). Tests that run the
-# CLI as a subprocess set this environment variable to a small value so that they do not
-# wait seconds of real backoff; users have no reason to.
-BACKOFF_BASE_ENV = "TAP_AUTOPILOT_BACKOFF_SECONDS"
-BACKOFF_BASE_SECONDS = 1.0
-
-
-class RetryPolicy:
-    """Which failures are retried, how often, and how long to wait between tries.
-
-    A RateLimitedError (429) is retried while the next try still falls within
-    RATE_LIMIT_RETRY_SECONDS of the first; any other RetryableError up to TRANSIENT_MAX_TRIES tries in all; every
-    other exception at once. The wait is the server's Retry-After when it gave one, else
-    exponential backoff with full jitter (429s and other failures each count their own
-    attempts). Clock, sleep and the jitter's random source are injectable for tests.
-
-    Why not the backoff library's decorators, as 1.0 used: backoff calls time.sleep
-    and datetime.now itself, so the 10-minute 429 budget could only be tested by
-    waiting 10 minutes; and its two nested decorators let every 5xx restart that
-    budget (measured with the budget cut to 2 s, a 429 with Retry-After 0.5 and every
-    4th answer a 500: they gave up after 16.4 s and 20 requests, this loop after 1.5 s
-    and 5). This loop is small.
-    """
-
-    def __init__(
-        self,
-        base: float | None = None,
-        clock: Clock = time.monotonic,
-        sleep: Sleep = time.sleep,
-        uniform: Callable[[float, float], float] = random.uniform,
-    ) -> None:
-        self.base = backoff_base_seconds() if base is None else base
-        self._clock = clock
-        self._sleep = sleep
-        self._uniform = uniform
-
-    def wait(self, error: RetryableError, attempt: int) -> float:
-        """Seconds to wait before retrying after `error`, the `attempt`-th such failure (from 0)."""
-        if error.retry_after is not None:
-            return error.retry_after
-        return self._uniform(0, min(BACKOFF_CAP_SECONDS, self.base * 2**attempt))
-
-    def call(self, attempt: Callable[[], T], on_retry: Callable[[RetryableError, float, int], None] | None = None) -> T:
-        """attempt() until it returns, retrying as the class says; on_retry(error, wait, tries)
-        is called before each wait."""
-        started = self._clock()
-        tries = throttled = failed = 0
-        retrying: RetryableError
-        while True:
-            tries += 1
-            try:
-                return attempt()
-            except RateLimitedError as error:
-                wait = self.wait(error, throttled)
-                if self._clock() - started + wait > RATE_LIMIT_RETRY_SECONDS:
-                    raise  # the next try would come after the budget
-                throttled += 1
-                retrying = error
-            except RetryableError as error:
-                failed += 1
-                if failed >= TRANSIENT_MAX_TRIES:
-                    raise
-                wait = self.wait(error, failed - 1)
-                retrying = error
-            if on_retry is not None:
-                on_retry(retrying, wait, tries)
-            self._sleep(wait)
-
-
-def backoff_base_seconds() -> float:
-    """BACKOFF_BASE_SECONDS, or $TAP_AUTOPILOT_BACKOFF_SECONDS when it is a non-negative number."""
-    try:
-        value = float(os.environ[BACKOFF_BASE_ENV])
-    except (KeyError, ValueError):
-        return BACKOFF_BASE_SECONDS
-    return value if value >= 0 else BACKOFF_BASE_SECONDS
-
-
-def _parse_retry_after(value: Any) -> float | None:
-    try:
-        return max(0.0, float(value))
-    except (TypeError, ValueError):
-        return None  # an HTTP date or garbage: fall back to our own backoff
+# A page that has a next one ends with its cursor, "bookmark":"<id>"} (autopilot-api.md). A
+# scan that reads ahead takes the cursor from there and sends the next request before the
+# page is parsed (read on the caller's thread, off the critical path). A body that ends any
+# other way (the key elsewhere, an escape in the id, the last page) is parsed first.
+CURSOR_AT_END = re.compile(rb'"bookmark"\s*:\s*"([^"\\]+)"\s*}\s*$')
+CURSOR_AT_END_BYTES = 256  # the tail searched (ids are about 40 bytes)
 
 
 def _retried(method: Callable[Concatenate["AutopilotClient", P], T]) -> Callable[Concatenate["AutopilotClient", P], T]:
@@ -221,10 +138,11 @@ class AutopilotClient:
 
     @_retried
     def request(
-        self, path: str, data_key: str | None = None, expect_list: bool = False
+        self, path: str, data_key: str | None = None, expect_list: bool = False, cursor_first: bool = False
     ) -> tuple[Any, datetime.datetime | None]:
         """get(), also returning the server's clock: (body, Date header as an
-        aware datetime, or None)."""
+        aware datetime, or None). With cursor_first, a 200 whose body ends with its next
+        cursor is not parsed here: the body is an UnparsedBody (see paginate)."""
         self.limiter.acquire()
         if self._rejected is not None:  # another thread's request was refused: fail at once
             raise AuthError(self._rejected)
@@ -246,7 +164,10 @@ class AutopilotClient:
             except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
                 raise RetryableError(f"GET {path} failed ({type(error).__name__})") from None
             status = response.status_code
-            return self._decode(path, response, content, data_key, expect_list), _server_time(response)
+            self._check_status(path, response, content)
+            if cursor_first and (next_cursor := cursor_at_end(content)) is not None:
+                return UnparsedBody(content, next_cursor), _server_time(response)
+            return self._parse(path, content, data_key, expect_list), _server_time(response)
         finally:
             metrics.log(
                 LOGGER,
@@ -286,13 +207,12 @@ class AutopilotClient:
             raise
         return response, b"".join(chunks)
 
-    def _decode(
-        self, path: str, response: requests.Response, content: bytes, data_key: str | None, expect_list: bool = False
-    ) -> Any:
+    def _check_status(self, path: str, response: requests.Response, content: bytes) -> None:
+        """Raise what a status other than 200 means (retried or not)."""
         status = response.status_code
         if status == 429:
             self.stats.count("rate_limited")
-            retry_after = _parse_retry_after(response.headers.get("Retry-After"))
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
             if retry_after is not None:
                 self.limiter.pause(retry_after)
             raise RateLimitedError(f"Autopilot throttled GET {path} (429)", retry_after)
@@ -305,6 +225,9 @@ class AutopilotClient:
             raise RetryableError(f"Autopilot answered {status} to GET {path}")
         if status != 200:
             raise TapError(f"Autopilot answered {status} to GET {path}: {_error_message(content)}")
+
+    def _parse(self, path: str, content: bytes, data_key: str | None, expect_list: bool = False) -> Any:
+        """A 200's body, checked for the shape asked for (else RetryableError: the page is read again)."""
         try:
             body, repaired = parse_body(content)
         except ValueError:
@@ -327,17 +250,27 @@ class AutopilotClient:
         published tap looped forever on that.
 
         From page `ahead_from` on (1: the first), the next page's request goes out as soon
-        as its cursor is known, while the caller takes the page before it (read_ahead)."""
-        pages = self._pages(path, data_key, cursor)
-        return pages if ahead_from is None else read_ahead(pages, self.limiter, ahead_from)
+        as its cursor is known, while the caller takes the page before it (read_ahead). The
+        cursor is then taken from the page's end (CURSOR_AT_END), and the page is parsed
+        on the caller's thread, after the next request is on its way."""
+        if ahead_from is None:
+            return self._parsed(self._pages(path, data_key, cursor))
+        pages = self._pages(path, data_key, cursor, cursor_first=True)
+        return self._parsed(read_ahead(pages, self.limiter, ahead_from))
 
-    def _pages(self, path: str, data_key: str, cursor: str | None) -> Iterator["Page"]:
-        """paginate() without reading ahead: the one pagination loop."""
+    def _pages(
+        self, path: str, data_key: str, cursor: str | None, cursor_first: bool = False
+    ) -> Generator["Page | UnparsedPage", None, None]:
+        """paginate() without reading ahead: the one pagination loop. With cursor_first, a
+        page whose body ends with its next cursor comes unparsed (an UnparsedPage)."""
         seen = set()
         while True:
             page_path = path if cursor is None else f"{path}/{quote(str(cursor), safe='')}"
-            body, server_time = self.request(page_path, data_key)
-            next_cursor = body.pop("bookmark", None) or None
+            body, server_time = self.request(page_path, data_key, cursor_first=cursor_first)
+            if isinstance(body, UnparsedBody):
+                next_cursor: str | None = body.next_cursor
+            else:
+                next_cursor = body.pop("bookmark", None) or None
             if next_cursor is not None:
                 if next_cursor in seen or next_cursor == cursor:
                     raise TapError(
@@ -346,12 +279,41 @@ class AutopilotClient:
                     )
                 seen.add(next_cursor)
             # Hand the page over without keeping it: a suspended scan holds no page.
-            yield Page(
-                items=body.pop(data_key, None) or [], next_cursor=next_cursor, meta=body, server_time=server_time
-            )
+            if isinstance(body, UnparsedBody):
+                yield UnparsedPage(page_path, data_key, body.content, body.next_cursor, server_time)
+            else:
+                yield Page(
+                    items=body.pop(data_key, None) or [], next_cursor=next_cursor, meta=body, server_time=server_time
+                )
+            del body
             if next_cursor is None:
                 return
             cursor = next_cursor
+
+    def _parsed(self, pages: Generator["Page | UnparsedPage", None, None]) -> Iterator["Page"]:
+        """`pages`, each UnparsedPage parsed. A body that ended with its cursor but is not
+        the page it should be (not JSON, no contacts) is read again, parsed first, with the
+        usual retries; the page ahead, already asked for with that cursor, stays valid only
+        if the page read again names the same one."""
+        with contextlib.closing(pages):
+            for page in pages:
+                if not isinstance(page, UnparsedPage):
+                    yield page
+                    continue
+                try:
+                    body = self._parse(page.path, page.content, page.data_key)
+                except RetryableError as error:
+                    LOGGER.warning("%s; reading that page again", error)
+                    body, _ = self.request(page.path, page.data_key)
+                    if (body.get("bookmark") or None) != page.next_cursor:
+                        raise TapError(
+                            f"GET {page.path} returned a body that is not valid JSON, then on a second read a "
+                            "page that ends elsewhere; stopping. Run again with the last state."
+                        ) from None
+                body.pop("bookmark", None)
+                items = body.pop(page.data_key, None) or []
+                yield Page(items=items, next_cursor=page.next_cursor, meta=body, server_time=page.server_time)
+                del page, body, items
 
 
 class Page(NamedTuple):
@@ -359,6 +321,34 @@ class Page(NamedTuple):
     next_cursor: str | None  # None on the last page
     meta: dict  # the rest of the body (e.g. total_contacts)
     server_time: datetime.datetime | None
+
+
+class UnparsedBody(NamedTuple):
+    """A 200's body not parsed yet, and the next cursor read from its end."""
+
+    content: bytes
+    next_cursor: str
+
+
+class UnparsedPage(NamedTuple):
+    """A page on its way to the caller, parsed there (paginate)."""
+
+    path: str  # the request's, to read the page again if its body is not a page
+    data_key: str
+    content: bytes
+    next_cursor: str
+    server_time: datetime.datetime | None
+
+
+def cursor_at_end(content: bytes) -> str | None:
+    """The next cursor a body ends with ("bookmark":"<id>"}), or None when it does not end so."""
+    match = CURSOR_AT_END.search(content, max(0, len(content) - CURSOR_AT_END_BYTES))
+    if match is None:
+        return None
+    try:
+        return match.group(1).decode("utf-8")
+    except UnicodeDecodeError:
+        return None  # parsed first: the parser repairs it as it does any other text
 
 
 def _server_time(response: requests.Response) -> datetime.datetime | None:

@@ -15,7 +15,7 @@ request has been written, or after HANDOVER_WAIT_SECONDS when it is not written 
 import itertools
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any, TypeVar
 
 import requests
@@ -81,7 +81,7 @@ class SentSignalAdapter(requests.adapters.HTTPAdapter):
 
 def read_ahead(
     pages: Iterator[T], limiter: RateLimiter, start: int = 1, handover_wait: float = HANDOVER_WAIT_SECONDS
-) -> Iterator[T]:
+) -> Generator[T, None, None]:
     """`pages`, advanced on a thread of its own one item ahead of the caller: while the
     caller takes page k, page k+1 is already requested, and its request goes out the moment
     page k's cursor is known (no thread switch in between). Page k+1 is requested only once

@@ -14,20 +14,18 @@ import urllib3
 
 from tap_autopilot import client as client_module
 from tap_autopilot import values as values_module
-from tap_autopilot.client import (
-    BACKOFF_CAP_SECONDS,
-    RATE_LIMIT_RETRY_SECONDS,
-    TRANSIENT_MAX_TRIES,
-    AutopilotClient,
-    Page,
-    RateLimiter,
-    RetryPolicy,
-    backoff_base_seconds,
-    read_ahead,
-)
+from tap_autopilot.client import AutopilotClient, Page, RateLimiter, read_ahead
 from tap_autopilot.errors import AuthError, ConfigError, NotFoundError, RateLimitedError, RetryableError, TapError
 from tap_autopilot.rate_limit import Booking
 from tap_autopilot.read_ahead import SentSignalAdapter
+from tap_autopilot.retry import (
+    BACKOFF_BASE_ENV,
+    BACKOFF_CAP_SECONDS,
+    RATE_LIMIT_RETRY_SECONDS,
+    TRANSIENT_MAX_TRIES,
+    RetryPolicy,
+    backoff_base_seconds,
+)
 
 API_KEY = "unit-test-key"
 
@@ -134,7 +132,7 @@ def test_429_with_retry_after_pauses_every_thread_through_the_limiter():
     fake_time = FakeTime()
     client = make_client(FakeSession(FakeResponse(429, b"", {"Retry-After": "30"})), fake_time)
     with pytest.raises(RateLimitedError):
-        client._decode("/lists", FakeResponse(429, b"", {"Retry-After": "30"}), b"", "lists")
+        client._check_status("/lists", FakeResponse(429, b"", {"Retry-After": "30"}), b"")
     paused_at = fake_time.now
     other_thread_limiter = client.limiter  # shared by every thread of the client
     other_thread_limiter.acquire()
@@ -373,9 +371,9 @@ def test_an_unexpected_exception_is_not_retried():
 @pytest.mark.parametrize("value, expected", [(None, 1.0), ("0.05", 0.05), ("0", 0.0), ("-1", 1.0), ("fast", 1.0)])
 def test_backoff_base_comes_from_the_environment_when_valid(monkeypatch, value, expected):
     if value is None:
-        monkeypatch.delenv(client_module.BACKOFF_BASE_ENV, raising=False)
+        monkeypatch.delenv(BACKOFF_BASE_ENV, raising=False)
     else:
-        monkeypatch.setenv(client_module.BACKOFF_BASE_ENV, value)
+        monkeypatch.setenv(BACKOFF_BASE_ENV, value)
     assert backoff_base_seconds() == expected
     assert RetryPolicy().base == expected
 
@@ -1038,7 +1036,7 @@ def test_retry_after_is_used_as_given_never_below_zero(header, wait):
 
 
 def test_an_explicit_backoff_base_wins_over_the_environment(monkeypatch):
-    monkeypatch.setenv(client_module.BACKOFF_BASE_ENV, "4")
+    monkeypatch.setenv(BACKOFF_BASE_ENV, "4")
     assert RetryPolicy(base=0.25).base == 0.25 and RetryPolicy().base == 4.0
 
 
@@ -1221,6 +1219,81 @@ def test_a_caller_that_stops_early_leaves_at_most_the_page_ahead_requested():
     session.wait_for_request()
     session.wait_for_request()
     assert len(session.urls) == 2  # the first page and the one ahead; the thread asks for nothing after
+
+
+@pytest.mark.parametrize(
+    "body, cursor",
+    [
+        (b'{"contacts": [], "total_contacts": 2, "bookmark": "person_1"}', "person_1"),
+        (b'{"contacts":[],"bookmark" : "person_\xc3\xa9"}\r\n', "person_\u00e9"),
+        (b'{"bookmark": "person_1", "contacts": []}', None),  # the key elsewhere: parsed first
+        (b'{"contacts": [], "meta": {"bookmark": "person_1"}}', None),  # not the page's own
+        (b'{"contacts": [], "bookmark": "person_\\"1"}', None),  # an escape: only the parser reads it
+        (b'{"contacts": [], "bookmark": ""}', None),
+        (b'{"contacts": [], "bookmark": "person_\xff"}', None),  # not UTF-8: the parser repairs it
+        (b'{"contacts": []}', None),
+    ],
+)
+def test_cursor_at_end_reads_the_next_cursor_only_from_a_body_that_ends_with_it(body, cursor):
+    assert client_module.cursor_at_end(body) == cursor
+
+
+class PathSession(FakeSession):
+    """Answers each GET from the script of its path (each script's last answer repeats), so that
+    the page ahead and a page read again on the caller's thread need no order between them."""
+
+    def __init__(self, scripts):
+        super().__init__(FakeResponse(500))
+        self.scripts = {path: list(answers) for path, answers in scripts.items()}
+        self._lock = threading.Lock()
+
+    def get(self, url, timeout=None, stream=False):
+        with self._lock:
+            self.urls.append(url)
+            script = self.scripts[url.removeprefix("http://autopilot.invalid/v1")]
+            answer = script.pop(0) if len(script) > 1 else script[0]
+        return FakeResponse(answer.status_code, answer.content, answer.headers)
+
+
+def test_reading_ahead_the_next_request_goes_out_before_the_page_is_parsed_on_the_caller_s_thread():
+    session = SignallingSession(*THREE_PAGES)
+    client = make_client(session, FakeTime())
+    parse, caller = client._parse, threading.current_thread()
+    parsed_on: list[tuple[str, bool]] = []  # (path, on the caller's thread)
+
+    def parse_once_the_next_request_went_out(path, content, data_key, expect_list=False):
+        if not parsed_on:  # page 1: a parse before page 2's request would wait here for ever
+            session.wait_for_request()
+            session.wait_for_request()
+        parsed_on.append((path, threading.current_thread() is caller))
+        return parse(path, content, data_key, expect_list)
+
+    client._parse = parse_once_the_next_request_went_out
+    pages = client.paginate("/contacts", "contacts", ahead_from=1)
+    assert [doc["contact_id"] for page in pages for doc in page.items] == ["p1", "p2", "p3", "p4", "p5", "p6"]
+    # pages 1 and 2 end with their cursors: parsed by the caller; the last page has none: parsed first
+    assert sorted(parsed_on) == [("/contacts", True), ("/contacts/p2", True), ("/contacts/p4", False)]
+    assert len(session.urls) == 3
+
+
+def test_a_page_that_ends_with_its_cursor_but_is_not_json_is_read_again_and_its_page_ahead_kept(caplog):
+    broken = FakeResponse(200, b'{"contacts": [{"contact_id": "p1"}, oops], "bookmark": "p2"}')
+    session = PathSession(
+        {"/contacts": [broken, THREE_PAGES[0]], "/contacts/p2": [THREE_PAGES[1]], "/contacts/p4": [THREE_PAGES[2]]}
+    )
+    pages = make_client(session, FakeTime()).paginate("/contacts", "contacts", ahead_from=1)
+    assert [doc["contact_id"] for page in pages for doc in page.items] == ["p1", "p2", "p3", "p4", "p5", "p6"]
+    assert sorted(session.urls).count("http://autopilot.invalid/v1/contacts") == 2  # page 1 read again
+    assert session.urls.count("http://autopilot.invalid/v1/contacts/p2") == 1  # the page ahead kept
+    assert "not valid JSON; reading that page again" in caplog.text
+
+
+def test_a_page_read_again_that_ends_elsewhere_stops_the_scan():
+    broken = FakeResponse(200, b'{"contacts": [oops], "bookmark": "p2"}')
+    session = PathSession({"/contacts": [broken, contacts_page(["p1", "p9"], "p9")], "/contacts/p2": [THREE_PAGES[1]]})
+    pages = make_client(session, FakeTime()).paginate("/contacts", "contacts", ahead_from=1)
+    with pytest.raises(TapError, match="ends elsewhere"):
+        next(pages)
 
 
 # ----- booking the critical scan's next starts (rate_limit.RateLimiter._start, _book) -----------
