@@ -105,6 +105,7 @@ def read_ahead(
 
     def advance() -> None:
         notify_when_sent(sent.set)
+        limiter.serve_one_scan()
         while (priority := asks.get()) is not None:
             limiter.set_priority(priority)
             try:
