@@ -34,10 +34,8 @@ class RateLimiter:
     page's processing, is longer than an interval), its next starts in the coming window
     are booked at that pace, if that finishes the pages left sooner (_booking_is_sooner).
     The bookings count in the window like starts: the other scans' requests leave them
-    their room. A scan that reads ahead books its next start already from the page it asks
-    for before its first page is taken (serve_one_scan). The request that claims a booking,
-    and a scan's first page (its length unknown: any scan may be the long one), start off
-    the grid: at once when the window has room."""
+    their room. The request that claims them, and a scan's first page (its length unknown:
+    any scan may be the long one), start off the grid: at once when the window has room."""
 
     # 2% slack on the window (20 ms a second): requests leave on time but can arrive
     # bunched (network, a busy server or client), and one 429 costs a whole pause.
@@ -74,20 +72,12 @@ class RateLimiter:
         self.all_pages_left: Callable[[], float] = lambda: 0
         self._local = threading.local()
         self._lock = threading.Lock()
-        # Set once a scan's first page has asked for its start (the sync's listings wait for it).
-        self.first_page_asked = threading.Event()
         self._fill_window(clock())
 
     def set_priority(self, priority: float) -> None:
         """This thread's urgency for its next requests (higher first; default 0: the scheduler
         passes its scan's pages left)."""
         self._local.priority = priority
-
-    def serve_one_scan(self) -> None:
-        """Say that every request of this thread is for one scan (client.paginate's page ahead).
-        Its page asked for before the scan's first page was taken (its length still unknown:
-        a first page's priority) then books the scan's next start (_start)."""
-        self._local.one_scan = True
 
     def priority(self) -> float:
         """This thread's priority as set_priority set it, to hand it to another thread that
@@ -100,8 +90,6 @@ class RateLimiter:
         # A scan's first page (its length unknown: the scheduler's infinite priority) goes
         # before the known ones, but not before the critical request.
         priority = min(getattr(local, "priority", 0), self._FIRST_PAGE)
-        if priority == self._FIRST_PAGE and not self.first_page_asked.is_set():
-            self.first_page_asked.set()
         with self._lock:
             now = self._clock()
             cycle = now - getattr(local, "started", now)  # the round trip and page since its last start
@@ -178,22 +166,6 @@ class RateLimiter:
             booking = self._book(now, cycle, priority)
             if booking is not None:
                 self._local.booking = self._booked = booking
-        elif (
-            priority >= self._FIRST_PAGE
-            and getattr(self._local, "one_scan", False)
-            and cycle > self.interval
-            and (self._booked is None or self._expired(now))
-        ):
-            # A page ahead of the scan's first page (read_ahead asked for it before the first
-            # was taken): the scan's length is unknown, but its pages come one after another,
-            # so the next one's start is booked, that one only, at its pace, held against
-            # every request but the critical one. In the first window (counted as used: one
-            # start an interval) the other scans' first pages took that slot otherwise, and
-            # its next page waited a whole interval. Unclaimed, it keeps one start's room for
-            # a window.
-            booking = self._book(now, cycle, pages_left=2)
-            if booking is not None:
-                self._local.booking = self._booked = Booking(self._FIRST_PAGE, booking.slots)
         self._schedule()
 
     def _booking_is_sooner(self, cycle: float, pages_left: float) -> bool:
@@ -215,7 +187,7 @@ class RateLimiter:
         on_the_grid = max(pages_left * math.ceil(cycle / interval - self._EPSILON) * interval, all_left * interval)
         return booked < on_the_grid
 
-    def _book(self, now: float, cycle: float, pages_left: float) -> "Booking | None":
+    def _book(self, now: float, cycle: float, priority: float) -> "Booking | None":
         """The scan's next starts within a window from now, a cycle apart (the first a little
         early), each where the window has room: the other scans' requests placed later leave
         them theirs, so that it can keep its pace however many requests the others have.
@@ -223,13 +195,13 @@ class RateLimiter:
         counted = list(self._starts)
         slots: list[float] = []
         slot = now + self._BOOK_AHEAD * cycle
-        # Not beyond its last page: pages_left counts this one.
-        while slot < now + self.window and len(slots) < pages_left - 1:
+        # Not beyond its last page: priority is its pages left, this one included.
+        while slot < now + self.window and len(slots) < priority - 1:
             slot = self._room_from(slot, counted)
             bisect.insort(counted, slot)
             slots.append(slot)
             slot += cycle
-        return Booking(pages_left, slots) if slots else None
+        return Booking(priority, slots) if slots else None
 
     def _expired(self, now: float) -> bool:
         """An unclaimed booking holds its room for a window, then no longer."""

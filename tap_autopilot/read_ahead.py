@@ -105,7 +105,6 @@ def read_ahead(
 
     def advance() -> None:
         notify_when_sent(sent.set)
-        limiter.serve_one_scan()
         while (priority := asks.get()) is not None:
             limiter.set_priority(priority)
             try:

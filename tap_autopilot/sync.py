@@ -37,11 +37,6 @@ from tap_autopilot.values import ValueChanges
 
 LOGGER = logging.getLogger("tap_autopilot")
 
-# The longest a listing waits for the shared scan's first request to ask for its start
-# (fetch_parents_ahead): it asks within milliseconds; the bound only keeps a scan that
-# failed before asking from holding the listings.
-LISTING_WAIT_SECONDS = 1.0
-
 ScanT = TypeVar("ScanT", bound=PageScan)
 # What a page commits for one stream: (stream id, RECORD lines, documents read, total or None).
 Part = tuple[str, list[bytes], int, int | None]
@@ -170,30 +165,20 @@ class SyncContext:
 
     def fetch_parents_ahead(self) -> None:
         """Send the request of every listing the selected streams need, each on a thread of its
-        own: the listings come in one round trip, while the other streams plan.
-
-        With the shared scan started, each listing is asked for once the scan's first page has
-        asked for its start (at most LISTING_WAIT_SECONDS): the limiter's first window (one
-        start an interval) then gives its free start to the scan, the critical path, and the
-        next ones to the listings, which the scan needs only once its first page is back: first
-        the one a reader of the scan needs (lists, for memberships from the scan), then the
-        others. Measured at 50 r/s and 50 ms: the scan's first request went out 15 ms sooner."""
-        after = self.client.limiter.first_page_asked if self._shared_scans else None
-        needed, for_the_scan = {}, set()
+        own: the listings come in one round trip, while the streams plan and the contacts scan starts."""
+        needed = {}
         for selected in self.selected.values():
             stream = selected.stream
             if isinstance(stream, ParentStream):
                 needed[stream.tap_stream_id] = stream
             elif isinstance(stream, MembershipStream):
                 needed[stream.parent_stream.tap_stream_id] = stream.parent_stream
-                if stream.reads_contacts_scan(self):
-                    for_the_scan.add(stream.parent_stream.tap_stream_id)
-        for stream_id, parent in needed.items():
+        for parent in needed.values():
             listing, fetch = self._listing(parent)
             if fetch:
                 threading.Thread(
                     target=self._fetch_listing,
-                    args=(parent, listing, after, 1 if stream_id in for_the_scan else 0),
+                    args=(parent, listing),
                     name=f"{parent.tap_stream_id}-listing",
                     daemon=True,
                 ).start()
@@ -207,18 +192,7 @@ class SyncContext:
             listing = self._parents[parent_stream.tap_stream_id] = Future()
             return listing, True
 
-    def _fetch_listing(
-        self,
-        parent_stream: ParentStream,
-        listing: "Future[list[dict[str, Any]]]",
-        after: threading.Event | None = None,
-        priority: float = 0,
-    ) -> None:
-        """Fetch the listing into its future, once `after` is set (if given), with `priority` in
-        the rate limiter (the shared scan's readers' listing goes before the others)."""
-        if after is not None:
-            after.wait(LISTING_WAIT_SECONDS)
-        self.client.limiter.set_priority(priority)
+    def _fetch_listing(self, parent_stream: ParentStream, listing: "Future[list[dict[str, Any]]]") -> None:
         try:
             listing.set_result(parent_stream.fetch(self.client))
         except BaseException as error:  # raised to whoever asks for the listing
@@ -322,16 +296,16 @@ class SyncContext:
         self._scheduler = Scheduler(self.workers, before_step=self.client.limiter.set_priority)
         self.client.limiter.all_pages_left = self._scheduler.pages_left
         try:
+            self.fetch_parents_ahead()
             # The shared scan (the contacts scan) first: usually the longest, and its pages come
             # one after another, so a late start lengthens the whole sync (rate_limit.py). So
-            # the streams that read it this run plan first (they only add readers to it), it
-            # starts, and its first request goes before the listings' (fetch_parents_ahead).
+            # the streams that read it this run plan first (they only add readers to it), and it
+            # starts before the other streams wait for their listings.
             first = [s for s in self.order if self.selected[s].stream.reads_contacts_scan(self)]
             for stream_id in first:
                 self.selected[stream_id].stream.sync(self)
             for scan in self._shared_scans.values():
                 self.add_scan(scan.steps())
-            self.fetch_parents_ahead()
             for stream_id in self.order:
                 if stream_id not in first:
                     self.selected[stream_id].stream.sync(self)

@@ -1653,48 +1653,6 @@ def test_rate_limiter_a_worker_that_ran_the_critical_scan_books_nothing_for_anot
     assert limiter._booked is None
 
 
-@pytest.mark.parametrize("one_scan", [True, False])
-def test_rate_limiter_a_page_ahead_of_a_scan_s_first_page_books_its_next_start(one_scan):
-    """read_ahead asks for page 2 before page 1 is taken: a first page's priority, the scan's
-    length unknown. On a thread that serves one scan it books the next start all the same (one,
-    a cycle on), held against other scans' first pages: page 3 then starts at once, in the
-    first window too (counted as used), where another scan's first page took its room before."""
-    fake_time = FakeTime()
-    limiter = RateLimiter(2, clock=fake_time.clock, sleep=fake_time.sleep)  # room 2, window 1.02 s
-    if one_scan:
-        limiter.serve_one_scan()
-    limiter.set_priority(math.inf)
-    limiter.acquire()  # page 1 at 1000.0: the window's one free start
-    fake_time.now += 0.6
-    limiter.acquire()  # page 2, asked before page 1 was taken
-    other = [fake_time.now + 0.1, RateLimiter._FIRST_PAGE]  # another scan's first page, waiting
-    with limiter._lock:
-        limiter._waiting.append(other)
-        limiter._schedule()
-    if one_scan:
-        assert limiter._booked is limiter._local.booking
-        assert limiter._booked.priority == RateLimiter._FIRST_PAGE
-        assert limiter._booked.slots == [pytest.approx(1000.6 + 0.9 * 0.6)]
-        assert other[0] > 1001.6  # after the window that holds page 2 and the booked start
-    else:
-        assert limiter._booked is None and other[0] == pytest.approx(1001.02)
-    fake_time.now = 1001.2  # page 3, a cycle after page 2, its length known now
-    limiter.set_priority(40)
-    limiter.acquire()
-    assert fake_time.now == pytest.approx(1001.2 if one_scan else 1001.62)
-
-
-def test_rate_limiter_first_page_asked_is_set_by_a_first_page_only():
-    """The sync's listings wait for it (sync.SyncContext.fetch_parents_ahead)."""
-    limiter, _ = limiter_past_its_first_window()
-    limiter.set_priority(40)
-    limiter.acquire()
-    assert not limiter.first_page_asked.is_set()
-    limiter.set_priority(math.inf)
-    limiter.acquire()
-    assert limiter.first_page_asked.is_set()
-
-
 def test_rate_limiter_keeps_only_the_last_window_of_starts():
     """A long run's starts are dropped once a window old: the limiter's memory stays flat."""
     limiter, fake_time = limiter_past_its_first_window()

@@ -48,7 +48,6 @@ class FakeClient:
         self.requests = []
 
     def get(self, path, data_key=None, expect_list=False):
-        self.limiter.acquire()  # every request passes the limiter, as in the real client
         self.requests.append(path)
         if path == "/lists":
             return {"lists": [{"list_id": lid, "title": lid} for lid in LISTS]}
@@ -65,7 +64,6 @@ class FakeClient:
         ids = [d["contact_id"] for d in docs]
         start = 0 if cursor is None else ids.index(cursor) + 1
         while True:
-            self.limiter.acquire()
             self.requests.append(path)
             end = min(start + self.page_size, len(docs))
             more = end < len(docs)
@@ -362,52 +360,6 @@ def test_list_by_list_memberships_do_not_hold_back_the_contacts_scan():
     ctx = context(client, ["contacts", "lists_contacts"], config={"lists_contacts_source": "lists"})
     ctx.run()
     assert pairs(ctx) == TRUTH
-
-
-class AskedEvent(threading.Event):
-    """The limiter's first_page_asked, opening `gate` when a listing starts to wait for it."""
-
-    def __init__(self, gate):
-        super().__init__()
-        self.gate = gate
-
-    def wait(self, timeout=None):
-        self.gate.set()
-        return super().wait(timeout)
-
-
-def test_the_listings_are_asked_for_once_the_shared_scan_s_first_page_has_asked_the_lists_first():
-    """The limiter's first window has one free start: the contacts scan's first page (the
-    critical path) takes it, the listings come after, the one the scan's readers need first."""
-    gate = threading.Event()
-    seen = {}
-
-    class ScanAskingLate(FakeClient):
-        def get(self, path, data_key=None, expect_list=False):
-            seen[path] = (self.limiter.first_page_asked.is_set(), self.limiter.priority())
-            return super().get(path, data_key, expect_list)
-
-        def _pages(self, path, cursor):
-            if path == "/contacts":  # the scan asks only once a listing waits for it
-                assert gate.wait(10), "no listing waited for the scan's first page"
-            yield from super()._pages(path, cursor)
-
-    client = ScanAskingLate(DOCS, members=members_of(DOCS))
-    client.limiter.first_page_asked = AskedEvent(gate)
-    ctx = context(client, ["contacts", "lists_contacts", "smart_segments"])
-    ctx.run()
-    assert pairs(ctx) == TRUTH
-    # (first page asked when the listing was asked for, the listing's priority in the limiter)
-    assert seen == {"/lists": (True, 1), "/smart_segments": (True, 0)}
-
-
-def test_without_a_shared_scan_the_listings_wait_for_nothing():
-    client = FakeClient(DOCS)
-    client.limiter.first_page_asked = AskedEvent(threading.Event())
-    ctx = context(client, ["lists"])
-    ctx.run()
-    assert not client.limiter.first_page_asked.gate.is_set()  # no listing waited
-    assert [r["list_id"] for r in records(ctx, "lists")] == LISTS
 
 
 def test_auto_reads_list_by_list_when_that_takes_fewer_requests():
