@@ -278,14 +278,15 @@ class AutopilotClient:
                         "stopping to avoid an endless loop."
                     )
                 seen.add(next_cursor)
-            # Hand the page over without keeping it: a suspended scan holds no page.
+            held: list[Page | UnparsedPage]
             if isinstance(body, UnparsedBody):
-                yield UnparsedPage(page_path, data_key, body.content, body.next_cursor, server_time)
+                held = [UnparsedPage(page_path, data_key, body.content, body.next_cursor, server_time)]
             else:
-                yield Page(
-                    items=body.pop(data_key, None) or [], next_cursor=next_cursor, meta=body, server_time=server_time
-                )
+                items = body.pop(data_key, None) or []
+                held = [Page(items=items, next_cursor=next_cursor, meta=body, server_time=server_time)]
+                del items
             del body
+            yield held.pop()  # popped, not named: a suspended scan holds no page
             if next_cursor is None:
                 return
             cursor = next_cursor
@@ -296,24 +297,25 @@ class AutopilotClient:
         usual retries; the page ahead, already asked for with that cursor, stays valid only
         if the page read again names the same one."""
         with contextlib.closing(pages):
-            for page in pages:
-                if not isinstance(page, UnparsedPage):
-                    yield page
-                    continue
-                try:
-                    body = self._parse(page.path, page.content, page.data_key)
-                except RetryableError as error:
-                    LOGGER.warning("%s; reading that page again", error)
-                    body, _ = self.request(page.path, page.data_key)
-                    if (body.get("bookmark") or None) != page.next_cursor:
-                        raise TapError(
-                            f"GET {page.path} returned a body that is not valid JSON, then on a second read a "
-                            "page that ends elsewhere; stopping. Run again with the last state."
-                        ) from None
-                body.pop("bookmark", None)
-                items = body.pop(page.data_key, None) or []
-                yield Page(items=items, next_cursor=page.next_cursor, meta=body, server_time=page.server_time)
-                del page, body, items
+            while (page := next(pages, None)) is not None:
+                held = [self._parse_page(page) if isinstance(page, UnparsedPage) else page]
+                del page
+                yield held.pop()  # popped, not named: a suspended scan holds no page
+
+    def _parse_page(self, page: "UnparsedPage") -> "Page":
+        try:
+            body = self._parse(page.path, page.content, page.data_key)
+        except RetryableError as error:
+            LOGGER.warning("%s; reading that page again", error)
+            body, _ = self.request(page.path, page.data_key)
+            if (body.get("bookmark") or None) != page.next_cursor:
+                raise TapError(
+                    f"GET {page.path} returned a body that is not valid JSON, then on a second read a "
+                    "page that ends elsewhere; stopping. Run again with the last state."
+                ) from None
+        body.pop("bookmark", None)
+        items = body.pop(page.data_key, None) or []
+        return Page(items=items, next_cursor=page.next_cursor, meta=body, server_time=page.server_time)
 
 
 class Page(NamedTuple):
