@@ -37,10 +37,10 @@ T = TypeVar("T")
 PAGE_SIZE = 100
 # Largest piece of a response body taken from the socket at once.
 BODY_CHUNK_BYTES = 256 * 1024
-# A page that has a next one ends with its cursor, "bookmark":"<id>"} (autopilot-api.md). A
-# scan that reads ahead takes the cursor from there and sends the next request before the
-# page is parsed (read on the caller's thread, off the critical path). A body that ends any
-# other way (the key elsewhere, an escape in the id, the last page) is parsed first.
+# A page that has a next one ends with its cursor, "bookmark":"<id>"} (autopilot-api.md). The
+# pagination loop takes the cursor from there, so that a scan that reads ahead sends the next
+# request before the page is parsed (on the caller's thread, off the critical path). A body
+# that ends any other way (the key elsewhere, an escape in the id, the last page) is parsed first.
 CURSOR_AT_END = re.compile(rb'"bookmark"\s*:\s*"([^"\\]+)"\s*}\s*$')
 CURSOR_AT_END_BYTES = 256  # the tail searched (ids are about 40 bytes)
 
@@ -142,7 +142,7 @@ class AutopilotClient:
     ) -> tuple[Any, datetime.datetime | None]:
         """get(), also returning the server's clock: (body, Date header as an
         aware datetime, or None). With cursor_first, a 200 whose body ends with its next
-        cursor is not parsed here: the body is an UnparsedBody (see paginate)."""
+        cursor is not parsed here: the body is an UnparsedPage (see paginate)."""
         self.limiter.acquire()
         if self._rejected is not None:  # another thread's request was refused: fail at once
             raise AuthError(self._rejected)
@@ -165,9 +165,10 @@ class AutopilotClient:
                 raise RetryableError(f"GET {path} failed ({type(error).__name__})") from None
             status = response.status_code
             self._check_status(path, response, content)
-            if cursor_first and (next_cursor := cursor_at_end(content)) is not None:
-                return UnparsedBody(content, next_cursor), _server_time(response)
-            return self._parse(path, content, data_key, expect_list), _server_time(response)
+            server_time = _server_time(response)
+            if cursor_first and data_key is not None and (next_cursor := cursor_at_end(content)) is not None:
+                return UnparsedPage(path, data_key, content, next_cursor, server_time), server_time
+            return self._parse(path, content, data_key, expect_list), server_time
         finally:
             metrics.log(
                 LOGGER,
@@ -251,26 +252,23 @@ class AutopilotClient:
 
         From page `ahead_from` on (1: the first), the next page's request goes out as soon
         as its cursor is known, while the caller takes the page before it (read_ahead). The
-        cursor is then taken from the page's end (CURSOR_AT_END), and the page is parsed
-        on the caller's thread, after the next request is on its way."""
-        if ahead_from is None:
-            return self._parsed(self._pages(path, data_key, cursor))
-        pages = self._pages(path, data_key, cursor, cursor_first=True)
-        return self._parsed(read_ahead(pages, self.limiter, ahead_from))
+        cursor is taken from the page's end (CURSOR_AT_END), and the page is parsed on the
+        caller's thread (_parsed), after the next request is on its way."""
+        pages = self._pages(path, data_key, cursor)
+        if ahead_from is not None:
+            pages = read_ahead(pages, self.limiter, ahead_from)
+        return self._parsed(pages)
 
-    def _pages(
-        self, path: str, data_key: str, cursor: str | None, cursor_first: bool = False
-    ) -> Generator["Page | UnparsedPage", None, None]:
-        """paginate() without reading ahead: the one pagination loop. With cursor_first, a
-        page whose body ends with its next cursor comes unparsed (an UnparsedPage)."""
+    def _pages(self, path: str, data_key: str, cursor: str | None) -> Generator["Page | UnparsedPage", None, None]:
+        """The one pagination loop: each page as it came, a page whose body ends with its
+        next cursor unparsed (an UnparsedPage, parsed by _parsed)."""
         seen = set()
         while True:
             page_path = path if cursor is None else f"{path}/{quote(str(cursor), safe='')}"
-            body, server_time = self.request(page_path, data_key, cursor_first=cursor_first)
-            if isinstance(body, UnparsedBody):
-                next_cursor: str | None = body.next_cursor
-            else:
-                next_cursor = body.pop("bookmark", None) or None
+            body, server_time = self.request(page_path, data_key, cursor_first=True)
+            held = [body if isinstance(body, UnparsedPage) else _page(body, data_key, server_time)]
+            del body
+            next_cursor = held[0].next_cursor
             if next_cursor is not None:
                 if next_cursor in seen or next_cursor == cursor:
                     raise TapError(
@@ -278,24 +276,13 @@ class AutopilotClient:
                         "stopping to avoid an endless loop."
                     )
                 seen.add(next_cursor)
-            held: list[Page | UnparsedPage]
-            if isinstance(body, UnparsedBody):
-                held = [UnparsedPage(page_path, data_key, body.content, body.next_cursor, server_time)]
-            else:
-                items = body.pop(data_key, None) or []
-                held = [Page(items=items, next_cursor=next_cursor, meta=body, server_time=server_time)]
-                del items
-            del body
             yield held.pop()  # popped, not named: a suspended scan holds no page
             if next_cursor is None:
                 return
             cursor = next_cursor
 
     def _parsed(self, pages: Generator["Page | UnparsedPage", None, None]) -> Iterator["Page"]:
-        """`pages`, each UnparsedPage parsed. A body that ended with its cursor but is not
-        the page it should be (not JSON, no contacts) is read again, parsed first, with the
-        usual retries; the page ahead, already asked for with that cursor, stays valid only
-        if the page read again names the same one."""
+        """`pages`, each UnparsedPage parsed (_parse_page)."""
         with contextlib.closing(pages):
             while (page := next(pages, None)) is not None:
                 held = [self._parse_page(page) if isinstance(page, UnparsedPage) else page]
@@ -303,19 +290,21 @@ class AutopilotClient:
                 yield held.pop()  # popped, not named: a suspended scan holds no page
 
     def _parse_page(self, page: "UnparsedPage") -> "Page":
+        """The page an UnparsedPage holds. A body that ended with its cursor but is not the
+        page it should be (not JSON, no contacts) is read again, parsed first, with the usual
+        retries; the page ahead, already asked for with that cursor, stays valid only if the
+        page read again names the same one."""
         try:
-            body = self._parse(page.path, page.content, page.data_key)
+            return _page(self._parse(page.path, page.content, page.data_key), page.data_key, page.server_time)
         except RetryableError as error:
             LOGGER.warning("%s; reading that page again", error)
-            body, _ = self.request(page.path, page.data_key)
-            if (body.get("bookmark") or None) != page.next_cursor:
+            again = _page(self.request(page.path, page.data_key)[0], page.data_key, page.server_time)
+            if again.next_cursor != page.next_cursor:
                 raise TapError(
-                    f"GET {page.path} returned a body that is not valid JSON, then on a second read a "
-                    "page that ends elsewhere; stopping. Run again with the last state."
+                    f"{error}, and read again it ends elsewhere, while the next page was already asked for "
+                    "after its first ending; stopping. Run again with the last state."
                 ) from None
-        body.pop("bookmark", None)
-        items = body.pop(page.data_key, None) or []
-        return Page(items=items, next_cursor=page.next_cursor, meta=body, server_time=page.server_time)
+            return again
 
 
 class Page(NamedTuple):
@@ -325,21 +314,22 @@ class Page(NamedTuple):
     server_time: datetime.datetime | None
 
 
-class UnparsedBody(NamedTuple):
-    """A 200's body not parsed yet, and the next cursor read from its end."""
-
-    content: bytes
-    next_cursor: str
-
-
 class UnparsedPage(NamedTuple):
-    """A page on its way to the caller, parsed there (paginate)."""
+    """A page whose next cursor was read from its body's end, its body not parsed yet
+    (AutopilotClient.paginate parses it on the caller's thread)."""
 
     path: str  # the request's, to read the page again if its body is not a page
     data_key: str
     content: bytes
     next_cursor: str
     server_time: datetime.datetime | None
+
+
+def _page(body: dict[str, Any], data_key: str, server_time: datetime.datetime | None) -> Page:
+    """A parsed page's body as a Page: its cursor and its documents taken out, the rest its meta."""
+    next_cursor = body.pop("bookmark", None) or None
+    items = body.pop(data_key, None) or []
+    return Page(items=items, next_cursor=next_cursor, meta=body, server_time=server_time)
 
 
 def cursor_at_end(content: bytes) -> str | None:
