@@ -1326,8 +1326,10 @@ def test_paginate_holds_no_page_while_the_caller_is_suspended(ahead_from):
         del page
         # The page-ahead thread drops its own name for a page just after handing it over.
         deadline = time.monotonic() + TIMEOUT  # a safety net only: the reference goes within microseconds
-        while gc.collect() is not None and items() is not None and time.monotonic() < deadline:
+        gc.collect()
+        while items() is not None and time.monotonic() < deadline:
             time.sleep(0.001)
+            gc.collect()
         assert items() is None, "the client kept a page it handed over"
     assert taken == 6
 
