@@ -72,6 +72,9 @@ def _parser():
     f.add_argument("--drop-every", type=int, metavar="N", help="every Nth: close, no response")
     f.add_argument("--truncate-every", type=int, metavar="N", help="every Nth: half a body")
     f.add_argument("--missing-key-every", type=int, metavar="N", help="every Nth: 200 without the expected key")
+    f.add_argument(
+        "--garble-every", type=int, metavar="N", help="every Nth: 200 that is not JSON inside, its ending whole"
+    )
     f.add_argument("--stall-every", type=int, metavar="N", help="every Nth: wait --stall-seconds before answering")
     f.add_argument("--stall-seconds", type=float, default=2.0)
     return p
@@ -100,6 +103,7 @@ def main(argv=None):
         drop_every=args.drop_every,
         truncate_every=args.truncate_every,
         missing_key_every=args.missing_key_every,
+        garble_every=args.garble_every,
         stall_every=args.stall_every,
         stall_seconds=args.stall_seconds,
     )

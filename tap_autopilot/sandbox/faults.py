@@ -15,12 +15,21 @@ FAULT_DEFAULTS = {
     "drop_every": None,  # int: every Nth request -> socket closed, no response
     "truncate_every": None,  # int: every Nth request -> 200 with half the body
     "missing_key_every": None,  # int: every Nth request -> 200 {"unexpected": true}
+    "garble_every": None,  # int: every Nth request -> 200 not JSON inside, its ending (the bookmark) whole
     "stall_every": None,  # int: every Nth request -> sleep stall_seconds first
     "stall_seconds": 2.0,  # float
     "trickle_every": None,  # int: every Nth request -> headers at once, then the body a byte at a time
     "trickle_interval": 0.5,  # float: seconds between two bytes of a trickled body
 }
-_EVERY = ("error_every", "drop_every", "truncate_every", "missing_key_every", "stall_every", "trickle_every")
+_EVERY = (
+    "error_every",
+    "drop_every",
+    "truncate_every",
+    "missing_key_every",
+    "garble_every",
+    "stall_every",
+    "trickle_every",
+)
 
 
 def check_faults(faults):

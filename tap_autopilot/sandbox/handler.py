@@ -187,6 +187,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif status == 200 and hit(n, faults["missing_key_every"]):
             sb._count("missing_key")
             body = b'{"unexpected":true}'
+        elif status == 200 and hit(n, faults["garble_every"]):
+            sb._count("garbled")
+            body = body.replace(b"[", b"[?", 1)  # invalid inside; a page's ending, its bookmark, as sent
         if hit(n, faults["trickle_every"]):
             sb._count("trickled")
             sb._record_status(path, status)

@@ -134,6 +134,7 @@ class Sandbox:
                 "truncated": 0,
                 "stalled": 0,
                 "missing_key": 0,
+                "garbled": 0,
                 "trickled": 0,
                 "paths": Counter(),  # every API request, per exact path
                 "paths_ok": Counter(),  # only those answered 200

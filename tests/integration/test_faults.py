@@ -186,6 +186,25 @@ def test_transient_fault_discovery_and_sync_deliver_everything(tmp_path, sandbox
     assert_full_data(run, expected)
 
 
+def test_a_page_that_ends_with_its_cursor_but_is_not_json_is_read_again_and_nothing_is_lost(tmp_path, sandbox, catalog):
+    """The next cursor is read from a page's end and the page parsed afterwards (client.paginate):
+    a body whose ending is whole but whose inside is not JSON is read again, and the page ahead,
+    already asked for with that ending's cursor, is kept."""
+    sb = sandbox(contacts=3000, lists=1, segments=1, seed=11, garble_every=4)
+    expected = expected_data(sb)
+    config = write_config(tmp_path, sb.base_url, max_requests_per_second=50)
+    run = run_tap("--config", config, "--catalog", catalog_file(tmp_path, catalog), env=SHORT_BACKOFF)
+    assert run.returncode == 0, run
+    assert_clean(run)
+    garbled = sb.stats()["garbled"]
+    assert garbled >= 5, f"the sandbox garbled {garbled} bodies: the test is not testing"
+    read_again = warnings_matching(run, r"GET /\S+ returned a body that is not valid JSON; reading that page again")
+    retried = warnings_matching(run, r"GET /\S+ returned a body that is not valid JSON; retrying in")
+    assert read_again, run  # most requests are contacts pages with a next one
+    assert len(read_again) + len(retried) == garbled, run  # one WARNING line per garbled body
+    assert_full_data(run, expected)
+
+
 def test_retries_exhausted_fail_with_one_line_naming_the_path(tmp_path, sandbox, catalog):
     sb = sandbox(contacts=50, error_every=1)
     config = write_config(tmp_path, sb.base_url)

@@ -586,6 +586,18 @@ def test_missing_key_every():
         assert s.stats()["missing_key"] == 1
 
 
+def test_garble_every_breaks_the_body_inside_and_keeps_its_ending():
+    with Sandbox(contacts=250, garble_every=1) as s:
+        status, _, body = request(s, "/v1/contacts")
+        assert status == 200
+        with pytest.raises(ValueError):
+            json.loads(body)
+        s.set_faults(garble_every=None)
+        _, _, whole = request(s, "/v1/contacts")
+        assert body.endswith(whole[-60:]) and b'"bookmark"' in whole[-60:]
+        assert s.stats()["garbled"] == 1
+
+
 def test_stall_every_outlasts_a_client_timeout():
     with Sandbox(contacts=5, stall_every=2, stall_seconds=0.6) as s:
         assert api(s, "/lists", timeout=0.3)[0] == 200
