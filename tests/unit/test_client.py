@@ -551,6 +551,7 @@ def test_invalid_utf8_is_replaced_with_fffd_and_warned_once_per_page_naming_the_
     assert body["contacts"][0]["FirstName"] == "M\ufffdller \ufffd"
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "/contacts/person_0" in warnings[0] and "ller" not in warnings[0]
+    assert "not valid UTF-8" in warnings[0] and "U+FFFD" in warnings[0], "the line says what was done"
     assert client.stats.repaired_pages() == {"contacts": 1}
     assert len(session.urls) == 1  # not retried
 
@@ -860,7 +861,9 @@ def test_paginate_follows_the_bookmark_until_a_page_has_none():
     assert [page.items for page in pages] == [[{"id": 1}], [{"id": 2}], [{"id": 3}]]
     assert [page.next_cursor for page in pages] == ["person_a/b", "person_c", None]
     assert pages[0].meta == {"total_contacts": 3}, "the page's meta keeps the rest of the body, not items or bookmark"
-    assert pages[0].server_time == datetime.datetime(2026, 12, 6, 2, tzinfo=datetime.UTC)
+    # Page 1's cursor is not at its end (parsed first); page 2 ends with it (its cursor read first,
+    # parsed after): each page carries its Date header's time either way.
+    assert [page.server_time for page in pages] == [datetime.datetime(2026, 12, 6, 2, tzinfo=datetime.UTC)] * 3
     base = "http://autopilot.invalid/v1/contacts"
     assert session.urls == [base, base + "/person_a%2Fb", base + "/person_c"], "the cursor is one quoted segment"
 
@@ -1295,8 +1298,26 @@ def test_a_page_read_again_that_ends_elsewhere_stops_the_scan():
     broken = FakeResponse(200, b'{"contacts": [oops], "bookmark": "p2"}')
     session = PathSession({"/contacts": [broken, contacts_page(["p1", "p9"], "p9")], "/contacts/p2": [THREE_PAGES[1]]})
     pages = make_client(session, FakeTime()).paginate("/contacts", "contacts", ahead_from=1)
-    with pytest.raises(TapError, match="ends elsewhere"):
+    with pytest.raises(TapError, match=r"ends elsewhere.*Run again with the last state"):
         next(pages)
+
+
+def test_a_page_read_again_is_checked_like_any_page_and_keeps_its_first_reading_s_server_time():
+    """Read again, a page must be a page: a body without its documents' key is retried (not
+    taken as an empty last page). The page keeps the server time of its first reading, the
+    earlier one."""
+    first = {"Date": "Sun, 06 Dec 2026 03:00:00 GMT"}
+    later = {"Date": "Sun, 06 Dec 2026 03:00:05 GMT"}
+    broken = FakeResponse(200, b'{"contacts": [{"contact_id": "p1"}, oops], "bookmark": "p2"}', first)
+    keyless = FakeResponse(200, b'{"unexpected": true}', later)
+    again = FakeResponse(200, THREE_PAGES[0].content, later)
+    session = PathSession(
+        {"/contacts": [broken, keyless, again], "/contacts/p2": [THREE_PAGES[1]], "/contacts/p4": [THREE_PAGES[2]]}
+    )
+    pages = list(make_client(session, FakeTime()).paginate("/contacts", "contacts", ahead_from=1))
+    assert [doc["contact_id"] for page in pages for doc in page.items] == ["p1", "p2", "p3", "p4", "p5", "p6"]
+    assert session.urls.count("http://autopilot.invalid/v1/contacts") == 3  # broken, keyless, the page
+    assert pages[0].server_time == datetime.datetime(2026, 12, 6, 3, tzinfo=datetime.UTC)
 
 
 class Items(list):
