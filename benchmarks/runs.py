@@ -237,36 +237,35 @@ class Bench:
         """Add to `row` (our run on `sandbox`) the wall time, spawn to exit, of a run of ours that
         selects nothing ("startup_wall", least of 3: the interpreter, the imports, the config and
         the exit, which the floor does not count; it sends no request), and of a Python that only
-        imports the libraries the tap runs on ("libraries_wall": no tap on them starts sooner)."""
+        imports the libraries the tap runs on ("libraries_wall": no tap on them starts sooner).
+        Both are timed the same way as the tap's runs (the rusage launcher)."""
         row["startup_wall"] = min(run.wall for run in self._empty_runs("ours", sandbox))
-        walls = []
-        for _ in range(1 if self.mode == "quick" else 3):
-            started = time.perf_counter()
-            subprocess.run([VENV_PY, "-c", "import orjson, requests, singer"], check=True)
-            walls.append(time.perf_counter() - started)
-        row["libraries_wall"] = min(walls)
-        log(f"bench:   startup (selects nothing) {row['startup_wall']:.3f}s; libraries' imports {min(walls):.3f}s")
+        imports = [VENV_PY, "-c", "import orjson, requests, singer"]
+        row["libraries_wall"] = min(run.wall for run in self._repeated(imports, "libraries' imports"))
+        walls = f"startup (selects nothing) {row['startup_wall']:.3f}s; libraries' imports {row['libraries_wall']:.3f}s"
+        log("bench:   " + walls)
 
     def _empty_runs(self, tap, sandbox):
         """Runs of `tap` that select nothing: 3 (1 with --quick)."""
-        runs = []
-        for _ in range(1 if self.mode == "quick" else 3):
-            if tap == "ours":
-                config = self.our_config(sandbox, UNLIMITED_RATE)
-                catalog = select_catalog(self.our_catalog(sandbox, config), ())
-                cmd = [
-                    TAP,
-                    "--config",
-                    config,
-                    "--catalog",
-                    write_json(os.path.join(self.workdir, "catalog-none.json"), catalog),
-                ]
-            else:
-                catalog = select_catalog(self.published_catalog(sandbox), ())
-                properties = write_json(os.path.join(self.workdir, "properties-none.json"), catalog)
-                cmd = self.published_cmd(sandbox, "--properties", properties)
-            runs.append(run_process(cmd, self.workdir, f"startup {tap}", Sink(), 120))
-        return runs
+        if tap == "ours":
+            config = self.our_config(sandbox, UNLIMITED_RATE)
+            catalog = select_catalog(self.our_catalog(sandbox, config), ())
+            cmd = [
+                TAP,
+                "--config",
+                config,
+                "--catalog",
+                write_json(os.path.join(self.workdir, "catalog-none.json"), catalog),
+            ]
+        else:
+            catalog = select_catalog(self.published_catalog(sandbox), ())
+            properties = write_json(os.path.join(self.workdir, "properties-none.json"), catalog)
+            cmd = self.published_cmd(sandbox, "--properties", properties)
+        return self._repeated(cmd, f"startup {tap}")
+
+    def _repeated(self, cmd, label):
+        """`cmd` run 3 times (1 with --quick), each under the rusage launcher, its output counted."""
+        return [run_process(cmd, self.workdir, label, Sink(), 120) for _ in range(1 if self.mode == "quick" else 3)]
 
 
 def floor(requests, rate, longest, latency_ms):
