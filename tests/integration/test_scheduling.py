@@ -87,7 +87,8 @@ def test_cron_wrapper_carries_state_and_never_overlaps(tmp_path, sandbox_factory
         blocked = _run(command, tmp_path)
     assert blocked.returncode == 75, blocked.stderr
     assert blocked.stderr.splitlines() == [
-        "run-pipeline: another run of this pipeline holds state.json.lock; not starting this one."
+        f"run-pipeline: another run of this pipeline holds {os.path.realpath(tmp_path)}/state.json.lock; "
+        "not starting this one."
     ]
     assert sb.stats()["requests"] == 0
     assert (tmp_path / "state.json").read_text() == kept
