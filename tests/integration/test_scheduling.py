@@ -1,8 +1,10 @@
 """The cron entry of docs/scheduling.md. scripts/run-pipeline.sh runs tap | target-jsonl,
 carries the target's state from run to run, and never runs while another run of the
-same pipeline holds the lock. Its run history (one JSON line per run beside
-the state, read as a table by the command in docs/running.md), and a state replaced
-only by a line that is a JSON object."""
+same state (by whatever path) holds the lock. Its run history (one JSON line per run
+beside the state, read as a table by the command in docs/running.md), a state replaced
+only by a line of this tap's state shape, written through a symlink keeping its mode,
+stops forwarded to the tap and target, killed runs recorded by the next run, and the
+per-run extraction logs."""
 
 from __future__ import annotations
 
