@@ -1,17 +1,21 @@
 """The cron entry of docs/scheduling.md. scripts/run-pipeline.sh runs tap | target-jsonl,
 carries the target's state from run to run, and never runs while another run of the
-same pipeline holds the lock. Its run history (one JSON line per run beside
-the state, read as a table by the command in docs/running.md), and a state replaced
-only by a line that is a JSON object."""
+same state (by whatever path) holds the lock. Its run history (one JSON line per run
+beside the state, read as a table by the command in docs/running.md), a state replaced
+only by a line of this tap's state shape, written through a symlink keeping its mode,
+stops forwarded to the tap and target, killed runs recorded by the next run, and the
+per-run extraction logs."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -87,7 +91,8 @@ def test_cron_wrapper_carries_state_and_never_overlaps(tmp_path, sandbox_factory
         blocked = _run(command, tmp_path)
     assert blocked.returncode == 75, blocked.stderr
     assert blocked.stderr.splitlines() == [
-        "run-pipeline: another run of this pipeline holds state.json.lock; not starting this one."
+        f"run-pipeline: another run of this pipeline holds {os.path.realpath(tmp_path)}/state.json.lock; "
+        "not starting this one."
     ]
     assert sb.stats()["requests"] == 0
     assert (tmp_path / "state.json").read_text() == kept
@@ -237,3 +242,318 @@ def test_sigterm_to_the_tap_lets_the_target_commit_and_the_next_run_resume(tmp_p
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert set(_contact_lines(tmp_path)) == set(sb.dataset.contact_ids())
     assert "scan" not in json.loads((tmp_path / "state.json").read_text())["bookmarks"]["contacts"]
+
+
+# ---- issue 26: only a state is saved, state files keep what they are, every run is in the history
+
+
+def _until(condition, what, timeout=60.0):
+    """Poll `condition` until it holds (returns its value), failing after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _gone(pid):
+    """Whether a process has exited (gone, or a zombie nobody reaped yet)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def _leftovers(*folders):
+    return sorted(p.name for folder in folders for p in Path(folder).iterdir() if ".tmp-" in p.name)
+
+
+def _start_mid_scan(command, cwd, sb, output=subprocess.PIPE):
+    """The wrapper, started and caught mid contacts scan: (wrapper, tap pid, target pid)."""
+    wrapper = subprocess.Popen(command, cwd=cwd, stdout=output, stderr=output, text=True)
+    try:
+        found: dict[str, int | None] = {}
+
+        def mid_scan():
+            assert wrapper.poll() is None, wrapper.communicate()
+            for name in ("tap-autopilot", "target-jsonl"):
+                found[name] = found.get(name) or _child_running(wrapper.pid, name)
+            return len(found) == 2 and all(found.values()) and sb.stats()["by_endpoint"]["contacts"] >= 4
+
+        _until(mid_scan, "the tap to be mid contacts scan")
+    except BaseException:
+        wrapper.kill()
+        wrapper.communicate()
+        raise
+    return wrapper, found["tap-autopilot"], found["target-jsonl"]
+
+
+def test_only_a_state_replaces_the_state_file(tmp_path, sandbox_factory):
+    """A target that prints a JSON summary after its states: the state is its last state,
+    and one line says what was ignored, by its key names, never its values. A target whose
+    only JSON is `{}` (not a state: every STATE this tap writes has bookmarks) leaves the
+    state as it was, and says so."""
+    tools.require(tools.TARGET_JSONL)
+    sb = sandbox_factory(contacts=120, lists=1, segments=1, seed=66)
+    command = _pipeline(tmp_path, sb)
+    target = command.index("--") + 1
+    summary = """"$0" "$@" && echo '{"note": "loaded SECRET-ROWS", "rows": 120}' && echo '[1, 2]'"""
+    chatty = command[:target] + ["sh", "-c", summary, *command[target:]]
+    proc = _run(chatty, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["bookmarks"]["contacts"]["updated_at"] and "note" not in state
+    wrapper_lines = [line for line in proc.stderr.splitlines() if line.startswith("run-pipeline:")]
+    assert wrapper_lines == [
+        "run-pipeline: ignored 2 line(s) of the target's output that are JSON but not a state "
+        '(the first: an object with keys "note", "rows").'
+    ]
+    assert "SECRET-ROWS" not in proc.stderr
+    [run] = _history(tmp_path)
+    assert (run["outcome"], run["state_advanced"]) == ("completed", True)
+
+    kept = (tmp_path / "state.json").read_text()
+    empty = command[:target] + ["sh", "-c", "cat >/dev/null; echo '{}'"]
+    proc = _run(empty, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [line for line in proc.stderr.splitlines() if line.startswith("run-pipeline:")] == [
+        "run-pipeline: ignored 1 line(s) of the target's output that are JSON but not a state "
+        "(the first: an empty object).",
+        "run-pipeline: the target printed no state; state.json left as it was.",
+    ]
+    assert (tmp_path / "state.json").read_text() == kept
+    assert _history(tmp_path)[-1]["state_advanced"] is False
+
+
+def test_a_symlinked_state_of_mode_600_in_another_folder_stays_so(tmp_path, sandbox_factory):
+    """One state per account in a shared folder, linked from the pipeline's folder: the run
+    writes the file the link names, the link stays a link, the mode stays 600, the lock is
+    the real file's, and no temporary file is left in either folder."""
+    tools.require(tools.TARGET_JSONL)
+    sb = sandbox_factory(contacts=120, lists=1, segments=1, seed=67)
+    command = _pipeline(tmp_path, sb)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    real = shared / "acme.json"
+    real.write_text('{"bookmarks": {}}\n')
+    real.chmod(0o600)
+    (tmp_path / "state.json").symlink_to(real)
+    proc = _run(command, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "state.json").is_symlink() and os.readlink(tmp_path / "state.json") == str(real)
+    assert json.loads(real.read_text())["bookmarks"]["contacts"]["updated_at"]
+    assert real.stat().st_mode & 0o777 == 0o600
+    assert (shared / "acme.json.lock").exists() and not (tmp_path / "state.json.lock").exists()
+    assert _leftovers(tmp_path, shared) == [] and not (shared / "acme.json.running").exists()
+    [run] = _history(tmp_path)  # history and logs beside the path as given
+    assert run["outcome"] == "completed" and Path(run["log"]).parent == tmp_path / "state.json.logs"
+
+
+def test_sigterm_to_the_wrapper_stops_tap_and_target_and_is_in_the_history(tmp_path, sandbox_factory):
+    """SIGTERM to the wrapper mid-scan: it passes SIGTERM to the tap, the target reads to the
+    end and prints its state, both have exited when the wrapper exits 143, the history says
+    "stopped by SIGTERM", and the next run resumes from the saved state. Meanwhile the same
+    state named by another path (a symlink, absolute, from another folder) cannot run."""
+    tools.require(tools.TARGET_JSONL)
+    sb = sandbox_factory(contacts=1500, lists=1, segments=1, seed=68)
+    command = _pipeline(tmp_path, sb)
+    sb.set_faults(latency_ms=200)
+    wrapper, tap, target = _start_mid_scan(command, tmp_path, sb)
+    try:
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        (elsewhere / "link.json").symlink_to("../state.json")
+        second = command[:1] + [str(elsewhere / "link.json")] + command[2:]
+        blocked = _run(second, elsewhere)
+        assert blocked.returncode == 75, blocked.stderr
+        assert blocked.stderr.splitlines() == [
+            f"run-pipeline: another run of this pipeline holds {os.path.realpath(tmp_path)}/state.json.lock; "
+            "not starting this one."
+        ]
+        assert not (elsewhere / "link.json.history.jsonl").exists()
+
+        wrapper.send_signal(signal.SIGTERM)
+        _, stderr = wrapper.communicate(timeout=60)
+    finally:
+        if wrapper.poll() is None:
+            wrapper.kill()
+            wrapper.communicate()
+    assert wrapper.returncode == 143, stderr[-3000:]
+    assert _gone(tap) and _gone(target), "the tap or the target outlived the wrapper"
+    lines = stderr.splitlines()
+    assert "run-pipeline: SIGTERM received: stopping the tap; the target gets 30 s to finish." in lines
+    assert "WARNING Stopped by SIGTERM." in stderr
+    [run] = _history(tmp_path)
+    assert (run["outcome"], run["tap_exit"], run["target_exit"], run["state_advanced"]) == (
+        "stopped by SIGTERM",
+        143,
+        0,
+        True,
+    )
+    assert "WARNING Stopped by SIGTERM." in Path(run["log"]).read_text()
+    state = json.loads((tmp_path / "state.json").read_text())
+    assert state["bookmarks"]["contacts"]["scan"]["cursor"], "the target's state is not mid-scan"
+    written = _contact_lines(tmp_path)
+    assert 0 < len(written) < 1500
+    assert _leftovers(tmp_path) == [] and not (tmp_path / "state.json.running").exists()
+
+    sb.set_faults(latency_ms=None)
+    resumed = _run(command, tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert set(_contact_lines(tmp_path)) == set(sb.dataset.contact_ids())
+    assert [run["outcome"] for run in _history(tmp_path)] == ["stopped by SIGTERM", "completed"]
+
+
+def test_a_killed_wrapper_is_recorded_by_the_next_run_which_removes_its_leftovers(tmp_path, sandbox_factory):
+    """SIGKILL to the wrapper: its tap and target go on and keep the lock (the next run is
+    refused until they end). Once they are gone (killed too, as a cgroup's kill does), the
+    next run writes a "vanished" line from the marker, then its own, and the temporary
+    files the killed run left are gone."""
+    tools.require(tools.TARGET_JSONL)
+    sb = sandbox_factory(contacts=1500, lists=1, segments=1, seed=69)
+    command = _pipeline(tmp_path, sb)
+    sb.set_faults(latency_ms=300)
+    # Its output to a file: the tap and target it leaves behind keep writing there.
+    with open(tmp_path / "killed-run.log", "w") as output:
+        wrapper, tap, target = _start_mid_scan(command, tmp_path, sb, output)
+    wrapper.kill()
+    wrapper.wait(timeout=30)
+    marker = json.loads((tmp_path / "state.json.running").read_text())
+    assert marker["pid"] == wrapper.pid and Path(marker["log"]).exists()
+    assert any(name.startswith("state.json.tmp-target-out-") for name in _leftovers(tmp_path))
+    try:
+        refused = _run(command, tmp_path)
+        assert refused.returncode == 75, refused.stderr
+    finally:
+        for pid in (tap, target):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    _until(lambda: _gone(tap) and _gone(target), "the killed run's tap and target to end", timeout=30)
+    assert _history(tmp_path) == []
+
+    sb.set_faults(latency_ms=None)
+    proc = _run(command, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    vanished, completed = _history(tmp_path)
+    assert vanished["outcome"] == "vanished"
+    assert (vanished["started_at"], vanished["log"]) == (marker["started_at"], marker["log"])
+    assert (vanished["ended_at"], vanished["tap_exit"], vanished["state_advanced"]) == (None, None, False)
+    killed_log = Path(marker["log"]).read_text()
+    assert vanished["requests"] == killed_log.count('"http_request_duration"') >= 1, "counted from its log"
+    assert completed["outcome"] == "completed" and completed["log"] != vanished["log"]
+    assert [line for line in proc.stderr.splitlines() if line.startswith("run-pipeline:")] == [
+        f"run-pipeline: the run started at {marker['started_at']} (wrapper pid {wrapper.pid}) ended without "
+        "writing its history line (killed?); recorded as vanished.",
+        f"run-pipeline: removed 2 temporary file(s) a killed run left beside {os.path.realpath(tmp_path)}/state.json.",
+    ]
+    assert _leftovers(tmp_path) == [] and not (tmp_path / "state.json.running").exists()
+    assert set(_contact_lines(tmp_path)) == set(sb.dataset.contact_ids())
+
+
+def test_each_run_keeps_its_extraction_log_and_only_the_last_ones_stay(tmp_path, sandbox_factory):
+    """Each run's tap stderr is a file of its own in state.json.logs/, named in its history
+    line; RUN_PIPELINE_KEEP_LOGS=2 keeps the last two. A value that is not a count of runs
+    is refused with one line before anything starts."""
+    tools.require(tools.TARGET_JSONL)
+    sb = sandbox_factory(contacts=50, lists=1, segments=1, seed=70)
+    command = _pipeline(tmp_path, sb)
+    for bad in ("0", "ten", "-3"):
+        refused = subprocess.run(
+            command,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=dict(os.environ, RUN_PIPELINE_KEEP_LOGS=bad),
+        )
+        assert refused.returncode == 64
+        assert refused.stderr.splitlines() == [
+            f'run-pipeline: RUN_PIPELINE_KEEP_LOGS must be a whole number of runs from 1 to 999999 (it is "{bad}").'
+        ]
+    assert not (tmp_path / "state.json.lock").exists() and not (tmp_path / "state.json.logs").exists()
+
+    keep_two = dict(os.environ, RUN_PIPELINE_KEEP_LOGS="2")
+    for _ in range(3):
+        proc = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=180, env=keep_two)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        latest = Path(_history(tmp_path)[-1]["log"])
+        assert latest.read_text() in proc.stderr and "INFO METRIC: " in latest.read_text()
+    logs = [Path(run["log"]) for run in _history(tmp_path)]
+    assert len(set(logs)) == 3 and logs == sorted(logs)
+    assert sorted((tmp_path / "state.json.logs").iterdir()) == logs[1:]
+
+
+def test_a_target_that_does_not_end_after_a_stop_gets_sigterm_then_sigkill(tmp_path, sandbox_factory):
+    """SIGHUP to the wrapper while the target lingers after the end of its input and ignores
+    SIGTERM: after the grace period (1 s here) it gets SIGTERM, after another SIGKILL. The
+    history says "stopped by SIGHUP"; the state the target printed is not saved (the target
+    did not exit 0)."""
+    sb = sandbox_factory(contacts=50, lists=1, segments=1, seed=71)
+    command = _pipeline(tmp_path, sb)
+    ended_input = tmp_path / "target-read-everything"
+    lingering = tmp_path / "lingering_target.py"
+    lingering.write_text(
+        "import json, pathlib, signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "states = [json.loads(line)['value'] for line in sys.stdin if json.loads(line)['type'] == 'STATE']\n"
+        "print(json.dumps(states[-1]), flush=True)\n"
+        "pathlib.Path(sys.argv[1]).write_text('done')\n"
+        "time.sleep(600)\n"
+    )
+    command = command[: command.index("--") + 1] + [sys.executable, str(lingering), str(ended_input)]
+    env = dict(os.environ, RUN_PIPELINE_STOP_GRACE_SECONDS="1")
+    wrapper = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        _until(lambda: ended_input.exists() or wrapper.poll() is not None, "the target to read its input")
+        target = _child_running(wrapper.pid, "lingering_target.py")
+        assert target is not None
+        started = time.monotonic()
+        wrapper.send_signal(signal.SIGHUP)
+        _, stderr = wrapper.communicate(timeout=30)
+        took = time.monotonic() - started
+    finally:
+        if wrapper.poll() is None:
+            wrapper.kill()
+            wrapper.communicate()
+    assert wrapper.returncode == 129, stderr[-3000:]
+    assert 2 <= took < 10
+    assert _gone(target)
+    assert [line for line in stderr.splitlines() if line.startswith("run-pipeline:")] == [
+        "run-pipeline: SIGHUP received: stopping the tap; the target gets 1 s to finish.",
+        "run-pipeline: the target still runs; sending it SIGTERM.",
+        "run-pipeline: the target still runs; sending it SIGKILL.",
+        "run-pipeline: the target was stopped (exit 137); state.json left as it was.",
+    ]
+    assert not (tmp_path / "state.json").exists()
+    [run] = _history(tmp_path)
+    assert (run["outcome"], run["tap_exit"], run["target_exit"]) == ("stopped by SIGHUP", 0, 137)
+
+
+def test_timeout_signalling_the_whole_process_group_still_lets_the_target_commit(tmp_path, sandbox_factory):
+    """timeout(1) (and Ctrl-C) signal the wrapper's whole process group. The tap and the
+    target run in sessions of their own, so only the wrapper's order reaches them: the
+    target is not killed mid-load, prints its state, and the state is kept."""
+    tools.require(tools.TARGET_JSONL)
+    sb = sandbox_factory(contacts=1500, lists=1, segments=1, seed=72)
+    command = _pipeline(tmp_path, sb)
+    sb.set_faults(latency_ms=100)
+    timeout = subprocess.Popen(["timeout", "600", *command], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    try:
+        _until(lambda: timeout.poll() is None and sb.stats()["by_endpoint"]["contacts"] >= 4, "the contacts scan")
+        timeout.send_signal(signal.SIGTERM)  # timeout passes it to its child, then to the group
+        _, stderr = timeout.communicate(timeout=60)
+    finally:
+        if timeout.poll() is None:
+            timeout.kill()
+            timeout.communicate()
+    [run] = _history(tmp_path)
+    assert (run["outcome"], run["tap_exit"], run["target_exit"]) == ("stopped by SIGTERM", 143, 0), stderr[-3000:]
+    assert json.loads((tmp_path / "state.json").read_text())["bookmarks"]["contacts"]["scan"]["cursor"]
+    sb.set_faults(latency_ms=None)
+    resumed = _run(command, tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert set(_contact_lines(tmp_path)) == set(sb.dataset.contact_ids())
