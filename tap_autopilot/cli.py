@@ -1,9 +1,9 @@
 """The command line: arguments, logging (with the API key redacted), signals and the
 stop, and the sync on its own thread.
 
-main() parses arguments, validates the config, and runs discovery or a sync.
-Every failure the user can fix ends in one CRITICAL line on stderr and exit 1;
-tracebacks are only logged with --debug.
+main() parses arguments, validates the config, and runs discovery, a sync or a reset.
+Every failure the user can fix ends in one CRITICAL line on stderr and exit 1 (75 for
+a state file whose lock a pipeline run holds); tracebacks are only logged with --debug.
 """
 
 import argparse
@@ -22,9 +22,9 @@ from tap_autopilot import __version__
 from tap_autopilot.client import AutopilotClient
 from tap_autopilot.config import SETTINGS, validate_config
 from tap_autopilot.discover import discover
-from tap_autopilot.errors import ConfigError, Interrupted, RetryableError, TapError
+from tap_autopilot.errors import ConfigError, Interrupted, RetryableError, StateInUseError, TapError
+from tap_autopilot.reset import reset_streams
 from tap_autopilot.selection import check_names, select, split_names
-from tap_autopilot.state import StateFileError, reset_stream
 from tap_autopilot.streams import STREAMS
 from tap_autopilot.sync import SyncContext, sync
 
@@ -146,8 +146,10 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--reset-stream",
-        metavar="STREAM",
-        help="remove STREAM's bookmark from the --state file (every other byte kept), so the next run starts it again",
+        action="append",
+        metavar="STREAM[,STREAM...]",
+        help="remove these streams' bookmarks from the --state file (every other byte kept), so the next run starts "
+        "them again; repeatable. Exits 75 while a pipeline run holds the state's lock",
     )
     parser.add_argument("--about", action="store_true", help="print what this tap is and takes, as JSON")
     parser.add_argument("--version", action="store_true", help="print the version")
@@ -190,8 +192,8 @@ def run(args: argparse.Namespace) -> None:
         json.dump(about(), sys.stdout, indent=2)
         sys.stdout.write("\n")
         return
-    if args.reset_stream:
-        _reset_stream(args.state, args.reset_stream)
+    if args.reset_stream is not None:
+        reset_streams(args.state, args.reset_stream)
         return
     if not args.config:
         raise ConfigError(
@@ -242,45 +244,6 @@ def run(args: argparse.Namespace) -> None:
             ", ".join(entry["tap_stream_id"] for entry in catalog["streams"]),
         )
     _sync_until_stopped(client, config, state, catalog)
-
-
-def _reset_stream(state_path: str | None, stream_id: str) -> None:
-    """--reset-stream: the state file without that stream's bookmark (state.reset_stream), replaced atomically."""
-    if not state_path:
-        raise ConfigError(
-            "--reset-stream needs the state file: tap-autopilot --state state.json --reset-stream STREAM."
-        )
-    if stream_id not in STREAMS:
-        raise ConfigError(f"--reset-stream {stream_id}: there is no such stream. The streams are {', '.join(STREAMS)}.")
-    try:
-        with open(state_path, encoding="utf-8") as handle:
-            text = handle.read()
-    except FileNotFoundError:
-        raise ConfigError(f"The state file {state_path} does not exist. Check the --state path.") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"The state file {state_path} cannot be read ({type(error).__name__}).") from None
-    try:
-        text = reset_stream(text, stream_id)
-    except StateFileError as error:
-        raise ConfigError(f"The state file {state_path} {error}.") from None
-    replacement = f"{state_path}.reset-{os.getpid()}"
-    try:
-        with open(replacement, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(replacement, state_path)
-    except OSError as error:
-        with contextlib.suppress(OSError):
-            os.remove(replacement)
-        raise ConfigError(
-            f"The state file {state_path} cannot be replaced ({type(error).__name__}): check the folder's "
-            "permissions and free space; the file is unchanged."
-        ) from None
-    LOGGER.info(
-        "Reset %s in %s: its bookmark is removed and every other byte is as it was. The next run reads it again %s.",
-        stream_id,
-        state_path,
-        "from the start date" if stream_id == "contacts" else "under a new table version",
-    )
 
 
 def _sync_until_stopped(
@@ -349,6 +312,9 @@ def main(argv: list[str] | None = None) -> None:
         run(args)
     except Interrupted as stop:
         _exit_stopped(stop)
+    except StateInUseError as error:  # before TapError, which it is: "try again later", not a mistake
+        LOGGER.critical("%s", error)
+        sys.exit(os.EX_TEMPFAIL)
     except RetryableError as error:  # before TapError, which it is
         LOGGER.debug("Details:", exc_info=True)
         LOGGER.critical(
