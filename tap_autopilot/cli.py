@@ -275,6 +275,8 @@ def _sync_until_stopped(
             stopper.start()
             stopper.join(STOP_WRITE_GRACE_SECONDS)
             stop.final_state_written = not stopper.is_alive()
+            # Nothing goes out before the API first answers: a stop before then wrote nothing.
+            stop.sync_started = contexts[0].output_started or stopper.is_alive()
         raise
     if failure:
         raise failure[0]
