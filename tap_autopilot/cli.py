@@ -12,6 +12,7 @@ import ctypes
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -87,19 +88,47 @@ def _install_signal_handlers() -> None:
             signal.signal(signum, _on_stop_signal)
 
 
+# What may stand right before a secret that begins with a letter or digit: no letter or
+# digit, or the end of an escape (\n, \x41, \u00e9, %20), which ends in one.
+_TOKEN_START = r"(?:(?<![A-Za-z0-9])|(?<=\\[a-z])|(?<=\\x[0-9A-Fa-f]{2})|(?<=\\u[0-9A-Fa-f]{4})|(?<=%[0-9A-Fa-f]{2}))"
+_TOKEN_END = r"(?![A-Za-z0-9])"
+_ALPHANUMERIC = re.compile(r"[A-Za-z0-9]")
+
+
+def secret_pattern(secrets: list[str]) -> "re.Pattern[str] | None":
+    """Where a secret stands as a token of its own: never inside a longer word (a key "a"
+    leaves "pages" alone), but wherever else it is written: in a header, a URL, quoted, in
+    JSON, after an escape. An edge of the secret that is not a letter or digit needs no
+    boundary. None when there is no secret."""
+    parts = []
+    for secret in sorted(set(filter(None, secrets)), key=len, reverse=True):  # the longest first
+        before = _TOKEN_START if _ALPHANUMERIC.match(secret[0]) else ""
+        after = _TOKEN_END if _ALPHANUMERIC.match(secret[-1]) else ""
+        parts.append(before + re.escape(secret) + after)
+    return re.compile("|".join(parts)) if parts else None
+
+
 class _RedactingFormatter(logging.Formatter):
     """Belt and braces: no log line may carry the API key, whatever produced
     it. Redacts the whole formatted line, --debug tracebacks included."""
 
     def __init__(self, fmt: str) -> None:
         super().__init__(fmt)
-        self.secrets: list[str] = []
+        self._secrets: list[str] = []
+        self._pattern: re.Pattern[str] | None = None
+
+    @property
+    def secrets(self) -> list[str]:
+        return self._secrets
+
+    @secrets.setter
+    def secrets(self, secrets: list[str]) -> None:
+        self._secrets = list(secrets)
+        self._pattern = secret_pattern(self._secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
-        for secret in self.secrets:
-            text = text.replace(secret, "<redacted>")
-        return text
+        return text if self._pattern is None else self._pattern.sub("<redacted>", text)
 
 
 _FORMATTER = _RedactingFormatter("%(levelname)s %(message)s")

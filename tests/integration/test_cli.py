@@ -1,6 +1,7 @@
 """The interfaces users and tools expect from the installed CLI: --about, --version,
-progress and the end summary on stderr (stdout stays pure Singer), and the Meltano
-plugin definition at the top of the repository, checked against --about."""
+progress and the end summary on stderr (stdout stays pure Singer), the Meltano
+plugin definition at the top of the repository, checked against --about, and a short
+API key that leaves the log lines whole."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections import Counter
 from importlib import metadata as importlib_metadata
 
 import helpers
+import pytest
 import tools
 
 from tap_autopilot.config import SETTINGS
@@ -259,3 +261,27 @@ def test_meltano_plugin_definition_matches_about():
     assert settings["start_date"]["kind"] == "date_iso8601"
     # fractions are valid (0.5 requests per second, a 2.5 s timeout)
     assert {settings["request_timeout"]["kind"], settings["max_requests_per_second"]["kind"]} == {"decimal"}
+
+
+# ---- a short API key ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["k", "e"])
+def test_a_short_api_key_leaves_every_log_line_as_it_was(tmp_path, sandbox_factory, key):
+    sb = sandbox_factory(contacts=150, lists=2, segments=1, seed=45, api_key=key)
+    config = helpers.write_config(tmp_path, sb, api_key=key)
+    run = helpers.run_tap(["--config", config], env=dict(os.environ, TAP_AUTOPILOT_PROGRESS_SECONDS="0.05"))
+    assert run.returncode == 0, run
+    assert "<redacted>" not in run.stderr, "a letter of a word was taken for the key"
+    for word in ("records", "pages", "requests", "Discovered", "columns", "record_count", "throttled"):
+        assert word in run.stderr, word
+    token = re.compile(rf"(?<![A-Za-z0-9]){re.escape(key)}(?![A-Za-z0-9])")
+    assert not token.search(run.stderr), "the key was printed"
+
+    # A message quoting the key (here as the start_date too) still hides it, the words around intact.
+    config = helpers.write_config(tmp_path, sb, api_key=key, start_date=key)
+    refused = helpers.run_cli(["--config", config, "--discover"])
+    assert refused.returncode == 1 and refused.stdout == ""
+    [line] = refused.stderr.splitlines()
+    assert line.startswith("CRITICAL Config 'start_date' '<redacted>' is neither a date nor an RFC 3339 time."), line
+    assert not token.search(line)
