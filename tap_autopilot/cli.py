@@ -213,13 +213,27 @@ def about() -> dict[str, Any]:
     }
 
 
+def _print_document(text: str) -> None:
+    """Print a command's whole answer (--version, --about, --discover) and flush it. A reader
+    that closed the pipe early (`| head -1`) took what it wanted: exit at once without a word,
+    with 141, as a process killed by SIGPIPE does, so that a pipeline under `set -o pipefail`
+    sees the output cut as it does for any other command."""
+    if sys.stdout is None:  # started with stdout closed (>&-)
+        raise TapError("Standard output is closed: there is nowhere to print to.")
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        sys.stderr.flush()
+        os._exit(exit_code_for(signal.SIGPIPE))  # stdout is gone: skip flushing it at exit
+
+
 def run(args: argparse.Namespace) -> None:
     if args.version:
-        print(f"{NAME} {version()}")
+        _print_document(f"{NAME} {version()}")
         return
     if args.about:
-        json.dump(about(), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        _print_document(json.dumps(about(), indent=2))
         return
     if args.reset_stream is not None:
         reset_streams(args.state, args.reset_stream)
@@ -262,8 +276,7 @@ def run(args: argparse.Namespace) -> None:
         catalog = discover(client)
         if args.select or args.exclude:
             select(catalog, split_names(args.select) or None, split_names(args.exclude))
-        json.dump(catalog, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        _print_document(json.dumps(catalog, indent=2))
         return
     if catalog is None:
         catalog = select(discover(client))

@@ -1,7 +1,7 @@
 """The interfaces users and tools expect from the installed CLI: --about, --version,
 progress and the end summary on stderr (stdout stays pure Singer), the Meltano
-plugin definition at the top of the repository, checked against --about, and a short
-API key that leaves the log lines whole."""
+plugin definition at the top of the repository, checked against --about, a stdout
+closed by its reader, and a short API key that leaves the log lines whole."""
 
 from __future__ import annotations
 
@@ -261,6 +261,61 @@ def test_meltano_plugin_definition_matches_about():
     assert settings["start_date"]["kind"] == "date_iso8601"
     # fractions are valid (0.5 requests per second, a 2.5 s timeout)
     assert {settings["request_timeout"]["kind"], settings["max_requests_per_second"]["kind"]} == {"decimal"}
+
+
+# ---- a closed stdout ---------------------------------------------------------------------------
+
+
+def _into_a_closed_pipe(args, **kwargs) -> subprocess.CompletedProcess:
+    """The CLI with a stdout whose reader has gone: every write fails (EPIPE)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            tools.tap_cmd() + [str(a) for a in args],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            **kwargs,
+        )
+    finally:
+        os.close(write_end)
+
+
+def test_about_into_head_exits_quietly():
+    proc = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", '"$@" --about | head -1', "-", *tools.tap_cmd()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.stdout == "{\n" and proc.stderr == ""
+    assert proc.returncode in (0, 141)  # 141: head closed the pipe before the tap's one write
+
+
+@pytest.mark.parametrize("command", ["--about", "--version", "--discover"])
+def test_a_closed_stdout_ends_about_version_and_discover_quietly_with_141(tmp_path, sandbox_factory, command):
+    args = [command]
+    if command == "--discover":
+        sb = sandbox_factory(contacts=5)
+        args += ["--config", helpers.write_config(tmp_path, sb)]
+    proc = _into_a_closed_pipe(args)
+    assert proc.returncode == 141, proc.stderr  # as a process that SIGPIPE ended: the reader went away
+    assert "CRITICAL" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    if command != "--discover":  # (discovery logs what it found, as ever)
+        assert proc.stderr == ""
+
+
+def test_a_closed_stdout_during_a_sync_stays_an_error(tmp_path, sandbox_factory):
+    sb = sandbox_factory(contacts=50, api_key=helpers.SECRET_API_KEY)
+    config = helpers.write_secret_config(tmp_path, sb)
+    proc = _into_a_closed_pipe(["--config", config])
+    assert proc.returncode == 1, proc.stderr
+    assert [line for line in proc.stderr.splitlines() if line.startswith("CRITICAL")] == [
+        "CRITICAL The output pipe closed (did the target exit?). Stopping."
+    ]
+    assert helpers.SECRET_API_KEY not in proc.stderr
 
 
 # ---- a short API key ---------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """What the CLI writes besides the sync: log lines with the API key redacted as a token of its
-own, never letters inside longer words, whatever the key's length."""
+own (never letters inside longer words, whatever the key's length), and a quiet exit when the
+reader of --about/--discover/--version closes the pipe."""
 
 import logging
+import signal
 
 import pytest
 
@@ -76,3 +78,34 @@ def test_without_a_key_nothing_is_redacted():
     formatter = cli_module._RedactingFormatter("%(message)s")
     record = logging.LogRecord("tap_autopilot", logging.INFO, __file__, 1, "pages", None, None)
     assert formatter.format(record) == "pages"
+
+
+# ---- a closed stdout --------------------------------------------------------------------------
+
+
+class ClosedPipe:
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_a_reader_that_closed_the_pipe_ends_the_print_quietly_with_141(monkeypatch):
+    exits = []
+
+    def exit_now(code: int) -> None:
+        exits.append(code)
+        raise SystemExit(code)
+
+    monkeypatch.setattr(cli_module.sys, "stdout", ClosedPipe())
+    monkeypatch.setattr(cli_module.os, "_exit", exit_now)
+    with pytest.raises(SystemExit):
+        cli_module._print_document("tap-autopilot 1.0.0")
+    assert exits == [128 + signal.SIGPIPE] == [141]
+
+
+def test_printing_with_stdout_closed_from_the_start_is_an_error_not_silence(monkeypatch):
+    monkeypatch.setattr(cli_module.sys, "stdout", None)
+    with pytest.raises(cli_module.TapError, match="Standard output is closed"):
+        cli_module._print_document("tap-autopilot 1.0.0")
