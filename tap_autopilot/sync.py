@@ -341,6 +341,7 @@ class SyncContext:
             # to exit so that no worker starts a page we would cut off mid-line.
             self.lock.acquire()
             self.out.flush()
+            self.progress.log_record_counts()
             raise
         with self.lock:
             self._release()  # a sync that ran to its end says where it ended, whatever it read
@@ -358,6 +359,9 @@ class SyncContext:
         self.progress.stop()
         if self._scheduler is not None:
             self._scheduler.fail(error)
+        # Before the final STATE, which a target that does not read would keep from going out:
+        # every page committed is written, so the counts are the records on the output.
+        self.progress.log_record_counts()
         self._write_state()
 
 

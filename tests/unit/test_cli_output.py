@@ -1,6 +1,7 @@
 """What the CLI writes besides the sync: log lines with the API key redacted as a token of its
-own (never letters inside longer words, whatever the key's length), and a quiet exit when the
-reader of --about/--discover/--version closes the pipe."""
+own (never letters inside longer words, whatever the key's length), a quiet exit when the
+reader of --about/--discover/--version closes the pipe, and the record_count metrics of a
+sync that ends early."""
 
 import logging
 import signal
@@ -8,6 +9,9 @@ import signal
 import pytest
 
 import tap_autopilot.cli as cli_module
+from tap_autopilot.client import RequestStats
+from tap_autopilot.progress import Progress
+from tap_autopilot.values import ValueChanges
 
 
 def redacted(key: str, text: str) -> str:
@@ -109,3 +113,22 @@ def test_printing_with_stdout_closed_from_the_start_is_an_error_not_silence(monk
     monkeypatch.setattr(cli_module.sys, "stdout", None)
     with pytest.raises(cli_module.TapError, match="Standard output is closed"):
         cli_module._print_document("tap-autopilot 1.0.0")
+
+
+# ---- record_count when a sync ends early -----------------------------------------------------
+
+
+def test_an_early_end_counts_every_stream_s_records_not_counted_yet_once(caplog):
+    caplog.set_level(logging.INFO, logger="tap_autopilot")
+    progress = Progress(["contacts", "lists", "lists_contacts"], RequestStats(), ValueChanges(), interval=3600)
+    progress.page("lists", 3, 3, 3)
+    progress.stream_done("lists")  # counted at its end
+    progress.page("contacts", 100, 100, None)
+    progress.page("contacts", 40, 40, None)
+    progress.log_record_counts()
+    progress.log_record_counts()  # nothing new: nothing more
+    counts = [r.getMessage() for r in caplog.records if "record_count" in r.getMessage()]
+    assert len(counts) == 2
+    assert '"value": 3' in counts[0] and '"lists"' in counts[0]
+    assert '"value": 140' in counts[1] and '"contacts"' in counts[1]  # in progress: counted too
+    assert not any("lists_contacts" in line for line in counts)  # no records, no metric
