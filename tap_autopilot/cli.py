@@ -1,9 +1,9 @@
 """The command line: arguments, logging (with the API key redacted), signals and the
 stop, and the sync on its own thread.
 
-main() parses arguments, validates the config, and runs discovery or a sync.
-Every failure the user can fix ends in one CRITICAL line on stderr and exit 1;
-tracebacks are only logged with --debug.
+main() parses arguments, validates the config, and runs discovery, a sync or a reset.
+Every failure the user can fix ends in one CRITICAL line on stderr and exit 1 (75 for
+a state file whose lock a pipeline run holds); tracebacks are only logged with --debug.
 """
 
 import argparse
@@ -12,6 +12,7 @@ import ctypes
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -22,9 +23,9 @@ from tap_autopilot import __version__
 from tap_autopilot.client import AutopilotClient
 from tap_autopilot.config import SETTINGS, validate_config
 from tap_autopilot.discover import discover
-from tap_autopilot.errors import ConfigError, Interrupted, RetryableError, TapError
+from tap_autopilot.errors import ConfigError, Interrupted, RetryableError, StateInUseError, TapError
+from tap_autopilot.reset import reset_streams
 from tap_autopilot.selection import check_names, select, split_names
-from tap_autopilot.state import StateFileError, reset_stream
 from tap_autopilot.streams import STREAMS
 from tap_autopilot.sync import SyncContext, sync
 
@@ -87,19 +88,47 @@ def _install_signal_handlers() -> None:
             signal.signal(signum, _on_stop_signal)
 
 
+# What may stand right before a secret that begins with a letter or digit: no letter or
+# digit, or the end of an escape (\n, \x41, \u00e9, %20), which ends in one.
+_TOKEN_START = r"(?:(?<![A-Za-z0-9])|(?<=\\[a-z])|(?<=\\x[0-9A-Fa-f]{2})|(?<=\\u[0-9A-Fa-f]{4})|(?<=%[0-9A-Fa-f]{2}))"
+_TOKEN_END = r"(?![A-Za-z0-9])"
+_ALPHANUMERIC = re.compile(r"[A-Za-z0-9]")
+
+
+def secret_pattern(secrets: list[str]) -> "re.Pattern[str] | None":
+    """Where a secret stands as a token of its own: never inside a longer word (a key "a"
+    leaves "pages" alone), but wherever else it is written: in a header, a URL, quoted, in
+    JSON, after an escape. An edge of the secret that is not a letter or digit needs no
+    boundary. None when there is no secret."""
+    parts = []
+    for secret in sorted(set(filter(None, secrets)), key=len, reverse=True):  # the longest first
+        before = _TOKEN_START if _ALPHANUMERIC.match(secret[0]) else ""
+        after = _TOKEN_END if _ALPHANUMERIC.match(secret[-1]) else ""
+        parts.append(before + re.escape(secret) + after)
+    return re.compile("|".join(parts)) if parts else None
+
+
 class _RedactingFormatter(logging.Formatter):
     """Belt and braces: no log line may carry the API key, whatever produced
     it. Redacts the whole formatted line, --debug tracebacks included."""
 
     def __init__(self, fmt: str) -> None:
         super().__init__(fmt)
-        self.secrets: list[str] = []
+        self._secrets: list[str] = []
+        self._pattern: re.Pattern[str] | None = None
+
+    @property
+    def secrets(self) -> list[str]:
+        return self._secrets
+
+    @secrets.setter
+    def secrets(self, secrets: list[str]) -> None:
+        self._secrets = list(secrets)
+        self._pattern = secret_pattern(self._secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
-        for secret in self.secrets:
-            text = text.replace(secret, "<redacted>")
-        return text
+        return text if self._pattern is None else self._pattern.sub("<redacted>", text)
 
 
 _FORMATTER = _RedactingFormatter("%(levelname)s %(message)s")
@@ -146,8 +175,10 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--reset-stream",
-        metavar="STREAM",
-        help="remove STREAM's bookmark from the --state file (every other byte kept), so the next run starts it again",
+        action="append",
+        metavar="STREAM[,STREAM...]",
+        help="remove these streams' bookmarks from the --state file (every other byte kept), so the next run starts "
+        "them again; repeatable. Exits 75 while a pipeline run holds the state's lock",
     )
     parser.add_argument("--about", action="store_true", help="print what this tap is and takes, as JSON")
     parser.add_argument("--version", action="store_true", help="print the version")
@@ -182,16 +213,30 @@ def about() -> dict[str, Any]:
     }
 
 
+def _print_document(text: str) -> None:
+    """Print a command's whole answer (--version, --about, --discover) and flush it. A reader
+    that closed the pipe early (`| head -1`) took what it wanted: exit at once without a word,
+    with 141, as a process killed by SIGPIPE does, so that a pipeline under `set -o pipefail`
+    sees the output cut as it does for any other command."""
+    if sys.stdout is None:  # started with stdout closed (>&-)
+        raise TapError("Standard output is closed: there is nowhere to print to.")
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        sys.stderr.flush()
+        os._exit(exit_code_for(signal.SIGPIPE))  # stdout is gone: skip flushing it at exit
+
+
 def run(args: argparse.Namespace) -> None:
     if args.version:
-        print(f"{NAME} {version()}")
+        _print_document(f"{NAME} {version()}")
         return
     if args.about:
-        json.dump(about(), sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        _print_document(json.dumps(about(), indent=2))
         return
-    if args.reset_stream:
-        _reset_stream(args.state, args.reset_stream)
+    if args.reset_stream is not None:
+        reset_streams(args.state, args.reset_stream)
         return
     if not args.config:
         raise ConfigError(
@@ -231,8 +276,7 @@ def run(args: argparse.Namespace) -> None:
         catalog = discover(client)
         if args.select or args.exclude:
             select(catalog, split_names(args.select) or None, split_names(args.exclude))
-        json.dump(catalog, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        _print_document(json.dumps(catalog, indent=2))
         return
     if catalog is None:
         catalog = select(discover(client))
@@ -242,45 +286,6 @@ def run(args: argparse.Namespace) -> None:
             ", ".join(entry["tap_stream_id"] for entry in catalog["streams"]),
         )
     _sync_until_stopped(client, config, state, catalog)
-
-
-def _reset_stream(state_path: str | None, stream_id: str) -> None:
-    """--reset-stream: the state file without that stream's bookmark (state.reset_stream), replaced atomically."""
-    if not state_path:
-        raise ConfigError(
-            "--reset-stream needs the state file: tap-autopilot --state state.json --reset-stream STREAM."
-        )
-    if stream_id not in STREAMS:
-        raise ConfigError(f"--reset-stream {stream_id}: there is no such stream. The streams are {', '.join(STREAMS)}.")
-    try:
-        with open(state_path, encoding="utf-8") as handle:
-            text = handle.read()
-    except FileNotFoundError:
-        raise ConfigError(f"The state file {state_path} does not exist. Check the --state path.") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"The state file {state_path} cannot be read ({type(error).__name__}).") from None
-    try:
-        text = reset_stream(text, stream_id)
-    except StateFileError as error:
-        raise ConfigError(f"The state file {state_path} {error}.") from None
-    replacement = f"{state_path}.reset-{os.getpid()}"
-    try:
-        with open(replacement, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(replacement, state_path)
-    except OSError as error:
-        with contextlib.suppress(OSError):
-            os.remove(replacement)
-        raise ConfigError(
-            f"The state file {state_path} cannot be replaced ({type(error).__name__}): check the folder's "
-            "permissions and free space; the file is unchanged."
-        ) from None
-    LOGGER.info(
-        "Reset %s in %s: its bookmark is removed and every other byte is as it was. The next run reads it again %s.",
-        stream_id,
-        state_path,
-        "from the start date" if stream_id == "contacts" else "under a new table version",
-    )
 
 
 def _sync_until_stopped(
@@ -312,6 +317,8 @@ def _sync_until_stopped(
             stopper.start()
             stopper.join(STOP_WRITE_GRACE_SECONDS)
             stop.final_state_written = not stopper.is_alive()
+            # Nothing goes out before the API first answers: a stop before then wrote nothing.
+            stop.sync_started = contexts[0].output_started or stopper.is_alive()
         raise
     if failure:
         raise failure[0]
@@ -349,6 +356,9 @@ def main(argv: list[str] | None = None) -> None:
         run(args)
     except Interrupted as stop:
         _exit_stopped(stop)
+    except StateInUseError as error:  # before TapError, which it is: "try again later", not a mistake
+        LOGGER.critical("%s", error)
+        sys.exit(os.EX_TEMPFAIL)
     except RetryableError as error:  # before TapError, which it is
         LOGGER.debug("Details:", exc_info=True)
         LOGGER.critical(

@@ -43,6 +43,9 @@ BODY_CHUNK_BYTES = 256 * 1024
 # that ends any other way (the key elsewhere, an escape in the id, the last page) is parsed first.
 CURSOR_AT_END = re.compile(rb'"bookmark"\s*:\s*"([^"\\]+)"\s*}\s*$')
 CURSOR_AT_END_BYTES = 256  # the tail searched (ids are about 40 bytes)
+# The endpoints every account has, the first ones a run asks for: a 404 on one of them
+# before any 200 means that base_url is not the API root (no /v1, or a path too many).
+API_ROOT_PATHS = frozenset({"/contacts", "/contacts/custom_fields", "/lists", "/smart_segments"})
 
 
 def _retried(method: Callable[Concatenate["AutopilotClient", P], T]) -> Callable[Concatenate["AutopilotClient", P], T]:
@@ -106,6 +109,8 @@ class AutopilotClient:
         self._local = threading.local()
         # Set by the first 400/401/403: no thread sends another request after it.
         self._rejected: str | None = None
+        # Set by the first 200: base_url is the API's (the sync holds its output until then).
+        self.answered = False
         self._environment: dict[str, Any] = {
             "proxies": requests.utils.get_environ_proxies(self.base_url),
             "verify": os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE"),
@@ -165,6 +170,7 @@ class AutopilotClient:
                 raise RetryableError(f"GET {path} failed ({type(error).__name__})") from None
             status = response.status_code
             self._check_status(path, response, content)
+            self.answered = True
             server_time = _server_time(response)
             if cursor_first and data_key is not None and (next_cursor := cursor_at_end(content)) is not None:
                 return UnparsedPage(path, data_key, content, next_cursor, server_time), server_time
@@ -221,6 +227,11 @@ class AutopilotClient:
             self._rejected = f"Autopilot rejected the API key ({status}). Check api_key."
             raise AuthError(self._rejected)
         if status == 404:
+            if path in API_ROOT_PATHS and not self.answered:
+                raise ConfigError(
+                    f"Config 'base_url' {self.base_url} answered 404 for {path}: it must be the API root, ending "
+                    f"with /v1 (the default is {DEFAULT_BASE_URL})."
+                )
             raise NotFoundError(f"Autopilot has no {path} (404).")
         if status >= 500:
             raise RetryableError(f"Autopilot answered {status} to GET {path}")

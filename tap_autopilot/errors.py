@@ -2,6 +2,7 @@
 
     TapError                the root: whatever the tap raises on purpose
         ConfigError         the config, catalog or state given cannot be used
+        StateInUseError     another process holds the state file's lock (exit 75)
         AuthError           Autopilot refused the API key (400, 401, 403)
         NotFoundError       404
         RetryableError      worth another try: 5xx, transport error, unusable 200 body
@@ -10,8 +11,8 @@
 
     Interrupted             a BaseException, outside the tree (see its docstring)
 
-The CLI turns a TapError into one CRITICAL line and exit 1; each message is fit for
-the user's eyes (no key, no traceback).
+The CLI turns a TapError into one CRITICAL line and exit 1 (75 for StateInUseError);
+each message is fit for the user's eyes (no key, no traceback).
 """
 
 import signal
@@ -23,6 +24,11 @@ class TapError(Exception):
 
 class ConfigError(TapError):
     pass
+
+
+class StateInUseError(TapError):
+    """Another process (a pipeline run) holds the state file's lock: the CLI exits 75
+    (EX_TEMPFAIL, "try again later"), not 1, so that a script can tell it from a mistake."""
 
 
 class AuthError(TapError):

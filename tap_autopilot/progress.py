@@ -94,6 +94,12 @@ class Progress:
             time.monotonic() - self.started,
         )
 
+    def log_record_counts(self) -> None:
+        """The record_count metric of every stream whose records are not all counted yet: when
+        the sync ends early (stopped, failed), so that the metrics add up to the records written."""
+        for stream_id, stream in self.streams.items():
+            self._log_record_count(stream_id, stream)
+
     def _report_loop(self) -> None:
         while not self._stop.wait(self.interval):
             LOGGER.info("Progress: %s", self.line())

@@ -302,6 +302,14 @@ class StateFileError(ConfigError):
     """A state file that reset_stream cannot change (the message says why)."""
 
 
+class NoBookmarkError(StateFileError):
+    """The stream has no bookmark to remove: it already starts from the beginning."""
+
+
+# The top-level keys of a state this tap writes (module docstring).
+_KEYS_THIS_TAP_WRITES = ("currently_syncing", "bookmarks", "default_start_date")
+
+
 def _skip_space(text: str, position: int) -> int:
     while position < len(text) and text[position] in " \t\n\r":
         position += 1
@@ -346,7 +354,9 @@ def reset_stream(text: str, stream_id: str) -> str:
     it was: the next run starts that stream again (contacts from the start date, a
     full-table stream under a new version) and every other stream where it was. Takes a
     Singer state or Meltano's {"singer_state": ...}. Edits the text rather than
-    rewriting the document so that nothing else changes, formatting included."""
+    rewriting the document so that nothing else changes, formatting included.
+    NoBookmarkError when the stream has no entry; StateFileError when the text is not a
+    state this tap can change (not JSON, a key twice, not this tap's shape)."""
     try:
         document = json.loads(text, object_pairs_hook=_unique_keys)
     except ValueError as error:
@@ -358,8 +368,14 @@ def reset_stream(text: str, stream_id: str) -> str:
         start = _member(text, start, "singer_state")[2]
         document = document["singer_state"]
     bookmarks = document.get("bookmarks")
+    if "bookmarks" in document and not isinstance(bookmarks, dict):
+        raise StateFileError("holds 'bookmarks' that is not an object: check that --state names this tap's state file")
+    if bookmarks is None and set(document) - set(_KEYS_THIS_TAP_WRITES):  # e.g. the config file given as --state
+        raise StateFileError(
+            "has no 'bookmarks' and keys this tap never writes: check that --state names this tap's state file"
+        )
     if not isinstance(bookmarks, dict) or stream_id not in bookmarks:
-        raise StateFileError(f"has no bookmark for {stream_id!r}: that stream already starts from the beginning")
+        raise NoBookmarkError(f"has no bookmark for {stream_id!r}: that stream already starts from the beginning")
     entries = _members(text, _member(text, start, "bookmarks")[2])
     index = [entry[0] for entry in entries].index(stream_id)
     if index + 1 < len(entries):  # up to the next entry's key, its comma included

@@ -144,6 +144,8 @@ class SyncContext:
         self.order = [s.tap_stream_id for s in selected]
         self.completed: set[str] = set()
         self.out = out or sys.stdout.buffer  # bytes: records are encoded by orjson
+        # The output written before the API first answered (see _emit); None once it has.
+        self._held: list[bytes] | None = []
         self.lock = state.lock  # the output lock, which also guards the state document
         self.workers = workers
         self._scheduler: Scheduler | None = None  # set by run()
@@ -242,7 +244,7 @@ class SyncContext:
         with self.lock:
             for _, lines, _, _ in parts:
                 if lines:
-                    self.out.write(b"".join(lines))
+                    self._emit(b"".join(lines))
             if change is not None:
                 change()
             self._write_state()
@@ -267,8 +269,30 @@ class SyncContext:
 
     # --- output ----------------------------------------------------------
 
+    @property
+    def output_started(self) -> bool:
+        """Whether anything reached the output (it is held until the API first answers)."""
+        return self._held is None
+
+    def _emit(self, data: bytes) -> None:
+        """Write to the output (the caller holds the lock). Until the API has answered a
+        request, everything (SCHEMA, ACTIVATE_VERSION, STATE) is held back, then written in
+        the same order: a wrong base_url or key fails with nothing on the output."""
+        if self._held is not None:
+            if not self.client.answered:
+                self._held.append(data)
+                return
+            self._release()
+        self.out.write(data)
+
+    def _release(self) -> None:
+        """Write what was held back; from then on the output goes out as it is written."""
+        if self._held is not None:
+            held, self._held = self._held, None
+            self.out.write(b"".join(held))
+
     def _write_message(self, message: singer.Message) -> None:
-        self.out.write(singer.format_message(message).encode() + b"\n")
+        self._emit(singer.format_message(message).encode() + b"\n")
 
     def _write_state(self) -> None:
         remaining = [s for s in self.order if s not in self.completed]
@@ -317,8 +341,10 @@ class SyncContext:
             # to exit so that no worker starts a page we would cut off mid-line.
             self.lock.acquire()
             self.out.flush()
+            self.progress.log_record_counts()
             raise
         with self.lock:
+            self._release()  # a sync that ran to its end says where it ended, whatever it read
             self._write_state()
         self.progress.summary()
 
@@ -333,6 +359,9 @@ class SyncContext:
         self.progress.stop()
         if self._scheduler is not None:
             self._scheduler.fail(error)
+        # Before the final STATE, which a target that does not read would keep from going out:
+        # every page committed is written, so the counts are the records on the output.
+        self.progress.log_record_counts()
         self._write_state()
 
 

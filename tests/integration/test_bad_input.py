@@ -354,3 +354,35 @@ def test_unexpected_error_traceback_only_with_debug_and_never_the_key(tmp_path, 
         assert "Traceback" in proc.stderr, "--debug should show the traceback of an unexpected error"
     else:
         assert "Traceback" not in output
+
+
+# ----- a base_url that is not the API root -------------------------------------------------
+
+NOT_THE_ROOT = (
+    r"CRITICAL Config 'base_url' {url} answered 404 for {path}: it must be the API root, ending with /v1 "
+    r"\(the default is https://api2\.autopilothq\.com/v1\)\."
+)
+
+
+@pytest.mark.parametrize("shape", ["without-v1", "a-path-too-many"])
+@pytest.mark.parametrize("mode", ["catalog", "no-catalog", "discover"])
+def test_a_base_url_that_is_not_the_api_root_is_named_before_any_output(tmp_path, sb, catalog, shape, mode):
+    url = sb.base_url.removesuffix("/v1") if shape == "without-v1" else sb.base_url + "/contacts"
+    config = helpers.write_json(tmp_path / "config.json", dict(good_config(sb), base_url=url))
+    args = ["--config", config]
+    if mode == "catalog":
+        args += ["--catalog", helpers.write_json(tmp_path / "catalog.json", catalog)]
+    elif mode == "discover":
+        args += ["--discover"]
+    proc = helpers.run_cli(args, timeout=90)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert proc.stdout == "", "no SCHEMA, STATE or catalog before the API answered"
+    # the sync's first requests go out together: whichever 404 comes first is named
+    path = "/contacts/custom_fields" if mode != "catalog" else "(/contacts|/lists|/smart_segments)"
+    assert [
+        re.fullmatch(NOT_THE_ROOT.format(url=re.escape(url), path=path), line) is not None
+        for line in critical_lines(proc.stderr)
+    ] == [True], proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and API_KEY not in proc.stderr
+    assert set(sb.stats()["status"]) == {"404"}  # answered, and only ever with 404
+    # (a 404 after the API has answered, a list deleted mid-run, keeps its WARNING: test_faults.py)

@@ -1,6 +1,7 @@
 """The interfaces users and tools expect from the installed CLI: --about, --version,
-progress and the end summary on stderr (stdout stays pure Singer), and the Meltano
-plugin definition at the top of the repository, checked against --about."""
+progress and the end summary on stderr (stdout stays pure Singer), the Meltano
+plugin definition at the top of the repository, checked against --about, a stdout
+closed by its reader, and a short API key that leaves the log lines whole."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections import Counter
 from importlib import metadata as importlib_metadata
 
 import helpers
+import pytest
 import tools
 
 from tap_autopilot.config import SETTINGS
@@ -259,3 +261,82 @@ def test_meltano_plugin_definition_matches_about():
     assert settings["start_date"]["kind"] == "date_iso8601"
     # fractions are valid (0.5 requests per second, a 2.5 s timeout)
     assert {settings["request_timeout"]["kind"], settings["max_requests_per_second"]["kind"]} == {"decimal"}
+
+
+# ---- a closed stdout ---------------------------------------------------------------------------
+
+
+def _into_a_closed_pipe(args, **kwargs) -> subprocess.CompletedProcess:
+    """The CLI with a stdout whose reader has gone: every write fails (EPIPE)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            tools.tap_cmd() + [str(a) for a in args],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            **kwargs,
+        )
+    finally:
+        os.close(write_end)
+
+
+def test_about_into_head_exits_quietly():
+    proc = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", '"$@" --about | head -1', "-", *tools.tap_cmd()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.stdout == "{\n" and proc.stderr == ""
+    assert proc.returncode in (0, 141)  # 141: head closed the pipe before the tap's one write
+
+
+@pytest.mark.parametrize("command", ["--about", "--version", "--discover"])
+def test_a_closed_stdout_ends_about_version_and_discover_quietly_with_141(tmp_path, sandbox_factory, command):
+    args = [command]
+    if command == "--discover":
+        sb = sandbox_factory(contacts=5)
+        args += ["--config", helpers.write_config(tmp_path, sb)]
+    proc = _into_a_closed_pipe(args)
+    assert proc.returncode == 141, proc.stderr  # as a process that SIGPIPE ended: the reader went away
+    assert "CRITICAL" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    if command != "--discover":  # (discovery logs what it found, as ever)
+        assert proc.stderr == ""
+
+
+def test_a_closed_stdout_during_a_sync_stays_an_error(tmp_path, sandbox_factory):
+    sb = sandbox_factory(contacts=50, api_key=helpers.SECRET_API_KEY)
+    config = helpers.write_secret_config(tmp_path, sb)
+    proc = _into_a_closed_pipe(["--config", config])
+    assert proc.returncode == 1, proc.stderr
+    assert [line for line in proc.stderr.splitlines() if line.startswith("CRITICAL")] == [
+        "CRITICAL The output pipe closed (did the target exit?). Stopping."
+    ]
+    assert helpers.SECRET_API_KEY not in proc.stderr
+
+
+# ---- a short API key ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key", ["k", "e"])
+def test_a_short_api_key_leaves_every_log_line_as_it_was(tmp_path, sandbox_factory, key):
+    sb = sandbox_factory(contacts=150, lists=2, segments=1, seed=45, api_key=key)
+    config = helpers.write_config(tmp_path, sb, api_key=key)
+    run = helpers.run_tap(["--config", config], env=dict(os.environ, TAP_AUTOPILOT_PROGRESS_SECONDS="0.05"))
+    assert run.returncode == 0, run
+    assert "<redacted>" not in run.stderr, "a letter of a word was taken for the key"
+    for word in ("records", "pages", "requests", "Discovered", "columns", "record_count", "throttled"):
+        assert word in run.stderr, word
+    token = re.compile(rf"(?<![A-Za-z0-9]){re.escape(key)}(?![A-Za-z0-9])")
+    assert not token.search(run.stderr), "the key was printed"
+
+    # A message quoting the key (here as the start_date too) still hides it, the words around intact.
+    config = helpers.write_config(tmp_path, sb, api_key=key, start_date=key)
+    refused = helpers.run_cli(["--config", config, "--discover"])
+    assert refused.returncode == 1 and refused.stdout == ""
+    [line] = refused.stderr.splitlines()
+    assert line.startswith("CRITICAL Config 'start_date' '<redacted>' is neither a date nor an RFC 3339 time."), line
+    assert not token.search(line)

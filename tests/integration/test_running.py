@@ -1,14 +1,24 @@
 """The first hour (docs/running.md), through the real CLI against the sandbox:
 no start_date (the first run bounded by one year, kept in the state; later runs from the
 state), no --catalog (every stream, default columns, said in the log), the selection
-options of --discover, and --reset-stream (one bookmark gone, every other byte kept)."""
+options of --discover, and --reset-stream (the bookmarks named gone, every other byte kept;
+refused with exit 75 while a run holds the state's lock; through a symlink, mode kept)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
 import json
+import os
+import shutil
+import stat
+import subprocess
+import time
+from collections.abc import Iterator
 
 import helpers
+import pytest
 
 UTC = datetime.UTC
 
@@ -142,3 +152,155 @@ def test_reset_stream_starts_one_stream_again_and_keeps_every_other_bookmark_byt
     missing = helpers.run_cli(["--state", state_file, "--reset-stream", "nope"])
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
     assert len(missing.stderr.splitlines()) == 1 and missing.stderr.startswith("CRITICAL ")
+
+
+# ---- --reset-stream and the pipeline's lock, several streams, symlinks ----------------------
+
+
+@contextlib.contextmanager
+def holding_the_lock(state_path) -> Iterator[None]:
+    """The state's lock held as scripts/run-pipeline.sh holds it: flock on <real path>.lock."""
+    descriptor = os.open(os.path.realpath(state_path) + ".lock", os.O_WRONLY | os.O_CREAT)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def _run_state(tmp_path, sandbox_factory) -> dict:
+    """A state as a run of every stream leaves it."""
+    sb = sandbox_factory(contacts=60, lists=2, segments=1, seed=95)
+    config = helpers.write_config(tmp_path, sb)
+    run = helpers.run_tap(helpers.tap_args(tmp_path, config, helpers.select(helpers.discover(config)), name="first"))
+    assert run.returncode == 0, run
+    assert set(run.state["bookmarks"]) == set(helpers.STREAM_NAMES)
+    return run.state
+
+
+def _assert_refused_as_busy(reset: subprocess.CompletedProcess) -> None:
+    assert reset.returncode == 75, reset.stderr
+    [line] = reset.stderr.splitlines()
+    assert line.startswith("CRITICAL The state file ") and " is in use: another process holds its lock " in line
+    assert "Nothing was changed" in line and reset.stdout == ""
+
+
+def test_a_reset_while_a_run_holds_the_lock_is_refused_with_75_whatever_path_names_the_state(tmp_path):
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "account").mkdir()
+    real = tmp_path / "shared" / "acme.json"
+    real.write_text(json.dumps({"bookmarks": {"lists": {"version": 3, "complete": True}}}))
+    link = tmp_path / "account" / "state.json"
+    link.symlink_to(os.path.relpath(real, link.parent))
+    before = real.read_bytes()
+
+    for held_through, reset_through in ((real, real), (real, link), (link, real), (link, link)):
+        with holding_the_lock(held_through):
+            _assert_refused_as_busy(helpers.run_cli(["--state", reset_through, "--reset-stream", "lists"]))
+        assert real.read_bytes() == before and link.is_symlink(), (held_through, reset_through)
+    relative = helpers.run_cli(["--state", "state.json", "--reset-stream", "lists"], cwd=tmp_path / "account")
+    assert relative.returncode == 0, relative.stderr  # free again: it resets, through the relative link
+    assert json.loads(real.read_text()) == {"bookmarks": {}}
+
+
+def test_the_shell_s_flock_as_run_pipeline_takes_it_refuses_the_reset_too(tmp_path):
+    if shutil.which("flock") is None:
+        pytest.skip("flock(1) is not installed")
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"bookmarks": {"contacts": {"updated_at": "2020-01-01T00:00:00Z"}}}))
+    ready = tmp_path / "locked"
+    # The lock file named as the wrapper names it (realpath -m), held as long as the sleep runs.
+    holder = subprocess.Popen(
+        [
+            "bash",
+            "-c",
+            'exec 9>"$(realpath -m "$1").lock" && flock --nonblock 9 && touch "$2" && sleep 60',
+            "-",
+            state,
+            ready,
+        ]
+    )
+    try:
+        while not ready.exists():
+            assert holder.poll() is None, "the shell could not take the lock"
+            time.sleep(0.02)
+        _assert_refused_as_busy(helpers.run_cli(["--state", state, "--reset-stream", "contacts"]))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert "contacts" in json.loads(state.read_text())["bookmarks"]
+
+
+def test_several_streams_are_reset_in_one_command_by_repeated_flags_or_a_comma_list(tmp_path, sandbox_factory):
+    state = _run_state(tmp_path, sandbox_factory)
+    text = json.dumps(state) + "\n"  # as a target writes it
+    expected = json.loads(text)
+    del expected["bookmarks"]["lists"], expected["bookmarks"]["smart_segments"]
+    for form in (
+        ["--reset-stream", "lists", "--reset-stream", "smart_segments"],
+        ["--reset-stream", "lists,smart_segments"],
+        ["--reset-stream", "smart_segments, lists", "--reset-stream", "lists"],  # a name twice: fine
+    ):
+        state_file = tmp_path / "state.json"
+        state_file.write_text(text)
+        reset = helpers.run_cli(["--state", state_file, *form])
+        assert reset.returncode == 0, reset.stderr
+        after = state_file.read_text()
+        assert json.loads(after) == expected, form
+        for name, entry in expected["bookmarks"].items():  # the others' text as it was
+            assert f'"{name}": {json.dumps(entry)}' in after, (form, name)
+        assert [line for line in reset.stderr.splitlines() if line.startswith("INFO Reset ")] == [
+            line for line in reset.stderr.splitlines() if line.startswith("INFO ")
+        ]
+        assert {"lists", "smart_segments"} == {
+            line.split()[2] for line in reset.stderr.splitlines() if line.startswith("INFO Reset ")
+        }
+
+    state_file.write_text(text)
+    unknown = helpers.run_cli(["--state", state_file, "--reset-stream", "lists,segments"])
+    assert unknown.returncode == 1 and unknown.stderr.splitlines() == [
+        "CRITICAL --reset-stream segments: there is no such stream. The streams are contacts, lists, lists_contacts, "
+        "smart_segments, smart_segments_contacts. Nothing was reset."
+    ]
+    assert state_file.read_text() == text  # lists not reset either
+
+
+def test_a_stream_without_a_bookmark_has_nothing_to_reset_and_says_so(tmp_path):
+    state_file = tmp_path / "state.json"
+    state_file.write_text('{"bookmarks": {"lists": {"version": 3, "complete": true}}}')
+    reset = helpers.run_cli(["--state", state_file, "--reset-stream", "contacts"])
+    # exit 0: the next run starts contacts from the beginning, which is what the reset is for
+    assert reset.returncode == 0, reset.stderr
+    assert reset.stderr.splitlines() == [
+        f"WARNING contacts has no bookmark in {state_file}: nothing to reset; the next run starts it from the "
+        "beginning, as asked. The file is unchanged."
+    ]
+    assert state_file.read_text() == '{"bookmarks": {"lists": {"version": 3, "complete": true}}}'
+
+    # The config given as --state by mistake has no bookmark either, but is not "nothing to reset".
+    config = helpers.write_json(tmp_path / "config.json", {"api_key": "sandbox-key", "start_date": "2020-01-01"})
+    not_a_state = helpers.run_cli(["--state", config, "--reset-stream", "contacts"])
+    assert not_a_state.returncode == 1 and not_a_state.stderr.splitlines() == [
+        f"CRITICAL The state file {config} has no 'bookmarks' and keys this tap never writes: check that --state "
+        "names this tap's state file. Nothing was reset."
+    ]
+
+
+def test_a_symlinked_state_of_mode_600_in_another_folder_is_reset_through_the_link(tmp_path):
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "account").mkdir()
+    real = tmp_path / "shared" / "acme.json"
+    real.write_text(
+        json.dumps({"bookmarks": {"contacts": {"updated_at": "2020-01-01T00:00:00Z"}, "lists": {"version": 3}}})
+    )
+    real.chmod(0o600)
+    link = tmp_path / "account" / "state.json"
+    link.symlink_to(os.path.relpath(real, link.parent))
+
+    reset = helpers.run_cli(["--state", link, "--reset-stream", "contacts"])
+    assert reset.returncode == 0, reset.stderr
+    assert link.is_symlink() and os.readlink(link) == os.path.relpath(real, link.parent)
+    assert json.loads(real.read_text()) == {"bookmarks": {"lists": {"version": 3}}}
+    assert stat.S_IMODE(real.stat().st_mode) == 0o600
+    assert sorted(p.name for p in (tmp_path / "shared").iterdir()) == ["acme.json", "acme.json.lock"]
+    assert sorted(p.name for p in (tmp_path / "account").iterdir()) == ["state.json"]

@@ -3,7 +3,8 @@ SIGINT mid-contacts-scan, mid-membership-pass, while a request is stuck, and
 while its output is blocked. It must write whole lines only, end with the STATE
 that covers every record written, say how to resume, exit 143 (SIGTERM) or 130
 (SIGINT) without waiting for requests in flight, and a run resumed from that
-STATE must give exactly the sandbox's data together with the stopped one.
+STATE must give exactly the sandbox's data together with the stopped one. Its
+record_count metrics must add up to the records it wrote, per stream.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import helpers
@@ -32,12 +34,12 @@ EXIT_CODES = {signal.SIGTERM: 143, signal.SIGINT: 130}
 EXIT_BOUND_SECONDS = 30
 
 
-def run_and_signal(args, signum, when, timeout=120) -> helpers.TapRun:
+def run_and_signal(args, signum, when, timeout=120, env=None) -> helpers.TapRun:
     """Run the tap reading its stdout line by line; send `signum` once when(messages
     so far) is true, then read to the end. Every line must be a whole JSON message."""
     cmd = tools.tap_cmd() + [str(a) for a in args]
     with tempfile.TemporaryFile() as stderr_file:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr_file)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=stderr_file, env=env)
         watchdog = threading.Timer(timeout, proc.kill)
         watchdog.start()
         assert proc.stdout is not None
@@ -84,6 +86,24 @@ def assert_stopped_cleanly(out: helpers.TapRun, signum):
     assert len(stops) == 1 and stops[0].startswith("WARNING ") and "--state" in stops[0], out
 
 
+def record_counts(stderr: str) -> Counter[str]:
+    """The sum of the record_count metrics per stream."""
+    counted: Counter[str] = Counter()
+    for line in stderr.splitlines():
+        if line.startswith("INFO METRIC: "):
+            point = json.loads(line[len("INFO METRIC: ") :])
+            if point["metric"] == "record_count":
+                counted[point["tags"]["endpoint"]] += point["value"]
+    return counted
+
+
+def assert_counts_are_the_records_written(out: helpers.TapRun):
+    """The record_count metrics of a stopped run add up to its RECORD messages, per stream,
+    the streams in progress included (the wrapper's history sums them)."""
+    written = Counter(m["stream"] for m in out.messages if m["type"] == "RECORD")
+    assert record_counts(out.stderr) == written
+
+
 def assert_resume_gives_the_union(tmp_path, config, catalog, stopped: helpers.TapRun, expected, streams):
     resumed = run_tap(helpers.tap_args(tmp_path, config, catalog, state=stopped.state, name="resumed"))
     assert resumed.returncode == 0, resumed
@@ -122,6 +142,7 @@ def test_signal_mid_contacts_scan_then_resume(tmp_path, sandbox_factory, signum)
     sb.set_faults(latency_ms=60)
     stopped = run_and_signal(helpers.tap_args(tmp_path, config, catalog, name="stopped"), signum, _mid_contacts_scan)
     assert_stopped_cleanly(stopped, signum)
+    assert_counts_are_the_records_written(stopped)
     assert stopped.state["currently_syncing"] == "contacts"
     assert "updated_at" not in stopped.state["bookmarks"]["contacts"]
     sb.set_faults(latency_ms=None)
@@ -138,10 +159,31 @@ def test_signal_mid_membership_pass_then_resume(tmp_path, sandbox_factory, signu
     sb.set_faults(latency_ms=60)
     stopped = run_and_signal(helpers.tap_args(tmp_path, config, catalog, name="stopped"), signum, _mid_membership_pass)
     assert_stopped_cleanly(stopped, signum)
+    assert_counts_are_the_records_written(stopped)
     entry = stopped.state["bookmarks"]["lists_contacts"]
     assert entry["complete"] is False and entry["in_progress"], entry
     sb.set_faults(latency_ms=None)
     assert_resume_gives_the_union(tmp_path, config, catalog, stopped, expected, streams)
+
+
+def test_sigterm_logs_the_record_count_of_every_stream_that_wrote_records(tmp_path, sandbox_factory):
+    """Progress lines every 0.2 s count the streams in progress along the way: the stop
+    counts what they wrote since, and the streams already done are not counted twice."""
+    sb = sandbox_factory(contacts=1500, lists=3, segments=1, seed=46, api_key=API_KEY)
+    config = helpers.write_secret_config(tmp_path, sb)
+    catalog = helpers.select(helpers.discover(config), streams=helpers.STREAM_NAMES)
+    sb.set_faults(latency_ms=60)
+    stopped = run_and_signal(
+        helpers.tap_args(tmp_path, config, catalog, name="stopped"),
+        signal.SIGTERM,
+        _mid_contacts_scan,
+        env=dict(os.environ, TAP_AUTOPILOT_PROGRESS_SECONDS="0.2"),
+    )
+    assert_stopped_cleanly(stopped, signal.SIGTERM)
+    written = Counter(m["stream"] for m in stopped.messages if m["type"] == "RECORD")
+    in_progress = {s for s in written if not any(f"INFO {s}: done," in line for line in stopped.stderr.splitlines())}
+    assert "contacts" in in_progress and written["contacts"] >= 400
+    assert record_counts(stopped.stderr) == written
 
 
 def test_sigterm_while_a_request_is_stuck(tmp_path, sandbox_factory):

@@ -21,6 +21,7 @@ from tap_autopilot.client import AutopilotClient, Page, RateLimiter, read_ahead
 from tap_autopilot.errors import AuthError, ConfigError, NotFoundError, RateLimitedError, RetryableError, TapError
 from tap_autopilot.rate_limit import Booking
 from tap_autopilot.read_ahead import SentSignalAdapter
+from tap_autopilot.readers import ContactsScan
 from tap_autopilot.retry import (
     BACKOFF_BASE_ENV,
     BACKOFF_CAP_SECONDS,
@@ -29,6 +30,7 @@ from tap_autopilot.retry import (
     RetryPolicy,
     backoff_base_seconds,
 )
+from tap_autopilot.streams import Lists, SmartSegments
 
 API_KEY = "unit-test-key"
 
@@ -338,6 +340,38 @@ def test_404_raises_not_found_at_once():
         make_client(session, fake_time).get("/list/contactlist_x/contacts", "contacts")
     assert "/list/contactlist_x/contacts" in str(raised.value)
     assert len(session.urls) == 1
+
+
+@pytest.mark.parametrize("path", sorted(client_module.API_ROOT_PATHS))
+def test_a_404_on_an_api_root_path_before_any_200_says_base_url_must_end_with_v1(path):
+    session = FakeSession(FakeResponse(404, b'{"message": "No such endpoint"}'))
+    with pytest.raises(ConfigError) as raised:
+        make_client(session, FakeTime()).get(path)
+    assert str(raised.value) == (
+        f"Config 'base_url' http://autopilot.invalid/v1 answered 404 for {path}: it must be the API root, "
+        "ending with /v1 (the default is https://api2.autopilothq.com/v1)."
+    )
+    assert len(session.urls) == 1  # not retried
+
+
+def test_the_api_root_paths_are_the_first_requests_of_every_run():
+    first_requests = {ContactsScan.path, Lists.path, SmartSegments.path, "/contacts/custom_fields"}  # discover's
+    assert first_requests == client_module.API_ROOT_PATHS
+
+
+def test_a_404_after_a_200_keeps_today_s_handling_even_on_a_root_path():
+    session = FakeSession(FakeResponse(200), FakeResponse(404))
+    client = make_client(session, FakeTime())
+    client.get("/lists", "lists")
+    with pytest.raises(NotFoundError, match=r"^Autopilot has no /smart_segments \(404\)\.$"):
+        client.get("/smart_segments", "segments")
+
+
+def test_a_404_on_a_path_with_an_id_is_not_taken_for_a_wrong_base_url():
+    # a resumed scan's vanished cursor, a list deleted mid-sync: the scans handle those
+    session = FakeSession(FakeResponse(404))
+    with pytest.raises(NotFoundError):
+        make_client(session, FakeTime()).get("/contacts/person_0001", "contacts")
 
 
 @pytest.mark.parametrize("status", [204, 301, 402, 405, 409, 418, 422])

@@ -129,30 +129,11 @@ def test_the_lists_contacts_source_setting_offers_exactly_the_sources_the_tap_ta
     assert setting["default"] == MEMBERSHIP_SOURCES[0]
 
 
-def test_a_state_file_that_cannot_be_replaced_on_reset_is_one_clear_error_and_stays_as_it_was(tmp_path, monkeypatch):
-    state_file = tmp_path / "state.json"
-    state_file.write_text('{"bookmarks": {"lists": {"version": 1}}}')
-
-    def refuse(*args: object) -> None:
-        raise PermissionError("read-only folder")
-
-    monkeypatch.setattr(cli_module.os, "replace", refuse)
-    with pytest.raises(ConfigError, match=r"cannot be replaced .*the file is unchanged"):
-        cli_module._reset_stream(str(state_file), "lists")
-    assert state_file.read_text() == '{"bookmarks": {"lists": {"version": 1}}}'
-    assert [path.name for path in tmp_path.iterdir()] == ["state.json"], "the half-written replacement is removed"
-
-
 def test_validate_config_strips_the_api_key_copied_with_a_newline():
     """Else every request is refused by requests (no valid header value) and retried as a network failure."""
     config = _config("https://x.example/v1")
     config["api_key"] = " key-123\n"
     assert validate_config(config)["api_key"] == "key-123"
-
-
-def test_a_missing_state_file_on_reset_says_so_as_a_sync_does(tmp_path):
-    with pytest.raises(ConfigError, match=r"state file \S+ does not exist\. Check the --state path"):
-        cli_module._reset_stream(str(tmp_path / "nowhere.json"), "lists")
 
 
 class _FakeLibc:

@@ -4,6 +4,7 @@ the sync context writes, on a fake client: no server, no sockets."""
 import datetime
 import gc
 import io
+import re
 import threading
 import time
 import weakref
@@ -38,6 +39,8 @@ def doc(n, lists=None, updated="2020-01-01T00:00:00Z"):
 
 class FakeClient:
     """Serves documents in pages of `page_size`, counting every request by path."""
+
+    answered = True  # as the real client after its first 200: the output is not held back
 
     def __init__(self, docs, page_size=2, members=None):
         self.docs = docs
@@ -574,6 +577,62 @@ def test_stop_before_the_sync_started_writes_the_state_and_keeps_the_output_lock
     other.start()
     other.join(5)
     assert taken == [False], "another thread could write after the stop"
+    ctx.lock.release()
+
+
+class FirstAnswerClient(FakeClient):
+    """Has not answered yet: its first request decides (the real client's `answered`)."""
+
+    answered = False
+
+    def __init__(self, docs, fail_with=None):
+        super().__init__(docs)
+        self.fail_with = fail_with
+
+    def get(self, path, data_key=None, expect_list=False):
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.answered = True
+        return super().get(path, data_key, expect_list)
+
+    def paginate(self, path, data_key, cursor=None, ahead_from=None):
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.answered = True
+        return super().paginate(path, data_key, cursor, ahead_from)
+
+
+def _comparable(ctx):
+    """The messages without what differs from run to run (the clock's times and versions)."""
+    text = re.sub(rb'"time_extracted":"[^"]*"', b"", ctx.out.getvalue())
+    return re.sub(rb"\b1\d{12}\b", b"V", text)  # a version: the clock in ms
+
+
+def test_the_output_is_held_until_the_api_first_answers_then_written_in_the_same_order():
+    held = context(FirstAnswerClient(DOCS), ["lists"])
+    assert not held.output_started
+    held.run()
+    plain = context(FakeClient(DOCS), ["lists"])
+    plain.run()
+    assert held.output_started and _comparable(held) == _comparable(plain)
+    # SCHEMA and the first pass's ACTIVATE_VERSION, written before the listing was asked for, come first
+    assert [m["type"] for m in messages(held)][:3] == ["SCHEMA", "ACTIVATE_VERSION", "RECORD"]
+
+
+def test_a_run_whose_first_request_fails_writes_nothing_at_all():
+    from tap_autopilot.errors import ConfigError
+
+    failure = ConfigError("Config 'base_url' http://x answered 404 for /contacts")
+    ctx = context(FirstAnswerClient(DOCS, fail_with=failure), ["contacts", "lists", "lists_contacts"])
+    with pytest.raises(ConfigError, match="base_url"):
+        ctx.run()
+    assert ctx.out.getvalue() == b"" and not ctx.output_started
+
+
+def test_a_stop_before_the_api_answered_writes_nothing():
+    ctx = context(FirstAnswerClient(DOCS), ["lists"], state={"bookmarks": {"lists": {"version": 3, "complete": True}}})
+    ctx.stop(KeyboardInterrupt())
+    assert ctx.out.getvalue() == b"" and not ctx.output_started
     ctx.lock.release()
 
 

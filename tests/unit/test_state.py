@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+import tap_autopilot.state as state_module
 from tap_autopilot.readers import CLOCK_SKEW, next_threshold
 from tap_autopilot.state import (
     MembershipPass,
@@ -372,6 +373,9 @@ def test_reset_reads_meltanos_state_too():
         # A repeated key: json.loads keeps the last, the text edit would cut the first.
         ('{"bookmarks": {}, "bookmarks": {"contacts": {}}}', "holds the key 'bookmarks' twice"),
         ('{"bookmarks": {"contacts": {"a": 1}, "contacts": {}}}', "holds the key 'contacts' twice"),
+        # Not this tap's state (the config given as --state): refused, not "nothing to reset".
+        ('{"api_key": "x", "start_date": "2020-01-01"}', "has no 'bookmarks' and keys this tap never writes"),
+        ('{"bookmarks": ["contacts"]}', "'bookmarks' that is not an object"),
     ],
 )
 def test_reset_refuses_what_it_cannot_change(text, message):
@@ -426,8 +430,14 @@ def test_reset_of_the_only_first_or_last_entry_leaves_valid_json(text, stream, a
 
 
 def test_reset_of_a_state_without_bookmarks_says_so():
-    with pytest.raises(StateFileError, match=r"^has no bookmark for 'contacts'"):
+    with pytest.raises(state_module.NoBookmarkError, match=r"^has no bookmark for 'contacts'"):
         reset_stream('{"currently_syncing": null}', "contacts")
+
+
+def test_reset_refusals_other_than_no_bookmark_are_not_taken_for_nothing_to_reset():
+    with pytest.raises(StateFileError) as raised:
+        reset_stream('{"foo": 1}', "contacts")
+    assert not isinstance(raised.value, state_module.NoBookmarkError)
 
 
 def test_reset_refuses_a_state_that_is_not_an_object_in_words():
