@@ -23,7 +23,7 @@ from tap_autopilot.client import AutopilotClient
 from tap_autopilot.config import SETTINGS, validate_config
 from tap_autopilot.discover import discover
 from tap_autopilot.errors import ConfigError, Interrupted, RetryableError, TapError
-from tap_autopilot.selection import check_names, select, split_names
+from tap_autopilot.selection import check_names, given_names, select
 from tap_autopilot.state import StateFileError, reset_stream
 from tap_autopilot.streams import STREAMS
 from tap_autopilot.sync import SyncContext, sync
@@ -198,12 +198,14 @@ def run(args: argparse.Namespace) -> None:
             "No config given. Run: tap-autopilot --config config.json [--discover | --catalog "
             "catalog.json [--state state.json]]"
         )
-    if args.select or args.exclude:
+    selected_names = given_names("--select", args.select)
+    excluded_names = given_names("--exclude", args.exclude) or []
+    if selected_names is not None or excluded_names:
         if not args.discover:
             raise ConfigError(
                 "--select and --exclude go with --discover: tap-autopilot --config C --discover --select ..."
             )
-        check_names(list(STREAMS), split_names(args.select) or None, split_names(args.exclude))  # before any request
+        check_names(list(STREAMS), selected_names, excluded_names)  # before any request
     raw_config = _load_json(args.config, "config", "--config")
     # Known to the log formatter before validation: a message about another setting may quote it.
     key = raw_config.get("api_key") if isinstance(raw_config, dict) else None
@@ -229,8 +231,8 @@ def run(args: argparse.Namespace) -> None:
     client = AutopilotClient(config)
     if args.discover:
         catalog = discover(client)
-        if args.select or args.exclude:
-            select(catalog, split_names(args.select) or None, split_names(args.exclude))
+        if selected_names is not None or excluded_names:
+            select(catalog, selected_names, excluded_names)
         json.dump(catalog, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return

@@ -98,6 +98,16 @@ def with_files(config=None, catalog=None, state=None, discover=False):
     return build
 
 
+def discover_with(*options, **changes):
+    """Args for --discover with the good config changed by `changes`, then `options`."""
+
+    def build(tmp, sb, catalog):
+        config = dict(good_config(sb), **changes)
+        return ["--config", helpers.write_json(tmp / "config.json", config), "--discover", *options]
+
+    return build
+
+
 def unreachable(discover):
     def build(tmp, sb, catalog):
         config = dict(good_config(sb), base_url=closed_port_url())
@@ -123,6 +133,31 @@ CASES = {
         with_config(start_date=20200101),
         r"'start_date' 20200101 is neither a date nor an RFC 3339",
         r"Use a form such as 2020-01-01 .* or leave it out",
+    ),
+    "select-empty": (
+        discover_with("--select", ""),
+        r"^CRITICAL --select was given no name \(an empty variable\?\)",
+        r"name at least one stream, or leave --select out to select every stream\.$",
+    ),
+    "select-only-commas": (
+        discover_with("--select", " , ,"),
+        r"--select was given no name",
+        r"or leave --select out",
+    ),
+    "exclude-empty": (
+        discover_with("--select", "contacts", "--exclude", ""),
+        r"--exclude was given no name",
+        r"or leave --exclude out to keep every column\.$",
+    ),
+    "exclude-table_version": (
+        discover_with("--exclude", "lists_contacts.table_version"),
+        r"^CRITICAL --exclude lists_contacts\.table_version: table_version carries removals",
+        r"docs/state\.md, Removals\), so it cannot be left out\.$",
+    ),
+    "exclude-table_version-segments": (
+        discover_with("--exclude", "contacts.email,smart_segments_contacts.table_version"),
+        r"--exclude smart_segments_contacts\.table_version: table_version carries removals",
+        r"docs/state\.md",
     ),
     "start_date-yesterday": (
         with_config(start_date="yesterday"),
