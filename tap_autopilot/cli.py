@@ -9,6 +9,7 @@ tracebacks are only logged with --debug.
 import argparse
 import contextlib
 import ctypes
+import datetime
 import json
 import logging
 import os
@@ -198,6 +199,7 @@ def run(args: argparse.Namespace) -> None:
             "No config given. Run: tap-autopilot --config config.json [--discover | --catalog "
             "catalog.json [--state state.json]]"
         )
+    run_began = datetime.datetime.now(datetime.UTC)  # no start_date or bookmark may be later
     selected_names = given_names("--select", args.select)
     excluded_names = given_names("--exclude", args.exclude) or []
     if selected_names is not None or excluded_names:
@@ -211,7 +213,7 @@ def run(args: argparse.Namespace) -> None:
     key = raw_config.get("api_key") if isinstance(raw_config, dict) else None
     if isinstance(key, str):
         _FORMATTER.secrets = sorted({secret for secret in (key, key.strip()) if secret}, key=len, reverse=True)
-    config = validate_config(raw_config)
+    config = validate_config(raw_config, now=run_began)
     catalog_path = args.catalog or args.properties
     catalog: dict[str, Any] | None = None  # read below unless --discover; None: every stream
     state: dict[str, Any] = {}
@@ -243,7 +245,7 @@ def run(args: argparse.Namespace) -> None:
             "columns: tap-autopilot --config C --discover --select STREAM --exclude STREAM.COLUMN > catalog.json.",
             ", ".join(entry["tap_stream_id"] for entry in catalog["streams"]),
         )
-    _sync_until_stopped(client, config, state, catalog)
+    _sync_until_stopped(client, config, state, catalog, run_began)
 
 
 def _reset_stream(state_path: str | None, stream_id: str) -> None:
@@ -286,7 +288,11 @@ def _reset_stream(state_path: str | None, stream_id: str) -> None:
 
 
 def _sync_until_stopped(
-    client: AutopilotClient, config: dict[str, Any], state: dict[str, Any], catalog: dict[str, Any]
+    client: AutopilotClient,
+    config: dict[str, Any],
+    state: dict[str, Any],
+    catalog: dict[str, Any],
+    run_began: datetime.datetime | None = None,
 ) -> None:
     """Run the sync on its own thread, leaving the main thread free for signals.
 
@@ -298,7 +304,7 @@ def _sync_until_stopped(
 
     def work() -> None:
         try:
-            sync(client, config, state, catalog, on_start=contexts.append)
+            sync(client, config, state, catalog, on_start=contexts.append, run_began=run_began)
         except BaseException as error:  # re-raised on the main thread
             failure.append(error)
 

@@ -136,6 +136,19 @@ def normalize_start_date(text: object) -> str | None:
     return text
 
 
+def check_start_date_not_in_future(given: object, normalized: str, now: datetime.datetime) -> None:
+    """The future-start-date rule: a start_date later than the run's start is refused (a
+    typo such as 2030 for 2020). No contact has changed after it yet, and the contacts
+    bookmark would start there: every later run would skip every contact."""
+    if datetime.datetime.fromisoformat(normalized) > now:
+        raise ConfigError(
+            f"Config 'start_date' {given!r} is in the future (now is "
+            f"{now.astimezone(datetime.UTC):%Y-%m-%dT%H:%M:%SZ}): no contact would be replicated, and the "
+            "contacts bookmark would start there. Set it to the date to replicate from, such as 2020-01-01, "
+            "or leave it out (one year before the first run)."
+        )
+
+
 def is_loopback_host(host: str | None) -> bool:
     """True for localhost and loopback addresses (127.0.0.0/8, ::1): the only hosts
     the API key may be sent to over plain http (the local sandbox)."""
@@ -149,7 +162,10 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
-def validate_config(config: object) -> dict[str, Any]:
+def validate_config(config: object, now: datetime.datetime | None = None) -> dict[str, Any]:
+    """The config checked, and normalized in place: ConfigError for a value the tap cannot
+    use. now: when the run began (an aware datetime; the clock if not given), which
+    start_date may not be later than."""
     if not isinstance(config, dict):
         raise ConfigError(
             "The config file must hold a JSON object with api_key and start_date (optional: one year back)."
@@ -173,6 +189,7 @@ def validate_config(config: object) -> dict[str, Any]:
                 "form such as 2020-01-01 (midnight UTC) or 2020-01-01T00:00:00Z, or leave it out "
                 "(one year before the first run)."
             )
+        check_start_date_not_in_future(start_date, normalized, now or datetime.datetime.now(datetime.UTC))
         config["start_date"] = normalized
     base_url = config.get("base_url", DEFAULT_BASE_URL)
     parts = urlparse(base_url) if isinstance(base_url, str) else None

@@ -5,6 +5,7 @@ A catalog or state naming an unknown stream only gets a warning.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -19,6 +20,8 @@ START_DATE = "2000-01-01T00:00:00Z"
 # The unreachable-API cases retry before they give up: a first backoff of at most 50 ms instead
 # of 1 s keeps them from waiting ~10 s each (see BACKOFF_BASE_ENV in tap_autopilot/retry.py).
 SHORT_BACKOFF = dict(os.environ, TAP_AUTOPILOT_BACKOFF_SECONDS="0.05")
+# A start_date typed 2030 for 2020: some years after today, whatever today is.
+FUTURE_DAY = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=3 * 365)).date().isoformat()
 
 
 # ----- helpers -----------------------------------------------------------------
@@ -133,6 +136,16 @@ CASES = {
         with_config(start_date=20200101),
         r"'start_date' 20200101 is neither a date nor an RFC 3339",
         r"Use a form such as 2020-01-01 .* or leave it out",
+    ),
+    "start_date-in-the-future": (
+        with_config(start_date=FUTURE_DAY),
+        rf"'start_date' '{FUTURE_DAY}' is in the future \(now is ",
+        r"Set it to the date to replicate from, such as 2020-01-01, or leave it out",
+    ),
+    "start_date-in-the-future-discover": (
+        discover_with(start_date=FUTURE_DAY),
+        rf"'start_date' '{FUTURE_DAY}' is in the future",
+        r"Set it to the date to replicate from",
     ),
     "select-empty": (
         discover_with("--select", ""),

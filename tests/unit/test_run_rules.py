@@ -2,6 +2,7 @@
 which hosts may get the key over plain http, signal -> exit code, log levels. (The
 whole-response deadline needs a socket: tests/integration/test_timeouts_and_dates.py.)"""
 
+import datetime
 import logging
 import signal
 
@@ -188,3 +189,28 @@ def test_main_shares_one_arena_before_any_thread_of_the_run_starts(monkeypatch):
     monkeypatch.setattr(cli_module, "run", lambda args: order.append("run"))
     cli_module.main(["--about"])
     assert order == ["arena", "run"]
+
+
+# ---- the future-start-date rule ------------------------------------------------------------
+
+NOW = datetime.datetime(2026, 3, 1, 12, 0, tzinfo=datetime.UTC)
+
+
+@pytest.mark.parametrize(
+    "start_date", ["2030-01-01", "2026-03-02", "2026-03-01T12:00:01Z", "2026-03-01T13:00:00+00:30"]
+)
+def test_future_start_date_rule_refuses_a_start_date_later_than_the_run_s_start(start_date):
+    config = dict(_config("https://x.example/v1"), start_date=start_date)
+    with pytest.raises(ConfigError) as raised:
+        validate_config(config, now=NOW)
+    assert str(raised.value) == (
+        f"Config 'start_date' {start_date!r} is in the future (now is 2026-03-01T12:00:00Z): no contact would be "
+        "replicated, and the contacts bookmark would start there. Set it to the date to replicate from, such as "
+        "2020-01-01, or leave it out (one year before the first run)."
+    )
+
+
+@pytest.mark.parametrize("start_date", ["2026-03-01", "2026-03-01T12:00:00Z", "2026-03-01T14:00:00+02:00"])
+def test_future_start_date_rule_takes_a_start_date_up_to_the_run_s_start(start_date):
+    config = dict(_config("https://x.example/v1"), start_date=start_date)
+    assert validate_config(config, now=NOW)["start_date"] == normalize_start_date(start_date)
