@@ -1,6 +1,7 @@
 """Bad input. Each gets exit code 1, exactly one CRITICAL line on stderr
 naming the problem and the fix, no traceback, and the API key never echoed.
-A catalog or state naming an unknown stream only gets a warning.
+A catalog or state naming an unknown stream, and a config key that is no setting, only
+get a warning.
 """
 
 from __future__ import annotations
@@ -131,11 +132,25 @@ CASES = {
     ),
     "api_key-empty": (with_config(api_key=""), r"'api_key' is missing or empty", r"Set it to your Autopilot API key"),
     "api_key-blank": (with_config(api_key="   "), r"'api_key' is missing or empty", r"Set it to"),
-    "api_key-not-a-string": (with_config(api_key=12345), r"'api_key' is missing or empty", r"Set it to"),
+    "api_key-not-a-string": (
+        with_config(api_key=4815162342),
+        r"^CRITICAL Config 'api_key' must be a string \(your Autopilot API key\), not a number\.$",
+        r"your Autopilot API key",
+    ),
     "start_date-not-a-string": (
         with_config(start_date=20200101),
-        r"'start_date' 20200101 is neither a date nor an RFC 3339",
-        r"Use a form such as 2020-01-01 .* or leave it out",
+        r"'start_date' must be a string \(a date such as 2020-01-01, or an RFC 3339 time\)",
+        r"not a number\.$",
+    ),
+    "user_agent-not-a-string": (
+        with_config(user_agent=["tap"]),
+        r"'user_agent' must be a string \(the User-Agent header to send\)",
+        r"not a list\.$",
+    ),
+    "lists_contacts_source-not-a-string": (
+        with_config(lists_contacts_source=1),
+        r"'lists_contacts_source' must be a string \(one of auto, contacts, lists\)",
+        r"not a number\.$",
     ),
     "start_date-in-the-future": (
         with_config(start_date=FUTURE_DAY),
@@ -317,6 +332,7 @@ def test_bad_input_fails_with_one_clear_line(tmp_path, sb, catalog, case):
     assert re.search(fix, critical[0]), critical[0]
     assert "Traceback" not in output, proc.stderr[-3000:]
     assert API_KEY not in output, "the API key was echoed"
+    assert "4815162342" not in output, "the API key given as a number was echoed"
     if case.startswith("api-unreachable"):
         # It retried with backoff before giving up, and said so.
         assert [line for line in proc.stderr.splitlines() if line.startswith("WARNING") and "retrying in" in line], (
@@ -374,6 +390,31 @@ def test_catalog_naming_an_unknown_stream_warns_and_runs_on(tmp_path, sb, catalo
     assert "campaigns" not in records
     assert {r["contact_id"] for r in records["contacts"]} == set(sb.dataset.contact_ids())
     assert {r["list_id"] for r in records["lists"]} == {item["list_id"] for item in sb.dataset.lists()}
+
+
+# ----- not fatal: typos are named --------------------------------------------------------
+
+
+def _sync(tmp_path, config, catalog, state=None, env=None):
+    args = ["--config", helpers.write_json(tmp_path / "config.json", config)]
+    args += ["--catalog", helpers.write_json(tmp_path / "catalog.json", catalog)]
+    if state is not None:
+        args += ["--state", helpers.write_json(tmp_path / "state.json", state)]
+    run = helpers.run_tap(args, env=env, secret=API_KEY)
+    assert run.returncode == 0, run
+    assert not critical_lines(run.stderr), run
+    return run
+
+
+def test_a_misspelled_setting_is_one_warning_naming_the_closest_setting(tmp_path, sb, catalog):
+    config = dict(good_config(sb), start_dat=START_DATE)
+    del config["start_date"]
+    run = _sync(tmp_path, config, helpers.select(catalog, streams=["contacts"]))
+    assert run.lines("WARNING") == [
+        "WARNING Config 'start_dat' is not a setting of this tap and is ignored: did you mean start_date?"
+    ]
+    # Ignored indeed: the run took the default start date, and said so.
+    assert any("No start_date in the config: starting from" in line for line in run.lines("INFO")), run
 
 
 # ----- --debug ---------------------------------------------------------------------------
