@@ -106,6 +106,9 @@ class _RedactingFormatter(logging.Formatter):
 _FORMATTER = _RedactingFormatter("%(levelname)s %(message)s")
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 def log_level(debug: bool, requested: str) -> int:
     """The tap's log level: DEBUG with --debug, else $LOG_LEVEL if it names a
     level (WARNING hides the INFO progress and METRIC lines), else INFO."""
@@ -115,6 +118,12 @@ def log_level(debug: bool, requested: str) -> int:
     return level if isinstance(level, int) else logging.INFO
 
 
+def unknown_log_level(requested: str) -> bool:
+    """The LOG_LEVEL rule: a $LOG_LEVEL that is set but names no level (verbose, 10) is
+    warned about; the tap then logs at INFO."""
+    return bool(requested.strip()) and not isinstance(logging.getLevelName(requested.strip().upper()), int)
+
+
 def _setup_logging(debug: bool, requested_level: str = "") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_FORMATTER)
@@ -122,6 +131,13 @@ def _setup_logging(debug: bool, requested_level: str = "") -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     LOGGER.setLevel(log_level(debug, requested_level))
+    if unknown_log_level(requested_level):
+        LOGGER.warning(
+            "LOG_LEVEL=%r is not a log level; logging at %s. It takes %s.",
+            requested_level[:40],
+            "DEBUG (--debug)" if debug else "INFO",
+            ", ".join(LOG_LEVELS),
+        )
 
 
 def _parse_args(argv: list[str]) -> argparse.Namespace:

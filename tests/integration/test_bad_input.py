@@ -1,7 +1,7 @@
 """Bad input. Each gets exit code 1, exactly one CRITICAL line on stderr
 naming the problem and the fix, no traceback, and the API key never echoed.
-A catalog or state naming an unknown stream, and a config key that is no setting, only
-get a warning.
+A catalog or state naming an unknown stream, a config key that is no setting and an unknown
+LOG_LEVEL only get a warning.
 """
 
 from __future__ import annotations
@@ -415,6 +415,17 @@ def test_a_misspelled_setting_is_one_warning_naming_the_closest_setting(tmp_path
     ]
     # Ignored indeed: the run took the default start date, and said so.
     assert any("No start_date in the config: starting from" in line for line in run.lines("INFO")), run
+
+
+def test_an_unknown_log_level_is_one_warning_naming_the_levels_and_the_tap_logs_at_info(tmp_path, sb, catalog):
+    run = _sync(
+        tmp_path, good_config(sb), helpers.select(catalog, streams=["lists"]), env=dict(os.environ, LOG_LEVEL="verbose")
+    )
+    assert run.lines("WARNING") == [
+        "WARNING LOG_LEVEL='verbose' is not a log level; logging at INFO. It takes DEBUG, INFO, WARNING, ERROR, "
+        "CRITICAL."
+    ]
+    assert any("record_count" in line for line in run.lines("INFO")), "not logging at INFO"
 
 
 # ----- --debug ---------------------------------------------------------------------------

@@ -335,3 +335,23 @@ def test_a_setting_given_as_null_is_a_setting_left_out():
         "start_date": "2020-01-01T00:00:00Z",
         "base_url": "https://x.example/v1",
     }
+
+
+# ---- the LOG_LEVEL rule ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("requested", "unknown"), [("verbose", True), ("10", True), ("info ", False), ("", False)])
+def test_log_level_rule(requested, unknown):
+    assert cli_module.unknown_log_level(requested) is unknown
+
+
+def test_an_unknown_log_level_is_a_warning_naming_the_levels_then_info(capsys, monkeypatch):
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))  # _setup_logging replaces them
+    monkeypatch.setattr(cli_module.LOGGER, "level", cli_module.LOGGER.level)
+    cli_module._setup_logging(False, "verbose")
+    assert cli_module.LOGGER.level == logging.INFO
+    assert capsys.readouterr().err == (
+        "WARNING LOG_LEVEL='verbose' is not a log level; logging at INFO. It takes DEBUG, INFO, WARNING, ERROR, "
+        "CRITICAL.\n"
+    )
