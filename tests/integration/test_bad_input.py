@@ -1,7 +1,7 @@
 """Bad input. Each gets exit code 1, exactly one CRITICAL line on stderr
 naming the problem and the fix, no traceback, and the API key never echoed.
-A catalog or state naming an unknown stream, a config key that is no setting and an unknown
-LOG_LEVEL only get a warning.
+A catalog or state naming an unknown stream, a config key that is no setting, an unknown
+LOG_LEVEL and a state that is not this tap's only get a warning.
 """
 
 from __future__ import annotations
@@ -428,21 +428,53 @@ def test_an_unknown_log_level_is_one_warning_naming_the_levels_and_the_tap_logs_
     assert any("record_count" in line for line in run.lines("INFO")), "not logging at INFO"
 
 
+def _every_stream_from_the_start(run, sb):
+    expected = helpers.expected_keys(sb)
+    for stream in helpers.STREAM_NAMES:
+        assert set(run.keys(stream)) == expected[stream], stream
+    assert set(run.keys("contacts")) == helpers.updated_since(sb, helpers.instant(START_DATE))
+
+
+def test_a_state_of_another_shape_is_one_warning_and_every_stream_starts_over(tmp_path, sb, catalog):
+    run = _sync(tmp_path, good_config(sb), helpers.select(catalog), state={"foo": 1})
+    assert run.lines("WARNING") == [
+        'WARNING The state is not in this tap\'s shape: it has no "bookmarks" object (its keys: foo), so every '
+        "stream starts over."
+    ]
+    _every_stream_from_the_start(run, sb)
+    assert "foo" not in run.state
+
+
+def test_a_garbage_bookmark_is_one_warning_and_that_stream_starts_over(tmp_path, sb, catalog):
+    first = _sync(tmp_path, good_config(sb), helpers.select(catalog))
+    state = json.loads(json.dumps(first.state))
+    state["bookmarks"]["contacts"] = "garbage"
+    run = _sync(tmp_path, good_config(sb), helpers.select(catalog), state=state)
+    assert run.lines("WARNING") == [
+        'WARNING The state is not in this tap\'s shape: bookmarks.contacts is "garbage", not an object, so '
+        "contacts starts over."
+    ]
+    _every_stream_from_the_start(run, sb)
+    assert helpers.instant(run.state["bookmarks"]["contacts"]["updated_at"]) <= datetime.datetime.now(datetime.UTC)
+    # The other streams went on from their bookmarks: each a new pass, under a higher version.
+    for stream in helpers.FULL_TABLE_STREAMS:
+        assert run.state["bookmarks"][stream]["version"] > first.state["bookmarks"][stream]["version"], stream
+
+
 # ----- --debug ---------------------------------------------------------------------------
 
-CORRUPT_STATE = {"currently_syncing": "contacts", "bookmarks": {"contacts": {"scan": "not-an-object"}}}
+# A catalog entry whose metadata holds a string where Singer metadata has objects.
+CORRUPT_CATALOG = {"streams": [{"tap_stream_id": "contacts", "schema": {}, "metadata": ["not-an-object"]}]}
 
 
 @pytest.mark.parametrize("debug", [False, True], ids=["quiet", "debug"])
-def test_unexpected_error_traceback_only_with_debug_and_never_the_key(tmp_path, sb, catalog, debug):
+def test_unexpected_error_traceback_only_with_debug_and_never_the_key(tmp_path, sb, debug):
     config = helpers.write_json(tmp_path / "config.json", good_config(sb))
     args = [
         "--config",
         config,
         "--catalog",
-        helpers.write_json(tmp_path / "catalog.json", catalog),
-        "--state",
-        helpers.write_json(tmp_path / "state.json", CORRUPT_STATE),
+        helpers.write_json(tmp_path / "catalog.json", CORRUPT_CATALOG),
     ] + (["--debug"] if debug else [])
     proc = helpers.run_cli(args, timeout=90)
     output = proc.stdout + proc.stderr

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from tap_autopilot.readers import CLOCK_SKEW, next_threshold
+from tap_autopilot.run_start import start_date_for, trusted_state
 from tap_autopilot.state import (
     MembershipPass,
     State,
@@ -18,7 +19,8 @@ from tap_autopilot.state import (
     reset_stream,
     version_number,
 )
-from tap_autopilot.sync import start_date_for
+from tap_autopilot.state_shape import tap_shape
+from tap_autopilot.streams import STREAMS
 
 UTC = datetime.UTC
 T0 = datetime.datetime(2024, 1, 1, tzinfo=UTC)
@@ -173,9 +175,10 @@ def test_restarting_an_incremental_scan_keeps_its_threshold_and_start():
     assert state.incremental_scan("contacts", START) == (at(0), None, at(10), at(20))
 
 
-def test_a_scan_entry_that_is_not_an_object_is_an_error():
-    with pytest.raises(ValueError, match=r"bookmarks\.contacts\.scan"):
-        State({"bookmarks": {"contacts": {"scan": "x"}}}).incremental_scan("contacts", START)
+def test_a_scan_entry_that_is_not_an_object_starts_the_scan_over():
+    state = State({"bookmarks": {"contacts": {"scan": "x"}}})
+    assert state.incremental_scan("contacts", START) == (START, None, None, None)
+    assert state.shape_problems == ['bookmarks.contacts.scan is "x", not an object, so contacts starts over']
 
 
 # ---- a versioned pass over the contacts scan ---------------------------------------------------
@@ -307,10 +310,11 @@ def test_every_change_to_the_state_takes_the_output_lock(change):
 
 
 def test_the_document_is_plain_json():
-    state = State({"currently_syncing": "contacts", "bookmarks": {"contacts": {"updated_at": "x"}, "bad": 3}})
+    entry = {"updated_at": "2024-01-01T00:00:00Z"}
+    state = State({"currently_syncing": "contacts", "bookmarks": {"contacts": entry, "bad": 3}})
     assert json.loads(json.dumps(state.to_dict())) == {
         "currently_syncing": "contacts",
-        "bookmarks": {"contacts": {"updated_at": "x"}},
+        "bookmarks": {"contacts": entry},
     }
 
 
@@ -474,3 +478,123 @@ def test_a_completed_pass_reads_no_parents_whatever_keys_it_kept():
     completed entry (hand-edited to keep progress keys) must not look like a pass in progress."""
     state = State({"bookmarks": {"lists_contacts": {"version": 7, "complete": True, "done_through": "a"}}})
     assert not state.reads_parents("lists_contacts")
+
+
+# ---- the state-shape rule (state_shape.tap_shape) ---------------------------------------
+
+TAP_STREAMS = list(STREAMS)
+GOOD_CONTACTS = {"updated_at": "2024-01-01T00:00:00.000000Z"}
+GOOD_LISTS = {"version": 17, "complete": True}
+PASS_IN_PROGRESS = {
+    "version": 5,
+    "complete": False,
+    "done_through": "a",
+    "done_beyond": ["c"],
+    "in_progress": {"b": "person_1"},
+}
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ({"foo": 1}, 'it has no "bookmarks" object (its keys: foo), so every stream starts over'),
+        ({"bookmarks": []}, 'its "bookmarks" is [], not an object, so every stream starts over'),
+        (
+            {"bookmarks": {"users": {"since": "2024-01-01"}}},
+            "its bookmarks are for streams this tap does not have (users), so every stream starts over",
+        ),
+        (
+            {"bookmarks": {"contacts": "garbage", "lists": GOOD_LISTS}},
+            'bookmarks.contacts is "garbage", not an object, so contacts starts over',
+        ),
+        (
+            {"bookmarks": {"contacts": {"updated_at": "last tuesday"}, "lists": GOOD_LISTS}},
+            'bookmarks.contacts.updated_at is "last tuesday", not a time, so contacts starts over',
+        ),
+        (
+            {"bookmarks": {"contacts": GOOD_CONTACTS, "lists": {"version": "17", "complete": True}}},
+            'bookmarks.lists.version is "17", not a table version (a whole number above 0), so lists starts over',
+        ),
+        (
+            {"bookmarks": {"lists_contacts": {"version": 5, "complete": False, "done_beyond": 3}}},
+            "bookmarks.lists_contacts.done_beyond is 3, not a list of ids, so lists_contacts starts over",
+        ),
+        (
+            {"bookmarks": {"contacts": {"scan": {"threshold": 20240101, "cursor": "p"}}}},
+            "bookmarks.contacts.scan.threshold is 20240101, not a time, so contacts starts over",
+        ),
+        (
+            {"default_start_date": "soon", "bookmarks": {}},
+            'its default_start_date is "soon", not a time, so a new one is taken (one year before this run)',
+        ),
+    ],
+)
+def test_state_shape_rule_names_what_is_wrong_and_what_starts_over(raw, problem):
+    assert tap_shape(raw, TAP_STREAMS)[1] == [problem]
+
+
+def test_state_shape_rule_keeps_every_entry_in_the_tap_s_shape_and_only_those():
+    raw = {
+        "currently_syncing": "lists",
+        "default_start_date": "2023-01-01T00:00:00.000000Z",
+        "bookmarks": {
+            "contacts": "garbage",
+            "lists": GOOD_LISTS,
+            "smart_segments": {"version": 9, "complete": "yes"},  # its version is kept: versions only grow
+            "lists_contacts": PASS_IN_PROGRESS,
+        },
+    }
+    document, problems = tap_shape(raw, TAP_STREAMS)
+    assert document == {
+        "currently_syncing": "lists",
+        "default_start_date": "2023-01-01T00:00:00.000000Z",
+        "bookmarks": {
+            "lists": GOOD_LISTS,
+            "smart_segments": {"version": 9, "complete": True},
+            "lists_contacts": PASS_IN_PROGRESS,
+        },
+    }
+    assert [problem.rsplit(" so ", 1)[1] for problem in problems] == [
+        "contacts starts over",
+        "smart_segments starts over",
+    ]
+    state = State(raw, streams=TAP_STREAMS)
+    assert state.begin_version("smart_segments", now_ms=5) == (10, False)  # above 9, no early ACTIVATE
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {},
+        None,
+        {"bookmarks": {}},
+        {"currently_syncing": None, "bookmarks": {"contacts": GOOD_CONTACTS, "lists": GOOD_LISTS}},
+        {"bookmarks": {"contacts": {"version": 7, "complete": False, "scan": {"cursor": None}}}},
+        {
+            "bookmarks": {
+                "contacts": {"scan": {"threshold": "2024-01-01T00:00:00Z", "bookmark": "p", "started_at": None}}
+            }
+        },
+        {"bookmarks": {"contacts": GOOD_CONTACTS, "campaigns": "another tap's"}},  # not a stream of this tap: kept out
+    ],
+)
+def test_state_shape_rule_finds_nothing_wrong_in_what_the_tap_writes(raw):
+    assert tap_shape(raw, TAP_STREAMS)[1] == []
+
+
+def test_state_shape_rule_reads_meltanos_singer_state_as_the_state_inside():
+    inner = {"currently_syncing": None, "bookmarks": {"contacts": GOOD_CONTACTS}}
+    document, problems = tap_shape({"singer_state": inner}, TAP_STREAMS)
+    assert problems == [] and document == inner
+    assert State({"singer_state": inner}).incremental_scan("contacts", START)[0] == T0
+
+
+def test_a_state_that_is_not_this_tap_s_shape_is_one_warning_before_the_sync_starts_over(caplog):
+    caplog.set_level(logging.INFO, logger="tap_autopilot")
+    raw = {"bookmarks": {"contacts": "garbage", "lists": {"version": "x"}}}
+    state, _ = trusted_state(raw, {"start_date": "2015-01-01T00:00:00Z"}, T0)
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        'The state is not in this tap\'s shape: bookmarks.contacts is "garbage", not an object, so contacts starts '
+        'over; bookmarks.lists.version is "x", not a table version (a whole number above 0), so lists starts over.'
+    ]
+    assert state.to_dict()["bookmarks"] == {}
