@@ -57,6 +57,13 @@ def test_next_threshold_without_a_start_time_is_the_newest_seen():
     assert next_threshold(at(0), at(30), None) == at(30)
 
 
+def test_next_threshold_never_passes_the_scan_start_even_from_a_threshold_beyond_it():
+    """docs/state.md's promise, whatever the scan filtered with: a threshold ahead of the
+    API's clock (the tap's clock ahead of it) is not saved as the bookmark."""
+    assert next_threshold(at(150), None, at(100)) == at(100)
+    assert next_threshold(at(150), at(160), at(100)) == at(100)
+
+
 # ---- table versions ------------------------------------------------------------------------
 
 
@@ -598,3 +605,77 @@ def test_a_state_that_is_not_this_tap_s_shape_is_one_warning_before_the_sync_sta
         'over; bookmarks.lists.version is "x", not a table version (a whole number above 0), so lists starts over.'
     ]
     assert state.to_dict()["bookmarks"] == {}
+
+
+# ---- the future-bookmark rule ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("entry", "which"),
+    [
+        ({"updated_at": "2030-01-01T00:00:00Z"}, "updated_at"),
+        ({"scan": {"threshold": "2030-01-01T00:00:00Z", "cursor": "p", "max_updated_at": None}}, "scan threshold"),
+        (
+            {"scan": {"threshold": "2023-01-01T00:00:00Z", "cursor": "p", "started_at": "2030-01-01T00:00:00Z"}},
+            "scan started_at",
+        ),
+    ],
+)
+def test_future_bookmark_rule_drops_a_contacts_time_later_than_the_run_s_start(entry, which):
+    state = State({"bookmarks": {"contacts": entry, "lists": dict(GOOD_LISTS)}})
+    assert state.drop_future_bookmarks(run_began=T0) == [("contacts", which, "2030-01-01T00:00:00Z")]
+    assert state.incremental_scan("contacts", START) == (START, None, None, None)  # from the start date, page 1
+    assert "contacts" not in state.to_dict()["bookmarks"]  # never written back
+    assert state.entry("lists") == GOOD_LISTS
+
+
+def test_future_bookmark_rule_trusts_a_time_up_to_the_run_s_start():
+    entry = {"scan": {"threshold": "2023-12-31T00:00:00Z", "cursor": "p", "started_at": "2024-01-01T00:00:00Z"}}
+    state = State({"bookmarks": {"contacts": entry}})
+    assert state.drop_future_bookmarks(run_began=T0) == []
+    assert state.entry("contacts") == entry
+
+
+def test_future_bookmark_rule_keeps_a_version_so_versions_only_grow():
+    state = State(
+        {"bookmarks": {"contacts": {"version": 9_000, "complete": True, "updated_at": "2030-01-01T00:00:00Z"}}}
+    )
+    assert [stream for stream, _, _ in state.drop_future_bookmarks(run_began=T0)] == ["contacts"]
+    assert state.entry("contacts") == {"version": 9_000, "complete": True}
+
+
+def test_a_future_contacts_bookmark_is_one_warning_naming_the_stream_and_the_value(caplog):
+    caplog.set_level(logging.INFO, logger="tap_autopilot")
+    raw = {"bookmarks": {"contacts": {"updated_at": "2030-01-01T00:00:00Z"}}}
+    state, start_date = trusted_state(raw, {"start_date": "2015-01-01T00:00:00Z"}, T0)
+    assert start_date == START
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "contacts: the state's updated_at 2030-01-01T00:00:00Z is later than this run's start (2024-01-01T00:00:00Z), "
+        "so it is not trusted: the stream starts over, from the start date 2015-01-01T00:00:00.000000Z (nothing is "
+        "skipped)."
+    ]
+    assert state.to_dict()["bookmarks"] == {}
+
+
+def test_a_future_default_start_date_is_replaced_by_one_year_before_the_run(caplog):
+    caplog.set_level(logging.INFO, logger="tap_autopilot")
+    state = State({"default_start_date": "2030-01-01T00:00:00Z", "bookmarks": {}})
+    assert start_date_for({}, state, T0) == datetime.datetime(2023, 1, 1, tzinfo=UTC)
+    assert state.to_dict()["default_start_date"] == "2023-01-01T00:00:00.000000Z"
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "WARNING",
+            "The state's default_start_date 2030-01-01T00:00:00.000000Z is later than this run's start "
+            "(2024-01-01T00:00:00Z), so it is not trusted: streams without a bookmark start from "
+            "2023-01-01T00:00:00.000000Z, one year before this run, which the state keeps from now on.",
+        )
+    ]
+
+
+def test_a_future_default_start_date_is_dropped_when_the_config_has_a_start_date(caplog):
+    state = State({"default_start_date": "2030-01-01T00:00:00Z", "bookmarks": {}})
+    assert start_date_for({"start_date": "2015-01-01T00:00:00Z"}, state, T0) == START
+    assert "default_start_date" not in state.to_dict()
+    assert [r.getMessage().rsplit(": ", 1)[1] for r in caplog.records] == [
+        "it is dropped (the config's start_date applies)."
+    ]
