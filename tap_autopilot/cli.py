@@ -9,6 +9,7 @@ a state file whose lock a pipeline run holds); tracebacks are only logged with -
 import argparse
 import contextlib
 import ctypes
+import datetime
 import json
 import logging
 import os
@@ -25,7 +26,7 @@ from tap_autopilot.config import SETTINGS, validate_config
 from tap_autopilot.discover import discover
 from tap_autopilot.errors import ConfigError, Interrupted, RetryableError, StateInUseError, TapError
 from tap_autopilot.reset import reset_streams
-from tap_autopilot.selection import check_names, select, split_names
+from tap_autopilot.selection import check_names, given_names, select
 from tap_autopilot.streams import STREAMS
 from tap_autopilot.sync import SyncContext, sync
 
@@ -134,6 +135,9 @@ class _RedactingFormatter(logging.Formatter):
 _FORMATTER = _RedactingFormatter("%(levelname)s %(message)s")
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 def log_level(debug: bool, requested: str) -> int:
     """The tap's log level: DEBUG with --debug, else $LOG_LEVEL if it names a
     level (WARNING hides the INFO progress and METRIC lines), else INFO."""
@@ -143,6 +147,12 @@ def log_level(debug: bool, requested: str) -> int:
     return level if isinstance(level, int) else logging.INFO
 
 
+def unknown_log_level(requested: str) -> bool:
+    """The LOG_LEVEL rule: a $LOG_LEVEL that is set but names no level (verbose, 10) is
+    warned about; the tap then logs at INFO."""
+    return bool(requested.strip()) and not isinstance(logging.getLevelName(requested.strip().upper()), int)
+
+
 def _setup_logging(debug: bool, requested_level: str = "") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_FORMATTER)
@@ -150,6 +160,13 @@ def _setup_logging(debug: bool, requested_level: str = "") -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     LOGGER.setLevel(log_level(debug, requested_level))
+    if unknown_log_level(requested_level):
+        LOGGER.warning(
+            "LOG_LEVEL=%r is not a log level; logging at %s. It takes %s.",
+            requested_level[:40],
+            "DEBUG (--debug)" if debug else "INFO",
+            ", ".join(LOG_LEVELS),
+        )
 
 
 def _parse_args(argv: list[str]) -> argparse.Namespace:
@@ -243,18 +260,21 @@ def run(args: argparse.Namespace) -> None:
             "No config given. Run: tap-autopilot --config config.json [--discover | --catalog "
             "catalog.json [--state state.json]]"
         )
-    if args.select or args.exclude:
+    run_began = datetime.datetime.now(datetime.UTC)  # no start_date or bookmark may be later
+    selected_names = given_names("--select", args.select)
+    excluded_names = given_names("--exclude", args.exclude) or []
+    if selected_names is not None or excluded_names:
         if not args.discover:
             raise ConfigError(
                 "--select and --exclude go with --discover: tap-autopilot --config C --discover --select ..."
             )
-        check_names(list(STREAMS), split_names(args.select) or None, split_names(args.exclude))  # before any request
+        check_names(list(STREAMS), selected_names, excluded_names)  # before any request
     raw_config = _load_json(args.config, "config", "--config")
     # Known to the log formatter before validation: a message about another setting may quote it.
     key = raw_config.get("api_key") if isinstance(raw_config, dict) else None
     if isinstance(key, str):
         _FORMATTER.secrets = sorted({secret for secret in (key, key.strip()) if secret}, key=len, reverse=True)
-    config = validate_config(raw_config)
+    config = validate_config(raw_config, now=run_began)
     catalog_path = args.catalog or args.properties
     catalog: dict[str, Any] | None = None  # read below unless --discover; None: every stream
     state: dict[str, Any] = {}
@@ -274,8 +294,8 @@ def run(args: argparse.Namespace) -> None:
     client = AutopilotClient(config)
     if args.discover:
         catalog = discover(client)
-        if args.select or args.exclude:
-            select(catalog, split_names(args.select) or None, split_names(args.exclude))
+        if selected_names is not None or excluded_names:
+            select(catalog, selected_names, excluded_names)
         _print_document(json.dumps(catalog, indent=2))
         return
     if catalog is None:
@@ -285,11 +305,15 @@ def run(args: argparse.Namespace) -> None:
             "columns: tap-autopilot --config C --discover --select STREAM --exclude STREAM.COLUMN > catalog.json.",
             ", ".join(entry["tap_stream_id"] for entry in catalog["streams"]),
         )
-    _sync_until_stopped(client, config, state, catalog)
+    _sync_until_stopped(client, config, state, catalog, run_began)
 
 
 def _sync_until_stopped(
-    client: AutopilotClient, config: dict[str, Any], state: dict[str, Any], catalog: dict[str, Any]
+    client: AutopilotClient,
+    config: dict[str, Any],
+    state: dict[str, Any],
+    catalog: dict[str, Any],
+    run_began: datetime.datetime | None = None,
 ) -> None:
     """Run the sync on its own thread, leaving the main thread free for signals.
 
@@ -301,7 +325,7 @@ def _sync_until_stopped(
 
     def work() -> None:
         try:
-            sync(client, config, state, catalog, on_start=contexts.append)
+            sync(client, config, state, catalog, on_start=contexts.append, run_began=run_began)
         except BaseException as error:  # re-raised on the main thread
             failure.append(error)
 

@@ -3,12 +3,16 @@ Meltano plugin file), their defaults, and the validation a config passes before 
 request is made."""
 
 import datetime
+import difflib
 import ipaddress
+import logging
 import re
 from typing import Any
 from urllib.parse import urlparse
 
 from tap_autopilot.errors import ConfigError
+
+LOGGER = logging.getLogger("tap_autopilot")
 
 DEFAULT_BASE_URL = "https://api2.autopilothq.com/v1"
 DEFAULT_REQUEST_TIMEOUT_SECONDS = 300
@@ -98,6 +102,81 @@ SETTINGS = [
 ]
 
 
+SETTING_NAMES = [str(setting["name"]) for setting in SETTINGS]
+
+# What each setting holds, for the line that refuses a value of the wrong type.
+SETTING_VALUES = {
+    "api_key": "your Autopilot API key",
+    "start_date": "a date such as 2020-01-01, or an RFC 3339 time",
+    "base_url": f"the API root URL, such as {DEFAULT_BASE_URL}",
+    "user_agent": "the User-Agent header to send",
+    "request_timeout": "seconds",
+    "max_requests_per_second": "requests per second",
+    "max_concurrent_requests": "requests in flight at once",
+    "lists_contacts_source": f"one of {', '.join(MEMBERSHIP_SOURCES)}",
+}
+
+_TYPE_WORDS = {"string": "a string", "number": "a number", "integer": "a whole number"}
+
+
+def json_type(value: object) -> str:
+    """The JSON type of a value, in words (for messages that must not quote the value)."""
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return "null"
+
+
+def _has_type(value: object, type_name: str) -> bool:
+    if type_name == "string":
+        return isinstance(value, str)
+    # A number given as text passes here: the number checks below read it, as they always
+    # did (runners that take settings from environment variables write text).
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return number or (type_name == "number" and isinstance(value, str))
+
+
+def type_error(name: str, value: object) -> str | None:
+    """The type-message rule: the line refusing a setting's value of the wrong JSON type
+    (saying the type expected and what the setting holds, never the value: it may be the
+    API key), or None when the type is right."""
+    type_name = str(next(setting["type"] for setting in SETTINGS if setting["name"] == name))
+    if _has_type(value, type_name):
+        return None
+    return f"Config '{name}' must be {_TYPE_WORDS[type_name]} ({SETTING_VALUES[name]}), not {json_type(value)}."
+
+
+def closest_setting(key: str) -> str | None:
+    """The closest-key suggestion: the setting a config key that is not one was most
+    likely meant to be (a typo, another case, '-' for '_'), or None when none is close."""
+    matches = difflib.get_close_matches(key.strip().lower().replace("-", "_"), SETTING_NAMES, n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def warn_unknown_settings(config: dict[str, Any]) -> None:
+    """One WARNING for each key that is not a setting (it is ignored). Keys starting with
+    '_' are left alone: comments, and the private keys runners keep (Meltano's extras)."""
+    for key in config:
+        if key in SETTING_NAMES or (isinstance(key, str) and key.startswith("_")):
+            continue
+        suggestion = closest_setting(key)
+        if suggestion is not None:
+            LOGGER.warning("Config %r is not a setting of this tap and is ignored: did you mean %s?", key, suggestion)
+        else:
+            LOGGER.warning(
+                "Config %r is not a setting of this tap and is ignored. The settings are %s.",
+                key,
+                ", ".join(SETTING_NAMES),
+            )
+
+
 def _positive_number(config: dict[str, Any], key: str) -> None:
     value = config.get(key)
     if value is None:
@@ -136,6 +215,19 @@ def normalize_start_date(text: object) -> str | None:
     return text
 
 
+def check_start_date_not_in_future(given: object, normalized: str, now: datetime.datetime) -> None:
+    """The future-start-date rule: a start_date later than the run's start is refused (a
+    typo such as 2030 for 2020). No contact has changed after it yet, and the contacts
+    bookmark would start there: every later run would skip every contact."""
+    if datetime.datetime.fromisoformat(normalized) > now:
+        raise ConfigError(
+            f"Config 'start_date' {given!r} is in the future (now is "
+            f"{now.astimezone(datetime.UTC):%Y-%m-%dT%H:%M:%SZ}): no contact would be replicated, and the "
+            "contacts bookmark would start there. Set it to the date to replicate from, such as 2020-01-01, "
+            "or leave it out (one year before the first run)."
+        )
+
+
 def is_loopback_host(host: str | None) -> bool:
     """True for localhost and loopback addresses (127.0.0.0/8, ::1): the only hosts
     the API key may be sent to over plain http (the local sandbox)."""
@@ -149,22 +241,33 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
-def validate_config(config: object) -> dict[str, Any]:
+def validate_config(config: object, now: datetime.datetime | None = None) -> dict[str, Any]:
+    """The config checked, and normalized in place: ConfigError for a value the tap cannot
+    use, a WARNING for a key it ignores. now: when the run began (an aware datetime;
+    the clock if not given), which start_date may not be later than."""
     if not isinstance(config, dict):
         raise ConfigError(
             "The config file must hold a JSON object with api_key and start_date (optional: one year back)."
         )
+    warn_unknown_settings(config)
+    for name in SETTING_NAMES:  # null is a setting left out (runners write it for one not set)
+        if name in config and config[name] is None:
+            del config[name]
     api_key = config.get("api_key")
-    if not isinstance(api_key, str) or not api_key.strip():
+    if api_key is None or (isinstance(api_key, str) and not api_key.strip()):
         raise ConfigError(
             "Config 'api_key' is missing or empty. Set it to your Autopilot API key (Settings > Autopilot API)."
         )
+    for name in SETTING_NAMES:
+        error = type_error(name, config[name]) if name in config else None
+        if error is not None:
+            raise ConfigError(error)
     # A key copied with a newline or a space around it is no valid header value: requests
     # would refuse every request, which the client would take for a network failure.
     config["api_key"] = api_key.strip()
     start_date = config.get("start_date")
     if start_date is None or (isinstance(start_date, str) and not start_date.strip()):
-        config.pop("start_date", None)  # the default: one year before the first run (sync.start_date_for)
+        config.pop("start_date", None)  # the default: one year before the first run (run_start.start_date_for)
     else:
         normalized = normalize_start_date(start_date)
         if normalized is None:
@@ -173,6 +276,7 @@ def validate_config(config: object) -> dict[str, Any]:
                 "form such as 2020-01-01 (midnight UTC) or 2020-01-01T00:00:00Z, or leave it out "
                 "(one year before the first run)."
             )
+        check_start_date_not_in_future(start_date, normalized, now or datetime.datetime.now(datetime.UTC))
         config["start_date"] = normalized
     base_url = config.get("base_url", DEFAULT_BASE_URL)
     parts = urlparse(base_url) if isinstance(base_url, str) else None

@@ -128,12 +128,14 @@ def next_threshold(
     Not simply the newest updated_at seen: pages are not in updated_at order, so a
     contact changed during the scan on a page already read would fall below it while
     a later change on a page still ahead raised it. Anything changed after the scan
-    began is taken again next time (at-least-once)."""
-    if max_seen is None:
-        return threshold
-    if started is not None:
-        max_seen = min(max_seen, started - CLOCK_SKEW)
-    return max(threshold, max_seen)
+    began is taken again next time (at-least-once). Never past the scan's start either
+    (docs/state.md): a threshold ahead of the API's clock (the tap's clock ahead of it)
+    is not kept."""
+    if max_seen is not None:
+        if started is not None:
+            max_seen = min(max_seen, started - CLOCK_SKEW)
+        threshold = max(threshold, max_seen)
+    return threshold if started is None else min(threshold, started)
 
 
 class IncrementalContacts(ScanReader):

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from tap_autopilot.errors import ConfigError
+from tap_autopilot.streams import VERSION_COLUMN
 
 
 class SelectionError(ConfigError):
@@ -38,6 +39,12 @@ def check_names(
             raise SelectionError(f"--exclude {item}: write STREAM.COLUMN, such as contacts.email.")
         if stream not in wanted:
             raise SelectionError(f"--exclude {item}: the stream {stream} is not selected.")
+        if column == VERSION_COLUMN:  # the table_version rule
+            raise SelectionError(
+                f"--exclude {item}: {VERSION_COLUMN} carries removals (with a target that ignores "
+                f"ACTIVATE_VERSION, a stream's current rows are those of its highest {VERSION_COLUMN}: "
+                "docs/state.md, Removals), so it cannot be left out."
+            )
         excluded.append((stream, column))
     return wanted, excluded
 
@@ -74,3 +81,24 @@ def select(
 def split_names(values: Iterable[str] | None) -> list[str]:
     """The names given to repeated options, each may hold several separated by commas."""
     return [name.strip() for value in values or () for name in value.split(",") if name.strip()]
+
+
+def given_names(option: str, values: Iterable[str] | None) -> list[str] | None:
+    """The empty-select rule: the names given to --select or --exclude (None when the option
+    is not given at all). Given, but with no name ("", only commas or spaces: an empty shell
+    variable), it is refused: an empty --select would select every stream, an empty --exclude
+    keep every column the user meant to leave out."""
+    if values is None:
+        return None
+    names = split_names(values)
+    if not names:
+        what, otherwise = (
+            ("stream", "to select every stream")
+            if option == "--select"
+            else ("STREAM.COLUMN, such as contacts.email", "to keep every column")
+        )
+        raise SelectionError(
+            f"{option} was given no name (an empty variable?): name at least one {what}, or leave {option} "
+            f"out {otherwise}."
+        )
+    return names

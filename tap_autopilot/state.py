@@ -22,6 +22,10 @@ The entries, by kind of pass (docs/state.md describes them for users):
 A "cursor" is the API's page position (the API calls it "bookmark"): the scan
 continues after it. Everything a pass keeps while it runs is removed when it completes.
 
+A document in another shape is repaired where it is wrong (state_shape.py: that stream
+starts over), and a time later than the run's start is not trusted (drop_future_bookmarks,
+drop_future_default): the sync says so in one WARNING each.
+
 Every change takes the sync's output lock (an RLock: the context already holds it
 while it commits a page), so a STATE message, which serializes the whole document
 under that lock, never sees an entry half changed by another thread.
@@ -30,22 +34,15 @@ under that lock, never sees an entry half changed by another thread.
 import datetime
 import json
 import threading
+from collections.abc import Collection
 from typing import Any
 
 from tap_autopilot.converters import format_datetime, to_datetime
 from tap_autopilot.errors import ConfigError
+from tap_autopilot.state_shape import started_over, tap_shape, version_number
 
 # The keys a membership pass that reads each parent's pages keeps while it runs.
 MEMBERSHIP_PASS_KEYS = ("done_through", "done_beyond", "in_progress")
-
-
-def version_number(value: object) -> int | None:
-    """A table version read from state as an int, or None if it is not a usable one."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    if isinstance(value, float) and not value.is_integer():
-        return None
-    return int(value) if value > 0 else None
 
 
 def next_version(previous: int | None, now_ms: float) -> int:
@@ -68,14 +65,13 @@ def one_year_before(moment: datetime.datetime) -> datetime.datetime:
 
 
 class State:
-    def __init__(self, raw: object, lock: "threading.RLock | None" = None) -> None:
-        raw = raw if isinstance(raw, dict) else {}
-        bookmarks = raw.get("bookmarks")
-        self._bookmarks = (
-            {k: dict(v) for k, v in bookmarks.items() if isinstance(v, dict)} if isinstance(bookmarks, dict) else {}
-        )
-        self.currently_syncing = raw.get("currently_syncing")
-        self._default_start_date = to_datetime(raw.get("default_start_date"))
+    def __init__(self, raw: object, lock: "threading.RLock | None" = None, streams: Collection[str] = ()) -> None:
+        """raw: the state given (any JSON). tap_shape repairs what is not in this tap's shape
+        (streams: the tap's stream ids); shape_problems says what it repaired."""
+        document, self.shape_problems = tap_shape(raw, streams)
+        self._bookmarks = {k: dict(v) for k, v in document["bookmarks"].items()}
+        self.currently_syncing = document["currently_syncing"]
+        self._default_start_date = to_datetime(document.get("default_start_date"))
         self.lock = lock or threading.RLock()
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,6 +95,44 @@ class State:
                 return self._default_start_date, False
             self._default_start_date = one_year_before(run_began)
             return self._default_start_date, True
+
+    def drop_future_default(self, run_began: datetime.datetime) -> datetime.datetime | None:
+        """A default_start_date later than the run's start is not trusted (a clock that was
+        wrong, a hand edit): it is dropped, and returned, so that start_date() takes a new one
+        as on a first run. None when it was not later."""
+        with self.lock:
+            future = self._default_start_date
+            if future is None or future <= run_began:
+                return None
+            self._default_start_date = None
+            return future
+
+    def drop_future_bookmarks(self, run_began: datetime.datetime) -> list[tuple[str, str, str]]:
+        """The future-bookmark rule: a time an entry gives its incremental scan (updated_at,
+        or an interrupted scan's threshold or started_at) later than the run's start cannot
+        be right, and filtering from it would skip every contact changed before it. Such an
+        entry starts over (started_over) before any STATE is written, so the value is never
+        written back. Returns [(stream id, which time, its value)] for each entry dropped."""
+        dropped = []
+        with self.lock:
+            for stream_id, entry in list(self._bookmarks.items()):
+                scan: dict[str, Any] = entry["scan"] if isinstance(entry.get("scan"), dict) else {}
+                times = (
+                    ("updated_at", entry.get("updated_at")),
+                    ("scan threshold", scan.get("threshold")),
+                    ("scan started_at", scan.get("started_at")),
+                )
+                for name, value in times:
+                    moment = to_datetime(value)
+                    if moment is not None and moment > run_began:
+                        dropped.append((stream_id, name, str(value)))
+                        kept = started_over(entry)
+                        if kept is None:
+                            del self._bookmarks[stream_id]
+                        else:
+                            self._bookmarks[stream_id] = kept
+                        break
+        return dropped
 
     def set_currently_syncing(self, stream_id: str | None) -> None:
         with self.lock:
@@ -148,9 +182,7 @@ class State:
         start_date, None, None, None). Times as aware datetimes."""
         with self.lock:
             entry = self._bookmarks.get(stream_id) or {}
-            scan = entry.get("scan")
-            if scan is not None and not isinstance(scan, dict):
-                raise ValueError(f"the state's bookmarks.{stream_id}.scan is not an object")
+            scan = entry.get("scan")  # an object or absent (tap_shape)
             if isinstance(scan, dict) and "threshold" in scan:
                 # "bookmark": the name earlier versions gave the cursor (read, never written)
                 cursor = scan["cursor"] if "cursor" in scan else scan.get("bookmark")

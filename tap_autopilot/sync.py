@@ -25,9 +25,10 @@ from singer import metadata
 
 from tap_autopilot.client import AutopilotClient
 from tap_autopilot.config import DEFAULT_MAX_CONCURRENT_REQUESTS
-from tap_autopilot.converters import format_datetime, to_datetime
+from tap_autopilot.converters import to_datetime
 from tap_autopilot.discover import CUSTOM_FIELD_KEY
 from tap_autopilot.progress import Progress
+from tap_autopilot.run_start import trusted_state
 from tap_autopilot.scans import PageScan
 from tap_autopilot.scheduler import Scheduler, Steps
 from tap_autopilot.state import State
@@ -136,7 +137,7 @@ class SyncContext:
         self.client = client
         self.config = config
         self.state = state
-        # where streams without a bookmark start (start_date_for)
+        # where streams without a bookmark start (run_start.start_date_for)
         start_date = start_date or to_datetime(config.get("start_date"))
         assert start_date is not None, "sync() passes start_date_for's date; validate_config normalizes start_date"
         self.start_date = start_date
@@ -365,25 +366,6 @@ class SyncContext:
         self._write_state()
 
 
-def start_date_for(config: dict[str, Any], state: State, run_began: datetime.datetime) -> datetime.datetime:
-    """Where streams without a bookmark start: the config's start_date, else the state's
-    default_start_date, else (a first run) one year before the run began, which the
-    state keeps from then on (state.State.start_date). Says which when it is a default."""
-    start_date, new = state.start_date(to_datetime(config.get("start_date")), run_began)
-    if new:
-        LOGGER.info(
-            "No start_date in the config: starting from %s, one year before this first run began; the state "
-            "keeps it (default_start_date), so later runs start streams without a bookmark from it too.",
-            format_datetime(start_date),
-        )
-    elif not config.get("start_date"):
-        LOGGER.info(
-            "No start_date in the config: streams without a bookmark start from %s, the state's default_start_date.",
-            format_datetime(start_date),
-        )
-    return start_date
-
-
 def sync(
     client: AutopilotClient,
     config: dict[str, Any],
@@ -401,7 +383,7 @@ def sync(
             "No streams are selected in the catalog: nothing to sync. Mark streams with metadata 'selected': true."
         )
         return
-    state = State(state)
+    state, start_date = trusted_state(state, config, run_began)
     interrupted = state.currently_syncing
     if interrupted:
         ids = [s.tap_stream_id for s in selected]
@@ -418,7 +400,6 @@ def sync(
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
     workers = int(config.get("max_concurrent_requests", DEFAULT_MAX_CONCURRENT_REQUESTS))
-    start_date = start_date_for(config, state, run_began)
     ctx = SyncContext(client, config, state, selected, workers=workers, start_date=start_date)
     if on_start is not None:
         on_start(ctx)

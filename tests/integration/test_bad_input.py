@@ -1,10 +1,12 @@
 """Bad input. Each gets exit code 1, exactly one CRITICAL line on stderr
 naming the problem and the fix, no traceback, and the API key never echoed.
-A catalog or state naming an unknown stream only gets a warning.
+A catalog or state naming an unknown stream, a config key that is no setting, an unknown
+LOG_LEVEL and a state that is not this tap's only get a warning.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -19,6 +21,8 @@ START_DATE = "2000-01-01T00:00:00Z"
 # The unreachable-API cases retry before they give up: a first backoff of at most 50 ms instead
 # of 1 s keeps them from waiting ~10 s each (see BACKOFF_BASE_ENV in tap_autopilot/retry.py).
 SHORT_BACKOFF = dict(os.environ, TAP_AUTOPILOT_BACKOFF_SECONDS="0.05")
+# A start_date typed 2030 for 2020: some years after today, whatever today is.
+FUTURE_DAY = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=3 * 365)).date().isoformat()
 
 
 # ----- helpers -----------------------------------------------------------------
@@ -98,6 +102,16 @@ def with_files(config=None, catalog=None, state=None, discover=False):
     return build
 
 
+def discover_with(*options, **changes):
+    """Args for --discover with the good config changed by `changes`, then `options`."""
+
+    def build(tmp, sb, catalog):
+        config = dict(good_config(sb), **changes)
+        return ["--config", helpers.write_json(tmp / "config.json", config), "--discover", *options]
+
+    return build
+
+
 def unreachable(discover):
     def build(tmp, sb, catalog):
         config = dict(good_config(sb), base_url=closed_port_url())
@@ -118,11 +132,60 @@ CASES = {
     ),
     "api_key-empty": (with_config(api_key=""), r"'api_key' is missing or empty", r"Set it to your Autopilot API key"),
     "api_key-blank": (with_config(api_key="   "), r"'api_key' is missing or empty", r"Set it to"),
-    "api_key-not-a-string": (with_config(api_key=12345), r"'api_key' is missing or empty", r"Set it to"),
+    "api_key-not-a-string": (
+        with_config(api_key=4815162342),
+        r"^CRITICAL Config 'api_key' must be a string \(your Autopilot API key\), not a number\.$",
+        r"your Autopilot API key",
+    ),
     "start_date-not-a-string": (
         with_config(start_date=20200101),
-        r"'start_date' 20200101 is neither a date nor an RFC 3339",
-        r"Use a form such as 2020-01-01 .* or leave it out",
+        r"'start_date' must be a string \(a date such as 2020-01-01, or an RFC 3339 time\)",
+        r"not a number\.$",
+    ),
+    "user_agent-not-a-string": (
+        with_config(user_agent=["tap"]),
+        r"'user_agent' must be a string \(the User-Agent header to send\)",
+        r"not a list\.$",
+    ),
+    "lists_contacts_source-not-a-string": (
+        with_config(lists_contacts_source=1),
+        r"'lists_contacts_source' must be a string \(one of auto, contacts, lists\)",
+        r"not a number\.$",
+    ),
+    "start_date-in-the-future": (
+        with_config(start_date=FUTURE_DAY),
+        rf"'start_date' '{FUTURE_DAY}' is in the future \(now is ",
+        r"Set it to the date to replicate from, such as 2020-01-01, or leave it out",
+    ),
+    "start_date-in-the-future-discover": (
+        discover_with(start_date=FUTURE_DAY),
+        rf"'start_date' '{FUTURE_DAY}' is in the future",
+        r"Set it to the date to replicate from",
+    ),
+    "select-empty": (
+        discover_with("--select", ""),
+        r"^CRITICAL --select was given no name \(an empty variable\?\)",
+        r"name at least one stream, or leave --select out to select every stream\.$",
+    ),
+    "select-only-commas": (
+        discover_with("--select", " , ,"),
+        r"--select was given no name",
+        r"or leave --select out",
+    ),
+    "exclude-empty": (
+        discover_with("--select", "contacts", "--exclude", ""),
+        r"--exclude was given no name",
+        r"or leave --exclude out to keep every column\.$",
+    ),
+    "exclude-table_version": (
+        discover_with("--exclude", "lists_contacts.table_version"),
+        r"^CRITICAL --exclude lists_contacts\.table_version: table_version carries removals",
+        r"docs/state\.md, Removals\), so it cannot be left out\.$",
+    ),
+    "exclude-table_version-segments": (
+        discover_with("--exclude", "contacts.email,smart_segments_contacts.table_version"),
+        r"--exclude smart_segments_contacts\.table_version: table_version carries removals",
+        r"docs/state\.md",
     ),
     "start_date-yesterday": (
         with_config(start_date="yesterday"),
@@ -269,6 +332,7 @@ def test_bad_input_fails_with_one_clear_line(tmp_path, sb, catalog, case):
     assert re.search(fix, critical[0]), critical[0]
     assert "Traceback" not in output, proc.stderr[-3000:]
     assert API_KEY not in output, "the API key was echoed"
+    assert "4815162342" not in output, "the API key given as a number was echoed"
     if case.startswith("api-unreachable"):
         # It retried with backoff before giving up, and said so.
         assert [line for line in proc.stderr.splitlines() if line.startswith("WARNING") and "retrying in" in line], (
@@ -328,21 +392,89 @@ def test_catalog_naming_an_unknown_stream_warns_and_runs_on(tmp_path, sb, catalo
     assert {r["list_id"] for r in records["lists"]} == {item["list_id"] for item in sb.dataset.lists()}
 
 
+# ----- not fatal: typos are named --------------------------------------------------------
+
+
+def _sync(tmp_path, config, catalog, state=None, env=None):
+    args = ["--config", helpers.write_json(tmp_path / "config.json", config)]
+    args += ["--catalog", helpers.write_json(tmp_path / "catalog.json", catalog)]
+    if state is not None:
+        args += ["--state", helpers.write_json(tmp_path / "state.json", state)]
+    run = helpers.run_tap(args, env=env, secret=API_KEY)
+    assert run.returncode == 0, run
+    assert not critical_lines(run.stderr), run
+    return run
+
+
+def test_a_misspelled_setting_is_one_warning_naming_the_closest_setting(tmp_path, sb, catalog):
+    config = dict(good_config(sb), start_dat=START_DATE)
+    del config["start_date"]
+    run = _sync(tmp_path, config, helpers.select(catalog, streams=["contacts"]))
+    assert run.lines("WARNING") == [
+        "WARNING Config 'start_dat' is not a setting of this tap and is ignored: did you mean start_date?"
+    ]
+    # Ignored indeed: the run took the default start date, and said so.
+    assert any("No start_date in the config: starting from" in line for line in run.lines("INFO")), run
+
+
+def test_an_unknown_log_level_is_one_warning_naming_the_levels_and_the_tap_logs_at_info(tmp_path, sb, catalog):
+    run = _sync(
+        tmp_path, good_config(sb), helpers.select(catalog, streams=["lists"]), env=dict(os.environ, LOG_LEVEL="verbose")
+    )
+    assert run.lines("WARNING") == [
+        "WARNING LOG_LEVEL='verbose' is not a log level; logging at INFO. It takes DEBUG, INFO, WARNING, ERROR, "
+        "CRITICAL."
+    ]
+    assert any("record_count" in line for line in run.lines("INFO")), "not logging at INFO"
+
+
+def _every_stream_from_the_start(run, sb):
+    expected = helpers.expected_keys(sb)
+    for stream in helpers.STREAM_NAMES:
+        assert set(run.keys(stream)) == expected[stream], stream
+    assert set(run.keys("contacts")) == helpers.updated_since(sb, helpers.instant(START_DATE))
+
+
+def test_a_state_of_another_shape_is_one_warning_and_every_stream_starts_over(tmp_path, sb, catalog):
+    run = _sync(tmp_path, good_config(sb), helpers.select(catalog), state={"foo": 1})
+    assert run.lines("WARNING") == [
+        'WARNING The state is not in this tap\'s shape: it has no "bookmarks" object (its keys: foo), so every '
+        "stream starts over."
+    ]
+    _every_stream_from_the_start(run, sb)
+    assert "foo" not in run.state
+
+
+def test_a_garbage_bookmark_is_one_warning_and_that_stream_starts_over(tmp_path, sb, catalog):
+    first = _sync(tmp_path, good_config(sb), helpers.select(catalog))
+    state = json.loads(json.dumps(first.state))
+    state["bookmarks"]["contacts"] = "garbage"
+    run = _sync(tmp_path, good_config(sb), helpers.select(catalog), state=state)
+    assert run.lines("WARNING") == [
+        'WARNING The state is not in this tap\'s shape: bookmarks.contacts is "garbage", not an object, so '
+        "contacts starts over."
+    ]
+    _every_stream_from_the_start(run, sb)
+    assert helpers.instant(run.state["bookmarks"]["contacts"]["updated_at"]) <= datetime.datetime.now(datetime.UTC)
+    # The other streams went on from their bookmarks: each a new pass, under a higher version.
+    for stream in helpers.FULL_TABLE_STREAMS:
+        assert run.state["bookmarks"][stream]["version"] > first.state["bookmarks"][stream]["version"], stream
+
+
 # ----- --debug ---------------------------------------------------------------------------
 
-CORRUPT_STATE = {"currently_syncing": "contacts", "bookmarks": {"contacts": {"scan": "not-an-object"}}}
+# A catalog entry whose metadata holds a string where Singer metadata has objects.
+CORRUPT_CATALOG = {"streams": [{"tap_stream_id": "contacts", "schema": {}, "metadata": ["not-an-object"]}]}
 
 
 @pytest.mark.parametrize("debug", [False, True], ids=["quiet", "debug"])
-def test_unexpected_error_traceback_only_with_debug_and_never_the_key(tmp_path, sb, catalog, debug):
+def test_unexpected_error_traceback_only_with_debug_and_never_the_key(tmp_path, sb, debug):
     config = helpers.write_json(tmp_path / "config.json", good_config(sb))
     args = [
         "--config",
         config,
         "--catalog",
-        helpers.write_json(tmp_path / "catalog.json", catalog),
-        "--state",
-        helpers.write_json(tmp_path / "state.json", CORRUPT_STATE),
+        helpers.write_json(tmp_path / "catalog.json", CORRUPT_CATALOG),
     ] + (["--debug"] if debug else [])
     proc = helpers.run_cli(args, timeout=90)
     output = proc.stdout + proc.stderr

@@ -107,7 +107,9 @@ def test_meltano4_readme_pipeline(tmp_path, sandbox_factory):
     project.meltano(*add_tap)
     assert "pip_url: -e ${TAP_AUTOPILOT_CHECKOUT}" in (project.dir / "meltano.yml").read_text()
 
-    project.meltano("run", "tap-autopilot", "target-jsonl")
+    ran = project.meltano("run", "tap-autopilot", "target-jsonl")
+    # Every key of the config Meltano writes is a setting of the tap (no unknown-key warning).
+    assert "is not a setting of this tap" not in ran.stdout + ran.stderr, ran.stderr[-3000:]
     first = project.contact_ids()
     assert sorted(first) == sorted(helpers.updated_since(sb, helpers.instant("2020-01-01T00:00:00Z")))  # the plain date
     state = project.state()

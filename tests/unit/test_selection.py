@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from singer import metadata
 
-from tap_autopilot.selection import SelectionError, select, split_names
+from tap_autopilot.selection import SelectionError, check_names, given_names, select, split_names
+from tap_autopilot.streams import STREAMS
 from tap_autopilot.sync import selected_streams
 
 CATALOG = {
@@ -90,3 +91,47 @@ def test_a_hand_written_entry_without_column_metadata_or_keys_can_still_leave_a_
 def test_the_stream_s_own_metadata_is_written_first_when_the_catalog_had_none():
     catalog = select(copy.deepcopy(CATALOG), ["lists"])
     assert catalog["streams"][1]["metadata"][0] == {"breadcrumb": [], "metadata": {"selected": True}}
+
+
+# ---- the empty-select rule -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", [[""], [" "], [","], [" , ,"], ["", ""]])
+def test_empty_select_rule_refuses_a_select_given_no_stream(values):
+    """`--select "$STREAMS"` with the variable empty would select every stream."""
+    with pytest.raises(SelectionError) as raised:
+        given_names("--select", values)
+    assert str(raised.value) == (
+        "--select was given no name (an empty variable?): name at least one stream, or leave --select out to "
+        "select every stream."
+    )
+
+
+def test_empty_select_rule_refuses_an_exclude_given_no_column():
+    """`--exclude "$PRIVATE_COLUMNS"` with the variable empty would keep the columns meant to be left out."""
+    with pytest.raises(SelectionError) as raised:
+        given_names("--exclude", [" "])
+    assert str(raised.value) == (
+        "--exclude was given no name (an empty variable?): name at least one STREAM.COLUMN, such as contacts.email, "
+        "or leave --exclude out to keep every column."
+    )
+
+
+def test_empty_select_rule_takes_an_option_not_given_or_given_names():
+    assert given_names("--select", None) is None
+    assert given_names("--select", ["contacts,", " lists"]) == ["contacts", "lists"]
+    assert given_names("--exclude", ["contacts.email", ""]) == ["contacts.email"]
+
+
+# ---- the table_version rule ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", list(STREAMS))
+def test_table_version_rule_refuses_leaving_out_the_column_that_carries_removals(stream):
+    with pytest.raises(SelectionError) as raised:
+        check_names(list(STREAMS), None, [f"{stream}.table_version"])
+    assert str(raised.value) == (
+        f"--exclude {stream}.table_version: table_version carries removals (with a target that ignores "
+        "ACTIVATE_VERSION, a stream's current rows are those of its highest table_version: docs/state.md, "
+        "Removals), so it cannot be left out."
+    )

@@ -10,6 +10,7 @@ import pytest
 
 import tap_autopilot.state as state_module
 from tap_autopilot.readers import CLOCK_SKEW, next_threshold
+from tap_autopilot.run_start import start_date_for, trusted_state
 from tap_autopilot.state import (
     MembershipPass,
     State,
@@ -19,7 +20,8 @@ from tap_autopilot.state import (
     reset_stream,
     version_number,
 )
-from tap_autopilot.sync import start_date_for
+from tap_autopilot.state_shape import tap_shape
+from tap_autopilot.streams import STREAMS
 
 UTC = datetime.UTC
 T0 = datetime.datetime(2024, 1, 1, tzinfo=UTC)
@@ -54,6 +56,13 @@ def test_next_threshold_never_goes_below_the_current_one():
 
 def test_next_threshold_without_a_start_time_is_the_newest_seen():
     assert next_threshold(at(0), at(30), None) == at(30)
+
+
+def test_next_threshold_never_passes_the_scan_start_even_from_a_threshold_beyond_it():
+    """docs/state.md's promise, whatever the scan filtered with: a threshold ahead of the
+    API's clock (the tap's clock ahead of it) is not saved as the bookmark."""
+    assert next_threshold(at(150), None, at(100)) == at(100)
+    assert next_threshold(at(150), at(160), at(100)) == at(100)
 
 
 # ---- table versions ------------------------------------------------------------------------
@@ -174,9 +183,10 @@ def test_restarting_an_incremental_scan_keeps_its_threshold_and_start():
     assert state.incremental_scan("contacts", START) == (at(0), None, at(10), at(20))
 
 
-def test_a_scan_entry_that_is_not_an_object_is_an_error():
-    with pytest.raises(ValueError, match=r"bookmarks\.contacts\.scan"):
-        State({"bookmarks": {"contacts": {"scan": "x"}}}).incremental_scan("contacts", START)
+def test_a_scan_entry_that_is_not_an_object_starts_the_scan_over():
+    state = State({"bookmarks": {"contacts": {"scan": "x"}}})
+    assert state.incremental_scan("contacts", START) == (START, None, None, None)
+    assert state.shape_problems == ['bookmarks.contacts.scan is "x", not an object, so contacts starts over']
 
 
 # ---- a versioned pass over the contacts scan ---------------------------------------------------
@@ -308,10 +318,11 @@ def test_every_change_to_the_state_takes_the_output_lock(change):
 
 
 def test_the_document_is_plain_json():
-    state = State({"currently_syncing": "contacts", "bookmarks": {"contacts": {"updated_at": "x"}, "bad": 3}})
+    entry = {"updated_at": "2024-01-01T00:00:00Z"}
+    state = State({"currently_syncing": "contacts", "bookmarks": {"contacts": entry, "bad": 3}})
     assert json.loads(json.dumps(state.to_dict())) == {
         "currently_syncing": "contacts",
-        "bookmarks": {"contacts": {"updated_at": "x"}},
+        "bookmarks": {"contacts": entry},
     }
 
 
@@ -484,3 +495,197 @@ def test_a_completed_pass_reads_no_parents_whatever_keys_it_kept():
     completed entry (hand-edited to keep progress keys) must not look like a pass in progress."""
     state = State({"bookmarks": {"lists_contacts": {"version": 7, "complete": True, "done_through": "a"}}})
     assert not state.reads_parents("lists_contacts")
+
+
+# ---- the state-shape rule (state_shape.tap_shape) ---------------------------------------
+
+TAP_STREAMS = list(STREAMS)
+GOOD_CONTACTS = {"updated_at": "2024-01-01T00:00:00.000000Z"}
+GOOD_LISTS = {"version": 17, "complete": True}
+PASS_IN_PROGRESS = {
+    "version": 5,
+    "complete": False,
+    "done_through": "a",
+    "done_beyond": ["c"],
+    "in_progress": {"b": "person_1"},
+}
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ({"foo": 1}, 'it has no "bookmarks" object (its keys: foo), so every stream starts over'),
+        ({"bookmarks": []}, 'its "bookmarks" is [], not an object, so every stream starts over'),
+        (
+            {"bookmarks": {"users": {"since": "2024-01-01"}}},
+            "its bookmarks are for streams this tap does not have (users), so every stream starts over",
+        ),
+        (
+            {"bookmarks": {"contacts": "garbage", "lists": GOOD_LISTS}},
+            'bookmarks.contacts is "garbage", not an object, so contacts starts over',
+        ),
+        (
+            {"bookmarks": {"contacts": {"updated_at": "last tuesday"}, "lists": GOOD_LISTS}},
+            'bookmarks.contacts.updated_at is "last tuesday", not a time, so contacts starts over',
+        ),
+        (
+            {"bookmarks": {"contacts": GOOD_CONTACTS, "lists": {"version": "17", "complete": True}}},
+            'bookmarks.lists.version is "17", not a table version (a whole number above 0), so lists starts over',
+        ),
+        (
+            {"bookmarks": {"lists_contacts": {"version": 5, "complete": False, "done_beyond": 3}}},
+            "bookmarks.lists_contacts.done_beyond is 3, not a list of ids, so lists_contacts starts over",
+        ),
+        (
+            {"bookmarks": {"contacts": {"scan": {"threshold": 20240101, "cursor": "p"}}}},
+            "bookmarks.contacts.scan.threshold is 20240101, not a time, so contacts starts over",
+        ),
+        (
+            {"default_start_date": "soon", "bookmarks": {}},
+            'its default_start_date is "soon", not a time, so a new one is taken (one year before this run)',
+        ),
+    ],
+)
+def test_state_shape_rule_names_what_is_wrong_and_what_starts_over(raw, problem):
+    assert tap_shape(raw, TAP_STREAMS)[1] == [problem]
+
+
+def test_state_shape_rule_keeps_every_entry_in_the_tap_s_shape_and_only_those():
+    raw = {
+        "currently_syncing": "lists",
+        "default_start_date": "2023-01-01T00:00:00.000000Z",
+        "bookmarks": {
+            "contacts": "garbage",
+            "lists": GOOD_LISTS,
+            "smart_segments": {"version": 9, "complete": "yes"},  # its version is kept: versions only grow
+            "lists_contacts": PASS_IN_PROGRESS,
+        },
+    }
+    document, problems = tap_shape(raw, TAP_STREAMS)
+    assert document == {
+        "currently_syncing": "lists",
+        "default_start_date": "2023-01-01T00:00:00.000000Z",
+        "bookmarks": {
+            "lists": GOOD_LISTS,
+            "smart_segments": {"version": 9, "complete": True},
+            "lists_contacts": PASS_IN_PROGRESS,
+        },
+    }
+    assert [problem.rsplit(" so ", 1)[1] for problem in problems] == [
+        "contacts starts over",
+        "smart_segments starts over",
+    ]
+    state = State(raw, streams=TAP_STREAMS)
+    assert state.begin_version("smart_segments", now_ms=5) == (10, False)  # above 9, no early ACTIVATE
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {},
+        None,
+        {"bookmarks": {}},
+        {"currently_syncing": None, "bookmarks": {"contacts": GOOD_CONTACTS, "lists": GOOD_LISTS}},
+        {"bookmarks": {"contacts": {"version": 7, "complete": False, "scan": {"cursor": None}}}},
+        {
+            "bookmarks": {
+                "contacts": {"scan": {"threshold": "2024-01-01T00:00:00Z", "bookmark": "p", "started_at": None}}
+            }
+        },
+        {"bookmarks": {"contacts": GOOD_CONTACTS, "campaigns": "another tap's"}},  # not a stream of this tap: kept out
+    ],
+)
+def test_state_shape_rule_finds_nothing_wrong_in_what_the_tap_writes(raw):
+    assert tap_shape(raw, TAP_STREAMS)[1] == []
+
+
+def test_state_shape_rule_reads_meltanos_singer_state_as_the_state_inside():
+    inner = {"currently_syncing": None, "bookmarks": {"contacts": GOOD_CONTACTS}}
+    document, problems = tap_shape({"singer_state": inner}, TAP_STREAMS)
+    assert problems == [] and document == inner
+    assert State({"singer_state": inner}).incremental_scan("contacts", START)[0] == T0
+
+
+def test_a_state_that_is_not_this_tap_s_shape_is_one_warning_before_the_sync_starts_over(caplog):
+    caplog.set_level(logging.INFO, logger="tap_autopilot")
+    raw = {"bookmarks": {"contacts": "garbage", "lists": {"version": "x"}}}
+    state, _ = trusted_state(raw, {"start_date": "2015-01-01T00:00:00Z"}, T0)
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        'The state is not in this tap\'s shape: bookmarks.contacts is "garbage", not an object, so contacts starts '
+        'over; bookmarks.lists.version is "x", not a table version (a whole number above 0), so lists starts over.'
+    ]
+    assert state.to_dict()["bookmarks"] == {}
+
+
+# ---- the future-bookmark rule ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("entry", "which"),
+    [
+        ({"updated_at": "2030-01-01T00:00:00Z"}, "updated_at"),
+        ({"scan": {"threshold": "2030-01-01T00:00:00Z", "cursor": "p", "max_updated_at": None}}, "scan threshold"),
+        (
+            {"scan": {"threshold": "2023-01-01T00:00:00Z", "cursor": "p", "started_at": "2030-01-01T00:00:00Z"}},
+            "scan started_at",
+        ),
+    ],
+)
+def test_future_bookmark_rule_drops_a_contacts_time_later_than_the_run_s_start(entry, which):
+    state = State({"bookmarks": {"contacts": entry, "lists": dict(GOOD_LISTS)}})
+    assert state.drop_future_bookmarks(run_began=T0) == [("contacts", which, "2030-01-01T00:00:00Z")]
+    assert state.incremental_scan("contacts", START) == (START, None, None, None)  # from the start date, page 1
+    assert "contacts" not in state.to_dict()["bookmarks"]  # never written back
+    assert state.entry("lists") == GOOD_LISTS
+
+
+def test_future_bookmark_rule_trusts_a_time_up_to_the_run_s_start():
+    entry = {"scan": {"threshold": "2023-12-31T00:00:00Z", "cursor": "p", "started_at": "2024-01-01T00:00:00Z"}}
+    state = State({"bookmarks": {"contacts": entry}})
+    assert state.drop_future_bookmarks(run_began=T0) == []
+    assert state.entry("contacts") == entry
+
+
+def test_future_bookmark_rule_keeps_a_version_so_versions_only_grow():
+    state = State(
+        {"bookmarks": {"contacts": {"version": 9_000, "complete": True, "updated_at": "2030-01-01T00:00:00Z"}}}
+    )
+    assert [stream for stream, _, _ in state.drop_future_bookmarks(run_began=T0)] == ["contacts"]
+    assert state.entry("contacts") == {"version": 9_000, "complete": True}
+
+
+def test_a_future_contacts_bookmark_is_one_warning_naming_the_stream_and_the_value(caplog):
+    caplog.set_level(logging.INFO, logger="tap_autopilot")
+    raw = {"bookmarks": {"contacts": {"updated_at": "2030-01-01T00:00:00Z"}}}
+    state, start_date = trusted_state(raw, {"start_date": "2015-01-01T00:00:00Z"}, T0)
+    assert start_date == START
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        "contacts: the state's updated_at 2030-01-01T00:00:00Z is later than this run's start (2024-01-01T00:00:00Z), "
+        "so it is not trusted: the stream starts over, from the start date 2015-01-01T00:00:00.000000Z (nothing is "
+        "skipped)."
+    ]
+    assert state.to_dict()["bookmarks"] == {}
+
+
+def test_a_future_default_start_date_is_replaced_by_one_year_before_the_run(caplog):
+    caplog.set_level(logging.INFO, logger="tap_autopilot")
+    state = State({"default_start_date": "2030-01-01T00:00:00Z", "bookmarks": {}})
+    assert start_date_for({}, state, T0) == datetime.datetime(2023, 1, 1, tzinfo=UTC)
+    assert state.to_dict()["default_start_date"] == "2023-01-01T00:00:00.000000Z"
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "WARNING",
+            "The state's default_start_date 2030-01-01T00:00:00.000000Z is later than this run's start "
+            "(2024-01-01T00:00:00Z), so it is not trusted: streams without a bookmark start from "
+            "2023-01-01T00:00:00.000000Z, one year before this run, which the state keeps from now on.",
+        )
+    ]
+
+
+def test_a_future_default_start_date_is_dropped_when_the_config_has_a_start_date(caplog):
+    state = State({"default_start_date": "2030-01-01T00:00:00Z", "bookmarks": {}})
+    assert start_date_for({"start_date": "2015-01-01T00:00:00Z"}, state, T0) == START
+    assert "default_start_date" not in state.to_dict()
+    assert [r.getMessage().rsplit(": ", 1)[1] for r in caplog.records] == [
+        "it is dropped (the config's start_date applies)."
+    ]
