@@ -557,3 +557,51 @@ def test_timeout_signalling_the_whole_process_group_still_lets_the_target_commit
     resumed = _run(command, tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert set(_contact_lines(tmp_path)) == set(sb.dataset.contact_ids())
+
+
+def test_a_reset_through_a_symlink_while_the_wrapper_runs_is_refused_then_done(tmp_path, sandbox_factory):
+    """The cron run holds the state (named through a link into a shared folder) while an
+    operator resets contacts through another link to the same file: refused with exit 75 and
+    one line, the file untouched, so the run cannot write the old bookmark back over a reset
+    it never saw. Once the run has ended, the same command resets, and the next run writes
+    every contact again."""
+    tools.require(tools.TARGET_JSONL)
+    sb = sandbox_factory(contacts=1500, lists=1, segments=1, seed=69)
+    command = _pipeline(tmp_path, sb)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    real = shared / "acme.json"
+    (tmp_path / "state.json").symlink_to(real)
+    first = _run(command, tmp_path)  # a state with a contacts bookmark
+    assert first.returncode == 0, first.stderr[-3000:]
+    operator = tmp_path / "operator"
+    operator.mkdir()
+    (operator / "acme-state.json").symlink_to(real)
+    reset = tools.tap_cmd() + ["--state", "acme-state.json", "--reset-stream", "contacts"]
+
+    sb.set_faults(latency_ms=200)
+    wrapper, _, _ = _start_mid_scan(command, tmp_path, sb)
+    try:
+        before = real.read_bytes()
+        refused = subprocess.run(reset, cwd=operator, capture_output=True, text=True, timeout=60)
+        assert real.read_bytes() == before
+        sb.set_faults(latency_ms=None)
+        _, stderr = wrapper.communicate(timeout=120)
+    finally:
+        if wrapper.poll() is None:
+            wrapper.kill()
+            wrapper.communicate()
+    assert refused.returncode == 75, refused.stderr
+    [line] = refused.stderr.splitlines()
+    assert line.startswith("CRITICAL ") and str(real) + ".lock" in line
+    assert wrapper.returncode == 0, stderr[-3000:]
+    assert "updated_at" in json.loads(real.read_text())["bookmarks"]["contacts"]
+
+    done = subprocess.run(reset, cwd=operator, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "contacts" not in json.loads(real.read_text())["bookmarks"]
+    assert (operator / "acme-state.json").is_symlink() and (tmp_path / "state.json").is_symlink()
+    (tmp_path / "out" / "contacts.jsonl").unlink()
+    again = _run(command, tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert sorted(_contact_lines(tmp_path)) == sorted(sb.dataset.contact_ids())
