@@ -56,7 +56,8 @@ CORE_TESTS := tests/unit tests/integration/test_cli.py tests/integration/test_sy
 JOBS ?= 4
 TOOLS_DIR := .tools
 TOOL_REQS := scripts/tools
-TOOL_NAMES := target-jsonl target-postgres singer-tools tap-autopilot-0.3.0 meltano
+TOOL_NAMES := target-jsonl target-postgres singer-tools tap-autopilot-0.3.0 meltano \
+	target-duckdb pipelinewise-target-postgres dbt
 TOOL_STAMPS := $(TOOL_NAMES:%=$(TOOLS_DIR)/%/.installed)
 
 # The pip.conf on these machines lists local index dirs that mostly do not
@@ -73,6 +74,10 @@ SMOKE_target-postgres := target-postgres --version
 SMOKE_singer-tools := singer-check-tap --help
 SMOKE_tap-autopilot-0.3.0 := tap-autopilot --help
 SMOKE_meltano := meltano --version
+SMOKE_target-duckdb := target-duckdb --help
+SMOKE_pipelinewise-target-postgres := target-postgres --help
+# not `dbt --version`: it asks PyPI for the latest release
+SMOKE_dbt := python -c 'import dbt.adapters.duckdb, dbt.adapters.postgres'
 SMOKE_mutmut := mutmut --help
 
 .PHONY: all venv tools setup lint unit test test-other-pythons venv-rebuild demo bench mutation clean
