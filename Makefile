@@ -6,7 +6,8 @@
 #   make unit    make lint, then tests/unit alone: the inner loop (needs .venv only, no tool venvs)
 #   make test    venv + tools (installed in parallel), make lint, then pytest tests (unit + integration);
 #                then the unit and core end-to-end tests under every other supported Python found
-#   make demo    sandbox -> tap-autopilot -> target-jsonl into demo-output/ (scripts/demo.sh)
+#   make demo    sandbox -> tap-autopilot -> target-jsonl into demo-output/, then target-duckdb and
+#                dbt build into demo-output/warehouse.duckdb (scripts/demo.sh)
 #   make bench   benchmarks/run.py
 #   make mutation  mutmut on the rule modules against tests/unit (config: setup.cfg; not part of make test)
 #   make clean   remove venvs, tool venvs, demo output and build debris
@@ -144,7 +145,7 @@ test-other-pythons:
 	    $$venv/bin/python -m pytest -q -p no:cacheprovider $(CORE_TESTS); \
 	done
 
-demo: $(VENV)/.installed $(TOOLS_DIR)/target-jsonl/.installed
+demo: $(VENV)/.installed $(TOOLS_DIR)/target-jsonl/.installed $(TOOLS_DIR)/target-duckdb/.installed $(TOOLS_DIR)/dbt/.installed
 	bash scripts/demo.sh
 
 bench: setup
