@@ -6,7 +6,8 @@
 #   make unit    make lint, then tests/unit alone: the inner loop (needs .venv only, no tool venvs)
 #   make test    venv + tools (installed in parallel), make lint, then pytest tests (unit + integration);
 #                then the unit and core end-to-end tests under every other supported Python found
-#   make demo    sandbox -> tap-autopilot -> target-jsonl into demo-output/ (scripts/demo.sh)
+#   make demo    sandbox -> tap-autopilot -> target-jsonl into demo-output/, then target-duckdb and
+#                dbt build into demo-output/warehouse.duckdb (scripts/demo.sh)
 #   make bench   benchmarks/run.py
 #   make mutation  mutmut on the rule modules against tests/unit (config: setup.cfg; not part of make test)
 #   make clean   remove venvs, tool venvs, demo output and build debris
@@ -56,7 +57,8 @@ CORE_TESTS := tests/unit tests/integration/test_cli.py tests/integration/test_sy
 JOBS ?= 4
 TOOLS_DIR := .tools
 TOOL_REQS := scripts/tools
-TOOL_NAMES := target-jsonl target-postgres singer-tools tap-autopilot-0.3.0 meltano
+TOOL_NAMES := target-jsonl target-postgres singer-tools tap-autopilot-0.3.0 meltano \
+	target-duckdb pipelinewise-target-postgres dbt
 TOOL_STAMPS := $(TOOL_NAMES:%=$(TOOLS_DIR)/%/.installed)
 
 # The pip.conf on these machines lists local index dirs that mostly do not
@@ -73,6 +75,10 @@ SMOKE_target-postgres := target-postgres --version
 SMOKE_singer-tools := singer-check-tap --help
 SMOKE_tap-autopilot-0.3.0 := tap-autopilot --help
 SMOKE_meltano := meltano --version
+SMOKE_target-duckdb := target-duckdb --help
+SMOKE_pipelinewise-target-postgres := target-postgres --help
+# not `dbt --version`: it asks PyPI for the latest release
+SMOKE_dbt := python -c 'import dbt.adapters.duckdb, dbt.adapters.postgres'
 SMOKE_mutmut := mutmut --help
 
 .PHONY: all venv tools setup lint unit test test-other-pythons venv-rebuild demo bench mutation clean
@@ -139,7 +145,7 @@ test-other-pythons:
 	    $$venv/bin/python -m pytest -q -p no:cacheprovider $(CORE_TESTS); \
 	done
 
-demo: $(VENV)/.installed $(TOOLS_DIR)/target-jsonl/.installed
+demo: $(VENV)/.installed $(TOOLS_DIR)/target-jsonl/.installed $(TOOLS_DIR)/target-duckdb/.installed $(TOOLS_DIR)/dbt/.installed
 	bash scripts/demo.sh
 
 bench: setup

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# End-to-end demo: Autopilot API sandbox -> tap-autopilot -> target-jsonl.
+# End-to-end demo: Autopilot API sandbox -> tap-autopilot -> target-jsonl, then the same
+# messages -> target-duckdb -> the dbt package (dbt/) in an embedded DuckDB warehouse.
 #
 #   make demo            (or: bash scripts/demo.sh, after `make venv tools`)
 #
@@ -7,13 +8,17 @@
 # syncs into demo-output/data/<stream>.jsonl, prints rows per stream and the
 # final state, and stops the sandbox on exit (whatever happens). target-jsonl's
 # ACTIVATE_VERSION warnings stay in its log, off the screen, with one line on why.
+# Then it loads the tap's output into demo-output/warehouse.duckdb with target-duckdb,
+# runs `dbt build`, and prints members per list and per segment from the models.
 #
-# Everything lands in demo-output/ (recreated on each run):
-#   config.json catalog.json tap-output.jsonl state.json data/ *.log
+# Everything lands in demo-output/ (recreated on each run, except the warehouse when
+# DEMO_STATE is set: the incremental load goes into the one the earlier run filled):
+#   config.json catalog.json tap-output.jsonl state.json data/ *.log warehouse.duckdb dbt/
 #
 # Knobs (environment): DEMO_OUTPUT (dir), DEMO_CONTACTS, DEMO_LISTS,
 # DEMO_SEGMENTS, DEMO_SEED, DEMO_STATE (a state file to start from, e.g. the
-# state.json of a previous run, to show an incremental sync).
+# state.json of a previous run, to show an incremental sync), DEMO_WAREHOUSE=0
+# (stop after the JSONL files).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -21,25 +26,39 @@ ROOT=$PWD
 PY=${PY:-$ROOT/.venv/bin/python}
 TAP=${TAP:-$ROOT/.venv/bin/tap-autopilot}
 TARGET_JSONL=${TARGET_JSONL:-$ROOT/.tools/target-jsonl/bin/target-jsonl}
+TARGET_DUCKDB=${TARGET_DUCKDB:-$ROOT/.tools/target-duckdb/bin/target-duckdb}
+DBT=${DBT:-$ROOT/.tools/dbt/bin/dbt}
+WAREHOUSE=${DEMO_WAREHOUSE:-1}
 OUT=${DEMO_OUTPUT:-$ROOT/demo-output}
 CONTACTS=${DEMO_CONTACTS:-500}
 LISTS=${DEMO_LISTS:-4}
 SEGMENTS=${DEMO_SEGMENTS:-3}
 SEED=${DEMO_SEED:-42}
 
-for exe in "$PY" "$TAP" "$TARGET_JSONL"; do
+NEEDED=("$PY" "$TAP" "$TARGET_JSONL")
+[[ $WAREHOUSE == 0 ]] || NEEDED+=("$TARGET_DUCKDB" "$DBT")
+for exe in "${NEEDED[@]}"; do
     [[ -x $exe ]] || { echo "demo: $exe not found; run 'make venv tools' first" >&2; exit 1; }
 done
 
 # Keep a starting state (it may live inside the output dir we are about to wipe).
 STATE_IN=
+WAREHOUSE_IN=
 if [[ -n ${DEMO_STATE:-} ]]; then
     STATE_IN=$(mktemp)
     cp "$DEMO_STATE" "$STATE_IN"
+    if [[ -f $OUT/warehouse.duckdb ]]; then
+        WAREHOUSE_IN=$(mktemp)
+        cp "$OUT/warehouse.duckdb" "$WAREHOUSE_IN"
+    fi
 fi
 
 rm -rf "$OUT"
 mkdir -p "$OUT/data"
+if [[ -n $WAREHOUSE_IN ]]; then
+    mv "$WAREHOUSE_IN" "$OUT/warehouse.duckdb"
+    WAREHOUSE_IN=
+fi
 
 SANDBOX_PID=
 cleanup() {
@@ -49,6 +68,7 @@ cleanup() {
         wait "$SANDBOX_PID" 2>/dev/null || true
     fi
     [[ -n $STATE_IN ]] && rm -f "$STATE_IN"
+    [[ -n $WAREHOUSE_IN ]] && rm -f "$WAREHOUSE_IN"
     exit "$rc"
 }
 trap cleanup EXIT
@@ -176,4 +196,70 @@ with open(os.path.join(out, "state.json"), "w") as fh:
     json.dump(state, fh, indent=2)
 print(f"\nfinal state (last of {n_state} STATE messages; saved to {out}/state.json):")
 print(json.dumps(state, indent=2, sort_keys=True))
+EOF
+
+[[ $WAREHOUSE == 0 ]] && exit 0
+
+# ---- 5. warehouse: target-duckdb, then the dbt package --------------------------
+# The same messages the JSONL files came from, loaded into an embedded DuckDB file.
+seconds_since() { local ms=$((($(date +%s%N) - $1) / 1000000)); printf '%d.%02d' $((ms / 1000)) $((ms % 1000 / 10)); }
+
+echo
+"$PY" - "$OUT/target-duckdb.json" "$OUT/warehouse.duckdb" <<'EOF'
+import json, sys
+path, db = sys.argv[1:3]
+with open(path, "w") as fh:
+    json.dump({"path": db, "default_target_schema": "autopilot", "add_metadata_columns": True}, fh, indent=2)
+EOF
+START=$(date +%s%N)
+"$TARGET_DUCKDB" --config "$OUT/target-duckdb.json" <"$OUT/tap-output.jsonl" >"$OUT/target-duckdb-state.jsonl" \
+    2>"$OUT/target-duckdb.log" || fail "target-duckdb failed" "$OUT/target-duckdb.log"
+echo "target-duckdb: loaded $OUT/warehouse.duckdb (schema autopilot) in $(seconds_since "$START")s"
+
+mkdir -p "$OUT/dbt"
+cat >"$OUT/dbt/profiles.yml" <<EOF
+autopilot:
+  target: demo
+  outputs:
+    demo:
+      type: duckdb
+      path: $OUT/warehouse.duckdb
+      threads: 2
+EOF
+START=$(date +%s%N)
+if ! DBT_SEND_ANONYMOUS_USAGE_STATS=false "$DBT" build --project-dir "$ROOT/dbt" --profiles-dir "$OUT/dbt" \
+        --target-path "$OUT/dbt/target" --log-path "$OUT/dbt/logs" >"$OUT/dbt/build.log" 2>&1; then
+    fail "dbt build failed" "$OUT/dbt/build.log"
+fi
+echo "dbt build (models and their tests): $(grep -o 'PASS=[0-9]* WARN=[0-9]* ERROR=[0-9]*' "$OUT/dbt/build.log" | tail -n 1)" \
+    "in $(seconds_since "$START")s (log: $OUT/dbt/build.log)"
+
+# A few answers from the models, through the duckdb module of dbt's own virtualenv.
+"$(dirname "$DBT")/python" - "$OUT/warehouse.duckdb" <<'EOF'
+import sys
+
+import duckdb
+
+con = duckdb.connect(sys.argv[1], read_only=True)
+
+
+def show(title, table):
+    print(f"\n{title} (main.{table}):")
+    sql = f"select title, member_count, unsubscribed_member_count from main.{table} order by member_count desc, title"
+    for name, members, unsubscribed in con.execute(sql).fetchall():
+        print(f"  {name:<36} {members:>6} members  {unsubscribed:>5} unsubscribed")
+
+
+show("members per list", "autopilot__lists")
+show("contacts per smart segment", "autopilot__smart_segments")
+contacts, bounced = con.execute("select count(*), count(*) filter (where has_bounced) from main.autopilot__contacts").fetchone()
+values = con.execute("select count(*) from main.autopilot__contact_custom_fields").fetchone()[0]
+print(f"\n{contacts} contacts, {bounced} with a bounced mail; {values} custom field values, typed")
+EOF
+cat <<EOF
+
+The warehouse is $OUT/warehouse.duckdb: the raw tables in schema autopilot, the models in
+schema main (docs/analytics.md). Open it with any DuckDB client, e.g. the duckdb module of
+dbt's virtualenv:
+  .tools/dbt/bin/python -c "import duckdb; duckdb.connect('$OUT/warehouse.duckdb', read_only=True).sql('from main.autopilot__lists').show()"
 EOF

@@ -1,0 +1,10 @@
+-- One row per smart segment of the current pass.
+with current_rows as (
+  {{ autopilot.current_rows(source('autopilot', 'smart_segments'), 'smart_segments', ['segment_id']) }}
+)
+
+select
+  segment_id,
+  title,
+  cast(table_version as {{ dbt.type_bigint() }}) as table_version
+from current_rows

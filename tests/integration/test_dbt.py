@@ -1,0 +1,390 @@
+"""The dbt package (dbt/) on what real targets load: sandbox -> tap-autopilot -> target ->
+`dbt build`, compared with the sandbox's own truth, twice.
+
+Each test runs the installed tap CLI into one target (its own virtualenv, `make tools`), runs
+`dbt build` (models and their dbt tests) from .tools/dbt with a profiles.yml written into
+tmp_path, and compares every model with the sandbox's account: members per list and segment
+(all and unsubscribed), each contact's lists and segments, flags and counts, and every custom
+field value, typed. Then the account changes (contacts leave a list and a segment, a list is
+deleted, custom field values change, one is deleted), the tap syncs again from the state the
+target emitted, dbt builds again, and the models must show exactly the new account.
+
+Targets: target-duckdb into a DuckDB file (with its _sdc_* columns), meltanolabs-target-postgres
+with hard deletes, and pipelinewise-target-postgres (no _sdc_* columns; it ignores
+ACTIVATE_VERSION, so the package finds the current rows by table_version alone).
+
+The sandbox has no admin endpoint that changes custom field values, so the test wraps the
+in-process sandbox's document builder for a few contacts (_change_custom_fields) and touches
+them through the admin API, as an edit in Autopilot would bump updated_at.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import helpers
+import pytest
+import tools
+
+DBT_PROJECT = tools.REPO_ROOT / "dbt"
+DBT = tools.TOOLS_DIR / "dbt" / "bin" / "dbt"
+DBT_PYTHON = tools.TOOLS_DIR / "dbt" / "bin" / "python"  # has duckdb, to read the models back
+TARGET_DUCKDB = tools.TOOLS_DIR / "target-duckdb" / "bin" / "target-duckdb"
+PIPELINEWISE = tools.TOOLS_DIR / "pipelinewise-target-postgres" / "bin" / "target-postgres"
+SOURCE_SCHEMA = helpers.SCHEMA  # where each target loads ("autopilot")
+
+Rows = list[tuple[str | None, ...]]
+
+
+# ---- the sandbox's truth ---------------------------------------------------------------------
+
+KINDS = {"integer": "number", "float": "number", "boolean": "boolean", "date": "timestamp"}
+
+
+def _typed(field_type: str, value) -> tuple:
+    """(kind, value) as the custom fields model must type a raw custom field value."""
+    kind = KINDS.get(field_type, "text")
+    if value is None or value == "":
+        return (kind, None)
+    if kind == "number":
+        return (kind, float(value))
+    if kind == "boolean":
+        return (kind, value is True or str(value).lower() == "true")
+    if kind == "timestamp":
+        return (kind, helpers.instant(value).replace(tzinfo=None))
+    return (kind, str(value))
+
+
+def truth(sb) -> dict:
+    """What every model must hold, read from the sandbox's account."""
+    ds = sb.dataset
+    docs = list(ds.iter_contacts())
+    unsubscribed = {}
+    for doc in docs:
+        raw = helpers.raw_value(doc, ("Unsubscribed", "unsubscribed"))
+        unsubscribed[doc["contact_id"]] = raw is True or str(raw).lower() == "true"
+    lists = {g["list_id"]: set(ds.list_members(g["list_id"])) for g in ds.lists()}
+    segments = {g["segment_id"]: set(ds.segment_members(g["segment_id"])) for g in ds.segments()}
+
+    def counts(groups):
+        return {gid: (len(members), sum(unsubscribed[c] for c in members)) for gid, members in groups.items()}
+
+    contacts = {}
+    for doc in docs:
+        cid = doc["contact_id"]
+        contacts[cid] = (
+            sum(cid in members for members in lists.values()),
+            sum(cid in members for members in segments.values()),
+            unsubscribed[cid],
+            bool(doc.get("mail_bounced") or doc.get("mail_hardbounced")),
+            bool(doc.get("mail_hardbounced")),
+        )
+    custom = {
+        (doc["contact_id"], entry["kind"]): _typed(entry["fieldType"], entry.get("value"))
+        for doc in docs
+        for entry in doc.get("custom_fields") or []
+        if not entry.get("deleted")
+    }
+    return {
+        "lists": counts(lists),
+        "segments": counts(segments),
+        "list_memberships": {(g, c) for g, members in lists.items() for c in members},
+        "segment_memberships": {(g, c) for g, members in segments.items() for c in members},
+        "contacts": contacts,
+        "custom_fields": custom,
+    }
+
+
+# ---- the models, read back -------------------------------------------------------------------
+
+
+def _bool(text: str | None) -> bool | None:
+    return None if text is None else text in ("true", "t")
+
+
+def models(query: Callable[[str], Rows], schema: str) -> dict:
+    """Every mart, in the shape of truth(); values cast to text in SQL, the same on every warehouse."""
+
+    def rows(sql: str) -> Rows:
+        return query(sql.replace("{s}", schema))
+
+    def counts(table, key):
+        return {
+            r[0]: (int(r[1] or 0), int(r[2] or 0))
+            for r in rows(f"select {key}, member_count, unsubscribed_member_count from {{s}}.{table}")
+        }
+
+    contacts = {
+        r[0]: (int(r[1] or 0), int(r[2] or 0), _bool(r[3]), _bool(r[4]), _bool(r[5]))
+        for r in rows(
+            "select contact_id, list_count, segment_count, cast(is_unsubscribed as varchar),"
+            " cast(has_bounced as varchar), cast(has_hard_bounced as varchar) from {s}.autopilot__contacts"
+        )
+    }
+    custom = {}
+    for cid, name, kind, text, number, boolean, stamp in rows(
+        "select contact_id, field_name, kind, value_text, cast(value_number as varchar),"
+        " cast(value_boolean as varchar), cast(value_timestamp as varchar) from {s}.autopilot__contact_custom_fields"
+    ):
+        value: object = {
+            "text": text,
+            "number": None if number is None else float(number),
+            "boolean": _bool(boolean),
+            "timestamp": None if stamp is None else datetime.datetime.fromisoformat(stamp),
+        }[kind or "text"]
+        custom[(cid, name)] = (kind, value)
+    return {
+        "lists": counts("autopilot__lists", "list_id"),
+        "segments": counts("autopilot__smart_segments", "segment_id"),
+        "list_memberships": set(rows("select list_id, contact_id from {s}.autopilot__list_memberships")),
+        "segment_memberships": set(rows("select segment_id, contact_id from {s}.autopilot__segment_memberships")),
+        "contacts": contacts,
+        "custom_fields": custom,
+    }
+
+
+def assert_models_match(found: dict, expected: dict) -> None:
+    for name in expected:
+        want, got = expected[name], found[name]
+        if isinstance(want, dict):
+            assert set(got) == set(want), f"{name}: keys differ: {sorted(set(got) ^ set(want))[:5]}"
+            wrong = [(key, got[key], want[key]) for key in want if got[key] != want[key]]
+            assert not wrong, f"{name}: {len(wrong)} rows differ (model, truth): {wrong[:5]}"
+        else:
+            assert got == want, f"{name}: differ: {sorted(got ^ want)[:5]}"
+
+
+# ---- running the pipeline ----------------------------------------------------------------------
+
+
+def sync(tmp_path: Path, name: str, target_argv: list[str], config: str, catalog: str, state: dict | None) -> dict:
+    """tap stdout -> target stdin (an OS pipe), from `state`; the last state the target emitted."""
+    argv = tools.tap_cmd() + ["--config", config, "--catalog", catalog]
+    if state is not None:
+        argv += ["--state", helpers.write_json(tmp_path / f"{name}-state-in.json", state)]
+    tap_log, target_log = tmp_path / f"{name}.tap.log", tmp_path / f"{name}.target.log"
+    with open(tap_log, "wb") as tap_err, open(target_log, "wb") as target_err:
+        tap = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=tap_err)
+        assert tap.stdout is not None
+        target = subprocess.Popen(target_argv, stdin=tap.stdout, stdout=subprocess.PIPE, stderr=target_err)
+        tap.stdout.close()  # only the target holds the read end
+        try:
+            out, _ = target.communicate(timeout=300)
+            tap.wait(timeout=60)
+        finally:
+            for proc in (tap, target):
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+    assert tap.returncode == 0, f"tap failed ({tap.returncode}):\n{tap_log.read_text()[-3000:]}"
+    assert target.returncode == 0, f"target failed ({target.returncode}):\n{target_log.read_text()[-5000:]}"
+    states = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
+    assert states, f"the target emitted no state:\n{target_log.read_text()[-3000:]}"
+    return states[-1]
+
+
+def dbt_build(tmp_path: Path, name: str, profile: dict) -> None:
+    """`dbt build` of the package (every model, then its tests) with profile as its one output."""
+    profiles = tmp_path / "dbt-profiles"
+    profiles.mkdir(exist_ok=True)
+    helpers.write_json(profiles / "profiles.yml", {"autopilot": {"target": "test", "outputs": {"test": profile}}})
+    env = dict(os.environ, DBT_SEND_ANONYMOUS_USAGE_STATS="false", DO_NOT_TRACK="1")
+    proc = subprocess.run(
+        [
+            str(DBT),
+            "build",
+            "--project-dir",
+            str(DBT_PROJECT),
+            "--profiles-dir",
+            str(profiles),
+            "--target-path",
+            str(tmp_path / "dbt-target"),
+            "--log-path",
+            str(tmp_path / "dbt-logs"),
+            "--vars",
+            json.dumps({"autopilot_schema": SOURCE_SCHEMA}),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
+    (tmp_path / f"{name}.dbt.log").write_text(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, f"dbt build failed ({proc.returncode}):\n{proc.stdout[-6000:]}\n{proc.stderr[-2000:]}"
+    assert "ERROR=0" in proc.stdout and "WARN=0" in proc.stdout, proc.stdout[-3000:]
+
+
+def _change_custom_fields(sb, changes: dict[str, dict[str, tuple[str, object]]]) -> None:
+    """Give contacts new custom field values ({contact_id: {field name: (fieldType, raw value)}};
+    a value of DELETED marks the field's value deleted), then touch them as Autopilot would."""
+    ds = sb.dataset
+    build = ds.doc_json
+    by_index = {ds.index_of(cid): fields for cid, fields in changes.items()}
+
+    def doc_json(i):
+        text = build(i)
+        fields = by_index.get(i)
+        if not fields:
+            return text
+        doc = json.loads(text)
+        entries = [e for e in doc.get("custom_fields") or [] if e.get("kind") not in fields]
+        for kind, (field_type, value) in fields.items():
+            deleted = value is DELETED
+            entries.append(
+                {"kind": kind, "value": None if deleted else value, "fieldType": field_type, "deleted": deleted}
+            )
+        doc["custom_fields"] = entries
+        return json.dumps(doc)
+
+    ds.doc_json = doc_json
+    helpers.admin(sb, "touch", {"contact_ids": list(changes)})
+
+
+DELETED = object()
+
+
+def change_the_account(sb) -> dict:
+    """Contacts leave the biggest list and segment, another list is deleted, custom field values
+    change and one is deleted. Returns what changed, for the checks that it did."""
+    ds = sb.dataset
+    lists = sorted(ds.lists(), key=lambda g: len(ds.list_members(g["list_id"])), reverse=True)
+    big_list, gone_list = lists[0]["list_id"], lists[1]["list_id"]
+    assert ds.list_members(gone_list), "the dataset should have a second non-empty list"
+    off_list = ds.list_members(big_list)[:4]
+    helpers.admin(sb, "remove_from_list", {"list_id": big_list, "contact_ids": off_list})
+    helpers.admin(sb, "delete_list", {"list_id": gone_list})
+    segment = max(ds.segments(), key=lambda g: len(ds.segment_members(g["segment_id"])))["segment_id"]
+    off_segment = ds.segment_members(segment)[-3:]
+    helpers.admin(sb, "remove_from_segment", {"segment_id": segment, "contact_ids": off_segment})
+    ids = ds.contact_ids()
+    changes: dict[str, dict[str, tuple[str, object]]] = {
+        ids[1]: {"Favorite Color": ("string", "ultraviolet"), "Seats": ("integer", 4321)},
+        ids[2]: {"Lifetime Value": ("float", "12.5"), "Is Partner": ("boolean", True)},
+        ids[3]: {"Renewal Date": ("date", "Tue, 12 May 2015 21:41:31 GMT"), "Region": ("picklist", "north")},
+        ids[4]: {"Favorite Color": ("string", DELETED)},
+    }
+    _change_custom_fields(sb, changes)
+    return {"big_list": big_list, "gone_list": gone_list, "off_list": off_list, "changed": ids[1:4]}
+
+
+def scenario(tmp_path: Path, sb, target_argv: list[str], profile: dict, query: Callable[[str], Rows], schema: str):
+    """Sync, build, compare; change the account; sync from the state, build, compare."""
+    for exe in (DBT, Path(target_argv[0])):
+        tools.require(exe)
+    config = helpers.write_config(tmp_path, sb)
+    catalog = helpers.write_json(tmp_path / "catalog.json", helpers.select(helpers.discover(config)))
+
+    state = sync(tmp_path, "run1", target_argv, config, catalog, None)
+    dbt_build(tmp_path, "run1", profile)
+    before = truth(sb)
+    assert_models_match(models(query, schema), before)
+    # the sample covers what the models compute: unsubscribed members, bounces, every kind
+    assert any(unsub for _, unsub in before["lists"].values())
+    assert any(c[3] for c in before["contacts"].values())
+    assert {kind for kind, _ in before["custom_fields"].values()} == {"text", "number", "boolean", "timestamp"}
+
+    changed = change_the_account(sb)
+    sync(tmp_path, "run2", target_argv, config, catalog, state)
+    dbt_build(tmp_path, "run2", profile)
+    after = truth(sb)
+    found = models(query, schema)
+    assert_models_match(found, after)
+    # and the changes really reached the models
+    assert changed["gone_list"] not in found["lists"]
+    assert found["lists"][changed["big_list"]][0] == before["lists"][changed["big_list"]][0] - 4
+    assert not {(changed["big_list"], c) for c in changed["off_list"]} & found["list_memberships"]
+    assert found["custom_fields"][(changed["changed"][0], "Favorite Color")] == ("text", "ultraviolet")
+    assert found["custom_fields"][(changed["changed"][0], "Seats")] == ("number", 4321.0)
+    assert found["custom_fields"][(changed["changed"][2], "Renewal Date")] == (
+        "timestamp",
+        datetime.datetime(2015, 5, 12, 21, 41, 31),
+    )
+    assert after != before
+
+
+@pytest.fixture
+def sb():
+    # The recordings-like default shape: sparse documents, deleted custom field values, RFC 1123
+    # dates, a field unknown to discovery.
+    with helpers.sandbox(contacts=200, lists=3, segments=2, seed=28) as sandbox:
+        yield sandbox
+
+
+# ---- one test per target ----------------------------------------------------------------------
+
+
+def test_dbt_on_target_duckdb(tmp_path, sb):
+    warehouse = tmp_path / "warehouse.duckdb"
+    target_config = helpers.write_json(
+        tmp_path / "target-duckdb.json",
+        {"path": str(warehouse), "default_target_schema": SOURCE_SCHEMA, "add_metadata_columns": True},
+    )
+
+    def query(sql: str) -> Rows:
+        script = (
+            "import duckdb, json, sys\n"
+            "con = duckdb.connect(sys.argv[1], read_only=True)\n"
+            "print(json.dumps(con.execute(sys.argv[2]).fetchall()))\n"
+        )
+        proc = subprocess.run(
+            [str(DBT_PYTHON), "-c", script, str(warehouse), sql], capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return [tuple(row) for row in json.loads(proc.stdout)]
+
+    profile = {"type": "duckdb", "path": str(warehouse), "threads": 2}
+    scenario(tmp_path, sb, [str(TARGET_DUCKDB), "--config", target_config], profile, query, "main")
+
+
+def _postgres_profile(postgres, dbname: str) -> dict:
+    return {
+        "type": "postgres",
+        "host": postgres.host,
+        "port": postgres.port,
+        "user": postgres.user,
+        "password": postgres.password,
+        "dbname": dbname,
+        "schema": "analytics",
+        "threads": 2,
+    }
+
+
+def test_dbt_on_meltanolabs_target_postgres_hard_delete(tmp_path, sb, postgres):
+    wh, target_config, _ = helpers.postgres_pipeline(tmp_path, postgres, sb, "dbt_meltanolabs")
+    scenario(
+        tmp_path,
+        sb,
+        [str(tools.TARGET_POSTGRES), "--config", target_config],
+        _postgres_profile(postgres, "dbt_meltanolabs"),
+        wh.query,
+        "analytics",
+    )
+
+
+def test_dbt_on_pipelinewise_target_postgres(tmp_path, sb, postgres):
+    postgres.create_database("dbt_pipelinewise")
+    target_config = helpers.write_json(
+        tmp_path / "pipelinewise.json",
+        {
+            "host": postgres.host,
+            "port": postgres.port,
+            "user": postgres.user,
+            "password": postgres.password,
+            "dbname": "dbt_pipelinewise",
+            "default_target_schema": SOURCE_SCHEMA,
+        },
+    )
+    scenario(
+        tmp_path,
+        sb,
+        [str(PIPELINEWISE), "--config", target_config],
+        _postgres_profile(postgres, "dbt_pipelinewise"),
+        lambda sql: postgres.query(sql, dbname="dbt_pipelinewise"),
+        "analytics",
+    )
