@@ -154,7 +154,7 @@ bench: setup
 # Mutation testing: its own tool venv (mutmut + the tap + its test extra, scripts/tools/mutmut.txt),
 # rebuilt when the pins, setup.py or constraints.txt change. Every run starts from a fresh mutants/
 # copy so the score is for the code as it is. MUTATION_JOBS: the machine is shared; 2 is plenty.
-# While working on one module: .tools/mutmut/bin/mutmut run 'tap_autopilot.state*'
+# While working on one module: .tools/mutmut/bin/mutmut run 'tap_autopilot.state.document*'
 MUTATION_JOBS ?= 2
 $(TOOLS_DIR)/mutmut/.installed: setup.py constraints.txt
 

@@ -9,7 +9,7 @@ from settings import SEED, SIZES
 
 from tap_autopilot.sandbox.dataset import Dataset
 from tap_autopilot.sandbox.handler import _page_body
-from tap_autopilot.values import parse_body
+from tap_autopilot.values.cleaning import parse_body
 
 # One bad value each, put in the page's first FirstName.
 BAD_VALUES = (

@@ -38,7 +38,7 @@ CRITICAL_PATH = [
     "from the page before). Since memberships come from the contacts scan, that scan is usually the "
     "longest, and at a raised limit or a short round trip its pages, not the limit, decide the wall time.",
     "",
-    "So the longest scan is scheduled as the critical path (`tap_autopilot/rate_limit.py`, "
+    "So the longest scan is scheduled as the critical path (`tap_autopilot/http/rate_limit.py`, "
     "`scheduler.py`). The limiter keeps two rules: no window of 1.02 s holds more starts than the limit "
     "(real starts, taken when a thread leaves the limiter), and the pages of scans of known length start "
     "one interval (1.02 / rate) apart. When the critical scan's request starts and its pace is below the "

@@ -21,12 +21,12 @@ from types import FrameType
 from typing import Any, NoReturn
 
 from tap_autopilot import __version__
-from tap_autopilot.client import AutopilotClient
 from tap_autopilot.config import SETTINGS, validate_config
 from tap_autopilot.discover import discover
 from tap_autopilot.errors import ConfigError, Interrupted, RetryableError, StateInUseError, TapError
-from tap_autopilot.reset import reset_streams
-from tap_autopilot.selection import check_names, given_names, select
+from tap_autopilot.http.client import AutopilotClient
+from tap_autopilot.selection import check_names, given_names, select, split_names
+from tap_autopilot.state.reset import reset_streams
 from tap_autopilot.streams import STREAMS
 from tap_autopilot.sync import SyncContext, sync
 
@@ -253,7 +253,7 @@ def run(args: argparse.Namespace) -> None:
         _print_document(json.dumps(about(), indent=2))
         return
     if args.reset_stream is not None:
-        reset_streams(args.state, args.reset_stream)
+        reset_streams(args.state, split_names(args.reset_stream), list(STREAMS))
         return
     if not args.config:
         raise ConfigError(

@@ -8,10 +8,10 @@ from typing import Any
 
 from singer import metadata
 
-from tap_autopilot.client import AutopilotClient
+from tap_autopilot.http.client import AutopilotClient
 from tap_autopilot.schema_files import load_schema
 from tap_autopilot.streams import STREAMS, VERSION_COLUMN, VERSION_COLUMN_SCHEMA
-from tap_autopilot.transform import EXTRA_FIELDS_COLUMN, custom_field_column, fit_column, short_hash
+from tap_autopilot.values.transform import EXTRA_FIELDS_COLUMN, custom_field_column, fit_column, short_hash
 
 LOGGER = logging.getLogger("tap_autopilot")
 

@@ -8,8 +8,8 @@ import time
 
 from singer import metrics
 
-from tap_autopilot.client import RequestStats
-from tap_autopilot.values import ValueChanges
+from tap_autopilot.http.client import RequestStats
+from tap_autopilot.values.cleaning import ValueChanges
 
 LOGGER = logging.getLogger("tap_autopilot")
 

@@ -14,9 +14,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from tap_autopilot.client import Page
+from tap_autopilot.http.client import Page
 from tap_autopilot.scans import PageScan, pages_for, pages_left
-from tap_autopilot.transform import contact_id
+from tap_autopilot.values.transform import contact_id
 
 if TYPE_CHECKING:  # for annotations only: sync and streams import this module
     from tap_autopilot.streams import Contacts, ListsContacts

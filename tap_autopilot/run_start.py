@@ -7,9 +7,9 @@ import datetime
 import logging
 from typing import Any
 
-from tap_autopilot.converters import format_datetime, to_datetime
-from tap_autopilot.state import State
+from tap_autopilot.state.document import State
 from tap_autopilot.streams import STREAMS
+from tap_autopilot.values.converters import format_datetime, to_datetime
 
 LOGGER = logging.getLogger("tap_autopilot")
 

@@ -11,8 +11,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from tap_autopilot.client import PAGE_SIZE, Page
 from tap_autopilot.errors import NotFoundError, RestartScan
+from tap_autopilot.http.client import PAGE_SIZE, Page
 from tap_autopilot.scheduler import Steps
 
 if TYPE_CHECKING:  # for annotations only: sync imports the streams, which import this module

@@ -26,13 +26,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
-from tap_autopilot.client import AutopilotClient, Page
 from tap_autopilot.config import membership_source
+from tap_autopilot.http.client import AutopilotClient, Page
 from tap_autopilot.readers import ContactsScan, FullTableContacts, IncrementalContacts, MembershipsFromScan
 from tap_autopilot.scans import PageScan
-from tap_autopilot.state import MembershipPass
-from tap_autopilot.transform import ContactTransformer, contact_id, converter_for
-from tap_autopilot.values import Note
+from tap_autopilot.state.document import MembershipPass
+from tap_autopilot.values.cleaning import Note
+from tap_autopilot.values.transform import ContactTransformer, contact_id, converter_for
 
 if TYPE_CHECKING:  # for annotations only: sync imports this module
     from tap_autopilot.sync import SelectedStream, SyncContext

@@ -23,18 +23,18 @@ import orjson
 import singer
 from singer import metadata
 
-from tap_autopilot.client import AutopilotClient
 from tap_autopilot.config import DEFAULT_MAX_CONCURRENT_REQUESTS
-from tap_autopilot.converters import to_datetime
 from tap_autopilot.discover import CUSTOM_FIELD_KEY
+from tap_autopilot.http.client import AutopilotClient
 from tap_autopilot.progress import Progress
 from tap_autopilot.run_start import trusted_state
 from tap_autopilot.scans import PageScan
 from tap_autopilot.scheduler import Scheduler, Steps
-from tap_autopilot.state import State
+from tap_autopilot.state.document import State
 from tap_autopilot.streams import STREAMS, VERSION_COLUMN, MembershipStream, ParentStream, Stream
-from tap_autopilot.transform import serialize
-from tap_autopilot.values import ValueChanges
+from tap_autopilot.values.cleaning import ValueChanges
+from tap_autopilot.values.converters import to_datetime
+from tap_autopilot.values.transform import serialize
 
 LOGGER = logging.getLogger("tap_autopilot")
 

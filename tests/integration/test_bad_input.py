@@ -19,7 +19,7 @@ import pytest
 API_KEY = "sk-badinput-2e7c5a9f0d3b6e18-NEVER-PRINT"
 START_DATE = "2000-01-01T00:00:00Z"
 # The unreachable-API cases retry before they give up: a first backoff of at most 50 ms instead
-# of 1 s keeps them from waiting ~10 s each (see BACKOFF_BASE_ENV in tap_autopilot/retry.py).
+# of 1 s keeps them from waiting ~10 s each (see BACKOFF_BASE_ENV in tap_autopilot/http/retry.py).
 SHORT_BACKOFF = dict(os.environ, TAP_AUTOPILOT_BACKOFF_SECONDS="0.05")
 # A start_date typed 2030 for 2020: some years after today, whatever today is.
 FUTURE_DAY = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=3 * 365)).date().isoformat()

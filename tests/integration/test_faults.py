@@ -45,7 +45,7 @@ def run_tap(*args, timeout=240, env=None) -> helpers.TapRun:
 
 
 # For tests whose retries are the point but whose backoff waits are not: the first backoff
-# is at most 50 ms instead of 1 s (see BACKOFF_BASE_ENV in tap_autopilot/retry.py).
+# is at most 50 ms instead of 1 s (see BACKOFF_BASE_ENV in tap_autopilot/http/retry.py).
 SHORT_BACKOFF = dict(os.environ, TAP_AUTOPILOT_BACKOFF_SECONDS="0.05")
 
 

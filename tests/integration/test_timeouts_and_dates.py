@@ -14,8 +14,8 @@ import threading
 import helpers
 import pytest
 
-from tap_autopilot.client import AutopilotClient
 from tap_autopilot.errors import RetryableError
+from tap_autopilot.http.client import AutopilotClient
 
 
 def test_trickling_body_is_bounded_by_request_timeout_and_retried(tmp_path, sandbox_factory):

@@ -9,9 +9,9 @@ import signal
 import pytest
 
 import tap_autopilot.cli as cli_module
-from tap_autopilot.client import RequestStats
+from tap_autopilot.http.client import RequestStats
 from tap_autopilot.progress import Progress
-from tap_autopilot.values import ValueChanges
+from tap_autopilot.values.cleaning import ValueChanges
 
 
 def redacted(key: str, text: str) -> str:

@@ -15,14 +15,12 @@ import pytest
 import requests
 import urllib3
 
-from tap_autopilot import client as client_module
-from tap_autopilot import values as values_module
-from tap_autopilot.client import AutopilotClient, Page, RateLimiter, read_ahead
 from tap_autopilot.errors import AuthError, ConfigError, NotFoundError, RateLimitedError, RetryableError, TapError
-from tap_autopilot.rate_limit import Booking
-from tap_autopilot.read_ahead import SentSignalAdapter
-from tap_autopilot.readers import ContactsScan
-from tap_autopilot.retry import (
+from tap_autopilot.http import client as client_module
+from tap_autopilot.http.client import AutopilotClient, Page, RateLimiter, read_ahead
+from tap_autopilot.http.rate_limit import Booking
+from tap_autopilot.http.read_ahead import SentSignalAdapter
+from tap_autopilot.http.retry import (
     BACKOFF_BASE_ENV,
     BACKOFF_CAP_SECONDS,
     RATE_LIMIT_RETRY_SECONDS,
@@ -30,7 +28,9 @@ from tap_autopilot.retry import (
     RetryPolicy,
     backoff_base_seconds,
 )
+from tap_autopilot.readers import ContactsScan
 from tap_autopilot.streams import Lists, SmartSegments
+from tap_autopilot.values import cleaning as values_module
 
 API_KEY = "unit-test-key"
 

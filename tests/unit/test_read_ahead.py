@@ -7,9 +7,9 @@ import threading
 
 import urllib3
 
-from tap_autopilot.client import AutopilotClient
-from tap_autopilot.rate_limit import RateLimiter
-from tap_autopilot.read_ahead import SentSignalAdapter, notify_when_sent, read_ahead, request_sent
+from tap_autopilot.http.client import AutopilotClient
+from tap_autopilot.http.rate_limit import RateLimiter
+from tap_autopilot.http.read_ahead import SentSignalAdapter, notify_when_sent, read_ahead, request_sent
 
 TIMEOUT = 10  # a safety net against a hung test, never a measured duration
 HELD = 0.2  # how long a test watches a page that must not be handed over yet

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tap_autopilot.state import State
+from tap_autopilot.state.document import State
 
 REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("run_pipeline_state", REPO / "scripts" / "run_pipeline_state.py")

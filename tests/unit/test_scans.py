@@ -12,12 +12,12 @@ import weakref
 import orjson
 import pytest
 
-from tap_autopilot.client import Page, RateLimiter, RequestStats, read_ahead
 from tap_autopilot.errors import NotFoundError
+from tap_autopilot.http.client import Page, RateLimiter, RequestStats, read_ahead
 from tap_autopilot.readers import ContactsScan, estimate_membership_requests
 from tap_autopilot.scans import PageScan
 from tap_autopilot.schema_files import load_schema
-from tap_autopilot.state import State
+from tap_autopilot.state.document import State
 from tap_autopilot.streams import STREAMS, VERSION_COLUMN, VERSION_COLUMN_SCHEMA, Lists
 from tap_autopilot.sync import SyncContext, selected_streams, sync
 
@@ -543,7 +543,7 @@ def assert_workers_stopped(ctx):
 
 
 def test_a_failing_stream_stops_every_worker_and_the_run_raises_its_error():
-    from tap_autopilot.client import TapError
+    from tap_autopilot.http.client import TapError
 
     class FailingClient(FakeClient):
         def paginate(self, path, data_key, cursor=None, ahead_from=None):

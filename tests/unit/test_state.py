@@ -1,4 +1,4 @@
-"""The rules of the state document (tap_autopilot/state.py), one test each, no server."""
+"""The rules of the state document (tap_autopilot/state/document.py), one test each, no server."""
 
 import datetime
 import json
@@ -8,19 +8,17 @@ import time
 
 import pytest
 
-import tap_autopilot.state as state_module
 from tap_autopilot.readers import CLOCK_SKEW, next_threshold
 from tap_autopilot.run_start import start_date_for, trusted_state
-from tap_autopilot.state import (
+from tap_autopilot.state.document import (
     MembershipPass,
     State,
-    StateFileError,
     next_version,
     one_year_before,
-    reset_stream,
     version_number,
 )
-from tap_autopilot.state_shape import tap_shape
+from tap_autopilot.state.reset import NoBookmarkError, StateFileError, reset_stream
+from tap_autopilot.state.shape import tap_shape
 from tap_autopilot.streams import STREAMS
 
 UTC = datetime.UTC
@@ -441,14 +439,14 @@ def test_reset_of_the_only_first_or_last_entry_leaves_valid_json(text, stream, a
 
 
 def test_reset_of_a_state_without_bookmarks_says_so():
-    with pytest.raises(state_module.NoBookmarkError, match=r"^has no bookmark for 'contacts'"):
+    with pytest.raises(NoBookmarkError, match=r"^has no bookmark for 'contacts'"):
         reset_stream('{"currently_syncing": null}', "contacts")
 
 
 def test_reset_refusals_other_than_no_bookmark_are_not_taken_for_nothing_to_reset():
     with pytest.raises(StateFileError) as raised:
         reset_stream('{"foo": 1}', "contacts")
-    assert not isinstance(raised.value, state_module.NoBookmarkError)
+    assert not isinstance(raised.value, NoBookmarkError)
 
 
 def test_reset_refuses_a_state_that_is_not_an_object_in_words():

@@ -14,13 +14,21 @@ from pathlib import Path
 import pytest
 
 import tap_autopilot.cli as cli_module
-from tap_autopilot import reset, state_file
 from tap_autopilot.errors import ConfigError, StateInUseError
+from tap_autopilot.selection import split_names
+from tap_autopilot.state import file as state_file
+from tap_autopilot.state import reset
+from tap_autopilot.streams import STREAMS
 
 STATE = (
     '{"currently_syncing": null, "bookmarks": {"contacts": {"updated_at": "2026-01-01T00:00:00Z"}, '
     '"lists": {"version": 17, "complete": true}, "smart_segments": {"version": 18, "complete": true}}}\n'
 )
+
+
+def reset_streams(path: str, requested: list[str]) -> None:
+    """--reset-stream as the command line calls it: the options split, this tap's streams known."""
+    reset.reset_streams(path, split_names(requested), list(STREAMS))
 
 
 @contextmanager
@@ -179,7 +187,7 @@ def test_several_streams_are_reset_in_one_write(tmp_path, monkeypatch):
         original(path, content, purpose)
 
     monkeypatch.setattr(state_file, "replace", replace)
-    reset.reset_streams(str(path), ["lists", "smart_segments,lists"])  # repeated: fine
+    reset_streams(str(path), ["lists", "smart_segments,lists"])  # repeated: fine
     assert len(writes) == 1
     expected = json.loads(STATE)
     del expected["bookmarks"]["lists"], expected["bookmarks"]["smart_segments"]
@@ -189,7 +197,7 @@ def test_several_streams_are_reset_in_one_write(tmp_path, monkeypatch):
 def test_an_unknown_stream_refuses_the_whole_reset_before_anything_is_touched(tmp_path):
     path = write_state(tmp_path / "state.json")
     with pytest.raises(ConfigError, match=r"^--reset-stream list: there is no such stream\..*Nothing was reset"):
-        reset.reset_streams(str(path), ["contacts", "list"])
+        reset_streams(str(path), ["contacts", "list"])
     assert path.read_text() == STATE
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]  # not even a lock file
 
@@ -197,13 +205,13 @@ def test_an_unknown_stream_refuses_the_whole_reset_before_anything_is_touched(tm
 @pytest.mark.parametrize("requested", [[""], [" , "], [",,"]])
 def test_no_stream_name_is_refused(tmp_path, requested):
     with pytest.raises(ConfigError, match=r"^--reset-stream needs a stream name"):
-        reset.reset_streams(str(write_state(tmp_path / "state.json")), requested)
+        reset_streams(str(write_state(tmp_path / "state.json")), requested)
 
 
 def test_a_stream_without_a_bookmark_is_said_and_the_file_is_not_rewritten(tmp_path, caplog):
     path = write_state(tmp_path / "state.json", '{"bookmarks": {"lists": {"version": 3}}}')
     inode = path.stat().st_ino
-    reset.reset_streams(str(path), ["contacts"])
+    reset_streams(str(path), ["contacts"])
     assert path.stat().st_ino == inode and path.read_text() == '{"bookmarks": {"lists": {"version": 3}}}'
     [line] = [r for r in caplog.records if r.levelname == "WARNING"]
     assert "contacts has no bookmark" in line.getMessage() and "The file is unchanged" in line.getMessage()
@@ -212,14 +220,14 @@ def test_a_stream_without_a_bookmark_is_said_and_the_file_is_not_rewritten(tmp_p
 def test_a_file_that_is_not_a_state_is_refused_not_called_nothing_to_reset(tmp_path):
     path = write_state(tmp_path / "config.json", '{"api_key": "x", "start_date": "2020-01-01"}')
     with pytest.raises(ConfigError, match=r"has no 'bookmarks' .*check that --state names this tap's state file"):
-        reset.reset_streams(str(path), ["contacts"])
+        reset_streams(str(path), ["contacts"])
     assert path.read_text() == '{"api_key": "x", "start_date": "2020-01-01"}'
 
 
 def test_a_reset_while_the_lock_is_held_changes_nothing(tmp_path):
     path = write_state(tmp_path / "state.json")
     with held(str(path) + ".lock"), pytest.raises(StateInUseError):
-        reset.reset_streams(str(path), ["lists"])
+        reset_streams(str(path), ["lists"])
     assert path.read_text() == STATE
 
 
@@ -227,13 +235,13 @@ def test_a_reset_keeps_windows_line_ends(tmp_path):
     text = STATE.replace(", ", ",\r\n  ")
     path = tmp_path / "state.json"
     path.write_bytes(text.encode())
-    reset.reset_streams(str(path), ["contacts"])
+    reset_streams(str(path), ["contacts"])
     assert b"\r\n" in path.read_bytes() and b"contacts" not in path.read_bytes()
 
 
 def test_a_missing_state_file_on_reset_says_so_as_a_sync_does(tmp_path):
     with pytest.raises(ConfigError, match=r"state file \S+ does not exist\. Check the --state path"):
-        reset.reset_streams(str(tmp_path / "nowhere.json"), ["lists"])
+        reset_streams(str(tmp_path / "nowhere.json"), ["lists"])
 
 
 def test_a_state_file_that_cannot_be_replaced_on_reset_is_one_clear_error_and_stays_as_it_was(tmp_path, monkeypatch):
@@ -244,7 +252,7 @@ def test_a_state_file_that_cannot_be_replaced_on_reset_is_one_clear_error_and_st
 
     monkeypatch.setattr(state_file.os, "replace", refuse)
     with pytest.raises(ConfigError, match=r"cannot be replaced .*the file is unchanged"):
-        reset.reset_streams(str(path), ["lists"])
+        reset_streams(str(path), ["lists"])
     assert path.read_text() == STATE
     assert leftovers(tmp_path) == [], "the half-written replacement is removed"
 

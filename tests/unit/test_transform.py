@@ -9,7 +9,9 @@ import pytest
 import singer
 from singer.transform import Transformer
 
-from tap_autopilot.converters import (
+from tap_autopilot.discover import custom_field_columns, discover
+from tap_autopilot.schema_files import load_schema
+from tap_autopilot.values.converters import (
     _MS_THRESHOLD,
     format_datetime,
     to_boolean,
@@ -22,9 +24,7 @@ from tap_autopilot.converters import (
     to_string_list,
     to_url_flags,
 )
-from tap_autopilot.discover import custom_field_columns, discover
-from tap_autopilot.schema_files import load_schema
-from tap_autopilot.transform import (
+from tap_autopilot.values.transform import (
     ContactTransformer,
     converter_for,
     custom_field_column,

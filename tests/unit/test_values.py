@@ -1,4 +1,4 @@
-"""Values every warehouse accepts (docs/values.md, tap_autopilot/values.py): one test
+"""Values every warehouse accepts (docs/values.md, tap_autopilot/values/cleaning.py): one test
 per rule, no server.
 
 Every emitted value passes transform.serialize, which writes a row needing it cleaned
@@ -12,13 +12,11 @@ import re
 import orjson
 import pytest
 
-from tap_autopilot.client import RequestStats
-from tap_autopilot.converters import to_integer, to_number
 from tap_autopilot.discover import custom_field_columns
+from tap_autopilot.http.client import RequestStats
 from tap_autopilot.progress import Progress
 from tap_autopilot.schema_files import load_schema
-from tap_autopilot.transform import ContactTransformer, custom_field_column, fit_column, serialize, short_hash
-from tap_autopilot.values import (
+from tap_autopilot.values.cleaning import (
     DATES_OUT_OF_RANGE,
     INTEGERS_OUT_OF_RANGE,
     NUL_REMOVED,
@@ -30,6 +28,8 @@ from tap_autopilot.values import (
     out_of_range,
     parse_body,
 )
+from tap_autopilot.values.converters import to_integer, to_number
+from tap_autopilot.values.transform import ContactTransformer, custom_field_column, fit_column, serialize, short_hash
 
 LONG_A = "Preferred channel for the quarterly business review and renewal call (primary contact)"
 LONG_B = "Preferred channel for the quarterly business review and renewal call (backup contact)"

@@ -24,10 +24,10 @@ from singer import metrics
 
 from tap_autopilot.config import DEFAULT_BASE_URL, DEFAULT_MAX_REQUESTS_PER_SECOND, DEFAULT_REQUEST_TIMEOUT_SECONDS
 from tap_autopilot.errors import AuthError, ConfigError, NotFoundError, RateLimitedError, RetryableError, TapError
-from tap_autopilot.rate_limit import RateLimiter
-from tap_autopilot.read_ahead import SentSignalAdapter, read_ahead
-from tap_autopilot.retry import Clock, RetryPolicy, Sleep, parse_retry_after
-from tap_autopilot.values import parse_body
+from tap_autopilot.http.rate_limit import RateLimiter
+from tap_autopilot.http.read_ahead import SentSignalAdapter, read_ahead
+from tap_autopilot.http.retry import Clock, RetryPolicy, Sleep, parse_retry_after
+from tap_autopilot.values.cleaning import parse_body
 
 LOGGER = logging.getLogger("tap_autopilot")
 

@@ -32,14 +32,12 @@ under that lock, never sees an entry half changed by another thread.
 """
 
 import datetime
-import json
 import threading
 from collections.abc import Collection
 from typing import Any
 
-from tap_autopilot.converters import format_datetime, to_datetime
-from tap_autopilot.errors import ConfigError
-from tap_autopilot.state_shape import started_over, tap_shape, version_number
+from tap_autopilot.state.shape import started_over, tap_shape, version_number
+from tap_autopilot.values.converters import format_datetime, to_datetime
 
 # The keys a membership pass that reads each parent's pages keeps while it runs.
 MEMBERSHIP_PASS_KEYS = ("done_through", "done_beyond", "in_progress")
@@ -328,92 +326,3 @@ class MembershipPass:
 
 
 # --- resetting one stream in a state file ------------------------------------------
-
-
-class StateFileError(ConfigError):
-    """A state file that reset_stream cannot change (the message says why)."""
-
-
-class NoBookmarkError(StateFileError):
-    """The stream has no bookmark to remove: it already starts from the beginning."""
-
-
-# The top-level keys of a state this tap writes (module docstring).
-_KEYS_THIS_TAP_WRITES = ("currently_syncing", "bookmarks", "default_start_date")
-
-
-def _skip_space(text: str, position: int) -> int:
-    while position < len(text) and text[position] in " \t\n\r":
-        position += 1
-    return position
-
-
-def _members(text: str, start: int) -> list[tuple[str, int, int, int]]:
-    """[(key, key_start, value_start, value_end)] of the JSON object whose '{' is text[start]."""
-    decoder = json.JSONDecoder()
-    members: list[tuple[str, int, int, int]] = []
-    position = _skip_space(text, start + 1)
-    if text[position] == "}":
-        return members
-    while True:
-        key_start = position
-        key, position = decoder.raw_decode(text, position)
-        value_start = _skip_space(text, _skip_space(text, position) + 1)  # past ':'
-        _, value_end = decoder.raw_decode(text, value_start)
-        members.append((key, key_start, value_start, value_end))
-        position = _skip_space(text, value_end)
-        if text[position] == "}":
-            return members
-        position = _skip_space(text, position + 1)  # past ','
-
-
-def _member(text: str, start: int, key: str) -> tuple[str, int, int, int]:
-    # Only called for a key json.loads found in that object, so it is there.
-    return next(member for member in _members(text, start) if member[0] == key)
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # json.loads keeps the last of a repeated key, the text edit would find the first.
-    keys = [key for key, _ in pairs]
-    if len(set(keys)) < len(keys):
-        repeated = next(key for key in keys if keys.count(key) > 1)
-        raise StateFileError(f"holds the key {repeated!r} twice in one object: keep one of them, then reset again")
-    return dict(pairs)
-
-
-def reset_stream(text: str, stream_id: str) -> str:
-    """The text of a state file without the stream's bookmark entry, every other byte as
-    it was: the next run starts that stream again (contacts from the start date, a
-    full-table stream under a new version) and every other stream where it was. Takes a
-    Singer state or Meltano's {"singer_state": ...}. Edits the text rather than
-    rewriting the document so that nothing else changes, formatting included.
-    NoBookmarkError when the stream has no entry; StateFileError when the text is not a
-    state this tap can change (not JSON, a key twice, not this tap's shape)."""
-    try:
-        document = json.loads(text, object_pairs_hook=_unique_keys)
-    except ValueError as error:
-        raise StateFileError(f"is not valid JSON ({error})") from None
-    if not isinstance(document, dict):
-        raise StateFileError("does not hold a JSON object")
-    start = _skip_space(text, 0)
-    if "bookmarks" not in document and isinstance(document.get("singer_state"), dict):  # Meltano's
-        start = _member(text, start, "singer_state")[2]
-        document = document["singer_state"]
-    bookmarks = document.get("bookmarks")
-    if "bookmarks" in document and not isinstance(bookmarks, dict):
-        raise StateFileError("holds 'bookmarks' that is not an object: check that --state names this tap's state file")
-    if bookmarks is None and set(document) - set(_KEYS_THIS_TAP_WRITES):  # e.g. the config file given as --state
-        raise StateFileError(
-            "has no 'bookmarks' and keys this tap never writes: check that --state names this tap's state file"
-        )
-    if not isinstance(bookmarks, dict) or stream_id not in bookmarks:
-        raise NoBookmarkError(f"has no bookmark for {stream_id!r}: that stream already starts from the beginning")
-    entries = _members(text, _member(text, start, "bookmarks")[2])
-    index = [entry[0] for entry in entries].index(stream_id)
-    if index + 1 < len(entries):  # up to the next entry's key, its comma included
-        cut = entries[index][1], entries[index + 1][1]
-    elif index > 0:  # the last: from the end of the one before, its comma included
-        cut = entries[index - 1][3], entries[index][3]
-    else:
-        cut = entries[index][1], entries[index][3]
-    return text[: cut[0]] + text[cut[1] :]

@@ -15,7 +15,9 @@ from typing import Any
 import orjson
 from anyascii import anyascii
 
-from tap_autopilot.converters import (
+from tap_autopilot.schema_files import load_schema
+from tap_autopilot.values.cleaning import Note, clean_row, out_of_range
+from tap_autopilot.values.converters import (
     Converter,
     to_boolean,
     to_custom_field_list,
@@ -27,8 +29,6 @@ from tap_autopilot.converters import (
     to_string_list,
     to_url_flags,
 )
-from tap_autopilot.schema_files import load_schema
-from tap_autopilot.values import Note, clean_row, out_of_range
 
 # --- names ---------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import json
 from collections.abc import Callable, Collection
 from typing import Any
 
-from tap_autopilot.converters import to_datetime
+from tap_autopilot.values.converters import to_datetime
 
 
 def version_number(value: object) -> int | None:

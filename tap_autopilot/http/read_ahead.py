@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import requests
 import urllib3
 
-from tap_autopilot.rate_limit import RateLimiter
+from tap_autopilot.http.rate_limit import RateLimiter
 
 T = TypeVar("T")
 

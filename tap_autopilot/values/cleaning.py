@@ -20,7 +20,14 @@ from typing import Any
 
 import orjson
 
-from tap_autopilot.converters import INT64_LIMIT, numeric_text, reads_as_instant, to_datetime, to_integer, to_number
+from tap_autopilot.values.converters import (
+    INT64_LIMIT,
+    numeric_text,
+    reads_as_instant,
+    to_datetime,
+    to_integer,
+    to_number,
+)
 
 LOGGER = logging.getLogger("tap_autopilot")
 
