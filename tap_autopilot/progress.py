@@ -13,6 +13,9 @@ from tap_autopilot.values.cleaning import ValueChanges
 
 LOGGER = logging.getLogger("tap_autopilot")
 
+# A reporter blocked on a full stderr must not hold up a stop.
+STOP_JOIN_SECONDS = 1.0
+
 PROGRESS_INTERVAL_SECONDS = 10
 # Seconds between progress lines, overriding PROGRESS_INTERVAL_SECONDS (tests, very long runs).
 PROGRESS_INTERVAL_ENV = "TAP_AUTOPILOT_PROGRESS_SECONDS"
@@ -72,7 +75,12 @@ class Progress:
         self._thread.start()
 
     def stop(self) -> None:
+        """No progress line after this returns: the reporter may be writing one when the event
+        is set, and a line after the summary's header would read as part of the summary."""
         self._stop.set()
+        reporter = self._thread
+        if reporter is not None and reporter is not threading.current_thread():
+            reporter.join(STOP_JOIN_SECONDS)
 
     def page(self, stream_id: str, records: int, items_read: int, total: int | None) -> None:
         stream = self.streams[stream_id]

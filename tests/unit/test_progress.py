@@ -1,0 +1,47 @@
+"""The progress reporter (progress.py): periodic lines on their own thread, and the summary."""
+
+import logging
+import threading
+
+from tap_autopilot.http.client import RequestStats
+from tap_autopilot.progress import Progress
+from tap_autopilot.values.cleaning import ValueChanges
+
+
+class _SignallingEvent(threading.Event):
+    """An Event that also says when it was set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.was_set = threading.Event()
+
+    def set(self) -> None:
+        super().set()
+        self.was_set.set()
+
+
+def test_no_progress_line_comes_after_the_summary_begins(caplog):
+    """The reporter may be writing a line when the summary stops it: stop() waits for that line,
+    so that it does not land inside the summary table (a scheduler's log reader parses it)."""
+    caplog.set_level(logging.INFO, logger="tap_autopilot")
+    progress = Progress(["contacts"], RequestStats(), ValueChanges(), interval=0.001)
+    in_line, release = threading.Event(), threading.Event()
+    line = progress.line
+
+    def slow_line() -> str:
+        in_line.set()
+        release.wait(5)
+        return line()
+
+    progress.line = slow_line  # type: ignore[method-assign]
+    stop = progress._stop = _SignallingEvent()
+    progress.start()
+    assert in_line.wait(5)
+    summarizing = threading.Thread(target=progress.summary)
+    summarizing.start()
+    assert stop.was_set.wait(5)
+    release.set()  # the reporter writes its line now, while the summary has begun
+    summarizing.join(5)
+    messages = [record.getMessage() for record in caplog.records]
+    header = next(i for i, message in enumerate(messages) if message.startswith("Sync summary"))
+    assert [m for m in messages[header:] if m.startswith("Progress:")] == []
