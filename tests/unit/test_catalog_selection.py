@@ -7,9 +7,9 @@ import copy
 import pytest
 from singer import metadata
 
+from tap_autopilot.catalog import selected_streams
 from tap_autopilot.discover import CUSTOM_FIELD_KEY, discover
-from tap_autopilot.streams import VERSION_COLUMN
-from tap_autopilot.sync import selected_streams
+from tap_autopilot.streams.base import VERSION_COLUMN
 
 CUSTOM_FIELDS = [{"name": "Seats", "fieldType": "integer"}]
 

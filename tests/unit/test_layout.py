@@ -6,9 +6,7 @@ classes say what a subclass must implement."""
 import importlib.util
 from pathlib import Path
 
-from tap_autopilot.readers import ScanReader
-from tap_autopilot.scans import PageScan
-from tap_autopilot.streams import Stream
+from tap_autopilot.streams.base import PageScan, ScanReader, Stream
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "tap_autopilot"
@@ -77,5 +75,5 @@ def test_imports_for_type_annotations_only_are_not_edges(tmp_path):
 
 def test_the_base_classes_name_what_a_subclass_must_implement():
     assert Stream.__abstractmethods__ == {"sync"}
-    assert PageScan.__abstractmethods__ == {"start_cursor", "take", "restart", "finish"}
-    assert ScanReader.__abstractmethods__ == {"saved_cursor", "read", "save", "restart", "complete"}
+    assert PageScan.__abstractmethods__ == {"start_cursor", "read_page", "restart", "finish"}
+    assert ScanReader.__abstractmethods__ == {"saved_cursor", "read", "save", "restart", "completed"}

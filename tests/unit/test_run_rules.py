@@ -9,7 +9,8 @@ import signal
 import pytest
 
 import tap_autopilot.cli as cli_module
-from tap_autopilot.cli import exit_code_for, log_level
+import tap_autopilot.runner as runner_module
+from tap_autopilot.cli import log_level
 from tap_autopilot.config import (
     SETTING_NAMES,
     SETTING_VALUES,
@@ -20,6 +21,7 @@ from tap_autopilot.config import (
     validate_config,
 )
 from tap_autopilot.errors import ConfigError
+from tap_autopilot.runner import exit_code_for
 
 
 @pytest.mark.parametrize(
@@ -155,10 +157,10 @@ class _FakeLibc:
 
 
 def test_one_malloc_arena_for_every_thread_where_glibc_has_mallopt(monkeypatch):
-    # The page-ahead thread's and the workers' own arenas kept 1-4 MB of peak RSS (cli.share_one_malloc_arena).
+    # The page-ahead thread's and the workers' own arenas kept memory (runner.share_one_malloc_arena).
     libc = _FakeLibc()
-    monkeypatch.setattr(cli_module.ctypes, "CDLL", lambda name: libc)
-    cli_module.share_one_malloc_arena()
+    monkeypatch.setattr(runner_module.ctypes, "CDLL", lambda name: libc)
+    runner_module.share_one_malloc_arena()
     assert libc.calls == [(-8, 1)]  # glibc's M_ARENA_MAX, one arena
 
 
@@ -167,16 +169,15 @@ def test_without_mallopt_the_tap_runs_as_it_is(monkeypatch, missing):
     def cdll(name):
         raise missing
 
-    monkeypatch.setattr(cli_module.ctypes, "CDLL", cdll)
-    cli_module.share_one_malloc_arena()  # no error: nothing to do there
+    monkeypatch.setattr(runner_module.ctypes, "CDLL", cdll)
+    runner_module.share_one_malloc_arena()  # no error: nothing to do there
 
 
-def test_main_shares_one_arena_before_any_thread_of_the_run_starts(monkeypatch):
+def test_the_sync_shares_one_arena_before_any_thread_of_the_run_starts(monkeypatch):
     order = []
-    monkeypatch.setattr(cli_module, "share_one_malloc_arena", lambda: order.append("arena"))
-    monkeypatch.setattr(cli_module, "_install_signal_handlers", lambda: None)
-    monkeypatch.setattr(cli_module, "run", lambda args: order.append("run"))
-    cli_module.main(["--about"])
+    monkeypatch.setattr(runner_module, "share_one_malloc_arena", lambda: order.append("arena"))
+    monkeypatch.setattr(runner_module, "sync", lambda *args, **kwargs: order.append("run"))
+    runner_module.sync_until_stopped(None, {}, {}, {})  # type: ignore[arg-type]  # sync is replaced
     assert order == ["arena", "run"]
 
 
@@ -329,6 +330,7 @@ def test_log_level_rule(requested, unknown):
 def test_an_unknown_log_level_is_a_warning_naming_the_levels_then_info(capsys, monkeypatch):
     root = logging.getLogger()
     monkeypatch.setattr(root, "handlers", list(root.handlers))  # _setup_logging replaces them
+    monkeypatch.setattr(root, "level", root.level)  # and sets this one
     monkeypatch.setattr(cli_module.LOGGER, "level", cli_module.LOGGER.level)
     cli_module._setup_logging(False, "verbose")
     assert cli_module.LOGGER.level == logging.INFO

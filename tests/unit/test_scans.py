@@ -12,14 +12,25 @@ import weakref
 import orjson
 import pytest
 
+from tap_autopilot.catalog import selected_streams
 from tap_autopilot.errors import NotFoundError
 from tap_autopilot.http.client import Page, RateLimiter, RequestStats, read_ahead
-from tap_autopilot.readers import ContactsScan, estimate_membership_requests
-from tap_autopilot.scans import PageScan
+from tap_autopilot.runner import Runner, sync
 from tap_autopilot.schema_files import load_schema
+from tap_autopilot.state.changes import CompleteVersion
 from tap_autopilot.state.document import State
-from tap_autopilot.streams import STREAMS, VERSION_COLUMN, VERSION_COLUMN_SCHEMA, Lists
-from tap_autopilot.sync import SyncContext, selected_streams, sync
+from tap_autopilot.streams import STREAMS, Lists
+from tap_autopilot.streams.base import (
+    NOTHING,
+    VERSION_COLUMN,
+    VERSION_COLUMN_SCHEMA,
+    PageResult,
+    PageScan,
+    PassCompleted,
+    StreamRecords,
+)
+from tap_autopilot.streams.contacts import plan_contacts_scan_first
+from tap_autopilot.streams.memberships import estimate_membership_requests
 
 UTC = datetime.UTC
 NOW = datetime.datetime(2026, 1, 2, tzinfo=UTC)
@@ -110,13 +121,20 @@ def interrupted_incremental_scan():
 
 def context(client, streams, state=None, config=None, methods=None):
     config = dict({"start_date": "2015-01-01T00:00:00Z"}, **(config or {}))
-    return SyncContext(
+    return Runner(
         client, config, State(state or {}), selected_streams(catalog(streams, methods)), workers=2, out=io.BytesIO()
     )
 
 
 def messages(ctx):
-    return [orjson.loads(line) for line in ctx.out.getvalue().splitlines()]
+    return [orjson.loads(line) for line in ctx.output.out.getvalue().splitlines()]
+
+
+def contacts_scan(ctx):
+    """Plan the streams that read the contacts scan, as run() does: the one scan they read."""
+    planned, _ = plan_contacts_scan_first(ctx, [ctx.selected[stream_id].stream for stream_id in ctx.order])
+    [scan] = [scan for result in planned for scan in result.new_scans]
+    return scan
 
 
 def records(ctx, stream):
@@ -150,24 +168,24 @@ class RecordingScan(PageScan):
     def start_cursor(self):
         return None
 
-    def take(self, page):
+    def read_page(self, page):
         self.pages.append(weakref.ref(page.items))
-        self.taken.append(len(self.ctx.client.requests))  # type: ignore[attr-defined]  # the FakeClient's
-        self.ctx.commit([("contacts", [], len(page.items), None)], None)
-        return True
+        self.taken.append(len(self.run.client.requests))  # type: ignore[attr-defined]  # the FakeClient's
+        return PageResult(records=(StreamRecords("contacts", [], len(page.items)),))
 
     def restart(self):
         raise AssertionError("not expected")
 
     def finish(self):
         self.finished += 1
+        return NOTHING
 
 
 def test_scan_contract_one_request_per_step_page_dropped_pages_left_finish_once():
     client = FakeClient([doc(n) for n in range(250)], page_size=100)  # the API's 100 a page
     ctx = context(client, ["contacts"])
     scan = RecordingScan(ctx)
-    steps = scan.steps()
+    steps = scan.steps(ctx.apply)
     left = []
     for remaining in steps:
         left.append(remaining)
@@ -207,18 +225,14 @@ def pages_held_while_suspended(ctx, steps, client):
 def test_the_contacts_scan_holds_no_page_while_suspended():
     client = FakeClient([doc(n, ["list_a"]) for n in range(250)], page_size=100)
     ctx = context(client, ["contacts", "lists_contacts"])
-    for stream_id in ctx.order:
-        STREAMS[stream_id].sync(ctx)
-    assert pages_held_while_suspended(ctx, ctx.shared_scan(ContactsScan).steps(), client) == [False, False, False]
+    assert pages_held_while_suspended(ctx, contacts_scan(ctx).steps(ctx.apply), client) == [False, False, False]
 
 
 def test_a_membership_scan_holds_no_page_while_suspended():
     docs = [doc(n, ["list_a"]) for n in range(250)]
     client = FakeClient(docs, page_size=100, members=members_of(docs))
     ctx = context(client, ["lists_contacts"], config={"lists_contacts_source": "lists"})
-    scans: list = []
-    ctx.add_scan = scans.append
-    STREAMS["lists_contacts"].sync(ctx)
+    scans = planned(ctx, "lists_contacts")
     held = [pages_held_while_suspended(ctx, steps, client) for steps in scans]
     assert held and not any(any(h) for h in held), held
 
@@ -295,9 +309,7 @@ def test_a_stop_while_the_next_page_is_requested_ahead_leaves_the_state_at_the_p
     docs = [doc(n, ["list_a"]) for n in range(1, 8)]
     first_run = FakeClient(docs)  # pages of 2: 4 pages
     ctx = context(first_run, ["contacts", "lists_contacts"])
-    for stream_id in ctx.order:
-        STREAMS[stream_id].sync(ctx)
-    steps = ctx.shared_scan(ContactsScan).steps()
+    steps = contacts_scan(ctx).steps(ctx.apply)
     next(steps)  # the first page written, the second requested ahead
     steps.close()  # the run stops here (SIGTERM, or another scan's fatal error)
     written = [r["contact_id"] for r in records(ctx, "contacts")]
@@ -387,7 +399,6 @@ def test_estimate_of_membership_requests_from_the_first_page():
 
 def test_bad_lists_contacts_source_is_a_clear_error():
     from tap_autopilot.errors import TapError
-    from tap_autopilot.sync import sync
 
     with pytest.raises(TapError, match="lists_contacts_source"):
         sync(
@@ -415,7 +426,7 @@ def test_a_new_column_on_lists_is_a_schema_change_only():
     properties["archived"] = {"type": ["null", "boolean"]}
     config = {"start_date": "2015-01-01T00:00:00Z"}
     client = ListsWithCounts([])
-    ctx = SyncContext(client, config, State({}), selected_streams(lists), workers=1, out=io.BytesIO())  # type: ignore[arg-type]
+    ctx = Runner(client, config, State({}), selected_streams(lists), workers=1, out=io.BytesIO())  # type: ignore[arg-type]
     ctx.run()
     [row] = records(ctx, "lists")
     assert row == {
@@ -465,7 +476,8 @@ def test_incremental_is_the_default_and_an_unknown_method_falls_back_to_it(caplo
 
 def test_contacts_scan_readers_share_one_scan():
     ctx = context(FakeClient(DOCS), ["contacts", "lists_contacts"])
-    assert ctx.shared_scan(ContactsScan) is ctx.shared_scan(ContactsScan)
+    scan = contacts_scan(ctx)
+    assert [reader.stream_id for reader in scan.readers] == ["contacts", "lists_contacts"]
     assert set(STREAMS) == {"contacts", "lists", "lists_contacts", "smart_segments", "smart_segments_contacts"}
 
 
@@ -487,9 +499,9 @@ def test_schema_messages_come_first_one_per_selected_stream_in_order():
 
 def test_state_names_the_first_stream_not_yet_complete_then_none():
     ctx = context(FakeClient(DOCS), ["lists", "smart_segments"])
-    ctx.complete("lists")
+    ctx.output.complete(PassCompleted("lists", CompleteVersion("lists")))
     assert messages(ctx)[-1]["value"]["currently_syncing"] == "smart_segments"
-    ctx.complete("smart_segments")
+    ctx.output.complete(PassCompleted("smart_segments", CompleteVersion("smart_segments")))
     assert messages(ctx)[-1]["value"]["currently_syncing"] is None
     assert ctx.progress.streams["lists"].done
 
@@ -517,8 +529,8 @@ def test_records_carry_the_version_and_the_version_column_only_when_selected():
 def test_parents_are_fetched_once_per_run():
     client = FakeClient(DOCS)
     ctx = context(client, ["lists", "lists_contacts"])
-    first = ctx.parents(STREAMS["lists"])
-    assert ctx.parents(STREAMS["lists"]) is first
+    first = ctx.listing("lists")
+    assert ctx.listing("lists") is first
     assert [item["list_id"] for item in first] == LISTS and client.requests == ["/lists"]
 
 
@@ -573,11 +585,11 @@ def test_stop_before_the_sync_started_writes_the_state_and_keeps_the_output_lock
         }
     ]
     taken = []
-    other = threading.Thread(target=lambda: taken.append(ctx.lock.acquire(blocking=False)))
+    other = threading.Thread(target=lambda: taken.append(ctx.output.lock.acquire(blocking=False)))
     other.start()
     other.join(5)
     assert taken == [False], "another thread could write after the stop"
-    ctx.lock.release()
+    ctx.output.lock.release()
 
 
 class FirstAnswerClient(FakeClient):
@@ -604,7 +616,7 @@ class FirstAnswerClient(FakeClient):
 
 def _comparable(ctx):
     """The messages without what differs from run to run (the clock's times and versions)."""
-    text = re.sub(rb'"time_extracted":"[^"]*"', b"", ctx.out.getvalue())
+    text = re.sub(rb'"time_extracted":"[^"]*"', b"", ctx.output.out.getvalue())
     return re.sub(rb"\b1\d{12}\b", b"V", text)  # a version: the clock in ms
 
 
@@ -626,14 +638,14 @@ def test_a_run_whose_first_request_fails_writes_nothing_at_all():
     ctx = context(FirstAnswerClient(DOCS, fail_with=failure), ["contacts", "lists", "lists_contacts"])
     with pytest.raises(ConfigError, match="base_url"):
         ctx.run()
-    assert ctx.out.getvalue() == b"" and not ctx.output_started
+    assert ctx.output.out.getvalue() == b"" and not ctx.output_started
 
 
 def test_a_stop_before_the_api_answered_writes_nothing():
     ctx = context(FirstAnswerClient(DOCS), ["lists"], state={"bookmarks": {"lists": {"version": 3, "complete": True}}})
     ctx.stop(KeyboardInterrupt())
-    assert ctx.out.getvalue() == b"" and not ctx.output_started
-    ctx.lock.release()
+    assert ctx.output.out.getvalue() == b"" and not ctx.output_started
+    ctx.output.lock.release()
 
 
 @pytest.fixture
@@ -646,7 +658,7 @@ def sync_output(monkeypatch):
         config = dict({"start_date": "2015-01-01T00:00:00Z"}, **(config or {}))
 
         def on_start(ctx):
-            ctx.out = io.BytesIO()
+            ctx.output.out = io.BytesIO()
             contexts.append(ctx)
 
         sync(FakeClient(DOCS), config, state, catalog(streams), on_start=on_start)  # type: ignore[arg-type]  # a fake client
@@ -712,8 +724,7 @@ def test_the_bookmark_stays_before_the_scan_began_by_the_api_s_clock():
 
 def test_an_interrupted_incremental_scan_keeps_its_threshold_cursor_newest_and_start_in_state():
     ctx = context(FakeClient(DOCS), ["contacts"])
-    STREAMS["contacts"].sync(ctx)
-    steps = ctx.shared_scan(ContactsScan).steps()
+    steps = contacts_scan(ctx).steps(ctx.apply)
     next(steps)  # one page: person_0001, person_0002
     next(steps)  # two: person_0003, person_0004
     assert ctx.state.entry("contacts") == {
@@ -749,8 +760,7 @@ def test_a_resumed_scan_carries_on_with_the_newest_updated_at_and_start_it_had()
 
 def test_a_restarted_incremental_scan_forgets_only_its_cursor():
     ctx = context(FakeClient(DOCS), ["contacts"], {"bookmarks": {"contacts": interrupted_incremental_scan()}})
-    STREAMS["contacts"].sync(ctx)
-    scan = ctx.shared_scan(ContactsScan)
+    scan = contacts_scan(ctx)
     scan.restart()
     assert scan.readers[0].saved_cursor() is None
     assert ctx.state.entry("contacts")["scan"] == dict(interrupted_incremental_scan()["scan"], cursor=None)
@@ -758,9 +768,8 @@ def test_a_restarted_incremental_scan_forgets_only_its_cursor():
 
 def test_a_versioned_pass_over_the_scan_keeps_its_cursor_and_forgets_it_on_restart():
     ctx = context(FakeClient(DOCS), ["lists_contacts"], config={"lists_contacts_source": "contacts"})
-    STREAMS["lists_contacts"].sync(ctx)
-    scan = ctx.shared_scan(ContactsScan)
-    steps = scan.steps()
+    scan = contacts_scan(ctx)
+    steps = scan.steps(ctx.apply)
     next(steps)
     version = ctx.state.entry("lists_contacts")["version"]
     assert ctx.state.entry("lists_contacts") == {
@@ -977,7 +986,7 @@ def test_estimate_of_membership_requests_trusts_only_a_usable_total(meta, expect
 
 
 def test_memberships_from_documents_whose_lists_or_id_are_unusable_are_skipped():
-    from tap_autopilot.readers import MembershipsFromScan
+    from tap_autopilot.streams.memberships import MembershipsFromScan
 
     docs = [
         {"contact_id": "person_0001", "lists": "list_a"},  # not a list
@@ -997,7 +1006,7 @@ def test_memberships_from_documents_whose_lists_or_id_are_unusable_are_skipped()
 def test_parents_are_cached_per_parent_stream():
     client = SegmentsClient(DOCS, members=SEGMENT_MEMBERS)
     ctx = context(client, ["lists", "smart_segments"])
-    lists, segments = ctx.parents(STREAMS["lists"]), ctx.parents(STREAMS["smart_segments"])
+    lists, segments = ctx.listing("lists"), ctx.listing("smart_segments")
     assert [item["list_id"] for item in lists] == LISTS
     assert [item["segment_id"] for item in segments] == ["segment_b", "segment_a", "segment_gone"]
 
@@ -1016,11 +1025,8 @@ def test_a_listing_asks_the_client_to_check_its_data_key():
 
 def planned(ctx, *stream_ids):
     """Plan the streams' work as run() does, without running it: the scans each added."""
-    scans: list = []
-    ctx.add_scan = scans.append
-    for stream_id in stream_ids:
-        STREAMS[stream_id].sync(ctx)
-    return scans
+    results = [STREAMS[stream_id].sync(ctx) for stream_id in stream_ids]
+    return [scan.steps(ctx.apply) for result in results for scan in result.new_scans]
 
 
 def test_a_parent_scan_saves_its_cursor_after_each_page_and_marks_itself_done_at_the_end():
@@ -1042,9 +1048,9 @@ def test_a_parent_that_disappeared_is_marked_done():
 
 
 def test_a_parent_id_is_one_quoted_path_segment():
-    from tap_autopilot.streams import ParentScan
+    from tap_autopilot.streams.memberships import ParentMembersScan
 
-    scan = ParentScan(context(FakeClient(DOCS), ["lists_contacts"]), STREAMS["lists_contacts"], "a/b c", None, 1, None)  # type: ignore[arg-type]  # only its path is read
+    scan = ParentMembersScan(context(FakeClient(DOCS), ["lists_contacts"]), STREAMS["lists_contacts"], "a/b c", None, 1)  # type: ignore[arg-type]  # only its path is read
     assert scan.path == "/list/a%2Fb%20c/contacts"
 
 
@@ -1110,9 +1116,9 @@ def test_readers_stopped_at_different_pages_say_so(caplog):
     ctx = context(
         FakeClient(DOCS), ["contacts", "lists_contacts"], {"bookmarks": {"contacts": interrupted_incremental_scan()}}
     )
-    planned(ctx, "contacts", "lists_contacts")
+    scan = contacts_scan(ctx)
     caplog.clear()
-    assert ctx.shared_scan(ContactsScan).start_cursor() is None
+    assert scan.start_cursor() is None
     assert caplog.messages == [
         "contacts: contacts and lists_contacts stopped at different pages; the scan starts from the first page."
     ]
@@ -1155,8 +1161,9 @@ def test_a_scan_asks_the_client_for_its_data_key_and_counts_pages_left_from_0():
             yield from super().paginate(path, data_key, cursor)
 
     client = RecordingClient([doc(n) for n in range(200)], page_size=100)
-    scan = RecordingScan(context(client, ["contacts"]))
-    assert list(scan.steps()) == [1, 0] and asked == ["contacts"]
+    ctx = context(client, ["contacts"])
+    scan = RecordingScan(ctx)
+    assert list(scan.steps(ctx.apply)) == [1, 0] and asked == ["contacts"]
 
 
 def test_a_scan_whose_endpoint_is_gone_says_which():
@@ -1165,15 +1172,17 @@ def test_a_scan_whose_endpoint_is_gone_says_which():
             raise NotFoundError("404")
             yield
 
-    scan = RecordingScan(context(GoneClient(DOCS), ["contacts"]))
+    ctx = context(GoneClient(DOCS), ["contacts"])
+    scan = RecordingScan(ctx)
     with pytest.raises(NotFoundError, match="Autopilot has no /contacts"):
-        list(scan.steps())
+        list(scan.steps(ctx.apply))
 
 
 def test_pages_left_counts_the_documents_read_from_0():
     """201 documents: 2 pages left after the first 100 (the scheduler orders scans by this)."""
-    scan = RecordingScan(context(FakeClient([doc(n) for n in range(201)], page_size=100), ["contacts"]))
-    assert list(scan.steps()) == [2, 1, 0]
+    ctx = context(FakeClient([doc(n) for n in range(201)], page_size=100), ["contacts"])
+    scan = RecordingScan(ctx)
+    assert list(scan.steps(ctx.apply)) == [2, 1, 0]
 
 
 # ---- the listings and the contacts scan start together ---------------------------------------

@@ -7,9 +7,8 @@ from typing import Any
 import pytest
 from singer import metadata
 
-from tap_autopilot.selection import SelectionError, check_names, given_names, select, split_names
+from tap_autopilot.catalog import SelectionError, check_names, given_names, select, selected_streams, split_names
 from tap_autopilot.streams import STREAMS
-from tap_autopilot.sync import selected_streams
 
 CATALOG = {
     "streams": [

@@ -8,7 +8,6 @@ import time
 
 import pytest
 
-from tap_autopilot.readers import CLOCK_SKEW, next_threshold
 from tap_autopilot.run_start import start_date_for, trusted_state
 from tap_autopilot.state.document import (
     MembershipPass,
@@ -20,6 +19,7 @@ from tap_autopilot.state.document import (
 from tap_autopilot.state.reset import NoBookmarkError, StateFileError, reset_stream
 from tap_autopilot.state.shape import tap_shape
 from tap_autopilot.streams import STREAMS
+from tap_autopilot.streams.contacts import CLOCK_SKEW, next_threshold
 
 UTC = datetime.UTC
 T0 = datetime.datetime(2024, 1, 1, tzinfo=UTC)

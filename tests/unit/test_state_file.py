@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 import tap_autopilot.cli as cli_module
+from tap_autopilot.catalog import split_names
 from tap_autopilot.errors import ConfigError, StateInUseError
-from tap_autopilot.selection import split_names
 from tap_autopilot.state import file as state_file
 from tap_autopilot.state import reset
 from tap_autopilot.streams import STREAMS
@@ -258,7 +258,7 @@ def test_a_state_file_that_cannot_be_replaced_on_reset_is_one_clear_error_and_st
 
 
 def test_the_cli_exits_75_with_one_line_while_the_lock_is_held(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(cli_module, "_install_signal_handlers", lambda: None)
+    monkeypatch.setattr(cli_module, "install_stop_signals", lambda: None)
     path = write_state(tmp_path / "state.json")
     with held(str(path) + ".lock"), pytest.raises(SystemExit) as exited:
         cli_module.main(["--state", str(path), "--reset-stream", "lists"])
