@@ -16,7 +16,7 @@ STATE). Streams see the runner only through Run, which the runner implements.
 import datetime
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -241,7 +241,7 @@ class PageScan(ABC):
     def finish(self) -> PageResult:
         """After the last page (or not_found()), exactly once."""
 
-    def steps(self, apply: Callable[[PageResult], None]) -> Steps:
+    def steps(self, apply: Callable[[PageResult], None]) -> Generator[int | None, None, None]:
         """The scan as the scheduler runs it; apply (the runner's) writes what each page produced."""
         cursor = self.start_cursor()
         read = 0
