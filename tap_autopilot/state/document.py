@@ -22,7 +22,7 @@ The entries, by kind of pass (docs/state.md describes them for users):
 A "cursor" is the API's page position (the API calls it "bookmark"): the scan
 continues after it. Everything a pass keeps while it runs is removed when it completes.
 
-A document in another shape is repaired where it is wrong (state_shape.py: that stream
+A document in another shape is repaired where it is wrong (state/shape.py: that stream
 starts over), and a time later than the run's start is not trusted (drop_future_bookmarks,
 drop_future_default): the sync says so in one WARNING each.
 
