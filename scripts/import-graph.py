@@ -1,13 +1,14 @@
-"""Print which of the package's modules each module imports, and check the layout's two rules.
+"""Print which of the package's modules each module imports, and check the layout's three rules.
 
     python scripts/import-graph.py [PACKAGE_DIR]     (default: tap_autopilot/ beside scripts/)
 
-One line per module: `module -> the package modules it imports`, then
-the import cycles and the package imports made inside a function or class. Exits 1 when
-there is either: modules import each other only at the top, so the order they load in
-is plain; an import inside a function is allowed only with a measured reason written on
-its line, as a comment starting `# measured:`. Imports under `if TYPE_CHECKING:` (names
-for type annotations, never run) are left out.
+One line per module: `module -> the package modules it imports` (those imported only under
+`if TYPE_CHECKING:`, for annotations, marked so: they are edges all the same), then the
+import cycles, the imports of a higher layer (LAYERS), and the package imports made inside
+a function or class. Exits 1 when there is any: dependencies point one way, down LAYERS,
+so that a module is read knowing only the layers below it; modules import each other only
+at the top, so the order they load in is plain; an import inside a function is allowed
+only with a measured reason written on its line, as a comment starting `# measured:`.
 
 Reads the source with ast: nothing is imported, so it runs with any Python 3.11.
 tests/unit/test_layout.py runs the same checks.
@@ -18,6 +19,32 @@ import sys
 from pathlib import Path
 
 MEASURED = "# measured:"
+
+# The package's layers, top down: a module imports from its own layer and those below,
+# never from one above. A name stands for the module and everything under it (the
+# package itself, "tap_autopilot", for its __init__.py only).
+LAYERS = (
+    ("tap_autopilot.__main__", "tap_autopilot.cli"),  # the command line
+    (  # the runner and what it uses
+        "tap_autopilot.runner",
+        "tap_autopilot.output",
+        "tap_autopilot.catalog",
+        "tap_autopilot.discover",
+        "tap_autopilot.progress",
+        "tap_autopilot.scheduler",
+        "tap_autopilot.run_start",
+    ),
+    ("tap_autopilot.streams", "tap_autopilot.readers"),  # the streams
+    ("tap_autopilot.http", "tap_autopilot.state", "tap_autopilot.values"),  # what the streams use
+    (  # the ground floor, and the sandbox (a program of its own)
+        "tap_autopilot.config",
+        "tap_autopilot.errors",
+        "tap_autopilot.schema_files",
+        "tap_autopilot.sandbox",
+        "tap_autopilot",
+    ),
+)
+ANNOTATIONS_ONLY = " (annotations only)"
 
 
 def module_names(package_dir: Path) -> dict[str, Path]:
@@ -55,28 +82,68 @@ def _imported(node: ast.Import | ast.ImportFrom, module: str, is_package: bool, 
 def import_graph(package_dir: Path) -> tuple[dict[str, list[str]], list[str]]:
     """({module: package modules it imports}, ['file:line module -> target' for each package
     import inside a function or class without a measured reason]). The graph has the imports
-    inside functions too: a cycle they hide is still a cycle."""
+    inside functions and those for annotations only (annotation_only_edges) too: a cycle or
+    an upward dependency they hide is still one."""
+    graph, _, nested = _read(package_dir)
+    return graph, nested
+
+
+def annotation_only_edges(package_dir: Path) -> dict[str, list[str]]:
+    """{module: package modules it imports only under `if TYPE_CHECKING:`}."""
+    return _read(package_dir)[1]
+
+
+def _read(package_dir: Path) -> tuple[dict[str, list[str]], dict[str, list[str]], list[str]]:
     names = module_names(package_dir)
     known = set(names)
     graph: dict[str, list[str]] = {}
+    annotations: dict[str, list[str]] = {}
     nested: list[str] = []
     for module, path in names.items():
         source = path.read_text(encoding="utf-8")
         lines = source.splitlines()
         edges: list[str] = []
+        typing_edges: list[str] = []
         for statement in ast.parse(source).body:
-            if _type_checking_only(statement):
-                continue  # never run: names for annotations, which may point back (sync <-> streams)
+            typing_only = _type_checking_only(statement)
             inside = isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
             for node in ast.walk(statement):
                 if not isinstance(node, (ast.Import, ast.ImportFrom)):
                     continue
                 targets = _imported(node, module, path.name == "__init__.py", known)
-                edges += [target for target in targets if target not in edges]
+                (typing_edges if typing_only else edges).extend(targets)
                 if inside and targets and MEASURED not in lines[node.lineno - 1]:
                     nested += [f"{path}:{node.lineno} {module} -> {target}" for target in targets]
-        graph[module] = sorted(edges)
-    return graph, nested
+        graph[module] = sorted(set(edges) | set(typing_edges))
+        annotations[module] = sorted(set(typing_edges) - set(edges))
+    return graph, annotations, nested
+
+
+def layer_of(module: str, layers: tuple[tuple[str, ...], ...] = LAYERS) -> int | None:
+    """The index in `layers` (0: the top) of the longest name that is the module or holds it."""
+    best: tuple[int, int] | None = None
+    for index, names in enumerate(layers):
+        for name in names:
+            holds = "." in name and module.startswith(name + ".")
+            if (module == name or holds) and (best is None or len(name) > best[0]):
+                best = (len(name), index)
+    return None if best is None else best[1]
+
+
+def upward_imports(graph: dict[str, list[str]], layers: tuple[tuple[str, ...], ...] = LAYERS) -> list[str]:
+    """'module -> target' for each import of a module in a higher layer, and 'module: in no
+    layer' for each module LAYERS does not place."""
+    found = []
+    for module, targets in graph.items():
+        level = layer_of(module, layers)
+        if level is None:
+            found.append(f"{module}: in no layer")
+            continue
+        for target in targets:
+            target_level = layer_of(target, layers)
+            if target_level is not None and target_level < level:
+                found.append(f"{module} -> {target}")
+    return found
 
 
 def _type_checking_only(statement: ast.stmt) -> bool:
@@ -129,14 +196,17 @@ def main(argv: list[str]) -> int:
     if not any(package_dir.glob("*.py")):
         print(f"import-graph: {package_dir} is not a package folder (no .py files); give the package's folder.")
         return 2
-    graph, nested = import_graph(package_dir)
+    graph, annotations, nested = _read(package_dir)
     width = max(len(module) for module in graph)
     for module, targets in graph.items():
-        print(f"{module:<{width}} -> {', '.join(targets) if targets else '(nothing from the package)'}")
+        shown = [target + (ANNOTATIONS_ONLY if target in annotations[module] else "") for target in targets]
+        print(f"{module:<{width}} -> {', '.join(shown) if shown else '(nothing from the package)'}")
     loops = cycles(graph)
     print("import cycles:", "; ".join("{" + ", ".join(group) + "}" for group in loops) if loops else "none")
+    upward = upward_imports(graph) if package_dir.name == "tap_autopilot" else []
+    print("imports of a higher layer:", ("\n  " + "\n  ".join(upward)) if upward else "none")
     print("package imports inside a function:", ("\n  " + "\n  ".join(nested)) if nested else "none")
-    return 1 if loops or nested else 0
+    return 1 if loops or upward or nested else 0
 
 
 if __name__ == "__main__":

@@ -1,14 +1,12 @@
-"""The command line: arguments, logging (with the API key redacted), signals and the
-stop, and the sync on its own thread.
+"""The command line: arguments, logging (with the API key redacted), exit codes.
 
-main() parses arguments, validates the config, and runs discovery, a sync or a reset.
+main() parses arguments, validates the config, and runs discovery, a sync (runner.py) or
+a reset (state/reset.py).
 Every failure the user can fix ends in one CRITICAL line on stderr and exit 1 (75 for
 a state file whose lock a pipeline run holds); tracebacks are only logged with --debug.
 """
 
 import argparse
-import contextlib
-import ctypes
 import datetime
 import json
 import logging
@@ -16,19 +14,17 @@ import os
 import re
 import signal
 import sys
-import threading
-from types import FrameType
 from typing import Any, NoReturn
 
 from tap_autopilot import __version__
+from tap_autopilot.catalog import check_names, given_names, select, split_names
 from tap_autopilot.config import SETTINGS, validate_config
 from tap_autopilot.discover import discover
 from tap_autopilot.errors import ConfigError, Interrupted, RetryableError, StateInUseError, TapError
 from tap_autopilot.http.client import AutopilotClient
-from tap_autopilot.selection import check_names, given_names, select, split_names
+from tap_autopilot.runner import STOP_WRITE_GRACE_SECONDS, exit_code_for, install_stop_signals, sync_until_stopped
 from tap_autopilot.state.reset import reset_streams
 from tap_autopilot.streams import STREAMS
-from tap_autopilot.sync import SyncContext, sync
 
 LOGGER = logging.getLogger("tap_autopilot")
 
@@ -39,54 +35,6 @@ CAPABILITIES = ["catalog", "discover", "state", "properties", "about"]
 
 def version() -> str:
     return __version__
-
-
-# How long a stop (SIGTERM, SIGINT) waits for the output to take the page being
-# written and the final STATE before it exits anyway: only a target that does
-# not read its input (busy loading a batch, or stuck) makes a stop wait at all.
-STOP_WRITE_GRACE_SECONDS = 10
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-
-def exit_code_for(signum: int) -> int:
-    """The shell convention for a process ended by a signal: 128 + its number
-    (143 for SIGTERM, 130 for SIGINT), what schedulers expect from a stopped job."""
-    return 128 + int(signum)
-
-
-_stop_signal_received: int | None = None
-
-
-def _on_stop_signal(signum: int, frame: FrameType | None) -> None:
-    global _stop_signal_received
-    if _stop_signal_received is not None:
-        # A second signal: the user insists. Exit now, whatever is in progress.
-        os.write(2, f"CRITICAL {signal.Signals(signum).name} again: exiting at once.\n".encode())
-        os._exit(exit_code_for(signum))
-    _stop_signal_received = signum
-    raise Interrupted(signum)
-
-
-# glibc's mallopt parameter for the most malloc arenas (malloc.h).
-M_ARENA_MAX = -8
-
-
-def share_one_malloc_arena() -> None:
-    """Make every thread allocate from one malloc arena (glibc; elsewhere nothing to do).
-
-    glibc gives each new thread (up to 8 a core) an arena of its own at its first allocation.
-    The page-ahead thread (read_ahead.py) allocates every contacts page and the scan's thread
-    frees it: that arena, and the workers', kept memory the OS never got back, which put peak
-    RSS above 1.1.0's (docs/performance.md). The GIL runs one thread at a time anyway, so one
-    arena's lock is hardly ever waited for. Call before any thread starts."""
-    with contextlib.suppress(AttributeError, OSError, TypeError):  # no mallopt (macOS); musl's does nothing
-        ctypes.CDLL(None).mallopt(M_ARENA_MAX, 1)
-
-
-def _install_signal_handlers() -> None:
-    for signum in STOP_SIGNALS:
-        if signal.getsignal(signum) is not signal.SIG_IGN:  # started with it ignored (nohup, &): keep that
-            signal.signal(signum, _on_stop_signal)
 
 
 # What may stand right before a secret that begins with a letter or digit: no letter or
@@ -305,47 +253,7 @@ def run(args: argparse.Namespace) -> None:
             "columns: tap-autopilot --config C --discover --select STREAM --exclude STREAM.COLUMN > catalog.json.",
             ", ".join(entry["tap_stream_id"] for entry in catalog["streams"]),
         )
-    _sync_until_stopped(client, config, state, catalog, run_began)
-
-
-def _sync_until_stopped(
-    client: AutopilotClient,
-    config: dict[str, Any],
-    state: dict[str, Any],
-    catalog: dict[str, Any],
-    run_began: datetime.datetime | None = None,
-) -> None:
-    """Run the sync on its own thread, leaving the main thread free for signals.
-
-    The main thread then never holds the output lock nor stands between a
-    page's records and its STATE when a signal arrives; it stops the sync
-    from outside (SyncContext.stop) without waiting for requests in flight."""
-    contexts: list[SyncContext] = []
-    failure: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            sync(client, config, state, catalog, on_start=contexts.append, run_began=run_began)
-        except BaseException as error:  # re-raised on the main thread
-            failure.append(error)
-
-    thread = threading.Thread(target=work, name="sync", daemon=True)
-    thread.start()
-    try:
-        thread.join()
-    except Interrupted as stop:
-        stop.sync_started = bool(contexts)
-        if contexts:
-            # Bounded: a target that stopped reading would block the final write forever.
-            stopper = threading.Thread(target=contexts[0].stop, args=(stop,), name="stop", daemon=True)
-            stopper.start()
-            stopper.join(STOP_WRITE_GRACE_SECONDS)
-            stop.final_state_written = not stopper.is_alive()
-            # Nothing goes out before the API first answers: a stop before then wrote nothing.
-            stop.sync_started = contexts[0].output_started or stopper.is_alive()
-        raise
-    if failure:
-        raise failure[0]
+    sync_until_stopped(client, config, state, catalog, run_began)
 
 
 def _exit_stopped(stop: Interrupted) -> NoReturn:
@@ -374,8 +282,7 @@ def _exit_stopped(stop: Interrupted) -> NoReturn:
 def main(argv: list[str] | None = None) -> None:
     args = _parse_args(sys.argv[1:] if argv is None else argv)
     _setup_logging(args.debug, os.environ.get("LOG_LEVEL", ""))
-    share_one_malloc_arena()
-    _install_signal_handlers()
+    install_stop_signals()
     try:
         run(args)
     except Interrupted as stop:

@@ -7,6 +7,7 @@ import difflib
 import ipaddress
 import logging
 import re
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
 
@@ -21,8 +22,11 @@ DEFAULT_MAX_REQUESTS_PER_SECOND = 5
 # this only has to cover (rate x round trip) with some room.
 DEFAULT_MAX_CONCURRENT_REQUESTS = 4
 
-# Where lists_contacts rows come from (config `lists_contacts_source`).
-MEMBERSHIP_SOURCES = ("auto", "contacts", "lists")
+# Where lists_contacts rows come from (config `lists_contacts_source`): the contacts scan
+# when contacts are selected, else whichever needs fewer requests; always the contacts
+# scan; always each list's own pages. The first is the default.
+SOURCE_AUTO, SOURCE_CONTACTS, SOURCE_LISTS = "auto", "contacts", "lists"
+MEMBERSHIP_SOURCES = (SOURCE_AUTO, SOURCE_CONTACTS, SOURCE_LISTS)
 
 # The settings users can give, for validation, --about and the Meltano plugin file.
 SETTINGS = [
@@ -298,7 +302,7 @@ def validate_config(config: object, now: datetime.datetime | None = None) -> dic
     return config
 
 
-def membership_source(config: dict[str, Any]) -> str:
+def membership_source(config: Mapping[str, Any]) -> str:
     """The config's `lists_contacts_source` (ConfigError if it is not one of MEMBERSHIP_SOURCES)."""
     source = config.get("lists_contacts_source", MEMBERSHIP_SOURCES[0])
     if source not in MEMBERSHIP_SOURCES:

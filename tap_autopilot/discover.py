@@ -10,7 +10,9 @@ from singer import metadata
 
 from tap_autopilot.http.client import AutopilotClient
 from tap_autopilot.schema_files import load_schema
-from tap_autopilot.streams import STREAMS, VERSION_COLUMN, VERSION_COLUMN_SCHEMA
+from tap_autopilot.streams import STREAMS
+from tap_autopilot.streams.base import FULL_TABLE, VERSION_COLUMN, VERSION_COLUMN_SCHEMA
+from tap_autopilot.streams.contacts import Contacts
 from tap_autopilot.values.transform import EXTRA_FIELDS_COLUMN, custom_field_column, fit_column, short_hash
 
 LOGGER = logging.getLogger("tap_autopilot")
@@ -89,10 +91,10 @@ def discover(client: AutopilotClient) -> dict[str, Any]:
     streams = []
     for stream in STREAMS.values():
         schema = load_schema(stream.tap_stream_id)
-        custom = custom_columns if stream.tap_stream_id == "contacts" else []
+        custom = custom_columns if stream.tap_stream_id == Contacts.tap_stream_id else []
         for column, _, column_schema in custom:
             schema["properties"][column] = column_schema
-        if "FULL_TABLE" in stream.replication_methods:
+        if FULL_TABLE in stream.replication_methods:
             schema["properties"][VERSION_COLUMN] = copy.deepcopy(VERSION_COLUMN_SCHEMA)
         methods = list(stream.replication_methods)
         mdata = metadata.to_map(

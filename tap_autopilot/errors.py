@@ -54,7 +54,7 @@ class RateLimitedError(RetryableError):
 
 class RestartScan(TapError):
     """The cursor a scan resumed after no longer exists (its contact was deleted).
-    Caught by the scan itself (scans.PageScan), which starts over from its first page."""
+    Caught by the scan itself (streams.base.PageScan), which starts over from its first page."""
 
 
 class Interrupted(BaseException):

@@ -51,7 +51,7 @@ class _StreamProgress:
 
 
 class Progress:
-    """Counters are updated under the sync's output lock; the reporter thread
+    """Counters are updated under the output writer's lock; the reporter thread
     only reads them (a line slightly stale is fine)."""
 
     def __init__(

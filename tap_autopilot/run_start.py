@@ -1,5 +1,5 @@
 """Where a run starts: the state it was given, repaired where it is not in this tap's
-shape (state_shape.py) and not trusted where it lies after the run's start, and the start
+shape (state/shape.py) and not trusted where it lies after the run's start, and the start
 date of the streams without a bookmark. Each repair is one WARNING, said before the sync
 writes anything."""
 
@@ -51,7 +51,7 @@ def start_date_for(config: dict[str, Any], state: State, run_began: datetime.dat
 
 def trusted_state(raw: object, config: dict[str, Any], run_began: datetime.datetime) -> tuple[State, datetime.datetime]:
     """The state given, as the sync may use it, and where streams without a bookmark start:
-    repaired where it is not in this tap's shape (state_shape.tap_shape), a default_start_date
+    repaired where it is not in this tap's shape (state.shape.tap_shape), a default_start_date
     (start_date_for) or a bookmark (State.drop_future_bookmarks) later than the run's start
     not trusted. One WARNING for each repair, before anything is written."""
     state = State(raw, streams=list(STREAMS))

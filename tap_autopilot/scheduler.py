@@ -1,28 +1,26 @@
 """Runs scans concurrently, the scan with the most pages left first.
 
-What add() takes (its parameter is named `chain`) is a scan's steps: a generator
-that reads and writes one page each time it is advanced and then yields how many
-pages it still has to go (None while it does not know yet); scans.PageScan
-writes the contract down. Cursor pagination is sequential within a scan, so the
-sync's length is bounded below by its longest scan: always advancing the scan
-with the most pages left keeps that scan busy and the others filling the rest
-of the rate limit, instead of leaving one long scan to run alone at the end.
-With more than one worker, the scan with the most pages left keeps its worker between
-pages (see _keeps). Workers hold at most one page each. before_step(pages left), if
-given, runs on the worker before each step: the sync makes it the worker's priority in
-the rate limiter, which also asks pages_left() when it decides whether the scan with the
-most pages left gets its next starts booked (rate_limit.py).
+What add() takes is a scan's steps: a generator that reads and writes one page each
+time it is advanced and then yields how many pages it still has to go (None while it
+does not know yet); streams.base.PageScan writes the contract down. Cursor pagination
+is sequential within a scan, so the sync's length is bounded below by its longest scan:
+always advancing the scan with the most pages left keeps that scan busy and the others
+filling the rest of the rate limit, instead of leaving one long scan to run alone at the
+end. With more than one worker, the scan with the most pages left keeps its worker
+between pages (see _keeps). Workers hold at most one page each. before_step(pages left),
+if given, runs on the worker before each step: the runner makes it the worker's priority
+in the rate limiter, which also asks pages_left() when it decides whether the scan with
+the most pages left gets its next starts booked (rate_limit.py).
 """
 
 import heapq
 import itertools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+
+from tap_autopilot.streams.base import Steps
 
 UNKNOWN = float("inf")  # a scan that has not read its first page yet goes first
-
-# A scan's steps: each advance reads and writes one page, then yields the pages left (None: unknown).
-Steps = Iterator[int | None]
 
 
 class Scheduler:
@@ -34,69 +32,69 @@ class Scheduler:
         self._active = 0  # scans added and not finished
         self._closed = False  # no more scans will be added
         self._error: BaseException | None = None
-        self._keeper: threading.Thread | None = None  # the worker keeping the longest chain (see _keeps)
-        self._left: dict[int, float] = {}  # pages left of each active chain, by id
+        self._keeper: threading.Thread | None = None  # the worker keeping the longest scan (see _keeps)
+        self._left: dict[int, float] = {}  # pages left of each active scan, by id of its steps
         self._threads = [
             threading.Thread(target=self._work, name=f"autopilot-{n}", daemon=True) for n in range(workers)
         ]
         for thread in self._threads:
             thread.start()
 
-    def add(self, chain: Steps) -> None:
+    def add(self, steps: Steps) -> None:
         with self._cond:
             self._active += 1
-            self._push(UNKNOWN, chain)
+            self._push(UNKNOWN, steps)
 
     def pages_left(self) -> float:
         """The pages every active scan has left (one for a scan that does not know yet)."""
         with self._cond:
             return sum(1 if left == UNKNOWN else left for left in self._left.values())
 
-    def _push(self, remaining: float | None, chain: Steps) -> None:
-        self._left[id(chain)] = UNKNOWN if remaining is None else remaining
-        heapq.heappush(self._heap, (-(UNKNOWN if remaining is None else remaining), next(self._order), chain))
+    def _push(self, remaining: float | None, steps: Steps) -> None:
+        self._left[id(steps)] = UNKNOWN if remaining is None else remaining
+        heapq.heappush(self._heap, (-(UNKNOWN if remaining is None else remaining), next(self._order), steps))
         self._cond.notify()
 
     def _work(self) -> None:
-        chain: Steps | None
-        chain, urgency = None, 0.0  # the chain this worker steps (again, when it is the longest)
+        steps: Steps | None
+        steps, urgency = None, 0.0  # the scan this worker steps (again, when it is the longest)
         while True:
-            if chain is None:
+            if steps is None:
                 with self._cond:
                     while not self._heap and self._error is None and not (self._closed and self._active == 0):
                         self._cond.wait()
                     if self._error is not None or not self._heap:
                         self._cond.notify_all()
                         return
-                    urgency, _, chain = heapq.heappop(self._heap)
+                    urgency, _, steps = heapq.heappop(self._heap)
             try:
                 if self._before_step is not None:
                     self._before_step(-urgency)
-                remaining = next(chain)
+                remaining = next(steps)
             except StopIteration:
                 with self._cond:
                     self._active -= 1
-                    self._left.pop(id(chain), None)
+                    self._left.pop(id(steps), None)
                     if self._keeper is threading.current_thread():
                         self._keeper = None
                     self._cond.notify_all()
-                chain = None
+                steps = None
                 continue
             except BaseException as error:  # any failure stops the run; wait() re-raises it
                 self.fail(error)
                 return
             with self._cond:
                 if self._keeps(remaining):
-                    assert remaining is not None  # _keeps keeps only a chain that knows its length
+                    assert remaining is not None  # _keeps keeps only a scan that knows its length
                     urgency = -remaining
-                    self._left[id(chain)] = remaining
+                    self._left[id(steps)] = remaining
                     continue
-                self._push(remaining, chain)
-                chain = None
+                self._push(remaining, steps)
+                steps = None
 
     def _keeps(self, remaining: float | None) -> bool:
-        """Whether this worker steps its chain again at once (callers hold the condition): with
-        more than one worker, the chain with the most pages left keeps its worker, while the
+        """Whether this worker steps its scan again at once (callers hold the condition): with
+        more than one worker, the scan with the most pages left keeps its worker, while the
         other workers take the rest in the usual order. Its pages come one after another, so
         each wait in the queue, even behind first pages, lengthens the whole sync."""
         me = threading.current_thread()

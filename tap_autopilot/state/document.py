@@ -22,20 +22,33 @@ The entries, by kind of pass (docs/state.md describes them for users):
 A "cursor" is the API's page position (the API calls it "bookmark"): the scan
 continues after it. Everything a pass keeps while it runs is removed when it completes.
 
-A document in another shape is repaired where it is wrong (state_shape.py: that stream
+A document in another shape is repaired where it is wrong (state/shape.py: that stream
 starts over), and a time later than the run's start is not trusted (drop_future_bookmarks,
 drop_future_default): the sync says so in one WARNING each.
 
-Every change takes the sync's output lock (an RLock: the context already holds it
-while it commits a page), so a STATE message, which serializes the whole document
-under that lock, never sees an entry half changed by another thread.
+A page's change to the document travels as data (the dataclasses below, StateChange):
+a scan returns it with the page's records, and the runner has it applied (apply) after
+writing them. Every change and every snapshot (to_dict) takes the document's lock, so a
+STATE message never sees an entry half changed by another thread.
 """
 
+import copy
 import datetime
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from typing import Any
 
+from tap_autopilot.state.changes import (
+    CompleteVersion,
+    FinishIncrementalScan,
+    ForgetScanCursor,
+    ParentAdvanced,
+    ParentDone,
+    ParentRestarted,
+    SaveIncrementalScan,
+    SaveScanCursor,
+    StateChange,
+)
 from tap_autopilot.state.shape import started_over, tap_shape, version_number
 from tap_autopilot.values.converters import format_datetime, to_datetime
 
@@ -71,10 +84,13 @@ class State:
         self.currently_syncing = document["currently_syncing"]
         self._default_start_date = to_datetime(document.get("default_start_date"))
         self.lock = lock or threading.RLock()
+        self._membership_passes: dict[str, MembershipPass] = {}
 
     def to_dict(self) -> dict[str, Any]:
+        """A copy of the document: serialized after the lock is let go, while other threads
+        change the document."""
         with self.lock:
-            document = {"currently_syncing": self.currently_syncing, "bookmarks": self._bookmarks}
+            document = {"currently_syncing": self.currently_syncing, "bookmarks": copy.deepcopy(self._bookmarks)}
             if self._default_start_date is not None:
                 document["default_start_date"] = format_datetime(self._default_start_date)
             return document
@@ -131,6 +147,31 @@ class State:
                             self._bookmarks[stream_id] = kept
                         break
         return dropped
+
+    def apply(self, changes: Iterable[StateChange]) -> None:
+        """Make the changes, all under one taking of the lock."""
+        with self.lock:
+            for change in changes:
+                self._apply(change)
+
+    def _apply(self, change: StateChange) -> None:
+        match change:
+            case CompleteVersion(stream_id):
+                self.complete_version(stream_id)
+            case SaveIncrementalScan(stream_id, threshold, cursor, max_updated_at, started_at):
+                self.save_incremental_scan(stream_id, threshold, cursor, max_updated_at, started_at)
+            case FinishIncrementalScan(stream_id, next_threshold):
+                self.finish_incremental_scan(stream_id, next_threshold)
+            case SaveScanCursor(stream_id, cursor):
+                self.save_scan_cursor(stream_id, cursor)
+            case ForgetScanCursor(stream_id):
+                self.forget_scan(stream_id)
+            case ParentAdvanced(stream_id, parent_id, cursor):
+                self._membership_passes[stream_id].advance(parent_id, cursor)
+            case ParentDone(stream_id, parent_id):
+                self._membership_passes[stream_id].done(parent_id)
+            case ParentRestarted(stream_id, parent_id):
+                self._membership_passes[stream_id].restart(parent_id)
 
     def set_currently_syncing(self, stream_id: str | None) -> None:
         with self.lock:
@@ -259,8 +300,11 @@ class State:
                 entry.pop(key, None)
 
     def membership_pass(self, stream_id: str, parent_ids: list[str]) -> "MembershipPass":
+        """The stream's pass over these parents; the Parent* changes apply to it."""
         with self.lock:
-            return MembershipPass(self, stream_id, parent_ids, dict(self._entry(stream_id)))
+            membership = MembershipPass(self, stream_id, parent_ids, dict(self._entry(stream_id)))
+            self._membership_passes[stream_id] = membership
+            return membership
 
     def save_membership_pass(
         self, stream_id: str, done_through: str | None, done_beyond: set[str], in_progress: dict[str, str]
@@ -286,6 +330,14 @@ class MembershipPass:
         self.done_through = entry.get("done_through")
         self.done_beyond = set(entry.get("done_beyond") or [])
         self.in_progress = dict(entry.get("in_progress") or {})
+        self._scans_left = len(self.todo())
+
+    def scan_finished(self) -> bool:
+        """One parent's scan ended; whether it was the last of this run's (the pass is then
+        complete). Scans end on different workers: counted under the document's lock."""
+        with self._state.lock:
+            self._scans_left -= 1
+            return self._scans_left == 0
 
     def is_done(self, parent_id: str) -> bool:
         return (self.done_through is not None and parent_id <= self.done_through) or parent_id in self.done_beyond
@@ -323,6 +375,3 @@ class MembershipPass:
 
     def _save(self) -> None:
         self._state.save_membership_pass(self._stream_id, self.done_through, self.done_beyond, self.in_progress)
-
-
-# --- resetting one stream in a state file ------------------------------------------

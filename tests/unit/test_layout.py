@@ -1,14 +1,13 @@
 """The package's layout rules, read from its source (scripts/import-graph.py prints the graph):
-modules never import each other in a cycle, a package import inside a function needs a
+modules never import each other in a cycle, nor a module of a higher layer (LAYERS, written
+once, in the script), not even for annotations; a package import inside a function needs a
 measured reason beside it, no module outgrows what one reader takes in; and the base
 classes say what a subclass must implement."""
 
 import importlib.util
 from pathlib import Path
 
-from tap_autopilot.readers import ScanReader
-from tap_autopilot.scans import PageScan
-from tap_autopilot.streams import Stream
+from tap_autopilot.streams.base import PageScan, ScanReader, Stream
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "tap_autopilot"
@@ -65,17 +64,46 @@ def test_no_module_over_450_lines():
     assert {path: lines for path, lines in sizes.items() if lines > MAX_LINES} == {}
 
 
-def test_imports_for_type_annotations_only_are_not_edges(tmp_path):
+def test_imports_for_type_annotations_only_are_edges_too(tmp_path):
+    """They name the module above all the same: a reader needs it to follow the code."""
     package = package_of(
         tmp_path,
         "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from pkg import b\n",
         "from pkg import a\n",
     )
     graph, nested = import_graph.import_graph(package)
-    assert graph["pkg.a"] == [] and graph["pkg.b"] == ["pkg.a"] and nested == []
+    assert graph["pkg.a"] == ["pkg.b"] and graph["pkg.b"] == ["pkg.a"] and nested == []
+    assert import_graph.annotation_only_edges(package) == {"pkg": [], "pkg.a": ["pkg.b"], "pkg.b": []}
+    assert import_graph.cycles(graph) == [["pkg.a", "pkg.b"]]
+
+
+def test_no_module_imports_a_module_of_a_higher_layer():
+    graph, _ = import_graph.import_graph(PACKAGE)
+    assert import_graph.upward_imports(graph) == []
+
+
+def test_every_module_has_a_layer_and_the_streams_sit_between_the_runner_and_what_they_use():
+    layer = import_graph.layer_of
+    assert layer("tap_autopilot.cli") < layer("tap_autopilot.runner") < layer("tap_autopilot.streams.contacts")
+    assert (
+        layer("tap_autopilot.streams.base") < layer("tap_autopilot.http.client") == layer("tap_autopilot.state.changes")
+    )
+    assert layer("tap_autopilot.output") == layer("tap_autopilot.runner") and layer("tap_autopilot.sync") is None
+    graph, _ = import_graph.import_graph(PACKAGE)
+    assert [module for module in graph if layer(module) is None] == []
+
+
+def test_the_layer_check_finds_an_import_of_a_higher_layer_and_a_module_in_no_layer():
+    layers = (("pkg.top",), ("pkg.low", "pkg"))
+    graph = {"pkg": [], "pkg.top": ["pkg.low"], "pkg.low": ["pkg.top"], "pkg.low.leaf": ["pkg.top"], "other": []}
+    assert import_graph.upward_imports(graph, layers) == [
+        "pkg.low -> pkg.top",
+        "pkg.low.leaf -> pkg.top",
+        "other: in no layer",
+    ]
 
 
 def test_the_base_classes_name_what_a_subclass_must_implement():
     assert Stream.__abstractmethods__ == {"sync"}
-    assert PageScan.__abstractmethods__ == {"start_cursor", "take", "restart", "finish"}
-    assert ScanReader.__abstractmethods__ == {"saved_cursor", "read", "save", "restart", "complete"}
+    assert PageScan.__abstractmethods__ == {"start_cursor", "read_page", "restart", "finish"}
+    assert ScanReader.__abstractmethods__ == {"saved_cursor", "read", "save", "restart", "completed"}

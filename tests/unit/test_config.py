@@ -1,15 +1,11 @@
-"""The rules a scheduled run rests on, without a network: start_date forms,
-which hosts may get the key over plain http, signal -> exit code, log levels. (The
+"""The settings (config.py): start_date forms, which hosts may get the key over plain http,
+unknown keys, types, the lists_contacts_source options, the future-start-date rule. (The
 whole-response deadline needs a socket: tests/integration/test_timeouts_and_dates.py.)"""
 
 import datetime
-import logging
-import signal
 
 import pytest
 
-import tap_autopilot.cli as cli_module
-from tap_autopilot.cli import exit_code_for, log_level
 from tap_autopilot.config import (
     SETTING_NAMES,
     SETTING_VALUES,
@@ -108,26 +104,6 @@ def test_validate_config_stores_the_normalized_start_date():
     assert validate_config(_config("https://x.example/v1"))["start_date"] == "2020-01-01T00:00:00Z"
 
 
-def test_signal_exit_codes_follow_the_shell_convention():
-    assert exit_code_for(signal.SIGTERM) == 143
-    assert exit_code_for(signal.SIGINT) == 130
-
-
-@pytest.mark.parametrize(
-    "debug, requested, level",
-    [
-        (True, "WARNING", logging.DEBUG),
-        (False, "", logging.INFO),
-        (False, "warning", logging.WARNING),
-        (False, "DEBUG", logging.DEBUG),
-        (False, "error", logging.ERROR),
-        (False, "loud", logging.INFO),
-    ],
-)
-def test_log_level(debug, requested, level):
-    assert log_level(debug, requested) == level
-
-
 def test_the_lists_contacts_source_setting_offers_exactly_the_sources_the_tap_takes():
     """--about and the Meltano plugin list the options from SETTINGS; the sync checks
     against config.MEMBERSHIP_SOURCES."""
@@ -144,43 +120,6 @@ def test_validate_config_strips_the_api_key_copied_with_a_newline():
     config["api_key"] = " key-123\n"
     assert validate_config(config)["api_key"] == "key-123"
 
-
-class _FakeLibc:
-    def __init__(self) -> None:
-        self.calls: list[tuple[int, int]] = []
-
-    def mallopt(self, parameter: int, value: int) -> int:
-        self.calls.append((parameter, value))
-        return 1
-
-
-def test_one_malloc_arena_for_every_thread_where_glibc_has_mallopt(monkeypatch):
-    # The page-ahead thread's and the workers' own arenas kept 1-4 MB of peak RSS (cli.share_one_malloc_arena).
-    libc = _FakeLibc()
-    monkeypatch.setattr(cli_module.ctypes, "CDLL", lambda name: libc)
-    cli_module.share_one_malloc_arena()
-    assert libc.calls == [(-8, 1)]  # glibc's M_ARENA_MAX, one arena
-
-
-@pytest.mark.parametrize("missing", [OSError("no such library"), AttributeError("mallopt")])
-def test_without_mallopt_the_tap_runs_as_it_is(monkeypatch, missing):
-    def cdll(name):
-        raise missing
-
-    monkeypatch.setattr(cli_module.ctypes, "CDLL", cdll)
-    cli_module.share_one_malloc_arena()  # no error: nothing to do there
-
-
-def test_main_shares_one_arena_before_any_thread_of_the_run_starts(monkeypatch):
-    order = []
-    monkeypatch.setattr(cli_module, "share_one_malloc_arena", lambda: order.append("arena"))
-    monkeypatch.setattr(cli_module, "_install_signal_handlers", lambda: None)
-    monkeypatch.setattr(cli_module, "run", lambda args: order.append("run"))
-    cli_module.main(["--about"])
-    assert order == ["arena", "run"]
-
-
-# ---- the future-start-date rule ------------------------------------------------------------
 
 NOW = datetime.datetime(2026, 3, 1, 12, 0, tzinfo=datetime.UTC)
 
@@ -203,9 +142,6 @@ def test_future_start_date_rule_refuses_a_start_date_later_than_the_run_s_start(
 def test_future_start_date_rule_takes_a_start_date_up_to_the_run_s_start(start_date):
     config = dict(_config("https://x.example/v1"), start_date=start_date)
     assert validate_config(config, now=NOW)["start_date"] == normalize_start_date(start_date)
-
-
-# ---- the closest-key suggestion --------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -248,9 +184,6 @@ def test_every_setting_and_nothing_else_is_known(caplog):
     config.update(_config("https://x.example/v1"), _select=["contacts.*"], _load_schema="x")
     validate_config(config, now=NOW)
     assert caplog.records == []
-
-
-# ---- the type messages -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -316,23 +249,3 @@ def test_a_setting_given_as_null_is_a_setting_left_out():
         "start_date": "2020-01-01T00:00:00Z",
         "base_url": "https://x.example/v1",
     }
-
-
-# ---- the LOG_LEVEL rule ---------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("requested", "unknown"), [("verbose", True), ("10", True), ("info ", False), ("", False)])
-def test_log_level_rule(requested, unknown):
-    assert cli_module.unknown_log_level(requested) is unknown
-
-
-def test_an_unknown_log_level_is_a_warning_naming_the_levels_then_info(capsys, monkeypatch):
-    root = logging.getLogger()
-    monkeypatch.setattr(root, "handlers", list(root.handlers))  # _setup_logging replaces them
-    monkeypatch.setattr(cli_module.LOGGER, "level", cli_module.LOGGER.level)
-    cli_module._setup_logging(False, "verbose")
-    assert cli_module.LOGGER.level == logging.INFO
-    assert capsys.readouterr().err == (
-        "WARNING LOG_LEVEL='verbose' is not a log level; logging at INFO. It takes DEBUG, INFO, WARNING, ERROR, "
-        "CRITICAL.\n"
-    )

@@ -1,7 +1,5 @@
-"""What the CLI writes besides the sync: log lines with the API key redacted as a token of its
-own (never letters inside longer words, whatever the key's length), a quiet exit when the
-reader of --about/--discover/--version closes the pipe, and the record_count metrics of a
-sync that ends early."""
+"""The command line (cli.py): arguments, logging (the API key redacted), printing a document,
+exit codes."""
 
 import logging
 import signal
@@ -9,9 +7,52 @@ import signal
 import pytest
 
 import tap_autopilot.cli as cli_module
-from tap_autopilot.http.client import RequestStats
-from tap_autopilot.progress import Progress
-from tap_autopilot.values.cleaning import ValueChanges
+from tap_autopilot.cli import log_level
+
+from .state.files import held, write_state
+
+
+def test_the_cli_exits_75_with_one_line_while_the_lock_is_held(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cli_module, "install_stop_signals", lambda: None)
+    path = write_state(tmp_path / "state.json")
+    with held(str(path) + ".lock"), pytest.raises(SystemExit) as exited:
+        cli_module.main(["--state", str(path), "--reset-stream", "lists"])
+    assert exited.value.code == 75
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("CRITICAL The state file ") and "in use" in line
+
+
+@pytest.mark.parametrize(
+    "debug, requested, level",
+    [
+        (True, "WARNING", logging.DEBUG),
+        (False, "", logging.INFO),
+        (False, "warning", logging.WARNING),
+        (False, "DEBUG", logging.DEBUG),
+        (False, "error", logging.ERROR),
+        (False, "loud", logging.INFO),
+    ],
+)
+def test_log_level(debug, requested, level):
+    assert log_level(debug, requested) == level
+
+
+@pytest.mark.parametrize(("requested", "unknown"), [("verbose", True), ("10", True), ("info ", False), ("", False)])
+def test_log_level_rule(requested, unknown):
+    assert cli_module.unknown_log_level(requested) is unknown
+
+
+def test_an_unknown_log_level_is_a_warning_naming_the_levels_then_info(capsys, monkeypatch):
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))  # _setup_logging replaces them
+    monkeypatch.setattr(root, "level", root.level)  # and sets this one
+    monkeypatch.setattr(cli_module.LOGGER, "level", cli_module.LOGGER.level)
+    cli_module._setup_logging(False, "verbose")
+    assert cli_module.LOGGER.level == logging.INFO
+    assert capsys.readouterr().err == (
+        "WARNING LOG_LEVEL='verbose' is not a log level; logging at INFO. It takes DEBUG, INFO, WARNING, ERROR, "
+        "CRITICAL.\n"
+    )
 
 
 def redacted(key: str, text: str) -> str:
@@ -84,9 +125,6 @@ def test_without_a_key_nothing_is_redacted():
     assert formatter.format(record) == "pages"
 
 
-# ---- a closed stdout --------------------------------------------------------------------------
-
-
 class ClosedPipe:
     def write(self, text: str) -> int:
         raise BrokenPipeError(32, "Broken pipe")
@@ -113,22 +151,3 @@ def test_printing_with_stdout_closed_from_the_start_is_an_error_not_silence(monk
     monkeypatch.setattr(cli_module.sys, "stdout", None)
     with pytest.raises(cli_module.TapError, match="Standard output is closed"):
         cli_module._print_document("tap-autopilot 1.0.0")
-
-
-# ---- record_count when a sync ends early -----------------------------------------------------
-
-
-def test_an_early_end_counts_every_stream_s_records_not_counted_yet_once(caplog):
-    caplog.set_level(logging.INFO, logger="tap_autopilot")
-    progress = Progress(["contacts", "lists", "lists_contacts"], RequestStats(), ValueChanges(), interval=3600)
-    progress.page("lists", 3, 3, 3)
-    progress.stream_done("lists")  # counted at its end
-    progress.page("contacts", 100, 100, None)
-    progress.page("contacts", 40, 40, None)
-    progress.log_record_counts()
-    progress.log_record_counts()  # nothing new: nothing more
-    counts = [r.getMessage() for r in caplog.records if "record_count" in r.getMessage()]
-    assert len(counts) == 2
-    assert '"value": 3' in counts[0] and '"lists"' in counts[0]
-    assert '"value": 140' in counts[1] and '"contacts"' in counts[1]  # in progress: counted too
-    assert not any("lists_contacts" in line for line in counts)  # no records, no metric

@@ -1,5 +1,8 @@
-"""Choosing streams and columns without editing the catalog by hand.
+"""The catalog: which streams and columns a run takes.
 
+selected_streams reads a catalog (the user's, or every stream when none is given) into
+the streams the sync takes, each with its columns and replication method. Choosing
+streams and columns without editing the catalog by hand:
 `tap-autopilot --discover --select contacts --select lists --exclude contacts.email`
 writes a catalog with those streams selected and those columns left out; a sync given no
 --catalog takes every stream with its default columns (select with no names). Both set the
@@ -7,15 +10,102 @@ standard Singer metadata (`selected` on a stream's breadcrumb [] and on a column
 which is what a hand-edited catalog or Meltano's `select` sets too.
 """
 
+import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from singer import metadata
+
+from tap_autopilot.discover import CUSTOM_FIELD_KEY
 from tap_autopilot.errors import ConfigError
-from tap_autopilot.streams import VERSION_COLUMN
+from tap_autopilot.streams import STREAMS
+from tap_autopilot.streams.base import INCREMENTAL, VERSION_COLUMN, Stream
+
+LOGGER = logging.getLogger("tap_autopilot")
 
 
 class SelectionError(ConfigError):
     pass
+
+
+class SelectedStream:
+    """A catalog entry the user selected, reduced to what the sync needs."""
+
+    def __init__(self, entry: dict[str, Any]) -> None:
+        self.tap_stream_id = entry["tap_stream_id"]
+        self.stream = STREAMS[self.tap_stream_id]
+        mdata = metadata.to_map(entry.get("metadata") or [])
+        schema = entry.get("schema") or {}
+        properties = schema.get("properties") or {}
+        self.columns: dict[str, dict[str, Any]] = {}
+        self.custom_field_kinds: dict[str, str] = {}
+        for column, column_schema in properties.items():
+            if _column_selected(mdata, column, column_schema):
+                self.columns[column] = column_schema
+                kind = metadata.get(mdata, ("properties", column), CUSTOM_FIELD_KEY)
+                if kind:
+                    self.custom_field_kinds[column] = kind
+        self.replication_method = _replication_method(self.stream, mdata)
+        replication_key = self.stream.replication_key if self.replication_method == INCREMENTAL else None
+        self.bookmark_properties = [replication_key] if replication_key else None
+        for key in list(self.stream.key_properties) + [replication_key]:
+            if key and key not in self.columns:
+                self.columns[key] = properties.get(key, {"type": ["null", "string"]})
+        self.schema = dict(schema, properties=self.columns)
+        self.schema.pop("selected", None)
+
+
+def _replication_method(stream: Stream, mdata: dict[Any, Any]) -> str:
+    """The catalog's `replication-method` for the stream if the stream allows it, else its default."""
+    method = metadata.get(mdata, (), "replication-method")
+    if method is None or method == stream.replication_methods[0]:
+        return stream.replication_methods[0]
+    if isinstance(method, str) and method.upper() in stream.replication_methods:
+        return method.upper()
+    LOGGER.warning(
+        "The catalog sets replication-method %r for %s, which allows only %s; using %s.",
+        method,
+        stream.tap_stream_id,
+        " or ".join(stream.replication_methods),
+        stream.replication_methods[0],
+    )
+    return stream.replication_methods[0]
+
+
+def _column_selected(mdata: dict[Any, Any], column: str, column_schema: object) -> bool:
+    breadcrumb = ("properties", column)
+    inclusion = metadata.get(mdata, breadcrumb, "inclusion")
+    if inclusion == "automatic":
+        return True
+    if inclusion == "unsupported":
+        return False
+    selected = metadata.get(mdata, breadcrumb, "selected")
+    if selected is None and isinstance(column_schema, dict):
+        selected = column_schema.get("selected")  # legacy --properties style
+    if selected is None:
+        selected = metadata.get(mdata, breadcrumb, "selected-by-default")
+    return selected is not False
+
+
+def _stream_selected(entry: dict[str, Any]) -> bool:
+    mdata = metadata.to_map(entry.get("metadata") or [])
+    selected = metadata.get(mdata, (), "selected")
+    if selected is None:
+        selected = (entry.get("schema") or {}).get("selected")  # legacy --properties style
+    return bool(selected)
+
+
+def selected_streams(catalog: dict[str, Any]) -> list[SelectedStream]:
+    """The selected catalog entries, known streams only, in canonical order."""
+    chosen = {}
+    for entry in catalog.get("streams") or []:
+        stream_id = entry.get("tap_stream_id") or entry.get("stream")
+        if stream_id not in STREAMS:
+            LOGGER.warning("The catalog names an unknown stream %r; ignoring it.", stream_id)
+            continue
+        if _stream_selected(dict(entry, tap_stream_id=stream_id)):
+            chosen[stream_id] = SelectedStream(dict(entry, tap_stream_id=stream_id))
+    return [chosen[stream_id] for stream_id in STREAMS if stream_id in chosen]
 
 
 def _metadata_by_breadcrumb(entry: dict[str, Any]) -> dict[tuple[str, ...], dict[str, Any]]:
