@@ -81,7 +81,7 @@ class RateLimiter:
 
     def priority(self) -> float:
         """This thread's priority as set_priority set it, to hand it to another thread that
-        requests for the same scan (client.paginate's page ahead)."""
+        requests for the same scan (read_ahead's thread)."""
         return getattr(self._local, "priority", 0)
 
     def acquire(self) -> None:

@@ -1298,7 +1298,7 @@ class PathSession(FakeSession):
 def test_reading_ahead_the_next_request_goes_out_before_the_page_is_parsed_on_the_caller_s_thread():
     session = SignallingSession(*THREE_PAGES)
     client = make_client(session, FakeTime())
-    parse, caller = client._parse, threading.current_thread()
+    parse, caller = client.parse, threading.current_thread()
     parsed_on: list[tuple[str, bool]] = []  # (path, on the caller's thread)
 
     def parse_once_the_next_request_went_out(path, content, data_key, expect_list=False):
@@ -1308,7 +1308,7 @@ def test_reading_ahead_the_next_request_goes_out_before_the_page_is_parsed_on_th
         parsed_on.append((path, threading.current_thread() is caller))
         return parse(path, content, data_key, expect_list)
 
-    client._parse = parse_once_the_next_request_went_out
+    client.parse = parse_once_the_next_request_went_out
     pages = client.paginate("/contacts", "contacts", ahead_from=1)
     assert [doc["contact_id"] for page in pages for doc in page.items] == ["p1", "p2", "p3", "p4", "p5", "p6"]
     # pages 1 and 2 end with their cursors: parsed by the caller; the last page has none: parsed first
@@ -1364,14 +1364,14 @@ def test_paginate_holds_no_page_while_the_caller_is_suspended(ahead_from):
     reference to a page they handed over (one held by each of 8 waiting segment scans was
     4 MB of peak RSS in scenario 9)."""
     client = make_client(FakeSession(*THREE_PAGES), FakeTime())
-    parse = client._parse
+    parse = client.parse
 
     def parse_into_items(path, content, data_key, expect_list=False):
         body = parse(path, content, data_key, expect_list)
         body[data_key] = Items(body[data_key])
         return body
 
-    client._parse = parse_into_items
+    client.parse = parse_into_items
     pages = client.paginate("/contacts", "contacts", ahead_from=ahead_from)
     taken = 0
     for _ in range(3):
