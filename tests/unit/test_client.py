@@ -277,7 +277,8 @@ def test_transient_failures_back_off_exponentially_with_full_jitter():
 def test_backoff_jitter_is_drawn_from_zero_to_the_ceiling():
     draws: list[tuple[float, float]] = []
     policy = RetryPolicy(base=1.0, uniform=recording(draws, 0.25))
-    assert policy.wait(RetryableError("x"), 3) == 0.25
+    fourth = next(itertools.islice(policy.ceilings(), 3, None))  # the ceiling of a kind's 4th failure
+    assert policy.wait(RetryableError("x"), fourth) == 0.25
     assert draws == [(0, 8)]
 
 
