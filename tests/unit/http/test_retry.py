@@ -225,3 +225,20 @@ def test_backoff_base_comes_from_the_environment_when_valid(monkeypatch, value, 
 def test_an_explicit_backoff_base_wins_over_the_environment(monkeypatch):
     monkeypatch.setenv(BACKOFF_BASE_ENV, "4")
     assert RetryPolicy(base=0.25).base == 0.25 and RetryPolicy().base == 4.0
+
+
+def test_the_backoff_ceilings_start_at_the_base_and_double_up_to_the_cap():
+    """The base scales every ceiling (the mutation run found a base of 1 in every other test)."""
+    fake_time = FakeTime()
+    bounds: list[tuple[float, float]] = []
+    policy = RetryPolicy(base=0.25, clock=fake_time.clock, sleep=fake_time.sleep, uniform=recording(bounds))
+    throttled = iter([RateLimitedError("429")] * 10)
+
+    def attempt():
+        error = next(throttled, None)
+        if error is not None:
+            raise error
+        return "done"
+
+    assert policy.call(attempt) == "done"
+    assert bounds == [(0, 0.25), (0, 0.5), (0, 1), (0, 2), (0, 4), (0, 8), (0, 16), (0, 32), (0, 60), (0, 60)]
