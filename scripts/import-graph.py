@@ -34,7 +34,7 @@ LAYERS = (
         "tap_autopilot.scheduler",
         "tap_autopilot.run_start",
     ),
-    ("tap_autopilot.streams", "tap_autopilot.readers"),  # the streams
+    ("tap_autopilot.streams",),  # the streams
     ("tap_autopilot.http", "tap_autopilot.state", "tap_autopilot.values"),  # what the streams use
     (  # the ground floor, and the sandbox (a program of its own)
         "tap_autopilot.config",

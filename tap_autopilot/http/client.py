@@ -1,21 +1,19 @@
-"""The one HTTP client: session, auth header, timeout, rate limiter, retries and
-error mapping, and the cursor pagination loop.
+"""The one HTTP client: session, auth header, timeout, rate limiter, retries and the
+mapping of each answer to a body or an error.
 
-Every request of the tap goes through AutopilotClient.get(), from any thread.
+Every request of the tap goes through AutopilotClient.request(), from any thread; paged
+endpoints through AutopilotClient.paginate (pagination.py).
 """
 
-import contextlib
 import datetime
 import email.utils
 import functools
 import logging
 import os
-import re
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator
-from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
-from urllib.parse import quote
+from collections.abc import Callable, Iterator
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import orjson
 import requests
@@ -24,8 +22,9 @@ from singer import metrics
 
 from tap_autopilot.config import DEFAULT_BASE_URL, DEFAULT_MAX_REQUESTS_PER_SECOND, DEFAULT_REQUEST_TIMEOUT_SECONDS
 from tap_autopilot.errors import AuthError, ConfigError, NotFoundError, RateLimitedError, RetryableError, TapError
+from tap_autopilot.http.pagination import Page, UnparsedPage, cursor_at_end, paginate
 from tap_autopilot.http.rate_limit import RateLimiter
-from tap_autopilot.http.read_ahead import SentSignalAdapter, read_ahead
+from tap_autopilot.http.read_ahead import SentSignalAdapter
 from tap_autopilot.http.retry import Clock, RetryPolicy, Sleep, parse_retry_after
 from tap_autopilot.values.cleaning import parse_body
 
@@ -34,15 +33,8 @@ LOGGER = logging.getLogger("tap_autopilot")
 P = ParamSpec("P")
 T = TypeVar("T")
 
-PAGE_SIZE = 100
 # Largest piece of a response body taken from the socket at once.
 BODY_CHUNK_BYTES = 256 * 1024
-# A page that has a next one ends with its cursor, "bookmark":"<id>"} (autopilot-api.md). The
-# pagination loop takes the cursor from there, so that a scan that reads ahead sends the next
-# request before the page is parsed (on the caller's thread, off the critical path). A body
-# that ends any other way (the key elsewhere, an escape in the id, the last page) is parsed first.
-CURSOR_AT_END = re.compile(rb'"bookmark"\s*:\s*"([^"\\]+)"\s*}\s*$')
-CURSOR_AT_END_BYTES = 256  # the tail searched (ids are about 40 bytes)
 # The endpoints every account has, the first ones a run asks for: a 404 on one of them
 # before any 200 means that base_url is not the API root (no /v1, or a path too many).
 API_ROOT_PATHS = frozenset({"/contacts", "/contacts/custom_fields", "/lists", "/smart_segments"})
@@ -147,7 +139,7 @@ class AutopilotClient:
     ) -> tuple[Any, datetime.datetime | None]:
         """get(), also returning the server's clock: (body, Date header as an
         aware datetime, or None). With cursor_first, a 200 whose body ends with its next
-        cursor is not parsed here: the body is an UnparsedPage (see paginate)."""
+        cursor is not parsed here: the body is an UnparsedPage (pagination.py parses it)."""
         self.limiter.acquire()
         if self._rejected is not None:  # another thread's request was refused: fail at once
             raise AuthError(self._rejected)
@@ -174,7 +166,7 @@ class AutopilotClient:
             server_time = _server_time(response)
             if cursor_first and data_key is not None and (next_cursor := cursor_at_end(content)) is not None:
                 return UnparsedPage(path, data_key, content, next_cursor, server_time), server_time
-            return self._parse(path, content, data_key, expect_list), server_time
+            return self.parse(path, content, data_key, expect_list), server_time
         finally:
             metrics.log(
                 LOGGER,
@@ -238,7 +230,7 @@ class AutopilotClient:
         if status != 200:
             raise TapError(f"Autopilot answered {status} to GET {path}: {_error_message(content)}")
 
-    def _parse(self, path: str, content: bytes, data_key: str | None, expect_list: bool = False) -> Any:
+    def parse(self, path: str, content: bytes, data_key: str | None, expect_list: bool = False) -> Any:
         """A 200's body, checked for the shape asked for (else RetryableError: the page is read again)."""
         try:
             body, repaired = parse_body(content)
@@ -255,103 +247,10 @@ class AutopilotClient:
 
     def paginate(
         self, path: str, data_key: str, cursor: str | None = None, ahead_from: int | None = None
-    ) -> Iterator["Page"]:
-        """Yield a Page for each page of a cursor-paged endpoint, starting after
-        `cursor` if given. The API names its cursor "bookmark"; next_cursor is None
-        on the last page. A cursor the API has already given is an error: the
-        published tap looped forever on that.
-
-        From page `ahead_from` on (1: the first), the next page's request goes out as soon
-        as its cursor is known, while the caller takes the page before it (read_ahead). The
-        cursor is taken from the page's end (CURSOR_AT_END), and the page is parsed on the
-        caller's thread (_parsed), after the next request is on its way."""
-        pages = self._pages(path, data_key, cursor)
-        if ahead_from is not None:
-            pages = read_ahead(pages, self.limiter, ahead_from)
-        return self._parsed(pages)
-
-    def _pages(self, path: str, data_key: str, cursor: str | None) -> Generator["Page | UnparsedPage", None, None]:
-        """The one pagination loop: each page as it came, a page whose body ends with its
-        next cursor unparsed (an UnparsedPage, parsed by _parsed)."""
-        seen = set()
-        while True:
-            page_path = path if cursor is None else f"{path}/{quote(str(cursor), safe='')}"
-            body, server_time = self.request(page_path, data_key, cursor_first=True)
-            held = [body if isinstance(body, UnparsedPage) else _page(body, data_key, server_time)]
-            del body
-            next_cursor = held[0].next_cursor
-            if next_cursor is not None:
-                if next_cursor in seen or next_cursor == cursor:
-                    raise TapError(
-                        f"Autopilot repeated the page bookmark {next_cursor} on {path}; "
-                        "stopping to avoid an endless loop."
-                    )
-                seen.add(next_cursor)
-            yield held.pop()  # popped, not named: a suspended scan holds no page
-            if next_cursor is None:
-                return
-            cursor = next_cursor
-
-    def _parsed(self, pages: Generator["Page | UnparsedPage", None, None]) -> Iterator["Page"]:
-        """`pages`, each UnparsedPage parsed (_parse_page)."""
-        with contextlib.closing(pages):
-            while (page := next(pages, None)) is not None:
-                held = [self._parse_page(page) if isinstance(page, UnparsedPage) else page]
-                del page
-                yield held.pop()  # popped, not named: a suspended scan holds no page
-
-    def _parse_page(self, page: "UnparsedPage") -> "Page":
-        """The page an UnparsedPage holds. A body that ended with its cursor but is not the
-        page it should be (not JSON, no contacts) is read again, parsed first, with the usual
-        retries; the page ahead, already asked for with that cursor, stays valid only if the
-        page read again names the same one."""
-        try:
-            return _page(self._parse(page.path, page.content, page.data_key), page.data_key, page.server_time)
-        except RetryableError as error:
-            LOGGER.warning("%s; reading that page again", error)
-            again = _page(self.request(page.path, page.data_key)[0], page.data_key, page.server_time)
-            if again.next_cursor != page.next_cursor:
-                raise TapError(
-                    f"{error}, and read again it ends elsewhere, while the next page was already asked for "
-                    "after its first ending; stopping. Run again with the last state."
-                ) from None
-            return again
-
-
-class Page(NamedTuple):
-    items: list
-    next_cursor: str | None  # None on the last page
-    meta: dict  # the rest of the body (e.g. total_contacts)
-    server_time: datetime.datetime | None
-
-
-class UnparsedPage(NamedTuple):
-    """A page whose next cursor was read from its body's end, its body not parsed yet
-    (AutopilotClient.paginate parses it on the caller's thread)."""
-
-    path: str  # the request's, to read the page again if its body is not a page
-    data_key: str
-    content: bytes
-    next_cursor: str
-    server_time: datetime.datetime | None
-
-
-def _page(body: dict[str, Any], data_key: str, server_time: datetime.datetime | None) -> Page:
-    """A parsed page's body as a Page: its cursor and its documents taken out, the rest its meta."""
-    next_cursor = body.pop("bookmark", None) or None
-    items = body.pop(data_key, None) or []
-    return Page(items=items, next_cursor=next_cursor, meta=body, server_time=server_time)
-
-
-def cursor_at_end(content: bytes) -> str | None:
-    """The next cursor a body ends with ("bookmark":"<id>"}), or None when it does not end so."""
-    match = CURSOR_AT_END.search(content, max(0, len(content) - CURSOR_AT_END_BYTES))
-    if match is None:
-        return None
-    try:
-        return match.group(1).decode("utf-8")
-    except UnicodeDecodeError:
-        return None  # parsed first: the parser repairs it as it does any other text
+    ) -> Iterator[Page]:
+        """Each page of a cursor-paged endpoint (pagination.paginate: the next cursor read
+        from a page's end, the page ahead from page `ahead_from` on)."""
+        return paginate(self, path, data_key, cursor, ahead_from)
 
 
 def _server_time(response: requests.Response) -> datetime.datetime | None:

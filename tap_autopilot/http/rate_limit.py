@@ -14,34 +14,23 @@ from typing import NamedTuple
 class RateLimiter:
     """Two rules, kept across every thread that shares the limiter:
 
-    - The window: no `window` (SAFETY seconds) holds more than `room` request starts
-      (`room` is the rate; a fractional rate keeps one start per interval instead). The
-      starts counted are the real ones, taken when a thread leaves acquire(): a thread that
-      woke late on a busy machine is counted as late, so its request and the one a
-      window after it can never arrive bunched at the server.
-    - The grid: a scan's pages of known length start at least an interval (the window over
-      the room) apart from one another, as in 1.1.0, so that the other scans' requests go
-      out evenly; an idle gap saves nothing up.
+    - The window: no `window` (SAFETY seconds) holds more than `room` starts (the rate; one
+      start an interval for a fractional rate). Starts count when a thread really leaves
+      acquire(), so one that woke late cannot arrive bunched with the next.
+    - The grid: a scan's pages of known length start at least an interval apart, so that the
+      other scans' requests go out evenly; an idle gap saves nothing up.
 
-    Slots go to the most urgent request first (the scheduler sets each worker's priority
-    to its scan's pages left); equal urgency is first come first served. A waiting
-    thread's slot only ever moves later, when a more urgent request needs its place.
+    The most urgent request goes first (the scheduler's pages left per scan; equal urgency
+    first come first served). The scan with the most pages left is the critical path: each
+    moment its next request waits lengthens the sync. So while its pace is below the limit, its
+    next starts in the coming window are booked when that finishes sooner (_booking_is_sooner),
+    and the others' requests leave them room. The request claiming a booking, and a scan's first
+    page (its length unknown), start off the grid.
+    The measurements behind these rules: docs/performance.md#the-rate-limiter."""
 
-    The critical path: the scan with the most pages left is sequential (each cursor comes
-    from the page before), so every moment its next request waits lengthens the whole
-    sync, while the other scans' requests could as well go a little later. So when its
-    request starts, and its own pace is below the limit (its cycle, round trip plus the
-    page's processing, is longer than an interval), its next starts in the coming window
-    are booked at that pace, if that finishes the pages left sooner (_booking_is_sooner).
-    The bookings count in the window like starts: the other scans' requests leave them
-    their room. The request that claims them, and a scan's first page (its length unknown:
-    any scan may be the long one), start off the grid: at once when the window has room."""
-
-    # 2% slack on the window (20 ms a second): requests leave on time but can arrive
-    # bunched (network, a busy server or client), and one 429 costs a whole pause.
-    # Starts are counted when they really happen, so a thread that wakes late is no risk.
-    # Measured in `make bench` (scenarios 7-10): no 429 at 5, 20 and 50 r/s; 1.05 cost
-    # 3% of every sync the limit binds.
+    # 2% slack on the window (20 ms a second): requests leave on time but can arrive bunched
+    # (network, a busy server or client), and one 429 costs a whole pause. More slack costs
+    # every sync the limit binds (docs/performance.md#the-rate-limiter).
     SAFETY = 1.02
     # Slots computed as sums of intervals may miss an interval by a rounding error.
     _EPSILON = 1e-9
@@ -81,7 +70,7 @@ class RateLimiter:
 
     def priority(self) -> float:
         """This thread's priority as set_priority set it, to hand it to another thread that
-        requests for the same scan (client.paginate's page ahead)."""
+        requests for the same scan (read_ahead's thread)."""
         return getattr(self._local, "priority", 0)
 
     def acquire(self) -> None:
@@ -174,10 +163,10 @@ class RateLimiter:
         in a window holding k of its starts the other scans' requests have only the room left
         (k rounded up: a pace of 3.4 a window puts 4 in some), and the rest go after it. Not
         booked, it waits for the grid, so each of its cycles is rounded up to whole intervals,
-        and the others' requests fill every slot between two of its own. At 5 r/s and 300 ms
-        the first costs a third of the others' room while the limit binds; at 20 r/s and
-        100 ms the second makes it wait half of each round trip. The pages all scans have left are asked for now
-        (`all_pages_left`): a request that waited long would have an old count."""
+        and the others' requests fill every slot between two of its own. Which costs more
+        depends on the rate and the round trip (docs/performance.md#the-rate-limiter). The pages
+        all scans have left are asked for now (`all_pages_left`): a request that waited long
+        would have an old count."""
         interval, window = self.interval, self.window
         all_left = max(self.all_pages_left(), pages_left)
         others_left = all_left - pages_left

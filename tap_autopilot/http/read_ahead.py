@@ -1,15 +1,13 @@
 """A scan read one page ahead (read_ahead), and the signal that lets it hand a page over
 only once the next page's request is on the wire (SentSignalAdapter).
 
-Why the signal: CPython runs one thread at a time (the GIL). When page k arrives, the
-caller's thread starts taking it (a few milliseconds of transform and writing) while the
-read-ahead thread prepares page k+1's request. The preparation makes system calls that let
-the interpreter go (urllib3 polls the kept-alive socket; requests checks a CA bundle path);
-the caller's thread takes it then and keeps it until its own next system call. Measured
-with the sandbox at 50 ms: page k+1's request went out 2-3 ms late on most pages, 5% of the
-contacts scan, which is the critical path. So the page is handed over only when the next
-request has been written, or after HANDOVER_WAIT_SECONDS when it is not written that soon
-(the limiter holds it, a connection through a proxy that does not signal).
+Why the signal: CPython runs one thread at a time (the GIL). While the read-ahead thread
+prepares page k+1's request, its system calls (urllib3 polls the kept-alive socket; requests
+checks a CA bundle path) let the interpreter go, and the caller's thread, taking page k, would
+keep it until its own next system call: the next request of the critical path would leave late
+(measured: docs/performance.md#the-page-ahead). So a page is handed over once the next request
+has been written, or after HANDOVER_WAIT_SECONDS when it is not written that soon (the limiter
+holds it, a connection through a proxy that does not signal).
 """
 
 import itertools

@@ -4,8 +4,10 @@ which failures are retried, how often, and how long to wait between tries."""
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
+
+import backoff
 
 from tap_autopilot.errors import RateLimitedError, RetryableError
 
@@ -34,12 +36,12 @@ class RetryPolicy:
     exponential backoff with full jitter (429s and other failures each count their own
     attempts). Clock, sleep and the jitter's random source are injectable for tests.
 
-    Why not the backoff library's decorators, as 1.0 used: backoff calls time.sleep
-    and datetime.now itself, so the 10-minute 429 budget could only be tested by
-    waiting 10 minutes; and its two nested decorators let every 5xx restart that
-    budget (measured with the budget cut to 2 s, a 429 with Retry-After 0.5 and every
-    4th answer a 500: they gave up after 16.4 s and 20 requests, this loop after 1.5 s
-    and 5). This loop is small.
+    The backoff library gives the ceilings (backoff.expo); the jitter is its full_jitter rule,
+    a uniform draw from 0 to the ceiling, made here from the injected source (full_jitter draws
+    from the random module itself). Not its decorators: they call time.sleep and the wall clock
+    themselves, so the 429 budget could only be tested by waiting it out, and the two nested
+    ones it takes (429s, other failures) let every other failure restart that budget, which
+    measured several times longer to give up (docs/performance.md#retries).
     """
 
     def __init__(
@@ -54,33 +56,44 @@ class RetryPolicy:
         self._sleep = sleep
         self._uniform = uniform
 
-    def wait(self, error: RetryableError, attempt: int) -> float:
-        """Seconds to wait before retrying after `error`, the `attempt`-th such failure (from 0)."""
+    def ceilings(self) -> Iterator[float]:
+        """The backoff ceilings of one kind of failure, one per failure: the base, then twice
+        the one before, up to BACKOFF_CAP_SECONDS."""
+        ceilings = backoff.expo(factor=self.base, max_value=BACKOFF_CAP_SECONDS)
+        next(ceilings)  # backoff's wait generators yield None first (its decorators prime them so)
+        return ceilings
+
+    def wait(self, error: RetryableError, ceiling: float) -> float:
+        """Seconds to wait before retrying after `error`: its Retry-After, else full jitter under `ceiling`."""
         if error.retry_after is not None:
             return error.retry_after
-        return self._uniform(0, min(BACKOFF_CAP_SECONDS, self.base * 2**attempt))
+        return self._uniform(0, ceiling)
 
     def call(self, attempt: Callable[[], T], on_retry: Callable[[RetryableError, float, int], None] | None = None) -> T:
         """attempt() until it returns, retrying as the class says; on_retry(error, wait, tries)
         is called before each wait."""
         started = self._clock()
-        tries = throttled = failed = 0
+        tries = failed = 0
+        # Each kind's ceilings, made at its first failure: a request that succeeds makes none.
+        throttled_ceilings: Iterator[float] | None = None
+        failed_ceilings: Iterator[float] | None = None
         retrying: RetryableError
         while True:
             tries += 1
             try:
                 return attempt()
             except RateLimitedError as error:
-                wait = self.wait(error, throttled)
+                throttled_ceilings = throttled_ceilings or self.ceilings()
+                wait = self.wait(error, next(throttled_ceilings))  # a Retry-After counts as an attempt too
                 if self._clock() - started + wait > RATE_LIMIT_RETRY_SECONDS:
                     raise  # the next try would come after the budget
-                throttled += 1
                 retrying = error
             except RetryableError as error:
                 failed += 1
                 if failed >= TRANSIENT_MAX_TRIES:
                     raise
-                wait = self.wait(error, failed - 1)
+                failed_ceilings = failed_ceilings or self.ceilings()
+                wait = self.wait(error, next(failed_ceilings))
                 retrying = error
             if on_retry is not None:
                 on_retry(retrying, wait, tries)

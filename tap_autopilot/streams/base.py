@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from tap_autopilot.errors import NotFoundError, RestartScan
-from tap_autopilot.http.client import PAGE_SIZE, AutopilotClient, Page
+from tap_autopilot.http.client import AutopilotClient
+from tap_autopilot.http.pagination import PAGE_SIZE, Page
 from tap_autopilot.state.changes import StateChange
 from tap_autopilot.state.document import State
 from tap_autopilot.values.cleaning import Note

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from typing import ClassVar
 
-from tap_autopilot.http.client import Page
+from tap_autopilot.http.pagination import Page
 from tap_autopilot.state.changes import (
     CompleteVersion,
     FinishIncrementalScan,

@@ -13,7 +13,7 @@ from typing import ClassVar
 from urllib.parse import quote
 
 from tap_autopilot.config import SOURCE_AUTO, SOURCE_LISTS, membership_source
-from tap_autopilot.http.client import Page
+from tap_autopilot.http.pagination import Page
 from tap_autopilot.state.changes import CompleteVersion, ParentAdvanced, ParentDone, ParentRestarted
 from tap_autopilot.state.document import MembershipPass
 from tap_autopilot.streams.base import (

@@ -14,7 +14,10 @@ import orjson
 
 from tap_autopilot.catalog import selected_streams
 from tap_autopilot.errors import NotFoundError
-from tap_autopilot.http.client import Page, RateLimiter, RequestStats, read_ahead
+from tap_autopilot.http.client import RequestStats
+from tap_autopilot.http.pagination import Page
+from tap_autopilot.http.rate_limit import RateLimiter
+from tap_autopilot.http.read_ahead import read_ahead
 from tap_autopilot.output import record_line_maker
 from tap_autopilot.runner import Runner
 from tap_autopilot.schema_files import load_schema
@@ -26,6 +29,8 @@ from tap_autopilot.streams.listings import ListingStream
 from tap_autopilot.values.cleaning import Note, ValueChanges
 from tap_autopilot.values.converters import to_datetime
 
+from .support import Items
+
 UTC = datetime.UTC
 
 
@@ -33,10 +38,6 @@ NOW = datetime.datetime(2026, 1, 2, tzinfo=UTC)
 
 
 LISTS = ["list_a", "list_b", "list_empty"]
-
-
-class Items(list):
-    """A page's documents, weakly referenceable so a test can see it was dropped."""
 
 
 def doc(n, lists=None, updated="2020-01-01T00:00:00Z"):

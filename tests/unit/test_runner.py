@@ -9,6 +9,7 @@ import threading
 import pytest
 
 import tap_autopilot.runner as runner_module
+from tap_autopilot.errors import TapError
 from tap_autopilot.runner import exit_code_for, sync
 
 from .fakes import (
@@ -156,8 +157,6 @@ def assert_workers_stopped(ctx):
 
 
 def test_a_failing_stream_stops_every_worker_and_the_run_raises_its_error():
-    from tap_autopilot.http.client import TapError
-
     class FailingClient(FakeClient):
         def paginate(self, path, data_key, cursor=None, ahead_from=None):
             raise TapError("the API went away")

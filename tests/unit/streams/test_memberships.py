@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from tap_autopilot.errors import NotFoundError
-from tap_autopilot.http.client import Page
+from tap_autopilot.http.pagination import Page
 from tap_autopilot.streams import STREAMS
 from tap_autopilot.streams.base import (
     VERSION_COLUMN,

@@ -8,10 +8,12 @@ import threading
 import urllib3
 
 from tap_autopilot.http.client import AutopilotClient
+from tap_autopilot.http.pagination import Page
 from tap_autopilot.http.rate_limit import RateLimiter
 from tap_autopilot.http.read_ahead import SentSignalAdapter, notify_when_sent, read_ahead, request_sent
 
-TIMEOUT = 10  # a safety net against a hung test, never a measured duration
+from .support import TIMEOUT
+
 HELD = 0.2  # how long a test watches a page that must not be handed over yet
 
 
@@ -153,3 +155,44 @@ def test_the_read_ahead_thread_is_a_daemon_so_a_stopped_run_does_not_wait_for_it
     assert [thread.name.endswith("-ahead") for thread in ahead] == [True]
     assert ahead[0].daemon
     assert list(read) == ["page 2"]
+
+
+def test_reading_ahead_from_page_2_asks_for_page_2_only_once_the_first_is_taken():
+    """A scan whose first page decides whether it goes on: page 2 is requested when the caller
+    asks for it, and from then on each next page ahead of the caller's ask."""
+    asked, produced = [0], []
+    third = threading.Event()
+
+    def pages():
+        for n in range(4):
+            produced.append((n, asked[0]))
+            if n == 2:
+                third.set()
+            yield Page([n], str(n), {}, None)
+
+    read = read_ahead(pages(), RateLimiter(1000), start=2)
+    asked[0] = 1
+    assert next(read).items == [0]
+    asked[0] = 2
+    assert next(read).items == [1]
+    assert third.wait(TIMEOUT), "page 3 was not requested ahead"
+    assert produced == [(0, 1), (1, 2), (2, 2)]
+    assert [page.items[0] for page in read] == [2, 3]
+
+
+def test_reading_ahead_requests_a_page_only_once_the_caller_asked_for_the_one_before():
+    asked, early = [0], []
+
+    def pages():
+        for n in range(6):
+            if n > asked[0]:  # page n needs the caller's ask for page n - 1 (the n-th ask)
+                early.append((n, asked[0]))
+            yield Page([n], str(n), {}, None)
+
+    read = read_ahead(pages(), RateLimiter(1000))
+    got = []
+    for _ in range(6):
+        asked[0] += 1
+        got.append(next(read).items[0])
+    assert got == [0, 1, 2, 3, 4, 5]
+    assert early == []  # never more than the page taken and the one ahead

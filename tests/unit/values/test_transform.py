@@ -1,7 +1,10 @@
+"""The contact transform and the column names (values/transform.py): a raw document becomes a
+row of the catalog's columns, custom fields become typed columns with warehouse-safe names,
+and a row is written as JSON."""
+
 import datetime
 import itertools
 import re
-import time
 
 import jsonschema
 import orjson
@@ -12,31 +15,21 @@ from singer.transform import Transformer
 from tap_autopilot.discover import custom_field_columns, discover
 from tap_autopilot.schema_files import load_schema
 from tap_autopilot.values.converters import (
-    _MS_THRESHOLD,
-    format_datetime,
     to_boolean,
-    to_custom_field_list,
-    to_datetime,
-    to_integer,
-    to_mail_events,
-    to_number,
-    to_string,
-    to_string_list,
     to_url_flags,
 )
 from tap_autopilot.values.transform import (
     ContactTransformer,
     converter_for,
     custom_field_column,
+    fit_column,
     replication_instant,
     serialize,
+    short_hash,
     snake_case,
 )
 
-
-def to_datetime_string(value):
-    parsed = to_datetime(value)
-    return None if parsed is None else format_datetime(parsed)
+from .support import contact
 
 
 def as_written(row):
@@ -44,30 +37,7 @@ def as_written(row):
     return orjson.loads(serialize(row))
 
 
-@pytest.mark.parametrize(
-    "raw, expected",
-    [
-        ("2015-04-29T23:15:25.347Z", "2015-04-29T23:15:25.347000Z"),
-        ("2015-04-29T23:15:25Z", "2015-04-29T23:15:25.000000Z"),
-        ("2015-04-30T01:15:25.347+02:00", "2015-04-29T23:15:25.347000Z"),
-        (1430349325347, "2015-04-29T23:15:25.347000Z"),
-        ("1430349325347", "2015-04-29T23:15:25.347000Z"),
-        (1430349325, "2015-04-29T23:15:25.000000Z"),
-        ("2015-04-29", "2015-04-29T00:00:00.000000Z"),
-        ("not a date", None),
-        ("", None),
-        (True, None),
-        ({"a": 1}, None),
-    ],
-)
-def test_timestamps_become_rfc3339_utc(raw, expected):
-    assert to_datetime_string(raw) == expected
-
-
-def test_timestamps_agree_with_singer_python():
-    for raw in ["2015-04-29T23:15:25.347Z", "2021-12-31T23:59:59.999+00:00"]:
-        ours = to_datetime_string(raw)
-        assert singer.utils.strptime_to_utc(ours) == singer.utils.strptime_to_utc(raw)
+# ----- column names ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -83,6 +53,10 @@ def test_timestamps_agree_with_singer_python():
 )
 def test_snake_case(name, column):
     assert snake_case(name) == column
+
+
+def test_snake_case_strips_only_separators_at_the_ends():
+    assert snake_case("_X Factor_") == "x_factor" and snake_case("XBox") == "x_box"
 
 
 def test_custom_field_columns_are_typed():
@@ -173,11 +147,63 @@ def test_a_custom_field_named_like_a_schema_column_does_not_take_it():
     assert "custom_fields" not in columns and list(columns.values()) == ["Fields"]
 
 
-def test_scalar_coercions():
-    assert to_integer("1,200") == 1200 and to_integer(3.0) == 3 and to_integer(3.5) is None
-    assert to_integer(True) is None and to_integer("x") is None
-    assert to_number("2.5") == 2.5 and to_number("nan") is None
-    assert to_boolean("Yes") is True and to_boolean("false") is False and to_boolean("maybe") is None
+LONG_A = "Preferred channel for the quarterly business review and renewal call (primary contact)"
+
+
+LONG_B = "Preferred channel for the quarterly business review and renewal call (backup contact)"
+
+
+_WAREHOUSE_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def test_column_names_are_at_most_63_bytes_lowercase_ascii_and_unique_after_cutting():
+    fields = [
+        {"name": LONG_A, "fieldType": "string", "key": "contacts_customfields_1430000000000_a"},
+        {"name": LONG_B, "fieldType": "string", "key": "contacts_customfields_1440000000000_b"},
+        {"name": LONG_A.upper() + "!", "fieldType": "string", "key": "contacts_customfields_1450000000000_c"},
+        {"name": "客户" * 40, "fieldType": "string"},
+        {"name": "Ärger " * 20, "fieldType": "integer"},
+    ]
+    columns = [column for column, _, _ in custom_field_columns(fields)]
+    assert len(set(columns)) == len(columns) == 5
+    for column in columns:
+        assert len(column.encode()) <= 63 and _WAREHOUSE_NAME.fullmatch(column), column
+    assert len({column[:63].lower() for column in columns} | set(load_schema("contacts")["properties"])) == len(
+        columns
+    ) + len(load_schema("contacts")["properties"])
+
+
+def test_a_long_name_keeps_a_readable_prefix_and_a_hash_of_the_whole_name_stable_across_discoveries():
+    column = custom_field_column(LONG_A)
+    assert re.fullmatch(r"custom_preferred_channel_for_the_quarterly_business_revi_[0-9a-f]{6}", column)
+    assert custom_field_column(LONG_B) != column and custom_field_column(LONG_A) == column
+    fields = [
+        {"name": LONG_A, "fieldType": "string", "key": "contacts_customfields_1430000000000_a"},
+        {"name": LONG_B, "fieldType": "string", "key": "contacts_customfields_1440000000000_b"},
+    ]
+    first = {name: column for column, name, _ in custom_field_columns(fields)}
+    again = {name: column for column, name, _ in custom_field_columns(fields[::-1])}
+    assert first == again
+
+
+def test_existing_short_column_names_do_not_change():
+    assert custom_field_column("Favorite Color") == "custom_favorite_color"
+    assert custom_field_column("Größe") == "custom_grosse"
+    # 63 bytes exactly: kept whole
+    name = "x" * (63 - len("custom_"))
+    assert custom_field_column(name) == "custom_" + name
+
+
+def test_a_column_name_cut_to_fit_does_not_end_its_readable_part_with_an_underscore():
+    assert fit_column("a" * 50 + "_" * 20, "_abc123") == "a" * 50 + "_abc123"
+    assert fit_column("_" + "a" * 70, "_abc123") == "_" + "a" * 55 + "_abc123"
+
+
+def test_a_field_name_with_a_lone_surrogate_still_gets_its_stable_hash():
+    assert short_hash("Colour \ud83d") == short_hash("Colour \ud83d") != short_hash("Colour ")
+
+
+# ----- contact rows ----------------------------------------------------------------------------
 
 
 RAW = {
@@ -293,64 +319,24 @@ def test_custom_columns_without_field_names_in_the_catalog_still_fill():
     )
 
 
-# ---- the live API's shapes (docs/autopilot-api notes): built here, field by field ----
-
-INSTANT = "2015-05-12T21:41:31.000000Z"
-
-
-@pytest.mark.parametrize(
-    "raw",
-    [
-        "2015-05-12T21:41:31.000Z",
-        "2015-05-12T21:41:31Z",
-        "2015-05-12T21:41:31",
-        "2015-05-12T21:41:31+00:00",
-        "2015-05-12T23:41:31.000+02:00",
-        "2015-05-12T16:11:31-05:30",
-        "2015-05-12T21:41:31.0000000Z",
-        "Tue, 12 May 2015 21:41:31 GMT",
-        "Tue, 12 May 2015 21:41:31 +0000",
-        "12 May 2015 23:41:31 +0200",
-        "Tue, 12 May 2015 17:41:31 EDT",
-        1431466891000,
-        "1431466891000",
-        1431466891,
-        "1431466891",
-        1431466891.0,
-        "1431466891000.0",
-    ],
-)
-def test_every_timestamp_form_becomes_the_same_utc_instant(raw):
-    assert to_datetime_string(raw) == INSTANT
+def test_a_named_custom_field_is_read_while_another_column_still_waits_for_its_name():
+    """A catalog may name a custom column's field (kinds) or leave it to be learned from the
+    first contact carrying it; a named one is read whatever is still to be learned."""
+    properties = dict(load_schema("contacts")["properties"])
+    kinds = {}
+    fields = [{"name": "Seats", "fieldType": "integer"}, {"name": "Color", "fieldType": "string"}]
+    for column, name, schema in custom_field_columns(fields):
+        properties[column] = schema
+        if name == "Seats":
+            kinds[column] = name
+    transform = ContactTransformer(properties, kinds, None)
+    row = transform(contact(custom_fields=[{"kind": "Seats", "value": 5, "fieldType": "integer"}]))
+    assert row["custom_seats"] == 5
+    row = transform(contact(custom_fields=[{"kind": "Color", "value": "Blue", "fieldType": "string"}]))
+    assert row["custom_color"] == "Blue"
 
 
-@pytest.mark.parametrize(
-    "raw",
-    [
-        "",
-        " ",
-        "soon",
-        "Tue, 32 May 2015 21:41:31 GMT",
-        "2015-13-01T00:00:00Z",
-        "0001-01-01T00:00:00+01:00",
-        "9999-12-31T23:59:59-01:00",
-        10**30,
-        float("nan"),
-        float("inf"),
-        "1e400",
-        [],
-        {"at": 1},
-        False,
-    ],
-)
-def test_anything_else_is_null_never_an_error(raw):
-    assert to_datetime(raw) is None
-
-
-@pytest.mark.parametrize("raw", ["2015-05-12T21:41:31.347Z", "Tue, 12 May 2015 21:41:31 GMT"])
-def test_iso_and_rfc1123_agree_with_singer_python(raw):
-    # singer-python (dateutil) reads both forms too: the same instant as ours, written as RFC 3339.
-    assert singer.utils.strptime_to_utc(to_datetime_string(raw)) == singer.utils.strptime_to_utc(raw)
+# ----- the live API's shapes (docs/autopilot-api notes): built here, field by field ------------
 
 
 def full_transformer(*custom):
@@ -361,6 +347,15 @@ def full_transformer(*custom):
         schema["properties"][column] = column_schema
         kinds[column] = name
     return ContactTransformer(schema["properties"], kinds), kinds
+
+
+def validate(row):
+    """The written row is valid against the contacts schema (draft 4, strict date-time)."""
+    schema = load_schema("contacts")
+    for column in row:
+        if column.startswith("custom_") and column != "custom_fields":
+            schema["properties"][column] = {"type": ["null", "string", "number", "integer", "boolean"]}
+    jsonschema.Draft4Validator(schema, format_checker=jsonschema.FormatChecker()).validate(row)
 
 
 def test_sparse_document_missing_keys_are_null_and_no_lists_means_on_none():
@@ -547,16 +542,7 @@ def test_replication_instant_is_updated_at_else_created_at(doc, expected):
     assert replication_instant(doc) == instant
 
 
-def validate(row):
-    """The written row is valid against the contacts schema (draft 4, strict date-time)."""
-    schema = load_schema("contacts")
-    for column in row:
-        if column.startswith("custom_") and column != "custom_fields":
-            schema["properties"][column] = {"type": ["null", "string", "number", "integer", "boolean"]}
-    jsonschema.Draft4Validator(schema, format_checker=jsonschema.FormatChecker()).validate(row)
-
-
-# ----- rules found untested by the mutation run (make mutation) ---------------------------
+# ----- rules found untested by the mutation run (make mutation) --------------------------------
 
 
 @pytest.mark.parametrize(
@@ -600,109 +586,6 @@ def test_the_raw_custom_fields_array_keeps_every_field_as_text():
     assert transform({"contact_id": "p", "custom_fields": {"not": "a list"}})["custom_fields"] is None
 
 
-def test_text_columns_keep_text_and_write_booleans_and_numbers_as_text():
-    assert to_string("Acme") == "Acme" and to_string("") is None and to_string(None) is None
-    assert to_string(True) == "true" and to_string(False) == "false"
-    assert to_string(12) == "12" and to_string(1.5) == "1.5"
-    assert to_string({"a": 1}) is None and to_string([1]) is None
-
-
-def test_integers_outside_64_bits_are_null():
-    assert to_integer(2**63 - 1) == 2**63 - 1 and to_integer(-(2**63)) == -(2**63)
-    assert to_integer(2**63) is None and to_integer(-(2**63) - 1) is None
-    assert to_integer(" 1,234 ") == 1234 and to_integer("12.0") == 12 and to_integer("1e3") == 1000
-    assert to_integer("12.5") is None and to_integer("1,2.5") is None
-
-
-def test_numbers_sent_as_text_with_thousands_separators():
-    assert to_number(" 1,234.5 ") == 1234.5 and to_number("12") == 12.0
-    assert to_number(False) is None and to_number(None) is None and to_number("inf") is None
-    assert to_number([1]) is None
-
-
-def test_booleans_from_numbers_and_nulls():
-    assert to_boolean(1) is True and to_boolean(0) is False and to_boolean(0.0) is False
-    assert to_boolean(None) is None and to_boolean(True) is True and to_boolean(False) is False
-
-
-def test_url_flags_keep_booleans_and_nulls_and_read_text_flags():
-    assert to_url_flags({"a": True, "b": None, "c": "yes", "d": 0, "e": "maybe"}) == [
-        {"url": "a", "value": True},
-        {"url": "b", "value": None},
-        {"url": "c", "value": True},
-        {"url": "d", "value": False},
-        {"url": "e", "value": None},
-    ]
-    assert to_url_flags(["a"]) is None
-
-
-MAIL_MS = 1430349325347
-MAIL_AT = datetime.datetime(2015, 4, 29, 23, 15, 25, 347000, tzinfo=datetime.UTC)
-
-
-def test_mail_events_read_epoch_milliseconds_seconds_and_text():
-    events = to_mail_events({"m1": MAIL_MS, "m2": MAIL_MS // 1000, "m3": str(MAIL_MS), "m4": None, "m5": _MS_THRESHOLD})
-    assert events == [
-        {"id": "m1", "timestamp": MAIL_AT},
-        {"id": "m2", "timestamp": MAIL_AT.replace(microsecond=0)},
-        {"id": "m3", "timestamp": MAIL_AT},
-        {"id": "m4", "timestamp": None},
-        {"id": "m5", "timestamp": datetime.datetime.fromtimestamp(_MS_THRESHOLD / 1000, datetime.UTC)},
-    ]
-    assert to_mail_events([MAIL_MS]) is None
-
-
-def test_a_mail_event_out_of_range_is_null_and_the_others_are_kept():
-    assert to_mail_events({"far": 10**30, "m1": MAIL_MS, "none": None}) == [
-        {"id": "far", "timestamp": None},
-        {"id": "m1", "timestamp": MAIL_AT},
-        {"id": "none", "timestamp": None},
-    ]
-
-
-def test_epoch_text_with_a_fraction_keeps_the_fraction():
-    assert to_datetime("1430349325.5") == datetime.datetime(2015, 4, 29, 23, 15, 25, 500000, tzinfo=datetime.UTC)
-
-
-def test_snake_case_strips_only_separators_at_the_ends():
-    assert snake_case("_X Factor_") == "x_factor" and snake_case("XBox") == "x_box"
-
-
-@pytest.fixture
-def local_timezone_not_utc(monkeypatch):
-    """The machine's timezone set to one far from UTC, for rules that must not depend on it."""
-    monkeypatch.setenv("TZ", "America/New_York")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
-
-
-def test_instants_are_utc_whatever_the_machine_s_timezone(local_timezone_not_utc):
-    assert format_datetime(
-        datetime.datetime(2015, 4, 30, 1, 15, 25, tzinfo=datetime.timezone(datetime.timedelta(hours=2)))
-    ) == ("2015-04-29T23:15:25.000000Z")
-    assert to_datetime("2015-04-30T01:15:25+02:00") == datetime.datetime(2015, 4, 29, 23, 15, 25, tzinfo=datetime.UTC)
-    with_offset, without = to_datetime("2015-04-30T01:15:25+02:00"), to_datetime("2015-04-29T23:15:25")
-    assert with_offset is not None and with_offset.tzinfo is datetime.UTC
-    assert without is not None and without.tzinfo is datetime.UTC, "text without an offset is UTC"
-
-
-def test_an_epoch_number_exactly_at_the_threshold_is_milliseconds():
-    assert to_datetime(_MS_THRESHOLD) == datetime.datetime.fromtimestamp(_MS_THRESHOLD / 1000, datetime.UTC)
-
-
-def test_string_lists_keep_only_the_strings():
-    assert to_string_list(["list_a", 7, None, "list_b"]) == ["list_a", "list_b"]
-    assert to_string_list("list_a") is None and to_string_list(None) is None
-
-
-def test_the_raw_custom_fields_copy_keeps_empty_names_and_types_as_sent():
-    assert to_custom_field_list([{"kind": "", "value": "", "fieldType": "", "deleted": False}]) == [
-        {"kind": "", "value": "", "field_type": "", "deleted": False}
-    ]
-
-
 @pytest.mark.parametrize("column", ["anywhere_page_visits", "anywhere_form_submits", "anywhere_utm"])
 def test_anywhere_columns_are_url_flags(column):
     assert converter_for(column, load_schema("contacts")["properties"][column]) is to_url_flags
@@ -721,3 +604,16 @@ def test_a_custom_field_no_unnamed_column_takes_is_ignored():
         {"contact_id": "p", "custom_fields": [{"kind": "Other", "value": "x"}, {"kind": "Seats", "value": "3"}]}
     )
     assert row == {"contact_id": "p", "custom_seats": 3}
+
+
+# ----- writing a row ---------------------------------------------------------------------------
+
+
+def test_every_row_writes_date_times_as_utc_with_a_z_the_cleaned_ones_too():
+    aware = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)  # the converters' date-times
+    naive = datetime.datetime(2020, 1, 1)  # naive date-times are UTC
+    expected = {"aware": "2020-01-01T00:00:00Z", "naive": "2020-01-01T00:00:00Z"}
+    assert orjson.loads(serialize({"aware": aware, "naive": naive})) == expected
+    for needs_cleaning in ("a\x00", "\ud83d", 2**64):  # found by the escape, refused by orjson, refused
+        row = orjson.loads(serialize({"aware": aware, "naive": naive, "x": needs_cleaning}))
+        assert {key: row[key] for key in expected} == expected

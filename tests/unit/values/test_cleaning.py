@@ -1,11 +1,10 @@
-"""Values every warehouse accepts (docs/values.md, tap_autopilot/values/cleaning.py): one test
-per rule, no server.
+"""Values every warehouse accepts (docs/values.md, values/cleaning.py): one test per rule,
+no server.
 
 Every emitted value passes transform.serialize, which writes a row needing it cleaned
-(values.clean_row); typed columns get null for what they cannot hold (the converters), and
+(cleaning.clean_row); typed columns get null for what they cannot hold (the converters), and
 every change is counted per stream, column and kind (ValueChanges)."""
 
-import datetime
 import logging
 import re
 
@@ -29,10 +28,9 @@ from tap_autopilot.values.cleaning import (
     parse_body,
 )
 from tap_autopilot.values.converters import to_integer, to_number
-from tap_autopilot.values.transform import ContactTransformer, custom_field_column, fit_column, serialize, short_hash
+from tap_autopilot.values.transform import ContactTransformer, serialize
 
-LONG_A = "Preferred channel for the quarterly business review and renewal call (primary contact)"
-LONG_B = "Preferred channel for the quarterly business review and renewal call (backup contact)"
+from .support import contact
 
 
 class Notes:
@@ -59,11 +57,7 @@ def transformer(note, *fields):
     return ContactTransformer(properties, kinds, note)
 
 
-def contact(**fields):
-    return {"contact_id": "person_1", "updated_at": "2020-01-01T00:00:00Z", **fields}
-
-
-# ---- strings: no NUL, no lone surrogate, at every depth ----------------------------------
+# ----- strings: no NUL, no lone surrogate, at every depth --------------------------------------
 
 
 def test_nul_is_removed_from_every_string_at_every_depth_keys_included():
@@ -133,7 +127,7 @@ def test_clean_rows_are_written_unchanged_and_report_nothing():
     assert notes.heard == []
 
 
-# ---- integers: signed 64 bits ------------------------------------------------------------
+# ----- integers: signed 64 bits ----------------------------------------------------------------
 
 
 def test_integers_beyond_64_bits_are_null_in_typed_columns_and_as_sent_in_custom_fields():
@@ -172,7 +166,7 @@ def test_a_value_that_is_not_an_integer_is_null_but_not_counted_as_out_of_range(
     assert notes.heard == []
 
 
-# ---- numbers: finite -----------------------------------------------------------------------
+# ----- numbers: finite -------------------------------------------------------------------------
 
 
 def test_numbers_no_double_holds_are_null_and_counted():
@@ -188,7 +182,7 @@ def test_numbers_no_double_holds_are_null_and_counted():
     assert written({"x": [float("inf")]}, notes) == {"x": [None]}
 
 
-# ---- date-times: 0001-01-01 .. 9999-12-31 UTC -------------------------------------------------
+# ----- date-times: 0001-01-01 .. 9999-12-31 UTC ------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -222,50 +216,7 @@ def test_datetimes_at_the_edges_stay_and_text_that_is_no_date_is_not_counted():
     assert notes.heard == []
 
 
-# ---- column names ------------------------------------------------------------------------------
-
-_WAREHOUSE_NAME = re.compile(r"[a-z][a-z0-9_]*")
-
-
-def test_column_names_are_at_most_63_bytes_lowercase_ascii_and_unique_after_cutting():
-    fields = [
-        {"name": LONG_A, "fieldType": "string", "key": "contacts_customfields_1430000000000_a"},
-        {"name": LONG_B, "fieldType": "string", "key": "contacts_customfields_1440000000000_b"},
-        {"name": LONG_A.upper() + "!", "fieldType": "string", "key": "contacts_customfields_1450000000000_c"},
-        {"name": "客户" * 40, "fieldType": "string"},
-        {"name": "Ärger " * 20, "fieldType": "integer"},
-    ]
-    columns = [column for column, _, _ in custom_field_columns(fields)]
-    assert len(set(columns)) == len(columns) == 5
-    for column in columns:
-        assert len(column.encode()) <= 63 and _WAREHOUSE_NAME.fullmatch(column), column
-    assert len({column[:63].lower() for column in columns} | set(load_schema("contacts")["properties"])) == len(
-        columns
-    ) + len(load_schema("contacts")["properties"])
-
-
-def test_a_long_name_keeps_a_readable_prefix_and_a_hash_of_the_whole_name_stable_across_discoveries():
-    column = custom_field_column(LONG_A)
-    assert re.fullmatch(r"custom_preferred_channel_for_the_quarterly_business_revi_[0-9a-f]{6}", column)
-    assert custom_field_column(LONG_B) != column and custom_field_column(LONG_A) == column
-    fields = [
-        {"name": LONG_A, "fieldType": "string", "key": "contacts_customfields_1430000000000_a"},
-        {"name": LONG_B, "fieldType": "string", "key": "contacts_customfields_1440000000000_b"},
-    ]
-    first = {name: column for column, name, _ in custom_field_columns(fields)}
-    again = {name: column for column, name, _ in custom_field_columns(fields[::-1])}
-    assert first == again
-
-
-def test_existing_short_column_names_do_not_change():
-    assert custom_field_column("Favorite Color") == "custom_favorite_color"
-    assert custom_field_column("Größe") == "custom_grosse"
-    # 63 bytes exactly: kept whole
-    name = "x" * (63 - len("custom_"))
-    assert custom_field_column(name) == "custom_" + name
-
-
-# ---- visible, never noisy, never personal -------------------------------------------------------
+# ----- visible, never noisy, never personal ----------------------------------------------------
 
 
 def test_one_warning_per_stream_column_and_kind_per_run_never_the_value(caplog):
@@ -308,7 +259,7 @@ def test_the_summary_says_nothing_of_changes_when_there_were_none(caplog):
     assert not any("warehouse" in r.getMessage() for r in caplog.records)
 
 
-# ---- the limits exactly, and what is no value of a type at all ----------------------------------
+# ----- the limits exactly, and what is no value of a type at all -------------------------------
 
 
 def test_a_json_column_keeps_every_signed_64_bit_integer_and_writes_the_first_beyond_as_text():
@@ -384,50 +335,3 @@ def test_the_totals_add_up_every_column_of_a_stream_and_kind():
     for column in ("first_name", "first_name", "last_name"):
         changes.note("contacts", column, NUL_REMOVED)
     assert changes.totals() == {("contacts", NUL_REMOVED): 3}
-
-
-def test_every_row_writes_date_times_as_utc_with_a_z_the_cleaned_ones_too():
-    aware = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)  # the converters' date-times
-    naive = datetime.datetime(2020, 1, 1)  # naive date-times are UTC
-    expected = {"aware": "2020-01-01T00:00:00Z", "naive": "2020-01-01T00:00:00Z"}
-    assert orjson.loads(serialize({"aware": aware, "naive": naive})) == expected
-    for needs_cleaning in ("a\x00", "\ud83d", 2**64):  # found by the escape, refused by orjson, refused
-        row = orjson.loads(serialize({"aware": aware, "naive": naive, "x": needs_cleaning}))
-        assert {key: row[key] for key in expected} == expected
-
-
-def test_a_number_column_keeps_64_bit_integers_exact_and_writes_larger_ones_as_doubles():
-    for exact in (-(2**63), 7, 2**63 - 1):
-        assert to_number(exact) == exact and to_number(exact).__class__ is int
-    assert to_number(2**63).__class__ is float and to_number(-(2**63) - 1).__class__ is float
-    assert to_number(2.5) == 2.5 and to_number(-0.0) == 0.0
-
-
-def test_an_integer_with_thousands_separators_stays_exact_beyond_what_a_double_holds():
-    assert to_integer("9,007,199,254,740,993") == 2**53 + 1
-
-
-def test_a_column_name_cut_to_fit_does_not_end_its_readable_part_with_an_underscore():
-    assert fit_column("a" * 50 + "_" * 20, "_abc123") == "a" * 50 + "_abc123"
-    assert fit_column("_" + "a" * 70, "_abc123") == "_" + "a" * 55 + "_abc123"
-
-
-def test_a_field_name_with_a_lone_surrogate_still_gets_its_stable_hash():
-    assert short_hash("Colour \ud83d") == short_hash("Colour \ud83d") != short_hash("Colour ")
-
-
-def test_a_named_custom_field_is_read_while_another_column_still_waits_for_its_name():
-    """A catalog may name a custom column's field (kinds) or leave it to be learned from the
-    first contact carrying it; a named one is read whatever is still to be learned."""
-    properties = dict(load_schema("contacts")["properties"])
-    kinds = {}
-    fields = [{"name": "Seats", "fieldType": "integer"}, {"name": "Color", "fieldType": "string"}]
-    for column, name, schema in custom_field_columns(fields):
-        properties[column] = schema
-        if name == "Seats":
-            kinds[column] = name
-    transform = ContactTransformer(properties, kinds, None)
-    row = transform(contact(custom_fields=[{"kind": "Seats", "value": 5, "fieldType": "integer"}]))
-    assert row["custom_seats"] == 5
-    row = transform(contact(custom_fields=[{"kind": "Color", "value": "Blue", "fieldType": "string"}]))
-    assert row["custom_color"] == "Blue"
