@@ -10,12 +10,7 @@ import pytest
 
 from tap_autopilot.state.changes import (
     CompleteVersion,
-    FinishIncrementalScan,
-    ForgetScanCursor,
-    ParentAdvanced,
     ParentDone,
-    ParentRestarted,
-    SaveIncrementalScan,
     SaveScanCursor,
 )
 from tap_autopilot.state.document import (
@@ -25,6 +20,8 @@ from tap_autopilot.state.document import (
     one_year_before,
     version_number,
 )
+
+from .support import state_with_passes
 
 UTC = datetime.UTC
 T0 = datetime.datetime(2024, 1, 1, tzinfo=UTC)
@@ -269,48 +266,7 @@ CHANGES = {
 }
 
 
-# ---- changes as data (state/changes.py), applied by State.apply ------------------------------
-
-# (a change as data, the same change made by the method) on a state with a pass in progress each way
-AS_DATA = {
-    "complete": (CompleteVersion("x"), lambda s, m: s.complete_version("x")),
-    "save incremental": (
-        SaveIncrementalScan("contacts", T0, "p", at(5), at(1)),
-        lambda s, m: s.save_incremental_scan("contacts", T0, "p", at(5), at(1)),
-    ),
-    "finish incremental": (
-        FinishIncrementalScan("contacts", T0),
-        lambda s, m: s.finish_incremental_scan("contacts", T0),
-    ),
-    "save cursor": (SaveScanCursor("x", "p"), lambda s, m: s.save_scan_cursor("x", "p")),
-    "forget cursor": (ForgetScanCursor("contacts"), lambda s, m: s.forget_scan("contacts")),
-    "parent advanced": (ParentAdvanced("m", "b", "p"), lambda s, m: m.advance("b", "p")),
-    "parent done": (ParentDone("m", "a"), lambda s, m: m.done("a")),
-    "parent restarted": (ParentRestarted("m", "b"), lambda s, m: m.restart("b")),
-}
-
-
-def state_with_passes():
-    state = State(
-        {
-            "bookmarks": {
-                "contacts": {"scan": {"threshold": "2024-01-01T00:00:00Z", "cursor": "q"}},
-                "x": {"version": 3, "complete": False, "scan": {"cursor": "q"}},
-                "m": {"version": 4, "complete": False, "in_progress": {"b": "q"}},
-            }
-        }
-    )
-    return state, state.membership_pass("m", ["a", "b"])
-
-
-@pytest.mark.parametrize("name", sorted(AS_DATA))
-def test_a_change_as_data_does_what_its_method_does(name):
-    change, method = AS_DATA[name]
-    by_data, _ = state_with_passes()
-    by_method, by_method_pass = state_with_passes()
-    by_data.apply([change])
-    method(by_method, by_method_pass)
-    assert by_data.to_dict() == by_method.to_dict() != state_with_passes()[0].to_dict()
+# ---- changes as data (state/changes.py; tests/unit/state/test_changes.py), applied by State.apply --
 
 
 def test_changes_are_applied_in_order_under_one_taking_of_the_lock():
