@@ -1,16 +1,23 @@
 """The runner (runner.py): dispatch, the order scans start in, the listings' cache, failures
 and the stop, the sync thread's setup; on a fake client, with its real threads."""
 
+import datetime
 import gc
 import io
 import signal
+import sys
 import threading
+import time
+import types
 
 import pytest
 
 import tap_autopilot.runner as runner_module
-from tap_autopilot.errors import TapError
+from tap_autopilot.errors import Interrupted, TapError
 from tap_autopilot.runner import exit_code_for, sync
+from tap_autopilot.streams import STREAMS
+from tap_autopilot.streams.base import VERSION_COLUMN
+from tap_autopilot.values.cleaning import NUL_REMOVED
 
 from .fakes import (
     DOCS,
@@ -204,20 +211,23 @@ def test_stop_before_the_sync_started_writes_the_state_and_keeps_the_output_lock
     ctx.output.lock.release()
 
 
+START_CONFIG = {"start_date": "2015-01-01T00:00:00Z"}
+
+
 @pytest.fixture
 def sync_output(monkeypatch):
     """sync() as the CLI calls it, its output caught; gc settings restored afterwards."""
     threshold = gc.get_threshold()
     contexts = []
 
-    def run(state, streams, config=None):
-        config = dict({"start_date": "2015-01-01T00:00:00Z"}, **(config or {}))
+    def run(state, streams, config=None, run_began=None):
+        config = {key: value for key, value in dict(START_CONFIG, **(config or {})).items() if value is not None}
 
         def on_start(ctx):
             ctx.output.out = io.BytesIO()
             contexts.append(ctx)
 
-        sync(FakeClient(DOCS), config, state, catalog(streams), on_start=on_start)  # type: ignore[arg-type]  # a fake client
+        sync(FakeClient(DOCS), config, state, catalog(streams), on_start=on_start, run_began=run_began)  # type: ignore[arg-type]  # a fake client
         return contexts[-1] if contexts else None
 
     yield run
@@ -287,3 +297,297 @@ def test_the_sync_shares_one_arena_before_any_thread_of_the_run_starts(monkeypat
     monkeypatch.setattr(runner_module, "sync", lambda *args, **kwargs: order.append("run"))
     runner_module.sync_until_stopped(None, {}, {}, {})  # type: ignore[arg-type]  # sync is replaced
     assert order == ["arena", "run"]
+
+
+@pytest.mark.parametrize("missing", [TypeError("CDLL(None): no dlopen(NULL) there")])
+def test_where_the_process_cannot_be_opened_as_a_library_the_tap_runs_as_it_is(monkeypatch, missing):
+    def cdll(name):
+        raise missing
+
+    monkeypatch.setattr(runner_module.ctypes, "CDLL", cdll)
+    runner_module.share_one_malloc_arena()
+
+
+# --- what the streams see of the run, and what the runner writes for them ----------------
+
+
+def test_the_streams_see_which_streams_the_catalog_selects():
+    # ListsContacts reads the contacts scan when contacts are selected (streams/memberships.py).
+    ctx = context(FakeClient(DOCS), ["lists", "lists_contacts"])
+    assert [stream_id for stream_id in STREAMS if ctx.is_selected(stream_id)] == ["lists", "lists_contacts"]
+
+
+def test_a_versioned_stream_s_records_carry_their_version_in_the_version_column():
+    ctx = context(FakeClient(DOCS), ["lists"])
+    ctx.run()
+    [version] = {m["version"] for m in messages(ctx) if m["type"] == "ACTIVATE_VERSION"}
+    assert [r[VERSION_COLUMN] for r in records(ctx, "lists")] == [version] * len(LISTS)
+
+
+def test_a_value_cleaned_in_a_record_is_counted_for_its_stream():
+    class NulTitles(FakeClient):
+        def get(self, path, data_key=None, expect_list=False):
+            listing = super().get(path, data_key, expect_list)
+            if path == "/lists":
+                listing["lists"][0]["title"] = "a\x00b"
+            return listing
+
+    ctx = context(NulTitles(DOCS), ["lists"])
+    ctx.run()
+    assert records(ctx, "lists")[0]["title"] == "ab"
+    assert ctx.value_changes.totals() == {("lists", NUL_REMOVED): 1}
+
+
+def test_the_contacts_bookmark_a_page_moves_reaches_the_state():
+    docs = [doc(1, updated="2020-01-01T00:00:00Z"), doc(2, updated="2021-06-01T00:00:00Z")]
+    ctx = context(FakeClient(docs), ["contacts"])
+    ctx.run()
+    last = [m for m in messages(ctx) if m["type"] == "STATE"][-1]
+    assert last["value"]["bookmarks"]["contacts"]["updated_at"].startswith("2021-06-01T00:00:00")
+
+
+def test_the_rate_limiter_sees_the_pages_every_scan_has_left():
+    ctx = context(FakeClient(DOCS), ["contacts"])
+    ctx.run()
+    assert ctx.client.limiter.all_pages_left == ctx._scheduler.pages_left
+
+
+def test_a_stop_during_the_run_ends_the_run_with_the_stop_not_with_the_rest_of_the_scan():
+    class HeldAfterFirstPage(FakeClient):
+        def __init__(self, docs, **kwargs):
+            super().__init__(docs, **kwargs)
+            self.second_page_asked = threading.Event()
+            self.may_answer = threading.Event()
+
+        def _pages(self, path, cursor):
+            for number, page in enumerate(super()._pages(path, cursor)):
+                if number == 1:
+                    self.second_page_asked.set()
+                    assert self.may_answer.wait(10), "the test never let the page answer"
+                yield page
+
+    client = HeldAfterFirstPage([doc(n) for n in range(20)])
+    ctx = context(client, ["contacts"])
+    ended: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            ctx.run()
+            ended.append(None)
+        except BaseException as error:
+            ended.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert client.second_page_asked.wait(10)
+    stop = Interrupted(signal.SIGTERM)
+    ctx.stop(stop)
+    client.may_answer.set()
+    ctx.output.lock.release()  # the process would exit here; the test lets the run unwind instead
+    thread.join(10)
+    assert ended == [stop]
+
+
+# --- sync(): what it hands the runner ------------------------------------------------------
+
+
+def test_a_bookmark_later_than_the_run_s_start_is_not_trusted(sync_output, caplog):
+    state = {"bookmarks": {"contacts": {"updated_at": "2021-01-01T00:00:00Z"}}}
+    ctx = sync_output(state, ["contacts"], run_began=datetime.datetime(2020, 6, 1, tzinfo=datetime.UTC))
+    assert any(
+        m.startswith("contacts: the state's updated_at 2021-01-01T00:00:00Z is later than this run's start (2020-06-01")
+        for m in caplog.messages
+    )
+    assert len(records(ctx, "contacts")) == len(DOCS)  # started over
+
+
+def test_a_run_without_a_given_start_begins_now(sync_output, caplog):
+    state = {"bookmarks": {"contacts": {"updated_at": "2999-01-01T00:00:00Z"}}}
+    sync_output(state, ["contacts"])
+    assert any(m.startswith("contacts: the state's updated_at 2999-01-01T00:00:00Z is later") for m in caplog.messages)
+
+
+def test_without_a_start_date_streams_start_a_year_before_the_run_began(sync_output):
+    began = datetime.datetime(2024, 3, 1, 12, tzinfo=datetime.UTC)
+    ctx = sync_output({}, ["contacts"], run_began=began, config={"start_date": None})
+    assert ctx.start_date == datetime.datetime(2023, 3, 1, 12, tzinfo=datetime.UTC)
+
+
+# --- the stop signals --------------------------------------------------------------------
+
+
+class Exited(BaseException):
+    """os._exit, faked: ends the handler as the real one ends the process."""
+
+
+def test_the_first_stop_signal_raises_interrupted_and_a_second_exits_at_once(monkeypatch):
+    monkeypatch.setattr(runner_module, "_stop_signal_received", None)
+    written: list[tuple[int, bytes]] = []
+    codes: list[int] = []
+
+    def exit_now(code: int) -> None:
+        codes.append(code)
+        raise Exited
+
+    monkeypatch.setattr(
+        runner_module, "os", types.SimpleNamespace(write=lambda fd, data: written.append((fd, data)), _exit=exit_now)
+    )
+    with pytest.raises(Interrupted) as first:
+        runner_module._on_stop_signal(signal.SIGTERM, None)
+    assert first.value.signum == signal.SIGTERM and (written, codes) == ([], [])
+    with pytest.raises(Exited):
+        runner_module._on_stop_signal(signal.SIGINT, None)
+    assert written == [(2, b"CRITICAL SIGINT again: exiting at once.\n")]  # stderr, whatever holds the logging lock
+    assert codes == [130]
+
+
+@pytest.mark.parametrize("ignored", [signal.SIGTERM, signal.SIGINT])
+def test_the_stop_signals_are_taken_unless_the_tap_was_started_with_them_ignored(ignored):
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for signum in saved:
+            signal.signal(signum, signal.SIG_IGN if signum == ignored else signal.SIG_DFL)
+        runner_module.install_stop_signals()
+        handlers = {signum: signal.getsignal(signum) for signum in saved}
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+    assert handlers == {
+        signum: signal.SIG_IGN if signum == ignored else runner_module._on_stop_signal for signum in saved
+    }
+
+
+# --- sync_until_stopped: the sync on its own thread, the stop from the main thread -------
+
+
+class StoppableRunner:
+    """What sync_until_stopped uses of the Runner: stop() (blocking while `blocked` is set,
+    as a stop does while the target does not read) and output_started."""
+
+    def __init__(self, output_started: bool = True, blocked: bool = False) -> None:
+        self.output_started = output_started
+        self.stops: list[tuple[BaseException, threading.Thread]] = []
+        self.released = threading.Event()
+        if not blocked:
+            self.released.set()
+
+    def stop(self, error: BaseException) -> None:
+        self.stops.append((error, threading.current_thread()))
+        self.released.wait(5)
+
+
+def _main_thread() -> int:
+    main = threading.main_thread().ident
+    assert main is not None
+    return main
+
+
+def _main_thread_waiting_for(deadline: float = 10) -> None:
+    """Wait until the main thread is blocked in Thread.join (3.13: join; 3.11: _wait_for_tstate_lock)."""
+    main = _main_thread()
+    end = time.monotonic() + deadline
+    while sys._current_frames()[main].f_code.co_name not in ("join", "_wait_for_tstate_lock"):
+        assert time.monotonic() < end, "the main thread never waited for the sync"
+        time.sleep(0.001)
+
+
+@pytest.fixture
+def stopped_sync(monkeypatch):
+    """sync_until_stopped with a fake sync that hands over `runner` (None: stopped before
+    the sync began) and then has the main thread interrupted as the first SIGTERM does it:
+    by a signal, the only thing that ends a wait in Thread.join (_thread.interrupt_main does
+    not), here SIGUSR1 sent to the main thread, its handler raising Interrupted as
+    _on_stop_signal does. Returns (Interrupted raised, the sync thread)."""
+    ending = threading.Event()
+
+    def raise_interrupted(signum, frame):
+        raise Interrupted(signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGUSR1, raise_interrupted)
+
+    def run(runner):
+        threads = []
+
+        def fake_sync(client, config, state, catalog, on_start=None, run_began=None):
+            threads.append(threading.current_thread())
+            if runner is not None:
+                on_start(runner)
+            _main_thread_waiting_for()
+            signal.pthread_kill(_main_thread(), signal.SIGUSR1)
+            ending.wait(10)  # the sync goes on until the process exits
+
+        monkeypatch.setattr(runner_module, "sync", fake_sync)
+        with pytest.raises(Interrupted) as raised:
+            runner_module.sync_until_stopped(None, {}, {}, {})  # type: ignore[arg-type]  # sync is replaced
+        return raised.value, threads[0]
+
+    yield run
+    ending.set()
+    signal.signal(signal.SIGUSR1, previous)
+
+
+def test_the_sync_runs_on_a_daemon_thread_given_all_the_run_needs(monkeypatch):
+    client, config, state, the_catalog = object(), {"a": 1}, {"b": 2}, {"streams": [{"tap_stream_id": "lists"}]}
+    began = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
+    calls = []
+
+    def fake_sync(*args, on_start=None, run_began=None):
+        calls.append((args, run_began, threading.current_thread()))
+
+    monkeypatch.setattr(runner_module, "sync", fake_sync)
+    runner_module.sync_until_stopped(client, config, state, the_catalog, began)  # type: ignore[arg-type]
+    [(args, run_began, thread)] = calls
+    assert [id(given) for given in args] == [id(client), id(config), id(state), id(the_catalog)]  # the same objects
+    assert run_began is began
+    # Neither the sync nor the stop keeps the process alive at exit (a request or a target stuck).
+    assert thread is not threading.main_thread() and thread.daemon
+
+
+class SyncFailure(BaseException):
+    """Not even an Exception: whatever ends the sync thread reaches the caller."""
+
+
+def test_a_failure_on_the_sync_thread_is_raised_on_the_caller_s(monkeypatch):
+    failure = SyncFailure("the API went away")
+
+    def fake_sync(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(runner_module, "sync", fake_sync)
+    with pytest.raises(SyncFailure) as raised:
+        runner_module.sync_until_stopped(None, {}, {}, {})  # type: ignore[arg-type]  # sync is replaced
+    assert raised.value is failure
+
+
+def test_a_stop_before_the_sync_began_says_nothing_was_written(stopped_sync):
+    stop, _ = stopped_sync(None)
+    assert stop.signum == signal.SIGTERM
+    assert (stop.sync_started, stop.final_state_written) == (False, False)
+
+
+def test_a_stop_during_the_sync_stops_the_runner_from_a_thread_of_its_own(stopped_sync):
+    runner = StoppableRunner(output_started=True)
+    stop, sync_thread = stopped_sync(runner)
+    assert (stop.sync_started, stop.final_state_written) == (True, True)
+    [(error, stopper)] = runner.stops
+    assert stopper not in (threading.main_thread(), sync_thread) and stopper.daemon
+    assert error is stop
+
+
+def test_a_stop_before_the_api_answered_wrote_nothing_but_the_final_state(stopped_sync):
+    runner = StoppableRunner(output_started=False)
+    stop, _ = stopped_sync(runner)
+    assert (stop.sync_started, stop.final_state_written) == (False, True)
+
+
+def test_a_stop_the_output_blocks_waits_only_the_grace_period(stopped_sync, monkeypatch):
+    monkeypatch.setattr(runner_module, "STOP_WRITE_GRACE_SECONDS", 0.2)
+    runner = StoppableRunner(output_started=False, blocked=True)  # the target does not read
+    began = time.monotonic()
+    try:
+        stop, _ = stopped_sync(runner)
+    finally:
+        runner.released.set()
+    assert time.monotonic() - began < 4  # the stop itself would block 5 s
+    # Still writing: whatever went out before may be cut, so it is not "nothing was written".
+    assert (stop.sync_started, stop.final_state_written) == (True, False)
