@@ -4,6 +4,7 @@ and the stop, the sync thread's setup; on a fake client, with its real threads."
 import datetime
 import gc
 import io
+import itertools
 import signal
 import sys
 import threading
@@ -338,12 +339,33 @@ def test_a_value_cleaned_in_a_record_is_counted_for_its_stream():
     assert ctx.value_changes.totals() == {("lists", NUL_REMOVED): 1}
 
 
-def test_the_contacts_bookmark_a_page_moves_reaches_the_state():
-    docs = [doc(1, updated="2020-01-01T00:00:00Z"), doc(2, updated="2021-06-01T00:00:00Z")]
-    ctx = context(FakeClient(docs), ["contacts"])
+def test_each_page_s_state_change_goes_out_after_its_records():
+    # A run stopped after any page resumes after that page's last record.
+    ctx = context(FakeClient(DOCS), ["contacts"])
     ctx.run()
-    last = [m for m in messages(ctx) if m["type"] == "STATE"][-1]
-    assert last["value"]["bookmarks"]["contacts"]["updated_at"].startswith("2021-06-01T00:00:00")
+    out = messages(ctx)
+    after_records = [m for before, m in itertools.pairwise(out) if (before["type"], m["type"]) == ("RECORD", "STATE")]
+    assert [m["value"]["bookmarks"]["contacts"]["scan"]["cursor"] for m in after_records] == [
+        "person_0002",
+        "person_0004",
+        None,
+    ]
+    assert out[-1]["value"]["bookmarks"] == {"contacts": {"updated_at": "2025-06-01T00:00:00.000000Z"}}
+
+
+def test_the_listings_are_fetched_ahead_on_daemon_threads():
+    # A listing request still on its way when the run fails must not keep the process alive.
+    class Recording(FakeClient):
+        def get(self, path, data_key=None, expect_list=False):
+            asked_from.append(threading.current_thread())
+            return super().get(path, data_key, expect_list)
+
+    asked_from: list[threading.Thread] = []
+    ctx = context(Recording(DOCS), ["lists", "lists_contacts"])
+    ctx.fetch_listings_ahead()
+    assert [item["list_id"] for item in ctx.listing("lists")] == LISTS
+    [thread] = asked_from
+    assert thread is not threading.current_thread() and thread.daemon
 
 
 def test_the_rate_limiter_sees_the_pages_every_scan_has_left():
