@@ -24,7 +24,7 @@ import requests  # noqa: F401
 import singer  # noqa: F401
 
 # The sandbox (like the live API) ends a page that has a next one with "bookmark":"<id>"}.
-# The tap reads it with client.CURSOR_AT_END; not imported from there: this reference must not
+# The tap reads it with pagination.CURSOR_AT_END; not imported from there: this reference must not
 # pay the tap's own imports.
 BOOKMARK_AT_END = re.compile(rb'"bookmark"\s*:\s*"([^"\\]+)"\s*}\s*$')
 
