@@ -535,16 +535,18 @@ def sync_into_postgres(
     argv = tools.tap_cmd() + ["--config", config, "--catalog", catalog]
     if state:
         argv += ["--state", state]
+    target_argv = [str(tools.TARGET_POSTGRES), "--config", target_config]
+    return pipe_into_target(tmp, name, argv, target_argv, timeout=timeout)
+
+
+def pipe_into_target(tmp: Path, name: str, tap_argv: list[str], target_argv: list[str], timeout=600) -> dict:
+    """tap stdout -> target stdin (an OS pipe), their logs in tmp/<name>.{tap,target}.log;
+    both must exit 0, and the last state the target emitted is returned."""
     tap_log, target_log = tmp / f"{name}.tap.log", tmp / f"{name}.target.log"
     with open(tap_log, "wb") as tap_err, open(target_log, "wb") as target_err:
-        tap = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=tap_err)
+        tap = subprocess.Popen(tap_argv, stdout=subprocess.PIPE, stderr=tap_err)
         assert tap.stdout is not None
-        target = subprocess.Popen(
-            [str(tools.TARGET_POSTGRES), "--config", target_config],
-            stdin=tap.stdout,
-            stdout=subprocess.PIPE,
-            stderr=target_err,
-        )
+        target = subprocess.Popen(target_argv, stdin=tap.stdout, stdout=subprocess.PIPE, stderr=target_err)
         tap.stdout.close()  # only the target holds the read end
         try:
             out, _ = target.communicate(timeout=timeout)
@@ -557,7 +559,7 @@ def sync_into_postgres(
     assert tap.returncode == 0, f"tap failed ({tap.returncode}):\n{tap_log.read_text()[-3000:]}"
     assert target.returncode == 0, f"target failed ({target.returncode}):\n{target_log.read_text()[-5000:]}"
     states = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
-    assert states, f"target-postgres emitted no state:\n{target_log.read_text()[-3000:]}"
+    assert states, f"the target emitted no state:\n{target_log.read_text()[-3000:]}"
     return states[-1]
 
 

@@ -167,25 +167,7 @@ def sync(tmp_path: Path, name: str, target_argv: list[str], config: str, catalog
     argv = tools.tap_cmd() + ["--config", config, "--catalog", catalog]
     if state is not None:
         argv += ["--state", helpers.write_json(tmp_path / f"{name}-state-in.json", state)]
-    tap_log, target_log = tmp_path / f"{name}.tap.log", tmp_path / f"{name}.target.log"
-    with open(tap_log, "wb") as tap_err, open(target_log, "wb") as target_err:
-        tap = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=tap_err)
-        assert tap.stdout is not None
-        target = subprocess.Popen(target_argv, stdin=tap.stdout, stdout=subprocess.PIPE, stderr=target_err)
-        tap.stdout.close()  # only the target holds the read end
-        try:
-            out, _ = target.communicate(timeout=300)
-            tap.wait(timeout=60)
-        finally:
-            for proc in (tap, target):
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
-    assert tap.returncode == 0, f"tap failed ({tap.returncode}):\n{tap_log.read_text()[-3000:]}"
-    assert target.returncode == 0, f"target failed ({target.returncode}):\n{target_log.read_text()[-5000:]}"
-    states = [json.loads(line) for line in out.decode().splitlines() if line.strip()]
-    assert states, f"the target emitted no state:\n{target_log.read_text()[-3000:]}"
-    return states[-1]
+    return helpers.pipe_into_target(tmp_path, name, argv, target_argv, timeout=300)
 
 
 def dbt_build(tmp_path: Path, name: str, profile: dict) -> None:
