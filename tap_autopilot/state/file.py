@@ -79,7 +79,8 @@ def replace(path: str, content: bytes, purpose: str) -> None:
     """Make `content` the state file's, through a symlink, keeping the file's mode (and
     owner and group where allowed), atomically. A file that does not exist yet is created
     with the mode the umask gives new files. Raises OSError (the file then is as it was,
-    and no temporary file is left)."""
+    and no temporary file is left). scripts/run_pipeline_state.py writes the same way
+    (it cannot import the tap): a change to the rule is made in both."""
     real = real_path(path)
     try:
         current: os.stat_result | None = os.stat(real)
