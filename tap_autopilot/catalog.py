@@ -19,7 +19,7 @@ from singer import metadata
 from tap_autopilot.discover import CUSTOM_FIELD_KEY
 from tap_autopilot.errors import ConfigError
 from tap_autopilot.streams import STREAMS
-from tap_autopilot.streams.base import INCREMENTAL, VERSION_COLUMN, Stream
+from tap_autopilot.streams.base import FULL_TABLE, INCREMENTAL, VERSION_COLUMN, Stream
 
 LOGGER = logging.getLogger("tap_autopilot")
 
@@ -129,7 +129,7 @@ def check_names(
             raise SelectionError(f"--exclude {item}: write STREAM.COLUMN, such as contacts.email.")
         if stream not in wanted:
             raise SelectionError(f"--exclude {item}: the stream {stream} is not selected.")
-        if column == VERSION_COLUMN:  # the table_version rule
+        if column == VERSION_COLUMN and FULL_TABLE in STREAMS[stream].replication_methods:  # the table_version rule
             raise SelectionError(
                 f"--exclude {item}: {VERSION_COLUMN} carries removals (with a target that ignores "
                 f"ACTIVATE_VERSION, a stream's current rows are those of its highest {VERSION_COLUMN}: "

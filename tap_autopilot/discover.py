@@ -1,4 +1,4 @@
-"""Discovery: the five stream schemas, the account's custom fields as typed
+"""Discovery: the six stream schemas, the account's custom fields as typed
 contact columns, and standard Singer metadata."""
 
 import copy

@@ -58,7 +58,8 @@ class Output:
     ) -> None:
         self.out = out  # bytes: records are encoded by orjson
         self.state = state
-        self.order = order  # the streams, in the order they sync: STATE names the first not complete
+        # The streams with work of their own, in the order they sync: STATE names the first not complete.
+        self.order = order
         self.progress = progress
         self.completed: set[str] = set()
         self.lock = threading.RLock()
@@ -98,15 +99,20 @@ class Output:
             for part in records:
                 self.progress.page(part.stream_id, len(part.lines), part.documents_read, part.total)
 
-    def complete(self, done: PassCompleted) -> None:
+    def complete(self, done: PassCompleted, pass_record: StreamRecords | None = None) -> None:
         """A stream's work for this run is done (once per stream): its last state change,
-        ACTIVATE_VERSION if it has a version to activate, then STATE."""
+        ACTIVATE_VERSION if it has a version to activate, the completed_passes record saying
+        so (when given), then STATE."""
         with self.lock:
             self.state.apply((done.state_change,))
             if done.activate_version is not None:
                 self._write_message(singer.ActivateVersionMessage(done.stream_id, done.activate_version))
+            if pass_record is not None:
+                self._emit(b"".join(pass_record.lines))
             self.completed.add(done.stream_id)
             self.write_state()
+            if pass_record is not None:
+                self.progress.records(pass_record.stream_id, len(pass_record.lines))
             self.progress.stream_done(done.stream_id)
 
     def end(self) -> None:

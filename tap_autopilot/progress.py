@@ -90,6 +90,10 @@ class Progress:
         if total is not None:
             stream.total = total
 
+    def records(self, stream_id: str, records: int) -> None:
+        """Records written without a page read (completed_passes)."""
+        self.streams[stream_id].records += records
+
     def stream_done(self, stream_id: str) -> None:
         stream = self.streams[stream_id]
         stream.done = True
@@ -157,6 +161,7 @@ class Progress:
 
     def summary(self) -> None:
         self.stop()
+        self.log_record_counts()  # a stream that never ends (completed_passes) is counted here
         elapsed = time.monotonic() - self.started
         LOGGER.info("Sync summary (%s):", _duration(elapsed))
         LOGGER.info("  %-26s %12s %8s", "stream", "records", "pages")

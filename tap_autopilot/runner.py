@@ -33,9 +33,10 @@ from tap_autopilot.run_start import trusted_state
 from tap_autopilot.scheduler import Scheduler
 from tap_autopilot.state.document import State
 from tap_autopilot.streams import STREAMS
-from tap_autopilot.streams.base import VERSION_COLUMN, PageResult, PageScan
+from tap_autopilot.streams.base import VERSION_COLUMN, PageResult, PageScan, PassCompleted, StreamRecords
 from tap_autopilot.streams.contacts import plan_contacts_scan_first
 from tap_autopilot.streams.listings import ListingStream
+from tap_autopilot.streams.passes import CompletedPasses, completed_pass
 from tap_autopilot.values.cleaning import Note, ValueChanges
 from tap_autopilot.values.converters import to_datetime
 
@@ -72,7 +73,8 @@ class Runner:
         # Values changed so that every warehouse accepts them (docs/values.md).
         self.value_changes = ValueChanges()
         self.progress = Progress(self.order, client.stats, self.value_changes)
-        self.output = Output(out or sys.stdout.buffer, state, self.order, self.progress, lambda: client.answered)
+        work = [stream_id for stream_id in self.order if not STREAMS[stream_id].from_the_run]
+        self.output = Output(out or sys.stdout.buffer, state, work, self.progress, lambda: client.answered)
 
     # --- the streams' view of the run (streams.base.Run) ------------------------------
 
@@ -138,9 +140,18 @@ class Runner:
         if result.records or result.state_changes:
             self.output.commit(result.records, result.state_changes)
         for done in result.completed:
-            self.output.complete(done)
+            self.output.complete(done, self.completed_pass_record(done))
         for scan in result.new_scans:
             self.add_scan(scan)
+
+    def completed_pass_record(self, done: PassCompleted) -> StreamRecords | None:
+        """The completed_passes record of a pass that completed under a version, if that
+        stream is selected (streams/passes.py)."""
+        if done.activate_version is None or CompletedPasses.tap_stream_id not in self.selected:
+            return None
+        row = completed_pass(done.stream_id, done.activate_version, datetime.datetime.now(datetime.UTC))
+        line = self.record_line_maker(CompletedPasses.tap_stream_id)(row)
+        return StreamRecords(CompletedPasses.tap_stream_id, [line], 0)
 
     def add_scan(self, scan: PageScan) -> None:
         assert self._scheduler is not None, "scans are added by the streams run() starts"

@@ -135,6 +135,9 @@ class Stream(ABC):
     replication_methods: ClassVar[tuple[str, ...]] = (FULL_TABLE,)  # the ones allowed; the first is the default
     replication_key: ClassVar[str | None] = None
     parent: ClassVar[str | None] = None  # tap_stream_id of the parent stream, for membership streams
+    # Its records come from the run itself (completed_passes), not from the API: it has no
+    # work of its own, so STATE's currently_syncing never names it.
+    from_the_run: ClassVar[bool] = False
 
     def listings_read(self) -> tuple[str, ...]:
         """The listing streams (lists, smart_segments) it reads: the runner requests them ahead."""

@@ -48,7 +48,12 @@ START_DATE = "2015-01-01T00:00:00Z"
 
 # ---- streams and their rows -----------------------------------------------------
 
-STREAM_NAMES = tuple(STREAMS)  # every stream of the tap, in its order
+# Every stream whose records come from the account, in the tap's order: all but
+# completed_passes, whose records the run writes as passes complete.
+STREAM_NAMES = tuple(name for name, stream in STREAMS.items() if not stream.from_the_run)
+PASSES_STREAM = "completed_passes"
+# Every stream of the tap, in its order.
+ALL_STREAMS = tuple(STREAMS)
 # Every stream but contacts is full-table only (versioned passes, ACTIVATE_VERSION).
 FULL_TABLE_STREAMS = tuple(name for name in STREAM_NAMES if name != "contacts")
 # membership stream -> the key of its parent (list or segment) in each record
@@ -60,6 +65,8 @@ def key_of(stream: str, record: dict) -> Any:
     """The row's identity: its id, or (parent id, contact id) for a membership."""
     if stream in PARENT_KEYS:
         return (record[PARENT_KEYS[stream]], record["contact_id"])
+    if stream == PASSES_STREAM:
+        return (record["stream_name"], record["table_version"])
     return record[_ID_KEYS[stream]]
 
 

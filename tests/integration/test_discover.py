@@ -15,6 +15,7 @@ STREAMS = {
     "lists_contacts": (["list_id", "contact_id"], "FULL_TABLE", None),
     "smart_segments": (["segment_id"], "FULL_TABLE", None),
     "smart_segments_contacts": (["segment_id", "contact_id"], "FULL_TABLE", None),
+    "completed_passes": (["stream_name", "table_version"], "INCREMENTAL", ["completed_at"]),
 }
 PARENTS = {"lists_contacts": "lists", "smart_segments_contacts": "smart_segments"}
 # Streams with a choice of replication method: the methods discovery states, the default first.
@@ -155,7 +156,7 @@ def metadata_map(catalog_entry):
     return {tuple(m["breadcrumb"]): m["metadata"] for m in catalog_entry["metadata"]}
 
 
-def test_exactly_the_five_streams(catalog):
+def test_exactly_the_six_streams(catalog):
     ids = [e["tap_stream_id"] for e in catalog["streams"]]
     assert sorted(ids) == sorted(STREAMS)
     for e in catalog["streams"]:

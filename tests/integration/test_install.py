@@ -73,6 +73,7 @@ def test_non_editable_install_runs_discovery_and_a_sync(tmp_path, sandbox_factor
     package_dir = Path(module_file).parent
     assert package_dir == site / "tap_autopilot", module_file
     assert sorted(p.name for p in (package_dir / "schemas").glob("*.json")) == [
+        "completed_passes.json",
         "contacts.json",
         "lists.json",
         "lists_contacts.json",
@@ -90,6 +91,7 @@ def test_non_editable_install_runs_discovery_and_a_sync(tmp_path, sandbox_factor
     discovered = _run([tap, "--config", config, "--discover"], timeout=120, cwd=tmp_path)
     catalog = json.loads(discovered.stdout)
     assert sorted(e["tap_stream_id"] for e in catalog["streams"]) == [
+        "completed_passes",
         "contacts",
         "lists",
         "lists_contacts",

@@ -178,9 +178,16 @@ def test_removed_memberships_leave_postgres_and_the_documented_query_over_append
         "create schema loaded; "
         "create table loaded.lists_contacts (list_id text, contact_id text, table_version bigint); "
         "create table loaded.smart_segments_contacts (segment_id text, contact_id text, "
-        "table_version bigint);",
+        "table_version bigint); "
+        "create table loaded.completed_passes (stream_name text, table_version bigint, completed_at text);",
         dbname=dbname,
     )
+    passes = [json.loads(line) for line in (jsonl_dir / "completed_passes.jsonl").read_text().splitlines()]
+    assert len(passes) == 8, "two runs, four versioned passes each"
+    values = ",".join(
+        "(%s, %d, %s)" % (_sql_text(r["stream_name"]), r["table_version"], _sql_text(r["completed_at"])) for r in passes
+    )
+    postgres.psql(f"insert into loaded.completed_passes values {values};", dbname=dbname)
     for stream, key in (("lists_contacts", "list_id"), ("smart_segments_contacts", "segment_id")):
         values = ",".join(
             "(%s, %s, %d)" % (_sql_text(r[key]), _sql_text(r["contact_id"]), r["table_version"])

@@ -95,7 +95,7 @@ def test_sandbox_to_postgres_upserts_and_removals(tmp_path, sb, postgres):
         r[0]
         for r in wh.query(f"select table_name from information_schema.tables where table_schema = '{helpers.SCHEMA}'")
     }
-    assert tables == set(helpers.STREAM_NAMES)
+    assert tables == set(helpers.ALL_STREAMS)
     primary_keys = {
         r[0]: r[1]
         for r in wh.query(f"""
@@ -111,6 +111,7 @@ def test_sandbox_to_postgres_upserts_and_removals(tmp_path, sb, postgres):
         "smart_segments": "segment_id",
         "lists_contacts": "list_id,contact_id",
         "smart_segments_contacts": "segment_id,contact_id",
+        "completed_passes": "stream_name,table_version",
     }
     column_types = dict(
         wh.query(f"""select column_name, udt_name from information_schema.columns
@@ -133,6 +134,11 @@ def test_sandbox_to_postgres_upserts_and_removals(tmp_path, sb, postgres):
     assert wh.pairs("lists_contacts", "list_id") == members["lists_contacts"]
     assert wh.count("smart_segments_contacts") == len(members["smart_segments_contacts"])
     assert wh.pairs("smart_segments_contacts", "segment_id") == members["smart_segments_contacts"]
+    # each versioned pass, complete, recorded under the version its rows carry
+    passes = wh.query(f"select stream_name, table_version::text from {helpers.SCHEMA}.completed_passes")
+    assert sorted(passes) == sorted(
+        (stream, str(state1["bookmarks"][stream]["version"])) for stream in helpers.FULL_TABLE_STREAMS
+    )
 
     rows = wh.contacts()
     docs = {doc["contact_id"]: doc for doc in ds.iter_contacts()}

@@ -86,7 +86,8 @@ def test_a_sync_without_catalog_takes_every_stream_with_default_columns_and_says
     schema = helpers.schemas_by_stream(run.messages)["contacts"]
     assert "email" in schema["properties"] and "extra_fields" not in schema["properties"]  # the defaults
     [said] = [line for line in run.lines("INFO") if "No --catalog given" in line]
-    assert all(stream in said for stream in helpers.STREAM_NAMES)
+    assert all(stream in said for stream in helpers.ALL_STREAMS)
+    assert {key[0] for key in run.keys(helpers.PASSES_STREAM)} == set(helpers.FULL_TABLE_STREAMS)
 
 
 def test_discover_select_and_exclude_write_a_catalog_without_editing_json(tmp_path, sandbox_factory):
@@ -107,7 +108,7 @@ def test_discover_select_and_exclude_write_a_catalog_without_editing_json(tmp_pa
     assert wrong.returncode == 1 and wrong.stdout == ""
     assert wrong.stderr.splitlines() == [
         "CRITICAL --select contact: there is no such stream. The streams are contacts, lists, lists_contacts, "
-        "smart_segments, smart_segments_contacts."
+        "smart_segments, smart_segments_contacts, completed_passes."
     ]
 
 
@@ -260,7 +261,7 @@ def test_several_streams_are_reset_in_one_command_by_repeated_flags_or_a_comma_l
     unknown = helpers.run_cli(["--state", state_file, "--reset-stream", "lists,segments"])
     assert unknown.returncode == 1 and unknown.stderr.splitlines() == [
         "CRITICAL --reset-stream segments: there is no such stream. The streams are contacts, lists, lists_contacts, "
-        "smart_segments, smart_segments_contacts. Nothing was reset."
+        "smart_segments, smart_segments_contacts, completed_passes. Nothing was reset."
     ]
     assert state_file.read_text() == text  # lists not reset either
 

@@ -61,3 +61,17 @@ def test_no_progress_line_comes_after_the_summary_begins(caplog):
     messages = [record.getMessage() for record in caplog.records]
     header = next(i for i, message in enumerate(messages) if message.startswith("Sync summary"))
     assert [m for m in messages[header:] if m.startswith("Progress:")] == []
+
+
+def test_records_without_pages_are_counted_in_the_summary_and_its_metric(caplog):
+    caplog.set_level(logging.INFO, logger="tap_autopilot")
+    progress = Progress(["lists", "completed_passes"], RequestStats(), ValueChanges(), interval=3600)
+    progress.page("lists", 2, 2, 2)
+    progress.stream_done("lists")
+    progress.records("completed_passes", 1)  # never ends: it follows the other streams' passes
+    progress.summary()
+    lines = [r.getMessage() for r in caplog.records]
+    counts = [line for line in lines if "record_count" in line]
+    assert len(counts) == 2 and '"value": 1' in counts[1] and '"completed_passes"' in counts[1]
+    row = next(line for line in lines if line.strip().startswith("completed_passes"))
+    assert row.split() == ["completed_passes", "1", "0"]

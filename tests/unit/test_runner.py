@@ -613,3 +613,56 @@ def test_a_stop_the_output_blocks_waits_only_the_grace_period(stopped_sync, monk
     assert time.monotonic() - began < 4  # the stop itself would block 5 s
     # Still writing: whatever went out before may be cut, so it is not "nothing was written".
     assert (stop.sync_started, stop.final_state_written) == (True, False)
+
+
+def _pass_records(ctx):
+    """(index in the output, record) of each completed_passes record."""
+    out = messages(ctx)
+    return [(i, m["record"]) for i, m in enumerate(out) if m["type"] == "RECORD" and m["stream"] == "completed_passes"]
+
+
+def test_completed_passes_rule_one_record_right_after_each_activate_version_that_ends_a_pass():
+    ctx = context(SegmentsClient(DOCS), ["contacts", "lists", "lists_contacts", "smart_segments", "completed_passes"])
+    ctx.run()
+    out = messages(ctx)
+    passes = _pass_records(ctx)
+    assert sorted(r["stream_name"] for _, r in passes) == ["lists", "lists_contacts", "smart_segments"]
+    for index, record in passes:
+        activated = out[index - 1]
+        assert activated == {
+            "type": "ACTIVATE_VERSION",
+            "stream": record["stream_name"],
+            "version": record["table_version"],
+        }, "each record follows the ACTIVATE_VERSION that ended its pass"
+        assert out[index + 1]["type"] == "STATE"
+        assert out[index + 1]["value"]["bookmarks"][record["stream_name"]]["complete"] is True
+        assert datetime.datetime.fromisoformat(record["completed_at"]).tzinfo is not None
+        # The first pass's version was activated up front too: that one has no record.
+        firsts = [i for i, m in enumerate(out) if m == activated]
+        assert len(firsts) == 2 and firsts[1] == index - 1
+    assert "completed_passes" not in out[-1]["value"]["bookmarks"], "it keeps no state"
+
+
+def test_completed_passes_rule_none_for_an_incremental_scan_nor_when_not_selected():
+    ctx = context(FakeClient(DOCS), ["contacts", "completed_passes"])
+    ctx.run()
+    assert _pass_records(ctx) == [], "an incremental scan has no version: no pass to record"
+    ctx = context(FakeClient(DOCS), ["contacts", "completed_passes"], methods={"contacts": "FULL_TABLE"})
+    ctx.run()
+    [(_, record)] = _pass_records(ctx)
+    assert (
+        record["stream_name"] == "contacts"
+        and record["table_version"] == ctx.state.to_dict()["bookmarks"]["contacts"]["version"]
+    )
+    unselected = context(FakeClient(DOCS), ["lists"])
+    unselected.run()
+    assert not [m for m in messages(unselected) if m.get("stream") == "completed_passes"]
+
+
+def test_currently_syncing_never_names_completed_passes_which_has_no_work_of_its_own():
+    ctx = context(FakeClient(DOCS), ["lists", "completed_passes"])
+    ctx.run()
+    states = [m["value"]["currently_syncing"] for m in messages(ctx) if m["type"] == "STATE"]
+    assert "completed_passes" not in states and states[-1] is None
+    assert ctx.progress.streams["completed_passes"].records == 1
+    assert ctx.progress.streams["completed_passes"].pages == 0

@@ -216,7 +216,7 @@ def test_a_file_that_is_not_this_taps_state_is_refused_in_these_words(text, mess
     assert str(raised.value) == message
 
 
-KNOWN = "contacts, lists, lists_contacts, smart_segments, smart_segments_contacts"
+KNOWN = "contacts, lists, lists_contacts, smart_segments, smart_segments_contacts, completed_passes"
 
 
 def test_the_reset_needs_the_state_file_and_says_how_to_give_it():

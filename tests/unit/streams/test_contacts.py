@@ -35,7 +35,14 @@ def test_contacts_scan_readers_share_one_scan():
     ctx = context(FakeClient(DOCS), ["contacts", "lists_contacts"])
     scan = contacts_scan(ctx)
     assert [reader.stream_id for reader in scan.readers] == ["contacts", "lists_contacts"]
-    assert set(STREAMS) == {"contacts", "lists", "lists_contacts", "smart_segments", "smart_segments_contacts"}
+    assert set(STREAMS) == {
+        "contacts",
+        "lists",
+        "lists_contacts",
+        "smart_segments",
+        "smart_segments_contacts",
+        "completed_passes",
+    }
 
 
 def test_an_interrupted_scan_resumes_for_both_streams_at_the_shared_cursor_with_the_same_version():
