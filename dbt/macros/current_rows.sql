@@ -1,21 +1,38 @@
 {#
   Which rows of a raw table are current. Every staging model goes through current_rows, and
-  the one rule for "which table version is current" is current_version below: when the tap
-  records completed passes in the warehouse, that macro is the only thing to change.
+  the one rule for "which table version is current" is current_version below.
 #}
 
-{# The current table version of a stream: for now the highest one loaded. A pass that was
-   interrupted has its version loaded too, so between an interrupted run and the run that
-   completes it this shows that pass's rows (docs/analytics.md). Null when no row has a
-   version (contacts replicated incrementally). #}
+{# The table version of the stream's last complete pass, as the tap recorded it in
+   completed_passes (docs/state.md, "Completed passes"); the highest version loaded when that
+   table is not there (the stream not selected) or has no row for the stream yet. Null when
+   no row has a version (contacts replicated incrementally). #}
 {% macro current_version(relation, stream) -%}
+  {%- set passes = autopilot.completed_passes_relation() -%}
+  {%- if passes is not none -%}
+  coalesce(
+    (select max(table_version) from {{ passes }} where stream_name = '{{ stream }}'),
+    (select max(table_version) from {{ relation }})
+  )
+  {%- else -%}
   (select max(table_version) from {{ relation }})
+  {%- endif -%}
 {%- endmacro %}
 
 
-{# The rows of `relation` to keep: those of the current version (every row when there is
-   none), minus the rows the target soft-deleted (_sdc_deleted_at set), and one row per key
-   (the most recently loaded, then `order_by`) for targets that append. #}
+{# The loaded completed_passes table, or none when the target has not created it. #}
+{% macro completed_passes_relation() -%}
+  {%- if not execute -%}{{ return(none) }}{%- endif -%}
+  {{ return(load_relation(source('autopilot', 'completed_passes'))) }}
+{%- endmacro %}
+
+
+{# The rows of `relation` to keep: those of the current version or a later one (every row when
+   there is none; rows without a version come from incremental syncs), minus the rows the
+   target soft-deleted (_sdc_deleted_at set), and one row per key (the most recently loaded,
+   then `order_by`) for targets that append. A later version is a pass under way or
+   interrupted: a target that upserts has moved the rows it re-read to that version, so they
+   are kept with the rows it has not reached yet, and the last complete pass stays whole. #}
 {% macro current_rows(relation, stream, key_columns, order_by=[]) -%}
   {%- set columns = autopilot.column_names(relation) -%}
   {%- set recency = [] -%}
@@ -33,7 +50,8 @@
       ) as autopilot_row_rank
     from {{ relation }} as loaded
     where (
-      loaded.table_version = {{ autopilot.current_version(relation, stream) }}
+      loaded.table_version is null
+      or loaded.table_version >= {{ autopilot.current_version(relation, stream) }}
       or {{ autopilot.current_version(relation, stream) }} is null
     )
     {%- if '_sdc_deleted_at' in columns %}
