@@ -237,17 +237,29 @@ echo "dbt build (models and their tests): $(grep -o 'PASS=[0-9]* WARN=[0-9]* ERR
 # A few answers from the models, through the duckdb module of dbt's own virtualenv.
 "$(dirname "$DBT")/python" - "$OUT/warehouse.duckdb" <<'EOF'
 import sys
+import unicodedata
 
 import duckdb
 
 con = duckdb.connect(sys.argv[1], read_only=True)
 
 
+def padded(text, width):
+    """text cut or padded to `width` terminal columns: CJK and other wide characters take two."""
+    out, used = "", 0
+    for char in text or "":
+        size = 2 if unicodedata.east_asian_width(char) in "WF" else 1
+        if used + size > width:
+            break
+        out, used = out + char, used + size
+    return out + " " * (width - used)
+
+
 def show(title, table):
     print(f"\n{title} (main.{table}):")
     sql = f"select title, member_count, unsubscribed_member_count from main.{table} order by member_count desc, title"
     for name, members, unsubscribed in con.execute(sql).fetchall():
-        print(f"  {name:<36} {members:>6} members  {unsubscribed:>5} unsubscribed")
+        print(f"  {padded(name, 36)} {members:>6} members  {unsubscribed:>5} unsubscribed")
 
 
 show("members per list", "autopilot__lists")
