@@ -151,6 +151,14 @@ def models(query: Callable[[str], Rows], schema: str) -> dict:
     }
 
 
+def write_row_counts(tmp_path: Path, step: str, found: dict, expected: dict) -> None:
+    """Each model's rows beside the account's, one line per step in tmp_path/row-counts.jsonl
+    (read with --basetemp: docs/analytics.md, Tested)."""
+    counts = {name: [len(found[name]), len(expected[name])] for name in expected}
+    with open(tmp_path / "row-counts.jsonl", "a", encoding="utf-8") as out:
+        out.write(json.dumps({"step": step, "model rows, account rows": counts}) + "\n")
+
+
 def assert_models_match(found: dict, expected: dict) -> None:
     for name in expected:
         want, got = expected[name], found[name]
@@ -302,7 +310,9 @@ def scenario(tmp_path: Path, sb, target_argv: list[str], profile: dict, query: C
     state = sync(tmp_path, "run1", target_argv, config, catalog, None)
     dbt_build(tmp_path, "run1", profile)
     before = truth(sb)
-    assert_models_match(models(query, schema), before)
+    found = models(query, schema)
+    write_row_counts(tmp_path, "first sync", found, before)
+    assert_models_match(found, before)
     # the sample covers what the models compute: unsubscribed members, bounces, every kind
     assert any(unsub for _, unsub in before["lists"].values())
     assert any(c[3] for c in before["contacts"].values())
@@ -313,6 +323,7 @@ def scenario(tmp_path: Path, sb, target_argv: list[str], profile: dict, query: C
     dbt_build(tmp_path, "run2", profile)
     after = truth(sb)
     found = models(query, schema)
+    write_row_counts(tmp_path, "after the changes", found, after)
     assert_models_match(found, after)
     # and the changes really reached the models
     assert changed["gone_list"] not in found["lists"]
@@ -328,7 +339,9 @@ def scenario(tmp_path: Path, sb, target_argv: list[str], profile: dict, query: C
 
     written = interrupted_sync(tmp_path, sb, target_argv, config, catalog, state)
     dbt_build(tmp_path, "run3", profile)
-    assert_models_match(models(query, schema), after)
+    found = models(query, schema)
+    write_row_counts(tmp_path, "after a sync stopped mid-pass", found, after)
+    assert_models_match(found, after)
     # The stop left a membership pass incomplete, with rows under a version above its last
     # complete one: what the highest-version rule would have taken for current.
     completed = {
