@@ -97,7 +97,7 @@ class Dataset:
         # Many contacts share an updated_at to the second (bulk imports, 2017's '.000Z'):
         # generated updated_at values are drawn from this many instants.
         self._instants = max(1, int(contacts) // 4)
-        self._overrides = {}  # index -> {"touch": n, "updated_ms": ms} or {"added": ms}
+        self._overrides = {}  # index -> {"touch": n, "updated_ms": ms} or {"added": ms}, and "custom_fields"
         self._deleted = set()
         self._order: array[int] | None = None  # array('I') of live indexes in API order, built on first use
         self._clock_ms = UPDATED_END  # mutations stamp times after every generated one
@@ -182,9 +182,11 @@ class Dataset:
         """Contact i's document as the API sends it (JSON text; the server encodes it
         with surrogateescape, so a lone surrogate U+DC80..U+DCFF in it is a byte that is
         not UTF-8)."""
+        text = self._doc_json(i)
         if self.awkward_values and i < len(AWKWARD_CONTACTS):
-            return documents.awkward_json(self._doc_json(i), *AWKWARD_CONTACTS[i])
-        return self._doc_json(i)
+            text = documents.awkward_json(text, *AWKWARD_CONTACTS[i])
+        custom = (self._overrides.get(i) or {}).get("custom_fields")
+        return documents.with_custom_fields(text, custom) if custom else text
 
     def _doc_json(self, i):
         h = mix64(self._salt + i)
@@ -383,6 +385,26 @@ class Dataset:
                 ov["updated_ms"] = stamp
                 self._overrides[i] = ov
             return [self._contact_id(i) for i in idx]
+
+    def set_custom_fields(self, changes):
+        """Set custom field values, as an edit in Autopilot does: changes is {contact_id:
+        {field name: {"fieldType": type, "value": value}}}; a value of None with "deleted":
+        true deletes the value. The contacts are touched (updated_at bumped). Returns their ids."""
+        with self._lock:
+            for contact_id, fields in changes.items():
+                [i] = self._indexes([contact_id])
+                ov = dict(self._overrides.get(i, ()))  # replace, never edit in place
+                entries = dict(ov.get("custom_fields", {}))
+                for kind, field in fields.items():
+                    entries[kind] = {
+                        "kind": kind,
+                        "value": field.get("value"),
+                        "fieldType": field.get("fieldType", "string"),
+                        "deleted": bool(field.get("deleted", False)),
+                    }
+                ov["custom_fields"] = entries
+                self._overrides[i] = ov
+            return self.touch(contact_ids=list(changes))
 
     def add_contacts(self, count):
         """New contacts, created now; each lands where its id falls in the API

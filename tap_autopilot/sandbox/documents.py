@@ -413,5 +413,14 @@ def awkward_json(text, members, custom):
     return "".join(out)
 
 
+def with_custom_fields(text, entries):
+    """A document's JSON `text` with `entries` ({kind: custom_fields entry}) in place of its
+    custom_fields entries of those kinds (set through the admin endpoint)."""
+    doc = json.loads(text)
+    kept = [entry for entry in doc.get("custom_fields") or [] if entry.get("kind") not in entries]
+    doc["custom_fields"] = kept + [dict(entry) for entry in entries.values()]
+    return encode(doc)
+
+
 def new_profile(seed_int, mail_ids, recordings):
     return Profile(random.Random(seed_int), mail_ids, recordings)

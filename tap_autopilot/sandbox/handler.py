@@ -324,6 +324,7 @@ _ADMIN = {
     ("POST", "reset_stats"): _admin_reset_stats,
     ("POST", "faults"): lambda sb, args: sb.set_faults(**args),
     ("POST", "touch"): _admin_touch,
+    ("POST", "set_custom_fields"): lambda sb, args: {"contact_ids": sb.dataset.set_custom_fields(args["contacts"])},
     ("POST", "add_contacts"): lambda sb, args: {"contact_ids": sb.dataset.add_contacts(int(args["count"]))},
     ("POST", "delete_list"): _admin_delete_list,
     ("POST", "delete_contacts"): _admin_delete_contacts,

@@ -15,9 +15,7 @@ Targets: target-duckdb into a DuckDB file (with its _sdc_* columns), meltanolabs
 with hard deletes, and pipelinewise-target-postgres (no _sdc_* columns; it ignores
 ACTIVATE_VERSION, so the package finds the current rows by table_version alone).
 
-The sandbox has no admin endpoint that changes custom field values, so the test wraps the
-in-process sandbox's document builder for a few contacts (_change_custom_fields) and touches
-them through the admin API, as an edit in Autopilot would bump updated_at.
+Every change goes through the sandbox's admin API (custom field values by set_custom_fields).
 """
 
 from __future__ import annotations
@@ -215,28 +213,18 @@ def dbt_build(tmp_path: Path, name: str, profile: dict) -> None:
 
 def _change_custom_fields(sb, changes: dict[str, dict[str, tuple[str, object]]]) -> None:
     """Give contacts new custom field values ({contact_id: {field name: (fieldType, raw value)}};
-    a value of DELETED marks the field's value deleted), then touch them as Autopilot would."""
-    ds = sb.dataset
-    build = ds.doc_json
-    by_index = {ds.index_of(cid): fields for cid, fields in changes.items()}
-
-    def doc_json(i):
-        text = build(i)
-        fields = by_index.get(i)
-        if not fields:
-            return text
-        doc = json.loads(text)
-        entries = [e for e in doc.get("custom_fields") or [] if e.get("kind") not in fields]
-        for kind, (field_type, value) in fields.items():
-            deleted = value is DELETED
-            entries.append(
-                {"kind": kind, "value": None if deleted else value, "fieldType": field_type, "deleted": deleted}
-            )
-        doc["custom_fields"] = entries
-        return json.dumps(doc)
-
-    ds.doc_json = doc_json
-    helpers.admin(sb, "touch", {"contact_ids": list(changes)})
+    a value of DELETED marks the field's value deleted) through the sandbox's admin API, which
+    touches them as an edit in Autopilot would."""
+    body = {
+        cid: {
+            kind: {"fieldType": field_type, "value": None, "deleted": True}
+            if value is DELETED
+            else {"fieldType": field_type, "value": value}
+            for kind, (field_type, value) in fields.items()
+        }
+        for cid, fields in changes.items()
+    }
+    helpers.admin(sb, "set_custom_fields", {"contacts": body})
 
 
 DELETED = object()

@@ -645,6 +645,26 @@ def test_touch_moves_updated_at_past_everything(fresh):
     assert epoch_ms(doc["updated_at"]) > max(epoch_ms(ds.contact(c)["updated_at"]) for c in touched[1:])
 
 
+def test_set_custom_fields_replaces_or_deletes_values_and_touches_the_contact(fresh):
+    ds = fresh.dataset
+    cid, other = ds.contact_ids()[3], ds.contact_ids()[4]
+    kept = {e["kind"]: e for e in ds.contact(cid).get("custom_fields") or [] if e["kind"] != "Seats"}
+    newest = max(changed_ms(d) for d in ds.iter_contacts())
+    untouched = ds.contact(other)
+    changes = {cid: {"Seats": {"fieldType": "integer", "value": 4321}, "Region": {"value": None, "deleted": True}}}
+    assert admin(fresh, "set_custom_fields", {"contacts": changes})["contact_ids"] == [cid]
+    _, docs = scan(fresh, "/contacts")
+    doc = next(d for d in docs if d["contact_id"] == cid)
+    entries = {e["kind"]: e for e in doc["custom_fields"]}
+    assert entries["Seats"] == {"kind": "Seats", "value": 4321, "fieldType": "integer", "deleted": False}
+    assert entries["Region"] == {"kind": "Region", "value": None, "fieldType": "string", "deleted": True}
+    assert {k: e for k, e in entries.items() if k not in ("Seats", "Region")} == {
+        k: e for k, e in kept.items() if k != "Region"
+    }
+    assert epoch_ms(doc["updated_at"]) > newest
+    assert next(d for d in docs if d["contact_id"] == other) == untouched
+
+
 def test_added_contacts_land_anywhere_in_the_id_order(fresh):
     """Like the live API: the order is by contact_id, so a new contact lands
     where its id falls, most often before the end (before a scan's position)."""
