@@ -9,7 +9,8 @@ Run it standalone with ``python -m tap_autopilot.sandbox --help``.
     server.py      the Sandbox: lifecycle, fault settings, stats
     handler.py     HTTP: routing, auth, injected faults, admin endpoints
     faults.py      the fault knobs, their defaults and when a request gets one
-    dataset.py     the account: contacts in id order, lists, segments, pages, mutations
+    dataset.py     the account: contacts in id order, lists, segments, mutations
+    paging.py      a page of contacts after a bookmark, by bisection in id order
     groups.py      lists and smart segments: membership by hash threshold, removals
     documents.py   contact documents (recordings-like or dense) and their JSON
     ids.py         hashing and every id form (contacts, lists, segments, mail deliveries)

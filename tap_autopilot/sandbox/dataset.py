@@ -21,10 +21,10 @@ from . import documents
 from .documents import CREATED_MIN, UPDATED_END, UPDATED_MIN
 from .groups import LIST_SHARES, SEGMENT_SHARES, new_group
 from .ids import AWKWARD_LIST_ID, AWKWARD_SEGMENT_ID, ContactIds, dense_mail_id, list_id, mail_id, mix64, segment_id
+from .paging import page_after, position_after
 from .timestamps import iso_ms, rfc1123
 from .vocabulary import AWKWARD_CONTACTS, LIST_TITLES, LONG_NAMED_FIELDS, NUL_TITLE_SUFFIX, SEGMENT_TITLES
 
-PAGE_SIZE = 100
 _PROFILES = 1024  # cached document profiles per dataset (power of two)
 _INV53 = 1.0 / (1 << 53)
 
@@ -35,17 +35,6 @@ _MINIMAL = 5243  # 8%
 _NO_UPDATED = 7864  # a further 12%: one contact in five has no updated_at
 _RFC1123 = 3932  # 6%
 _MS_FRACTION = 6554  # 10% keep milliseconds; the others are '...:SS.000Z'
-
-
-class Page:
-    """One page of a contacts endpoint: contact indexes, total, next bookmark or None."""
-
-    __slots__ = ("bookmark", "indexes", "total")
-
-    def __init__(self, indexes, total, bookmark):
-        self.indexes = indexes
-        self.total = total
-        self.bookmark = bookmark
 
 
 class Dataset:
@@ -143,7 +132,7 @@ class Dataset:
         if self.index_of(contact_id) is None:
             return None
         with self._lock:
-            return self._after(self._api_order(), contact_id) - 1
+            return position_after(self._api_order(), contact_id, self._contact_id) - 1
 
     def __len__(self):
         return len(self._api_order())
@@ -157,17 +146,6 @@ class Dataset:
                     self._order = array("I", sorted(range(self._allocated), key=self._contact_id))
                 order = self._order
         return order
-
-    def _after(self, seq, contact_id):
-        """Position in seq (indexes in API order) of the first contact whose id sorts after contact_id."""
-        lo, hi, ident = 0, len(seq), self._contact_id
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if ident(seq[mid]) <= contact_id:
-                lo = mid + 1
-            else:
-                hi = mid
-        return lo
 
     # ----- documents ------------------------------------------------------------
 
@@ -333,17 +311,9 @@ class Dataset:
             return self._page(group.members, bookmark)
 
     def _page(self, seq, bookmark):
-        """The page of seq after the bookmarked contact (which need not be in seq),
-        in O(log n) id comparisons; the bookmark is the page's last contact id."""
-        if bookmark is None:
-            pos = 0
-        else:
-            if self.index_of(bookmark) is None:
-                raise KeyError(bookmark)
-            pos = self._after(seq, bookmark)
-        idx = seq[pos : pos + PAGE_SIZE].tolist()
-        more = pos + PAGE_SIZE < len(seq)
-        return Page(idx, len(seq), self._contact_id(idx[-1]) if more else None)
+        if bookmark is not None and self.index_of(bookmark) is None:
+            raise KeyError(bookmark)
+        return page_after(seq, bookmark, self._contact_id)
 
     # ----- mutations -------------------------------------------------------------
 
@@ -420,10 +390,10 @@ class Dataset:
                 self._overrides[i] = {"added": self._tick()}
                 self._allocated = i + 1
                 cid = self._contact_id(i)
-                order.insert(self._after(order, cid), i)
+                order.insert(position_after(order, cid, self._contact_id), i)
                 for group in groups:
                     if group.members is not None and self._in_group(group, i):
-                        group.members.insert(self._after(group.members, cid), i)
+                        group.members.insert(position_after(group.members, cid, self._contact_id), i)
             return [self._contact_id(i) for i in new]
 
     def delete_contacts(self, contact_ids):
