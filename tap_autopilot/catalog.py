@@ -132,7 +132,7 @@ def check_names(
         if column == VERSION_COLUMN and FULL_TABLE in STREAMS[stream].replication_methods:  # the table_version rule
             raise SelectionError(
                 f"--exclude {item}: {VERSION_COLUMN} carries removals (with a target that ignores "
-                f"ACTIVATE_VERSION, a stream's current rows are those of its highest {VERSION_COLUMN}: "
+                f"ACTIVATE_VERSION, a stream's current rows are told by their {VERSION_COLUMN}: "
                 "docs/state.md, Removals), so it cannot be left out."
             )
         excluded.append((stream, column))

@@ -33,8 +33,8 @@ LOGGER = logging.getLogger("tap_autopilot")
 INCREMENTAL, FULL_TABLE = "INCREMENTAL", "FULL_TABLE"
 
 # The column each record of a versioned full-table pass carries its table version in:
-# with a target that ignores ACTIVATE_VERSION, a stream's current rows are those of its
-# highest version (docs/state.md, "Removals").
+# with a target that ignores ACTIVATE_VERSION, a stream's current rows are those of its last
+# completed version (in completed_passes) or a later one (docs/state.md, "Removals").
 VERSION_COLUMN = "table_version"
 VERSION_COLUMN_SCHEMA = {"type": ["null", "integer"]}
 

@@ -287,6 +287,6 @@ def test_table_version_rule_refuses_leaving_out_the_column_that_carries_removals
         check_names(list(STREAMS), None, [f"{stream}.table_version"])
     assert str(raised.value) == (
         f"--exclude {stream}.table_version: table_version carries removals (with a target that ignores "
-        "ACTIVATE_VERSION, a stream's current rows are those of its highest table_version: docs/state.md, "
+        "ACTIVATE_VERSION, a stream's current rows are told by their table_version: docs/state.md, "
         "Removals), so it cannot be left out."
     )
