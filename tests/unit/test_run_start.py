@@ -9,13 +9,7 @@ from tap_autopilot.state.document import (
     State,
 )
 
-UTC = datetime.UTC
-T0 = datetime.datetime(2024, 1, 1, tzinfo=UTC)
-START = datetime.datetime(2015, 1, 1, tzinfo=UTC)
-
-
-def at(minutes):
-    return T0 + datetime.timedelta(minutes=minutes)
+from .support import START, T0, UTC
 
 
 def test_without_a_start_date_the_first_run_starts_a_year_before_later_runs_where_the_state_says(caplog):

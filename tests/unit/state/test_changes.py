@@ -1,7 +1,6 @@
 """A scan's changes to the state, as data (state/changes.py): each, applied by State.apply,
 does exactly what the document's method of the same change does."""
 
-import datetime
 from collections.abc import Callable
 
 import pytest
@@ -19,16 +18,10 @@ from tap_autopilot.state.changes import (
 )
 from tap_autopilot.state.document import MembershipPass, State
 
+# (a change as data, the same change made by the method) on a state with a pass in progress each way
+from ..support import T0, at
 from .support import state_with_passes
 
-T0 = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
-
-
-def at(minutes):
-    return T0 + datetime.timedelta(minutes=minutes)
-
-
-# (a change as data, the same change made by the method) on a state with a pass in progress each way
 AS_DATA: dict[str, tuple[StateChange, Callable[[State, MembershipPass], object]]] = {
     "complete": (CompleteVersion("x"), lambda s, m: s.complete_version("x")),
     "save incremental": (

@@ -21,17 +21,10 @@ from tap_autopilot.state.document import (
     version_number,
 )
 
+from ..support import START, T0, UTC, at
 from .support import state_with_passes
 
-UTC = datetime.UTC
-T0 = datetime.datetime(2024, 1, 1, tzinfo=UTC)
-START = datetime.datetime(2015, 1, 1, tzinfo=UTC)
-
 GOOD_LISTS = {"version": 17, "complete": True}
-
-
-def at(minutes):
-    return T0 + datetime.timedelta(minutes=minutes)
 
 
 def test_table_versions_never_go_down_when_the_clock_is_set_back():

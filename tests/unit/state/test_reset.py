@@ -2,7 +2,6 @@
 byte kept, several streams in one write, under the state's lock."""
 
 import contextlib
-import datetime
 import json
 import logging
 import os
@@ -18,15 +17,6 @@ from tap_autopilot.state.reset import NoBookmarkError, StateFileError, reset_str
 from tap_autopilot.streams import STREAMS
 
 from .files import STATE, held, leftovers, write_state
-
-UTC = datetime.UTC
-T0 = datetime.datetime(2024, 1, 1, tzinfo=UTC)
-START = datetime.datetime(2015, 1, 1, tzinfo=UTC)
-
-
-def at(minutes):
-    return T0 + datetime.timedelta(minutes=minutes)
-
 
 STATE_TEXT = (
     '{"currently_syncing": null, "bookmarks": {"contacts": {"updated_at": "2026-01-01T00:00:00.000000Z"},'

@@ -1,8 +1,6 @@
 """The state-shape rule (state/shape.py): what a state given to the tap must look like, and
 what starts over when it does not."""
 
-import datetime
-
 import pytest
 
 from tap_autopilot.state.document import (
@@ -11,14 +9,7 @@ from tap_autopilot.state.document import (
 from tap_autopilot.state.shape import tap_shape
 from tap_autopilot.streams import STREAMS
 
-UTC = datetime.UTC
-T0 = datetime.datetime(2024, 1, 1, tzinfo=UTC)
-START = datetime.datetime(2015, 1, 1, tzinfo=UTC)
-
-
-def at(minutes):
-    return T0 + datetime.timedelta(minutes=minutes)
-
+from ..support import START, T0
 
 TAP_STREAMS = list(STREAMS)
 
