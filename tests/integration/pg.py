@@ -193,6 +193,19 @@ class PostgresServer:
         cfg.update(overrides)
         return cfg
 
+    def dbt_profile(self, dbname: str, schema: str = "analytics") -> dict:
+        """A dbt-postgres output for database `dbname`, models built in `schema`."""
+        return {
+            "type": "postgres",
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "password": self.password,
+            "dbname": dbname,
+            "schema": schema,
+            "threads": 2,
+        }
+
     # ---- running commands --------------------------------------------------
     def _server_cmd(self, argv: list[str]) -> list[str]:
         if self.as_os_user:

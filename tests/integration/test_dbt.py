@@ -378,26 +378,13 @@ def test_dbt_on_target_duckdb(tmp_path, sb):
     scenario(tmp_path, sb, [str(TARGET_DUCKDB), "--config", target_config], profile, query, "main")
 
 
-def _postgres_profile(postgres, dbname: str) -> dict:
-    return {
-        "type": "postgres",
-        "host": postgres.host,
-        "port": postgres.port,
-        "user": postgres.user,
-        "password": postgres.password,
-        "dbname": dbname,
-        "schema": "analytics",
-        "threads": 2,
-    }
-
-
 def test_dbt_on_meltanolabs_target_postgres_hard_delete(tmp_path, sb, postgres):
     wh, target_config, _ = helpers.postgres_pipeline(tmp_path, postgres, sb, "dbt_meltanolabs")
     scenario(
         tmp_path,
         sb,
         [str(tools.TARGET_POSTGRES), "--config", target_config],
-        _postgres_profile(postgres, "dbt_meltanolabs"),
+        postgres.dbt_profile("dbt_meltanolabs"),
         wh.query,
         "analytics",
     )
@@ -420,7 +407,7 @@ def test_dbt_on_pipelinewise_target_postgres(tmp_path, sb, postgres):
         tmp_path,
         sb,
         [str(PIPELINEWISE), "--config", target_config],
-        _postgres_profile(postgres, "dbt_pipelinewise"),
+        postgres.dbt_profile("dbt_pipelinewise"),
         lambda sql: postgres.query(sql, dbname="dbt_pipelinewise"),
         "analytics",
     )

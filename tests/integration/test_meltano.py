@@ -212,6 +212,32 @@ settings:
   - name: add_record_metadata
     kind: boolean
 """
+TOOL_REQUIREMENTS = tools.REPO_ROOT / "scripts" / "tools"
+
+
+def _project_with_the_tap(tmp_path, name: str, env: str = "") -> Project:
+    """A new Meltano project `name` with tap-autopilot added from this checkout's
+    meltano-plugin.yml (the README's way), `env` appended to its .env."""
+    Project(tmp_path).meltano("init", name)
+    project = Project(tmp_path / name)
+    with open(project.dir / ".env", "a", encoding="utf-8") as dotenv:
+        dotenv.write(f"TAP_AUTOPILOT_CHECKOUT={tools.REPO_ROOT}\n{env}")
+    project.meltano(
+        "add", "--plugin-type", "extractor", "tap-autopilot", "--from-ref", str(tools.REPO_ROOT / "meltano-plugin.yml")
+    )
+    return project
+
+
+def _add_target_postgres(project: Project, tmp_path, postgres, **config) -> None:
+    """meltanolabs-target-postgres as the project's loader, from a local definition, with the
+    postgres fixture's connection and `config` set."""
+    definition = tmp_path / "target-postgres.yml"
+    definition.write_text(TARGET_POSTGRES_DEFINITION.format(requirements=TOOL_REQUIREMENTS / "target-postgres.txt"))
+    project.meltano("add", "--plugin-type", "loader", "target-postgres", "--from-ref", str(definition))
+    for key, value in postgres.target_postgres_config(**config).items():
+        project.meltano("config", "set", "target-postgres", key, str(value).lower() if value is True else str(value))
+
+
 ACCOUNT_KEYS = {"acme": "sk-acme-5c0e9a7b31d4f862-NEVER-PRINT", "globex": "sk-globex-82f1d6a0c9e4b357-NEVER-PRINT"}
 
 
@@ -228,17 +254,7 @@ def test_meltano4_two_accounts_into_one_postgres(tmp_path, sandbox_factory, post
     shared = lists["acme"] & lists["globex"]
     assert "contactlist_build-your-journey" in shared
     dbname = postgres.create_database("accounts")
-    (tmp_path / "target-postgres.yml").write_text(
-        TARGET_POSTGRES_DEFINITION.format(requirements=tools.REPO_ROOT / "scripts" / "tools" / "target-postgres.txt")
-    )
-
-    Project(tmp_path).meltano("init", "accounts")
-    project = Project(tmp_path / "accounts")
-    with open(project.dir / ".env", "a", encoding="utf-8") as env:
-        env.write(f"TAP_AUTOPILOT_CHECKOUT={tools.REPO_ROOT}\n")
-    project.meltano(
-        "add", "--plugin-type", "extractor", "tap-autopilot", "--from-ref", str(tools.REPO_ROOT / "meltano-plugin.yml")
-    )
+    project = _project_with_the_tap(tmp_path, "accounts")
     project.meltano("config", "set", "tap-autopilot", "start_date", "2015-01-01")
     project.meltano("config", "set", "tap-autopilot", "max_requests_per_second", "50")
     for name, sb in sandboxes.items():
@@ -247,13 +263,16 @@ def test_meltano4_two_accounts_into_one_postgres(tmp_path, sandbox_factory, post
         project.meltano("config", "set", plugin, "api_key", ACCOUNT_KEYS[name])
         project.meltano("config", "set", plugin, "base_url", sb.base_url)  # the sandbox
         project.meltano("config", "set", plugin, "_load_schema", f"autopilot_{name}")
-    project.meltano(
-        "add", "--plugin-type", "loader", "target-postgres", "--from-ref", str(tmp_path / "target-postgres.yml")
+    _add_target_postgres(
+        project,
+        tmp_path,
+        postgres,
+        database=dbname,
+        load_method="upsert",
+        hard_delete=True,
+        activate_version=True,
+        add_record_metadata=True,
     )
-    for key, value in postgres.target_postgres_config(
-        database=dbname, load_method="upsert", hard_delete=True, activate_version=True, add_record_metadata=True
-    ).items():
-        project.meltano("config", "set", "target-postgres", key, str(value).lower() if value is True else str(value))
     project.meltano("config", "set", "target-postgres", "default_target_schema", "$MELTANO_EXTRACT__LOAD_SCHEMA")
     meltano_yml = (project.dir / "meltano.yml").read_text()
     assert not any(key in meltano_yml for key in ACCOUNT_KEYS.values()), "the keys belong in .env"
@@ -346,34 +365,21 @@ def test_meltano_runs_the_dbt_package_after_the_load_installed_from_git(tmp_path
     tools.require(MELTANO)
     sb = sandbox_factory(contacts=150, lists=3, segments=2, seed=91, api_key=API_KEY)
     dbname = postgres.create_database("meltano_dbt")
-    for name, definition in (
-        (
-            "target-postgres",
-            TARGET_POSTGRES_DEFINITION.format(
-                requirements=tools.REPO_ROOT / "scripts" / "tools" / "target-postgres.txt"
-            ),
-        ),
-        ("dbt-postgres", DBT_UTILITY_DEFINITION.format(requirements=tools.REPO_ROOT / "scripts" / "tools" / "dbt.txt")),
-    ):
-        (tmp_path / f"{name}.yml").write_text(definition)
-
-    Project(tmp_path).meltano("init", "analytics")
-    project = Project(tmp_path / "analytics")
-    with open(project.dir / ".env", "a", encoding="utf-8") as env:
-        env.write(f"TAP_AUTOPILOT_CHECKOUT={tools.REPO_ROOT}\nDBT_SEND_ANONYMOUS_USAGE_STATS=false\n")
-    project.meltano(
-        "add", "--plugin-type", "extractor", "tap-autopilot", "--from-ref", str(tools.REPO_ROOT / "meltano-plugin.yml")
-    )
+    project = _project_with_the_tap(tmp_path, "analytics", env="DBT_SEND_ANONYMOUS_USAGE_STATS=false\n")
     for key, value in (("api_key", API_KEY), ("base_url", sb.base_url), ("max_requests_per_second", "50")):
         project.meltano("config", "set", "tap-autopilot", key, value)
-    project.meltano(
-        "add", "--plugin-type", "loader", "target-postgres", "--from-ref", str(tmp_path / "target-postgres.yml")
+    _add_target_postgres(
+        project,
+        tmp_path,
+        postgres,
+        database=dbname,
+        default_target_schema="raw_autopilot",
+        hard_delete=True,
+        activate_version=True,
     )
-    for key, value in postgres.target_postgres_config(
-        database=dbname, default_target_schema="raw_autopilot", hard_delete=True, activate_version=True
-    ).items():
-        project.meltano("config", "set", "target-postgres", key, str(value).lower() if value is True else str(value))
-    project.meltano("add", "--plugin-type", "utility", "dbt-postgres", "--from-ref", str(tmp_path / "dbt-postgres.yml"))
+    utility = tmp_path / "dbt-postgres.yml"
+    utility.write_text(DBT_UTILITY_DEFINITION.format(requirements=TOOL_REQUIREMENTS / "dbt.txt"))
+    project.meltano("add", "--plugin-type", "utility", "dbt-postgres", "--from-ref", str(utility))
 
     transform = project.dir / "transform"
     (transform / "profiles").mkdir(parents=True)
@@ -384,18 +390,8 @@ def test_meltano_runs_the_dbt_package_after_the_load_installed_from_git(tmp_path
     (transform / "packages.yml").write_text(
         f"packages:\n  - git: '{_package_repository(tmp_path)}'\n    revision: dbt-package\n    subdirectory: dbt\n"
     )
-    profile = {
-        "type": "postgres",
-        "host": postgres.host,
-        "port": postgres.port,
-        "user": postgres.user,
-        "password": postgres.password,
-        "dbname": dbname,
-        "schema": "analytics",
-        "threads": 2,
-    }
     (transform / "profiles" / "profiles.yml").write_text(
-        json.dumps({"warehouse": {"target": "dev", "outputs": {"dev": profile}}})
+        json.dumps({"warehouse": {"target": "dev", "outputs": {"dev": postgres.dbt_profile(dbname)}}})
     )
 
     ran = project.meltano(
