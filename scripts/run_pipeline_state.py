@@ -113,9 +113,12 @@ def tap_counts(lines: Iterable[str]) -> Dict[str, Any]:
                 continue
             tags = metric.get("tags")
             tags = tags if isinstance(tags, dict) else {}
-            if metric.get("metric") == "record_count":
+            value = metric.get("value")
+            if metric.get("metric") == "record_count" and isinstance(value, int) and not isinstance(value, bool):
+                # Only a count is counted: a line that is not one must not stop this run's
+                # history, nor (read again as a vanished run's log) every later run.
                 stream = str(tags.get("endpoint") or tags.get("stream"))
-                records[stream] = records.get(stream, 0) + int(metric.get("value") or 0)
+                records[stream] = records.get(stream, 0) + value
             elif metric.get("metric") == "http_request_duration":
                 requests += 1
                 rate_limited += tags.get("http_status_code") == 429

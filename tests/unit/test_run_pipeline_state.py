@@ -118,6 +118,9 @@ def test_the_history_counts_come_from_the_tap_log():
         'INFO METRIC: {"type": "counter", "metric": "record_count", "value": 100, "tags": {"endpoint": "contacts"}}\n',
         'INFO METRIC: {"type": "counter", "metric": "record_count", "value": 20, "tags": {"endpoint": "contacts"}}\n',
         "INFO METRIC: not json\n",
+        'INFO METRIC: {"type": "counter", "metric": "record_count", "value": "n/a", '
+        '"tags": {"endpoint": "contacts"}}\n',
+        'INFO METRIC: {"type": "counter", "metric": "record_count", "value": null, "tags": {"endpoint": "lists"}}\n',
     ]
     assert rps.tap_counts(lines) == {"records": {"contacts": 120}, "requests": 2, "rate_limited": 1, "retries": 1}
 
