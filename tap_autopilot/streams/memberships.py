@@ -156,10 +156,11 @@ class ListsContacts(MembershipStream):
 
     def sync(self, run: Run) -> PageResult:
         stream_id = self.tap_stream_id
-        version = run.begin_version(stream_id)
+        # Decided before begin_version, which clears an entry without a usable version: decided
+        # after, it could differ from reads_contacts_scan's answer, by which the runner planned.
         reading = self.reading(run)
         if reading == MembershipReading.LIST_BY_LIST:
-            return self.read_by_parents(run, version)
+            return self.read_by_parents(run, run.begin_version(stream_id))
         if run.state.reads_parents(stream_id):
             run.state.drop_progress(stream_id)
         first_page_decides = reading == MembershipReading.FIRST_PAGE_DECIDES

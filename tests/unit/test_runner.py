@@ -666,3 +666,14 @@ def test_currently_syncing_never_names_completed_passes_which_has_no_work_of_its
     assert "completed_passes" not in states and states[-1] is None
     assert ctx.progress.streams["completed_passes"].records == 1
     assert ctx.progress.streams["completed_passes"].pages == 0
+
+
+def test_a_membership_pass_without_a_version_is_read_as_planned_not_half_planned_twice():
+    """An entry with a list-by-list pass's keys but no version (a hand edit): the runner plans
+    lists_contacts list by list, and its sync must read it so, not switch to the contacts scan
+    once begin_version has cleared the entry."""
+    state: dict = {"bookmarks": {"lists_contacts": {"done_through": None, "done_beyond": [], "in_progress": {}}}}
+    ctx = context(FakeClient(DOCS, members=members_of(DOCS)), ["lists", "lists_contacts"], state=state)
+    ctx.run()
+    assert pairs(ctx) == TRUTH
+    assert ctx.state.to_dict()["bookmarks"]["lists_contacts"]["complete"] is True
