@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -187,7 +188,9 @@ class AutopilotClient:
         each allowed only what is left until the deadline."""
         # requests hands a urllib3 Timeout through as it is; its type stubs know only numbers.
         timeout: Any = urllib3.Timeout(total=max(deadline - self._clock(), 0.001))
-        response = self._session().get(self.base_url + path, stream=True, timeout=timeout)
+        # No redirect is followed: requests would send our own API key header on to any host
+        # the redirect names (it strips only Authorization), and from https to plain http.
+        response = self._session().get(self.base_url + path, stream=True, timeout=timeout, allow_redirects=False)
         try:
             sock = getattr(response.raw.connection, "sock", None)
             chunks = []
@@ -227,6 +230,12 @@ class AutopilotClient:
             raise NotFoundError(f"Autopilot has no {path} (404).")
         if status >= 500:
             raise RetryableError(f"Autopilot answered {status} to GET {path}")
+        if 300 <= status < 400:
+            raise ConfigError(
+                f"Config 'base_url' {self.base_url} answered {status} to GET {path}, a redirect to "
+                f"{_redirect_target(response.headers.get('Location'))}. The tap follows no redirect, so that the "
+                "API key goes nowhere else: set base_url to the API root it should reach."
+            )
         if status != 200:
             raise TapError(f"Autopilot answered {status} to GET {path}: {_error_message(content)}")
 
@@ -271,6 +280,19 @@ def _endpoint_name(path: str) -> str:
     if parts[0] == "contacts" and len(parts) > 1 and parts[1] == "custom_fields":
         return "custom_fields"
     return parts[0]
+
+
+def _redirect_target(location: str | None) -> str:
+    """Where a redirect points, as scheme://host[:port] only (a path or query could hold anything)."""
+    try:
+        parts = urllib.parse.urlsplit(location or "")
+        host = parts.hostname
+        port = parts.port
+    except ValueError:
+        return "an address that is not a URL"
+    if not host:
+        return "another path of the same server"
+    return f"{parts.scheme}://{host}" + (f":{port}" if port else "")
 
 
 def _error_message(content: bytes) -> str:

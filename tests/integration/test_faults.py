@@ -278,12 +278,14 @@ def test_wrong_key_fails_at_once(tmp_path, sandbox, catalog, mode):
 
 class StubAPI:
     """A minimal HTTP server for answers the sandbox cannot give. routes maps a
-    path to (status, JSON body); anything else is a 404. Counts every request."""
+    path to (status, JSON body[, extra headers]); anything else is a 404. Counts every
+    request, and keeps the API key header each one carried."""
 
     def __init__(self, routes, default=None):
         self.routes = routes
         self.default = default or (404, {"error": "Not Found", "message": "no such path"})
         self.paths: list[str] = []
+        self.keys: list[str | None] = []
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -291,9 +293,12 @@ class StubAPI:
 
             def do_GET(self):
                 stub.paths.append(self.path)
-                status, body = stub.routes.get(self.path, stub.default)
+                stub.keys.append(self.headers.get("autopilotapikey"))
+                status, body, *headers = stub.routes.get(self.path, stub.default)
                 raw = json.dumps(body).encode()
                 self.send_response(status)
+                for name, value in (headers[0] if headers else {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(raw)))
                 self.end_headers()
@@ -317,6 +322,27 @@ class StubAPI:
     def __exit__(self, *exc):
         self.server.shutdown()
         self.server.server_close()
+
+
+def test_a_redirect_is_refused_and_the_api_key_never_reaches_where_it_points(tmp_path):
+    """A base_url that redirects (a proxy, a typo that lands on another site): requests would
+    send the key header on to the other host. The tap follows no redirect: one line, exit 1,
+    and the other server never hears from it."""
+    with StubAPI({}, default=(200, [])) as elsewhere:
+        target = elsewhere.base_url + "/contacts/custom_fields"
+        with StubAPI({}, default=(302, {}, {"Location": target})) as redirecting:
+            config = write_config(tmp_path, redirecting.base_url)
+            run = run_tap("--config", config, "--discover")  # one request: the first of every run
+    assert run.returncode == 1, run
+    assert_clean(run)
+    assert redirecting.keys == [API_KEY], "the first server is asked once, with the key"
+    assert elsewhere.paths == [], "the redirect was followed"
+    port = elsewhere.server.server_address[1]
+    assert run.lines("CRITICAL") == [
+        f"CRITICAL Config 'base_url' {redirecting.base_url} answered 302 to GET /contacts/custom_fields, a "
+        f"redirect to http://127.0.0.1:{port}. The tap follows no redirect, so that the API key goes nowhere "
+        "else: set base_url to the API root it should reach."
+    ], run
 
 
 @pytest.mark.parametrize(

@@ -59,7 +59,8 @@ class FakeSession:
         self.script = list(script)
         self.urls = []
 
-    def get(self, url, timeout=None, stream=False):
+    def get(self, url, timeout=None, stream=False, allow_redirects=True):
+        assert allow_redirects is False, "the client must not follow redirects (they would take the key along)"
         self.urls.append(url)
         answer = self.script.pop(0) if len(self.script) > 1 else self.script[0]
         if isinstance(answer, BaseException):

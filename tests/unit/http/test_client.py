@@ -114,7 +114,31 @@ def test_a_404_on_a_path_with_an_id_is_not_taken_for_a_wrong_base_url():
         make_client(session, FakeTime()).get("/contacts/person_0001", "contacts")
 
 
-@pytest.mark.parametrize("status", [204, 301, 402, 405, 409, 418, 422])
+@pytest.mark.parametrize(
+    "location,shown",
+    [
+        ("https://elsewhere.example:8443/v1/contacts?key=x", "https://elsewhere.example:8443"),
+        ("http://api2.autopilothq.com/v1/lists", "http://api2.autopilothq.com"),
+        ("/v2/lists", "another path of the same server"),
+        ("http://[::1/v1", "an address that is not a URL"),
+        (None, "another path of the same server"),
+    ],
+)
+def test_a_redirect_is_refused_at_once_naming_only_where_it_points(location, shown):
+    """The redirect rule: no redirect is followed (requests would send the key header on to any
+    host), and the message names the target's scheme, host and port, never its path or query."""
+    session = FakeSession(FakeResponse(302, b"", {"Location": location} if location else {}), FakeResponse(200))
+    with pytest.raises(ConfigError) as raised:
+        make_client(session, FakeTime()).get("/lists", "lists")
+    assert str(raised.value) == (
+        "Config 'base_url' http://autopilot.invalid/v1 answered 302 to GET /lists, a redirect to "
+        f"{shown}. The tap follows no redirect, so that the API key goes nowhere else: set base_url to the API "
+        "root it should reach."
+    )
+    assert len(session.urls) == 1
+
+
+@pytest.mark.parametrize("status", [204, 402, 405, 409, 418, 422])
 def test_other_statuses_fail_at_once_with_a_tap_error(status):
     fake_time = FakeTime()
     session = FakeSession(FakeResponse(status, b'{"message": "odd"}'), FakeResponse(200))
@@ -290,7 +314,7 @@ class TricklingSession(FakeSession):
         self.timeouts = []
         self.responses = []
 
-    def get(self, url, timeout=None, stream=False):
+    def get(self, url, timeout=None, stream=False, allow_redirects=True):
         self.urls.append(url)
         self.timeouts.append(timeout)
         self.responses.append(TricklingResponse(self.fake_time, self.seconds_per_read))
@@ -397,9 +421,9 @@ def test_bodies_are_streamed_and_decoded_as_the_server_compressed_them():
             return super().read1(size, decode_content)
 
     class RecordingSession(FakeSession):
-        def get(self, url, timeout=None, stream=False):
+        def get(self, url, timeout=None, stream=False, allow_redirects=True):
             self.stream = stream
-            response = super().get(url, timeout, stream)
+            response = super().get(url, timeout, stream, allow_redirects)
             response.raw = RecordingRaw(response.content)
             return response
 

@@ -39,9 +39,9 @@ class SignallingSession(FakeSession):
         super().__init__(*script)
         self.asked = threading.Semaphore(0)
 
-    def get(self, url, timeout=None, stream=False):
+    def get(self, url, timeout=None, stream=False, allow_redirects=True):
         try:
-            return super().get(url, timeout, stream)
+            return super().get(url, timeout, stream, allow_redirects)
         finally:
             self.asked.release()
 
@@ -59,7 +59,7 @@ class PathSession(FakeSession):
         self.scripts = {path: list(answers) for path, answers in scripts.items()}
         self._lock = threading.Lock()
 
-    def get(self, url, timeout=None, stream=False):
+    def get(self, url, timeout=None, stream=False, allow_redirects=True):
         with self._lock:
             self.urls.append(url)
             script = self.scripts[url.removeprefix("http://autopilot.invalid/v1")]
