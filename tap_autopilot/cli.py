@@ -268,6 +268,12 @@ def _exit_stopped(stop: Interrupted) -> NoReturn:
             "(--state) to continue where this run stopped.",
             name,
         )
+    elif stop.output_closed:
+        LOGGER.critical(
+            "Stopped by %s after the output was closed (has the target exited?): the final STATE could not be "
+            "written. Run again with the last state the target saved (--state).",
+            name,
+        )
     else:
         LOGGER.critical(
             "Stopped by %s while the output was blocked for %d s (is the target reading?); the last "

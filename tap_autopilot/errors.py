@@ -69,3 +69,4 @@ class Interrupted(BaseException):
         self.signum = signum
         self.sync_started = False  # set by the code it unwinds
         self.final_state_written = False
+        self.output_closed = False  # the final STATE could not be written: the reader had gone

@@ -306,6 +306,17 @@ def share_one_malloc_arena() -> None:
         ctypes.CDLL(None).mallopt(M_ARENA_MAX, 1)
 
 
+def _write_final_state(runner: Runner, stop: Interrupted, written: threading.Event) -> None:
+    """Runner.stop on its own thread; `written` is set once the final STATE went out. A target
+    that has exited (a broken pipe) is said by the CLI, not by a thread's traceback."""
+    try:
+        runner.stop(stop)
+    except OSError:
+        stop.output_closed = True
+    else:
+        written.set()
+
+
 def sync_until_stopped(
     client: AutopilotClient,
     config: dict[str, Any],
@@ -335,11 +346,14 @@ def sync_until_stopped(
     except Interrupted as stop:
         stop.sync_started = bool(runners)
         if runners:
+            written = threading.Event()
             # Bounded: a target that stopped reading would block the final write forever.
-            stopper = threading.Thread(target=runners[0].stop, args=(stop,), name="stop", daemon=True)
+            stopper = threading.Thread(
+                target=_write_final_state, args=(runners[0], stop, written), name="stop", daemon=True
+            )
             stopper.start()
             stopper.join(STOP_WRITE_GRACE_SECONDS)
-            stop.final_state_written = not stopper.is_alive()
+            stop.final_state_written = written.is_set()
             # Nothing goes out before the API first answers: a stop before then wrote nothing.
             stop.sync_started = runners[0].output_started or stopper.is_alive()
         raise

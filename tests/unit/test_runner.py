@@ -486,8 +486,9 @@ class StoppableRunner:
     """What sync_until_stopped uses of the Runner: stop() (blocking while `blocked` is set,
     as a stop does while the target does not read) and output_started."""
 
-    def __init__(self, output_started: bool = True, blocked: bool = False) -> None:
+    def __init__(self, output_started: bool = True, blocked: bool = False, closed: bool = False) -> None:
         self.output_started = output_started
+        self.closed = closed
         self.stops: list[tuple[BaseException, threading.Thread]] = []
         self.released = threading.Event()
         if not blocked:
@@ -496,6 +497,8 @@ class StoppableRunner:
     def stop(self, error: BaseException) -> None:
         self.stops.append((error, threading.current_thread()))
         self.released.wait(5)
+        if self.closed:
+            raise BrokenPipeError(32, "Broken pipe")
 
 
 def _main_thread() -> int:
@@ -613,6 +616,20 @@ def test_a_stop_the_output_blocks_waits_only_the_grace_period(stopped_sync, monk
     assert time.monotonic() - began < 4  # the stop itself would block 5 s
     # Still writing: whatever went out before may be cut, so it is not "nothing was written".
     assert (stop.sync_started, stop.final_state_written) == (True, False)
+
+
+def test_a_stop_whose_final_state_meets_a_closed_output_says_so_without_a_traceback(stopped_sync):
+    runner = StoppableRunner(closed=True)  # the target has exited: the final write breaks the pipe
+    hooked: list[object] = []
+    previous, threading.excepthook = threading.excepthook, hooked.append
+    try:
+        stop, _ = stopped_sync(runner)
+        for _, stop_thread in runner.stops:
+            stop_thread.join(5)
+    finally:
+        threading.excepthook = previous
+    assert (stop.sync_started, stop.final_state_written, stop.output_closed) == (True, False, True)
+    assert hooked == [], "the stop thread let an exception out (a traceback on stderr)"
 
 
 def _pass_records(ctx):
