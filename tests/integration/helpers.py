@@ -177,6 +177,14 @@ def updated_since(sb: Sandbox, at: datetime.datetime) -> set:
     return {doc["contact_id"] for doc in sb.dataset.iter_contacts() if last_changed(doc) >= at}
 
 
+def middle_day(sb: Sandbox) -> datetime.datetime:
+    """A midnight in the middle of the sandbox's change times: the contacts changed since
+    it are a strict subset (a start_date that does not depend on today's date)."""
+    changed = sorted(last_changed(doc) for doc in sb.dataset.iter_contacts())
+    day = changed[len(changed) // 2].date()
+    return datetime.datetime.combine(day, datetime.time(), tzinfo=datetime.UTC)
+
+
 # ---- sandbox and config -------------------------------------------------------
 
 

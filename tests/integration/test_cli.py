@@ -130,7 +130,7 @@ def test_progress_and_summary_on_stderr_stdout_pure_singer(tmp_path):
             capture_output=True,
             text=True,
             timeout=300,
-            env=dict(os.environ, TAP_AUTOPILOT_PROGRESS_SECONDS="0.1"),
+            env=dict(os.environ, TAP_AUTOPILOT_PROGRESS_SECONDS="0.1", TAP_AUTOPILOT_BACKOFF_SECONDS="0.05"),
         )
         stats = sb.stats()
         expected = {

@@ -475,6 +475,9 @@ def test_full_sync_then_an_incremental_run_after_changes(runner):
         config = config_for(runner, sb)
         full = Scenario("full-sync", sb)
         first = runner.run(clock, SANDBOX_START, config)  # no catalog: every stream
+        # every stream includes completed_passes, which the canonical form checks and takes out
+        passes = helpers.records_by_stream(first.messages)["completed_passes"]
+        assert sorted(r["stream_name"] for r in passes) == sorted(helpers.FULL_TABLE_STREAMS)
         full.add("every stream, no catalog", first)
         runner.check(full)
         # One worker: the same canonical output (the form does not depend on the concurrency).

@@ -62,19 +62,11 @@ def test_plain_date_start_date_on_a_first_run(tmp_path, sandbox_factory):
     assert helpers.instant(bookmark) == updated[-1][0]
 
 
-def _middle_day(sb):
-    """A midnight in the middle of the sandbox's change times: the contacts changed since
-    it are a strict subset."""
-    changed = sorted(helpers.last_changed(doc) for doc in sb.dataset.iter_contacts())
-    day = changed[len(changed) // 2].date()
-    return datetime.datetime.combine(day, datetime.time(), tzinfo=datetime.UTC)
-
-
 def test_a_contacts_bookmark_in_the_future_is_not_trusted_and_never_written_back(tmp_path, sandbox_factory):
     """A state whose contacts bookmark lies in the future (hand-edited, copied from another
     account, a clock that was wrong) used to skip every contact, and be saved again."""
     sb = sandbox_factory(contacts=400, lists=1, segments=1, seed=53, api_key=helpers.SECRET_API_KEY)
-    start = _middle_day(sb)
+    start = helpers.middle_day(sb)
     future = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=3 * 365)).strftime("%Y-%m-%dT%H:%M:%SZ")
     config = helpers.write_secret_config(tmp_path, sb, start_date=start.date().isoformat())
     catalog = helpers.select(helpers.discover(config), streams=["contacts", "lists"])

@@ -23,6 +23,7 @@ from ..fakes import (
     records,
 )
 from ..fakes import fake_run as context
+from ..support import at
 
 
 def test_the_contacts_scan_holds_no_page_while_suspended():
@@ -227,16 +228,14 @@ def test_without_the_api_s_clock_a_scan_starts_by_the_machine_s_clock_in_utc():
             for page in super().paginate(path, data_key, cursor):
                 yield page._replace(server_time=None)
 
-    ctx = context(NoDateClient([doc(1, updated="2020-01-01T00:00:00Z")]), ["contacts"])
+    # A change time far ahead: the bookmark is then the scan's start, by the machine's clock.
+    ctx = context(NoDateClient([doc(1, updated="2999-01-01T00:00:00Z")]), ["contacts"])
+    before = datetime.datetime.now(datetime.UTC)
     ctx.run()
-    assert ctx.state.entry("contacts") == {"updated_at": "2020-01-01T00:00:00.000000Z"}
-
-
-T0 = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
-
-
-def at(minutes):
-    return T0 + datetime.timedelta(minutes=minutes)
+    after = datetime.datetime.now(datetime.UTC)
+    bookmark = datetime.datetime.fromisoformat(ctx.state.entry("contacts")["updated_at"])
+    assert bookmark.utcoffset() == datetime.timedelta(0)
+    assert before - CLOCK_SKEW <= bookmark <= after - CLOCK_SKEW
 
 
 def test_next_threshold_stays_when_nothing_was_seen():
