@@ -49,10 +49,12 @@
         order by {{ (recency or ['1']) | join(', ') }}
       ) as autopilot_row_rank
     from {{ relation }} as loaded
+    -- once per model: each expansion of current_version reads the raw table again
+    cross join (select {{ autopilot.current_version(relation, stream) }} as version_number) as current_pass
     where (
       loaded.table_version is null
-      or loaded.table_version >= {{ autopilot.current_version(relation, stream) }}
-      or {{ autopilot.current_version(relation, stream) }} is null
+      or current_pass.version_number is null
+      or loaded.table_version >= current_pass.version_number
     )
     {%- if '_sdc_deleted_at' in columns %}
       and loaded._sdc_deleted_at is null

@@ -49,7 +49,7 @@ KINDS = {"integer": "number", "float": "number", "boolean": "boolean", "date": "
 
 def _typed(field_type: str, value) -> tuple:
     """(kind, value) as the custom fields model must type a raw custom field value."""
-    kind = KINDS.get(field_type, "text")
+    kind = KINDS.get(field_type.lower(), "text")
     if value is None or value == "":
         return (kind, None)
     if kind == "number":
@@ -246,7 +246,7 @@ def change_the_account(sb) -> dict:
     ids = ds.contact_ids()
     changes: dict[str, dict[str, tuple[str, object]]] = {
         ids[1]: {"Favorite Color": ("string", "ultraviolet"), "Seats": ("integer", 4321)},
-        ids[2]: {"Lifetime Value": ("float", "12.5"), "Is Partner": ("boolean", True)},
+        ids[2]: {"Lifetime Value": ("float", "12.5"), "Is Partner": ("Boolean", True)},  # a type in another case
         ids[3]: {"Renewal Date": ("date", "Tue, 12 May 2015 21:41:31 GMT"), "Region": ("picklist", "north")},
         ids[4]: {"Favorite Color": ("string", DELETED)},
     }
@@ -335,11 +335,15 @@ def scenario(tmp_path: Path, sb, target_argv: list[str], profile: dict, query: C
     completed = {
         m["record"]["stream_name"] for m in written if m["type"] == "RECORD" and m["stream"] == "completed_passes"
     }
-    stopped = [m["stream"] for m in written if m["type"] == "RECORD" and m["stream"] in MEMBERSHIPS]
-    assert stopped and not completed & set(stopped), completed
+    # (A pass whose last parent answered before the stop took effect may have completed: one
+    # that did not is enough.)
+    unfinished = sorted(
+        {m["stream"] for m in written if m["type"] == "RECORD" and m["stream"] in MEMBERSHIPS} - completed
+    )
+    assert unfinished, completed
     ahead = query(
-        f"select count(*) from {SOURCE_SCHEMA}.{stopped[0]} where table_version > (select max(table_version)"
-        f" from {SOURCE_SCHEMA}.completed_passes where stream_name = '{stopped[0]}')"
+        f"select count(*) from {SOURCE_SCHEMA}.{unfinished[0]} where table_version > (select max(table_version)"
+        f" from {SOURCE_SCHEMA}.completed_passes where stream_name = '{unfinished[0]}')"
     )
     assert int(str(ahead[0][0])) > 0
 

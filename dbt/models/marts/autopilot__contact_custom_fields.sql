@@ -16,7 +16,7 @@ with entries as (
 kept as (
   select
     entries.*,
-    -- a field listed twice on one contact (never seen): its first entry wins
+    -- a field listed twice on one contact (never seen): one of its entries, the same every build
     row_number() over (partition by contact_id, field_name order by value_text) as entry_rank
   from entries
   where not is_deleted and field_name is not null
@@ -27,10 +27,11 @@ typed as (
     contact_id,
     field_name,
     field_type,
+    -- By the field's type, in any case ("Boolean"), as discovery reads it for the typed columns.
     case
-      when field_type in ('integer', 'float', 'number', 'decimal') then 'number'
-      when field_type = 'boolean' then 'boolean'
-      when field_type in ('date', 'datetime', 'date-time', 'timestamp') then 'timestamp'
+      when lower(field_type) in ('integer', 'float', 'number', 'decimal') then 'number'
+      when lower(field_type) = 'boolean' then 'boolean'
+      when lower(field_type) in ('date', 'datetime', 'date-time', 'timestamp') then 'timestamp'
       else 'text'
     end as kind,
     value_text
