@@ -131,8 +131,13 @@ class AutopilotClient:
         return self.request(path, data_key, expect_list)[0]
 
     def _log_retry(self, error: RetryableError, wait: float, tries: int) -> None:
+        """Before each wait the retry policy decided on. A Retry-After holds every thread back,
+        here rather than on the 429: one the policy gives up on (past its budget) must not leave
+        the other threads asleep in the limiter while the run ends."""
         LOGGER.warning("%s; retrying in %.1f s (attempt %d)", error, wait, tries)
         self.stats.count("retries")
+        if isinstance(error, RateLimitedError) and error.retry_after is not None:
+            self.limiter.pause(error.retry_after)
 
     @_retried
     def request(
@@ -215,8 +220,6 @@ class AutopilotClient:
         if status == 429:
             self.stats.count("rate_limited")
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            if retry_after is not None:
-                self.limiter.pause(retry_after)
             raise RateLimitedError(f"Autopilot throttled GET {path} (429)", retry_after)
         if status in (400, 401, 403):
             self._rejected = f"Autopilot rejected the API key ({status}). Check api_key."

@@ -1,6 +1,7 @@
 """The retry policy every request of the tap runs under (client.AutopilotClient.request):
 which failures are retried, how often, and how long to wait between tries."""
 
+import math
 import os
 import random
 import time
@@ -111,6 +112,7 @@ def backoff_base_seconds() -> float:
 
 def parse_retry_after(value: Any) -> float | None:
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except (TypeError, ValueError):
         return None  # an HTTP date or garbage: fall back to our own backoff
+    return max(0.0, seconds) if math.isfinite(seconds) else None

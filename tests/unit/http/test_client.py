@@ -185,12 +185,27 @@ def test_an_error_body_that_is_not_utf8_is_shown_with_replacement_characters():
 def test_429_with_retry_after_pauses_every_thread_through_the_limiter():
     fake_time = FakeTime()
     client = make_client(FakeSession(FakeResponse(429, b"", {"Retry-After": "30"})), fake_time)
-    with pytest.raises(RateLimitedError):
-        client._check_status("/lists", FakeResponse(429, b"", {"Retry-After": "30"}), b"")
+    client._log_retry(RateLimitedError("Autopilot throttled GET /lists (429)", 30.0), 30.0, 1)  # a retry decided
     paused_at = fake_time.now
     other_thread_limiter = client.limiter  # shared by every thread of the client
     other_thread_limiter.acquire()
     assert fake_time.now >= paused_at + 30
+
+
+@pytest.mark.parametrize("retry_after", ["100000", "inf", "nan"])
+def test_a_retry_after_past_the_budget_or_not_finite_holds_no_thread_back(retry_after):
+    """The policy gives up on a Retry-After past its budget: the other threads must not be left
+    asleep in the limiter for it (the run would hang until killed); inf and nan are no number."""
+    fake_time = FakeTime()
+    session = FakeSession(FakeResponse(429, b"", {"Retry-After": retry_after}), FakeResponse(200))
+    client = make_client(session, fake_time)
+    try:
+        client.get("/lists", "lists")
+    except RateLimitedError:
+        assert retry_after == "100000"
+    before = fake_time.now
+    client.limiter.acquire()
+    assert fake_time.now - before < 5
 
 
 def test_expect_list_retries_a_200_that_is_not_a_list():
