@@ -283,8 +283,13 @@ def validate_config(config: object, now: datetime.datetime | None = None) -> dic
         check_start_date_not_in_future(start_date, normalized, now or datetime.datetime.now(datetime.UTC))
         config["start_date"] = normalized
     base_url = config.get("base_url", DEFAULT_BASE_URL)
-    parts = urlparse(base_url) if isinstance(base_url, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urlparse(base_url) if isinstance(base_url, str) else None
+        if parts is not None:
+            parts.port  # noqa: B018  # read for its check: a port that is no number, or out of range
+    except ValueError:  # "https://[::1/v1", "https://host:99999/v1"
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc or not parts.hostname:
         raise ConfigError(
             f"Config 'base_url' {base_url!r} is not an http(s) URL. Leave it out to use {DEFAULT_BASE_URL}."
         )

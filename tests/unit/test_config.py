@@ -100,6 +100,17 @@ def test_plain_http_to_another_host_is_refused(base_url):
         validate_config(_config(base_url))
 
 
+@pytest.mark.parametrize(
+    "base_url", ["https://[::1/v1", "https://api2.autopilothq.com:99999/v1", "https://host:abc/v1", "https://:443/v1"]
+)
+def test_a_base_url_urllib_cannot_read_is_one_config_error_not_a_crash(base_url):
+    with pytest.raises(ConfigError) as raised:
+        validate_config(_config(base_url))
+    assert str(raised.value) == (
+        f"Config 'base_url' {base_url!r} is not an http(s) URL. Leave it out to use https://api2.autopilothq.com/v1."
+    )
+
+
 def test_validate_config_stores_the_normalized_start_date():
     assert validate_config(_config("https://x.example/v1"))["start_date"] == "2020-01-01T00:00:00Z"
 
