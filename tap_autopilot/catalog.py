@@ -51,6 +51,19 @@ class SelectedStream:
         for key in list(self.stream.key_properties) + [replication_key]:
             if key and key not in self.columns:
                 self.columns[key] = properties.get(key, {"type": ["null", "string"]})
+        if (
+            self.replication_method == FULL_TABLE
+            and VERSION_COLUMN in properties
+            and VERSION_COLUMN not in self.columns
+        ):
+            # The table_version rule, for a catalog edited by hand or by a tool (--exclude refuses it).
+            LOGGER.warning(
+                "The catalog leaves out %s.%s, which carries removals (docs/state.md, Removals): "
+                "replicating it anyway.",
+                self.tap_stream_id,
+                VERSION_COLUMN,
+            )
+            self.columns[VERSION_COLUMN] = properties[VERSION_COLUMN]
         self.schema = dict(schema, properties=self.columns)
         self.schema.pop("selected", None)
 

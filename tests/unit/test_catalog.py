@@ -7,7 +7,15 @@ from typing import Any
 import pytest
 from singer import metadata
 
-from tap_autopilot.catalog import SelectionError, check_names, given_names, select, selected_streams, split_names
+from tap_autopilot.catalog import (
+    SelectedStream,
+    SelectionError,
+    check_names,
+    given_names,
+    select,
+    selected_streams,
+    split_names,
+)
 from tap_autopilot.discover import CUSTOM_FIELD_KEY, discover
 from tap_autopilot.streams import STREAMS
 from tap_autopilot.streams.base import FULL_TABLE, VERSION_COLUMN
@@ -155,9 +163,12 @@ def test_a_replication_method_the_stream_does_not_allow_falls_back_to_its_defaul
     assert "allows only INCREMENTAL or FULL_TABLE; using INCREMENTAL" in caplog.text
 
 
-def test_the_version_column_is_selected_like_any_other():
+def test_the_version_column_is_kept_when_a_catalog_deselects_it_unless_the_pass_has_no_version(caplog):
     assert VERSION_COLUMN in only(entry("lists")).columns
-    assert VERSION_COLUMN not in only(entry("lists", columns={VERSION_COLUMN: {"selected": False}})).columns
+    assert VERSION_COLUMN in only(entry("lists", columns={VERSION_COLUMN: {"selected": False}})).columns
+    assert len(caplog.messages) == 1  # the table_version rule's warning
+    # contacts replicated incrementally have no version: the column may go like any other
+    assert VERSION_COLUMN not in only(entry("contacts", columns={VERSION_COLUMN: {"selected": False}})).columns
 
 
 def test_a_deselected_key_keeps_its_schema_and_the_stream_schema_keeps_its_other_keywords():
@@ -290,3 +301,19 @@ def test_table_version_rule_refuses_leaving_out_the_column_that_carries_removals
         "ACTIVATE_VERSION, a stream's current rows are told by their table_version: docs/state.md, "
         "Removals), so it cannot be left out."
     )
+
+
+def test_table_version_rule_repairs_a_catalog_that_deselects_the_column_with_a_warning(caplog):
+    entry = {
+        "tap_stream_id": "lists",
+        "schema": {"properties": {"list_id": {"type": ["string"]}, VERSION_COLUMN: {"type": ["null", "integer"]}}},
+        "metadata": [
+            {"breadcrumb": [], "metadata": {"selected": True}},
+            {"breadcrumb": ["properties", VERSION_COLUMN], "metadata": {"selected": False}},
+        ],
+    }
+    assert VERSION_COLUMN in SelectedStream(entry).columns
+    assert caplog.messages == [
+        "The catalog leaves out lists.table_version, which carries removals (docs/state.md, Removals): "
+        "replicating it anyway."
+    ]
