@@ -91,8 +91,11 @@ def replace(path: str, content: bytes, purpose: str) -> None:
     try:
         with open(descriptor, "wb") as handle:
             if current is not None:
-                with contextlib.suppress(PermissionError):  # only root may give a file away
+                try:
                     os.fchown(handle.fileno(), current.st_uid, current.st_gid)
+                except PermissionError:  # only root may give a file away: the group at least, if ours
+                    with contextlib.suppress(PermissionError):
+                        os.fchown(handle.fileno(), -1, current.st_gid)
                 os.fchmod(handle.fileno(), stat.S_IMODE(current.st_mode))
             else:
                 os.fchmod(handle.fileno(), NEW_FILE_MODE & ~_umask())

@@ -125,3 +125,21 @@ def test_a_write_keeps_the_file_s_owner_where_the_process_may(tmp_path):
     os.chown(path, 4321, 4321)
     state_file.replace(str(path), b"{}", purpose="reset")
     assert (path.stat().st_uid, path.stat().st_gid) == (4321, 4321)
+
+
+def test_a_write_not_allowed_to_keep_the_owner_keeps_the_group_as_the_wrapper_does(tmp_path, monkeypatch):
+    """Not root: the owner cannot be given, the group still can if the process is in it
+    (scripts/run_pipeline_state.py writes so too: the cron user keeps reading the file)."""
+    path = write_state(tmp_path / "state.json")
+    before = path.stat()
+    calls = []
+
+    def fchown(descriptor, uid, gid):
+        calls.append((uid, gid))
+        if uid != -1:
+            raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "fchown", fchown)
+    state_file.replace(str(path), b"{}", purpose="reset")
+    assert calls == [(before.st_uid, before.st_gid), (-1, before.st_gid)]
+    assert path.read_bytes() == b"{}"
