@@ -299,7 +299,11 @@ def _redirect_target(location: str | None) -> str:
 
 
 def _error_message(content: bytes) -> str:
+    """An error answer's message (its "message", else "error"), else its text: on one line, at
+    most 200 characters."""
     try:
-        return str(orjson.loads(content).get("message"))[:200]
+        body = orjson.loads(content)
+        text = str(body.get("message") or body.get("error") or content.decode("utf-8", "replace"))
     except (ValueError, AttributeError):
-        return content[:200].decode("utf-8", "replace")
+        text = content.decode("utf-8", "replace")
+    return " ".join(text.split())[:200]

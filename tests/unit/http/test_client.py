@@ -164,8 +164,11 @@ def test_a_header_requests_refuses_is_a_config_error_at_once_without_the_value()
         (b'{"message": "' + b"m" * 300 + b'"}', "m" * 200),
         (b"<html>" + b"h" * 300, "<html>" + "h" * 194),
         (b'["not", "an", "object"]', '["not", "an", "object"]'),
+        (b'{"error": "Teapot"}', "Teapot"),
+        (b'{"code": 7}', '{"code": 7}'),
+        (b"<html>\n  <body>Bad\r\n gateway</body>", "<html> <body>Bad gateway</body>"),
     ],
-    ids=["json message", "html", "json list"],
+    ids=["json message", "html", "json list", "json error", "json without either", "lines"],
 )
 def test_other_statuses_show_the_answer_s_message_cut_to_200_characters(body, shown):
     with pytest.raises(TapError) as raised:
