@@ -6,16 +6,9 @@ not trusted (a start_date in the future is refused: tests/integration/test_bad_i
 from __future__ import annotations
 
 import datetime
-import inspect
 import json
-import socket
-import threading
 
 import helpers
-import pytest
-
-from tap_autopilot.errors import RetryableError
-from tap_autopilot.http.client import AutopilotClient
 
 
 def test_trickling_body_is_bounded_by_request_timeout_and_retried(tmp_path, sandbox_factory):
@@ -109,50 +102,3 @@ def test_a_default_start_date_in_the_future_is_replaced_by_one_year_before_the_r
     assert before - datetime.timedelta(days=366, seconds=1) <= default <= before - datetime.timedelta(days=364)
     emitted = {r["contact_id"] for r in run.records("contacts")}
     assert emitted == helpers.updated_since(sb, default) and touched <= emitted
-
-
-def _trickling_server(body_bytes, interval):
-    """A one-shot HTTP server: headers at once, then the body a byte per `interval`."""
-    server = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
-
-    def serve():
-        conn, _ = server.accept()
-        with conn:
-            conn.recv(65536)
-            conn.sendall(
-                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body_bytes)
-            )
-            for index in range(len(body_bytes)):
-                if stop.wait(interval):
-                    return
-                try:
-                    conn.sendall(body_bytes[index : index + 1])
-                except OSError:
-                    return
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    return server, stop
-
-
-def test_request_timeout_bounds_a_trickling_body():
-    """Each byte comes well within the timeout, the whole (valid) body would take
-    100 s: the request gives up once the whole response has taken request_timeout."""
-    server, stop = _trickling_server(b'{"lists": []}' + b" " * 1000, 0.1)
-    try:
-        port = server.getsockname()[1]
-        client = AutopilotClient(
-            {
-                "api_key": "k",
-                "base_url": f"http://127.0.0.1:{port}/v1",
-                "request_timeout": 0.5,
-                "max_requests_per_second": 100,
-            }
-        )
-        one_attempt = inspect.unwrap(AutopilotClient.request)  # without the retry decorators
-        with pytest.raises(RetryableError, match=r"timed out after 0\.5 s"):
-            one_attempt(client, "/lists", "lists")
-    finally:
-        stop.set()
-        server.close()

@@ -3,6 +3,8 @@ deadline, the parse of a page, the session and its settings, the request metrics
 and sleep stand in for time (no test waits), a fake session for the network (no server)."""
 
 import datetime
+import inspect
+import socket
 import threading
 
 import pytest
@@ -476,3 +478,53 @@ def test_both_schemes_use_connections_that_signal_a_written_request(url):
     # the adapter's connection signals (as test_read_ahead checks of SentSignalAdapter itself)
     connection = adapter.poolmanager.connection_from_url(url).ConnectionCls
     assert connection.request is not urllib3.connection.HTTPConnection.request
+
+
+# A real local socket (allowed in unit tests): the client against a server that trickles.
+
+
+def _trickling_server(body_bytes, interval):
+    """A one-shot HTTP server: headers at once, then the body a byte per `interval`."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve():
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body_bytes)
+            )
+            for index in range(len(body_bytes)):
+                if stop.wait(interval):
+                    return
+                try:
+                    conn.sendall(body_bytes[index : index + 1])
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return server, stop
+
+
+def test_request_timeout_bounds_a_trickling_body():
+    """Each byte comes well within the timeout, the whole (valid) body would take
+    100 s: the request gives up once the whole response has taken request_timeout."""
+    server, stop = _trickling_server(b'{"lists": []}' + b" " * 1000, 0.1)
+    try:
+        port = server.getsockname()[1]
+        client = AutopilotClient(
+            {
+                "api_key": "k",
+                "base_url": f"http://127.0.0.1:{port}/v1",
+                "request_timeout": 0.5,
+                "max_requests_per_second": 100,
+            }
+        )
+        one_attempt = inspect.unwrap(AutopilotClient.request)  # without the retry decorators
+        with pytest.raises(RetryableError, match=r"timed out after 0\.5 s"):
+            one_attempt(client, "/lists", "lists")
+    finally:
+        stop.set()
+        server.close()
