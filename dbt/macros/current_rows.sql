@@ -27,13 +27,15 @@
 {%- endmacro %}
 
 
-{# The rows of `relation` to keep: those of the current version or a later one (every row when
-   there is none; rows without a version come from incremental syncs), minus the rows the
+{# The rows of the stream's raw table (source autopilot.<stream>) to keep: those of the current
+   version or a later one (every row when there is none; rows without a version come from
+   incremental syncs), minus the rows the
    target soft-deleted (_sdc_deleted_at set), and one row per key (the most recently loaded,
    then `order_by`) for targets that append. A later version is a pass under way or
    interrupted: a target that upserts has moved the rows it re-read to that version, so they
    are kept with the rows it has not reached yet, and the last complete pass stays whole. #}
-{% macro current_rows(relation, stream, key_columns, order_by=[]) -%}
+{% macro current_rows(stream, key_columns, order_by=[]) -%}
+  {%- set relation = source('autopilot', stream) -%}
   {%- set columns = autopilot.column_names(relation) -%}
   {%- set recency = [] -%}
   {%- for column in order_by -%}{%- do recency.append(column) -%}{%- endfor -%}

@@ -1,7 +1,7 @@
 -- One row per contact: its latest row (incremental contacts are upserted or appended, never
 -- deleted), or, with contacts in full-table mode, its row of the current pass.
 with current_rows as (
-  {{ autopilot.current_rows(source('autopilot', 'contacts'), 'contacts', ['contact_id'], order_by=['updated_at desc nulls last']) }}
+  {{ autopilot.current_rows('contacts', ['contact_id'], order_by=['updated_at desc nulls last']) }}
 )
 
 select

@@ -1,6 +1,6 @@
 -- One row per (list, contact) of the current pass of lists_contacts.
 with current_rows as (
-  {{ autopilot.current_rows(source('autopilot', 'lists_contacts'), 'lists_contacts', ['list_id', 'contact_id']) }}
+  {{ autopilot.current_rows('lists_contacts', ['list_id', 'contact_id']) }}
 )
 
 select

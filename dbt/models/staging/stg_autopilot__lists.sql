@@ -1,6 +1,6 @@
 -- One row per list of the current pass.
 with current_rows as (
-  {{ autopilot.current_rows(source('autopilot', 'lists'), 'lists', ['list_id']) }}
+  {{ autopilot.current_rows('lists', ['list_id']) }}
 )
 
 select

@@ -1,6 +1,6 @@
 -- One row per (segment, contact) of the current pass of smart_segments_contacts.
 with current_rows as (
-  {{ autopilot.current_rows(source('autopilot', 'smart_segments_contacts'), 'smart_segments_contacts', ['segment_id', 'contact_id']) }}
+  {{ autopilot.current_rows('smart_segments_contacts', ['segment_id', 'contact_id']) }}
 )
 
 select

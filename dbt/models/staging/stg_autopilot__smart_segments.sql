@@ -1,6 +1,6 @@
 -- One row per smart segment of the current pass.
 with current_rows as (
-  {{ autopilot.current_rows(source('autopilot', 'smart_segments'), 'smart_segments', ['segment_id']) }}
+  {{ autopilot.current_rows('smart_segments', ['segment_id']) }}
 )
 
 select
